@@ -1,0 +1,159 @@
+/* q3moe: a low-latency inference engine for Qwen3-MoE models.
+ *
+ * The public C API. A program loads a model (a Hugging Face checkpoint directory or a GGUF file),
+ * makes a KV cache and a run state for it, and runs the forward pass over batches of tokens:
+ *
+ *     q3_model *m;  q3_error err;
+ *     if (q3_model_load(&m, "model.gguf", NULL, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
+ *     q3_kv_cache *kv;   q3_kv_cache_new(&kv, m, &(q3_kv_options){...}, &err);
+ *     q3_runner *r;      q3_runner_new(&r, m, max_batch_tokens, n_threads, &err);
+ *     q3_forward(r, kv, &batch, logits, &err);
+ *
+ * Every function returns a q3_status (0 on success); on failure the q3_error it was given holds
+ * one line naming the file, tensor or field at fault. Functions that cannot fail say why.
+ */
+#ifndef Q3MOE_H
+#define Q3MOE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ---- */
+
+typedef enum q3_status {
+    Q3_OK = 0,
+    Q3_EINVAL,       /* a bad argument or option */
+    Q3_EIO,          /* a file could not be opened, read, mapped or written */
+    Q3_EFORMAT,      /* a file is malformed or disagrees with itself */
+    Q3_ENOMEM,       /* an allocation failed */
+    Q3_EUNSUPPORTED, /* valid input we do not handle (yet) */
+    Q3_EFULL,        /* the KV cache has no free page */
+} q3_status;
+
+typedef struct q3_error {
+    q3_status code;
+    char msg[512];
+} q3_error;
+
+/* A static string for a status; cannot fail. */
+const char *q3_status_name(q3_status s);
+
+/* ---- tensor types: the values are GGML's, so a GGUF type id is a q3_type ---- */
+
+typedef enum q3_type {
+    Q3_TYPE_F32 = 0,
+    Q3_TYPE_F16 = 1,
+    Q3_TYPE_Q4_0 = 2,
+    Q3_TYPE_Q4_1 = 3,
+    Q3_TYPE_Q5_0 = 6,
+    Q3_TYPE_Q5_1 = 7,
+    Q3_TYPE_Q8_0 = 8,
+    Q3_TYPE_Q8_1 = 9,
+    Q3_TYPE_Q2_K = 10,
+    Q3_TYPE_Q3_K = 11,
+    Q3_TYPE_Q4_K = 12,
+    Q3_TYPE_Q5_K = 13,
+    Q3_TYPE_Q6_K = 14,
+    Q3_TYPE_Q8_K = 15,
+    Q3_TYPE_I32 = 26, /* token ids in reference files; not a weight type */
+    Q3_TYPE_BF16 = 30,
+    Q3_TYPE_COUNT = 40,
+} q3_type;
+
+/* ---- the model ---- */
+
+#define Q3_MAX_LAYERS 256
+
+/* The architecture, as read from config.json or GGUF metadata. */
+typedef struct q3_config {
+    int vocab_size;
+    int hidden_size;
+    int n_layers;
+    int n_heads;          /* query heads */
+    int n_kv_heads;       /* key/value heads (GQA) */
+    int head_dim;         /* its own field: n_heads * head_dim need not equal hidden_size */
+    int n_experts;        /* routed experts per MoE layer */
+    int n_experts_used;   /* top-k */
+    int moe_intermediate; /* expert FFN width */
+    int intermediate;     /* dense FFN width (dense layers only) */
+    int max_context;      /* max_position_embeddings */
+    float rope_theta;
+    float rms_eps;
+    bool norm_topk_prob;  /* renormalise the top-k routing weights to sum to 1 */
+    bool tied_embeddings; /* lm_head shares token embeddings */
+    int bos_token, eos_token;
+    bool is_moe[Q3_MAX_LAYERS]; /* from mlp_only_layers and decoder_sparse_step */
+} q3_config;
+
+typedef struct q3_model q3_model;
+
+typedef struct q3_load_options {
+    bool verbose; /* progress lines on stderr */
+} q3_load_options;
+
+/* Opens a Hugging Face checkpoint directory (config.json + safetensors) or a GGUF file.
+ * Weights stay memory-mapped in their stored type. opts may be NULL. */
+q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options *opts,
+                        q3_error *err);
+/* Frees NULL happily; cannot fail. */
+void q3_model_free(q3_model *m);
+/* The model's architecture; cannot fail for a loaded model. */
+const q3_config *q3_model_config(const q3_model *m);
+
+/* ---- the KV cache: paged, shared by all sequences ---- */
+
+typedef struct q3_kv_cache q3_kv_cache;
+
+typedef struct q3_kv_options {
+    q3_type type;   /* F32, F16 or BF16 */
+    int page_size;  /* tokens per page */
+    int n_pages;    /* pages shared by all sequences: total cache tokens = n_pages * page_size */
+    int max_seqs;   /* sequence slots */
+    int max_seq_len;/* longest sequence (tokens) */
+} q3_kv_options;
+
+q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_options *opts,
+                          q3_error *err);
+void q3_kv_cache_free(q3_kv_cache *kv);
+/* Drops every token of sequence seq from position pos on, returning its pages to the pool;
+ * pos 0 empties it. Cannot fail for a valid seq (an invalid one is ignored). */
+void q3_kv_cache_truncate(q3_kv_cache *kv, int seq, int pos);
+/* Tokens held for sequence seq; cannot fail. */
+int q3_kv_cache_seq_len(const q3_kv_cache *kv, int seq);
+/* Pages in use and free; cannot fail. */
+void q3_kv_cache_usage(const q3_kv_cache *kv, int *used_pages, int *free_pages);
+
+/* ---- one step of the forward pass ---- */
+
+/* The tokens of one step: any mix of prefill chunks and decode tokens of several sequences.
+ * Token i of sequence seq[i] sits at position pos[i]; a sequence's positions in a batch are
+ * consecutive and continue what the cache holds for it. */
+typedef struct q3_batch {
+    int n_tokens;
+    const int32_t *tokens;  /* [n_tokens] */
+    const int32_t *pos;     /* [n_tokens] */
+    const int32_t *seq;     /* [n_tokens] KV cache sequence slot */
+    const bool *want_logits;/* [n_tokens]; NULL: logits of every token */
+} q3_batch;
+
+/* The scratch buffers of a forward pass and its worker threads. */
+typedef struct q3_runner q3_runner;
+
+q3_status q3_runner_new(q3_runner **out, const q3_model *m, int max_batch_tokens, int n_threads,
+                        q3_error *err);
+void q3_runner_free(q3_runner *r);
+
+/* Runs the model over a batch, appending its keys and values to the cache. logits receives
+ * [rows, vocab] floats, one row per token whose want_logits is set, in batch order. */
+q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *batch, float *logits,
+                     q3_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,10 @@
+/* The subcommands of the q3moe binary: each takes its own argv (argv[0] is the command name)
+ * and returns the process exit code (0 ok, 1 error, 2 usage). */
+#ifndef Q3_COMMANDS_H
+#define Q3_COMMANDS_H
+
+int cmd_info(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif

@@ -1,0 +1,73 @@
+/* The traits table: every tensor type q3moe reads, indexed by its GGML id. */
+#include "quant/types.h"
+
+#include <stdio.h>
+#include <strings.h>
+#include "quant/float_types.h"
+
+/* Every GGML type id with its block geometry, so a file of any llama.cpp type can be measured and
+ * named; the kernels (to_float, vec_dot) are filled in for the types q3moe computes with. */
+static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
+    [Q3_TYPE_F32] = {"F32", 1, 4, q3_f32_to_float, q3_f32_from_float, q3_f32_vec_dot, Q3_TYPE_F32},
+    [Q3_TYPE_F16] = {"F16", 1, 2, q3_f16_to_float, q3_f16_from_float, q3_f16_vec_dot, Q3_TYPE_F32},
+    [Q3_TYPE_BF16] = {"BF16", 1, 2, q3_bf16_to_float, q3_bf16_from_float, q3_bf16_vec_dot,
+                      Q3_TYPE_F32},
+    [Q3_TYPE_Q4_0] = {"Q4_0", 32, 18, NULL, NULL, NULL, Q3_TYPE_Q8_0},
+    [Q3_TYPE_Q4_1] = {"Q4_1", 32, 20, NULL, NULL, NULL, Q3_TYPE_Q8_1},
+    [Q3_TYPE_Q5_0] = {"Q5_0", 32, 22, NULL, NULL, NULL, Q3_TYPE_Q8_0},
+    [Q3_TYPE_Q5_1] = {"Q5_1", 32, 24, NULL, NULL, NULL, Q3_TYPE_Q8_1},
+    [Q3_TYPE_Q8_0] = {"Q8_0", 32, 34, NULL, NULL, NULL, Q3_TYPE_Q8_0},
+    [Q3_TYPE_Q8_1] = {"Q8_1", 32, 36, NULL, NULL, NULL, Q3_TYPE_Q8_1},
+    [Q3_TYPE_Q2_K] = {"Q2_K", 256, 84, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [Q3_TYPE_Q3_K] = {"Q3_K", 256, 110, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [Q3_TYPE_Q4_K] = {"Q4_K", 256, 144, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [Q3_TYPE_Q5_K] = {"Q5_K", 256, 176, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [Q3_TYPE_Q6_K] = {"Q6_K", 256, 210, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [Q3_TYPE_Q8_K] = {"Q8_K", 256, 292, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [16] = {"IQ2_XXS", 256, 66, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [17] = {"IQ2_XS", 256, 74, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [18] = {"IQ3_XXS", 256, 98, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [19] = {"IQ1_S", 256, 50, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [20] = {"IQ4_NL", 32, 18, NULL, NULL, NULL, Q3_TYPE_Q8_0},
+    [21] = {"IQ3_S", 256, 110, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [22] = {"IQ2_S", 256, 82, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [23] = {"IQ4_XS", 256, 136, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [24] = {"I8", 1, 1, NULL, NULL, NULL, 24},
+    [25] = {"I16", 1, 2, NULL, NULL, NULL, 25},
+    [Q3_TYPE_I32] = {"I32", 1, 4, NULL, NULL, NULL, Q3_TYPE_I32},
+    [27] = {"I64", 1, 8, NULL, NULL, NULL, 27},
+    [28] = {"F64", 1, 8, NULL, NULL, NULL, 28},
+    [29] = {"IQ1_M", 256, 56, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [34] = {"TQ1_0", 256, 54, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [35] = {"TQ2_0", 256, 66, NULL, NULL, NULL, Q3_TYPE_Q8_K},
+    [39] = {"MXFP4", 32, 17, NULL, NULL, NULL, Q3_TYPE_Q8_0},
+};
+
+const q3_type_traits *q3_type_get(q3_type t) {
+    if ((unsigned)t >= Q3_TYPE_COUNT || !TRAITS[t].name) return NULL;
+    return &TRAITS[t];
+}
+
+bool q3_type_from_name(const char *name, q3_type *out) {
+    for (int t = 0; t < Q3_TYPE_COUNT; t++) {
+        if (TRAITS[t].name && strcasecmp(TRAITS[t].name, name) == 0) {
+            *out = (q3_type)t;
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t q3_row_bytes(q3_type t, int64_t n) {
+    const q3_type_traits *tr = q3_type_get(t);
+    if (!tr || n % tr->block_size) return 0;
+    return (size_t)(n / tr->block_size) * tr->type_size;
+}
+
+const char *q3_type_name(q3_type t) {
+    static _Thread_local char buf[32];
+    const q3_type_traits *tr = q3_type_get(t);
+    if (tr) return tr->name;
+    snprintf(buf, sizeof buf, "unknown(%d)", (int)t);
+    return buf;
+}

@@ -1,0 +1,38 @@
+/* Tensor types: one row of traits per type (block size, bytes per block, conversions, dot
+ * product). Adding a quant format is one row here plus its kernels in its own file.
+ * Weights are stored as rows of blocks; a row of `n` elements takes n / block_size blocks. */
+#ifndef Q3_TYPES_H
+#define Q3_TYPES_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "q3moe.h"
+
+/* Dequantize n elements (a multiple of block_size) of src into dst. */
+typedef void (*q3_to_float_fn)(const void *src, float *dst, int64_t n);
+/* Quantize n elements of src into dst: the reference (round-to-nearest or llama.cpp's search). */
+typedef void (*q3_from_float_fn)(const float *src, void *dst, int64_t n);
+/* Dot product of n elements: w is a row of this type, x a row of vec_dot_type. */
+typedef float (*q3_vec_dot_fn)(int64_t n, const void *w, const void *x);
+
+typedef struct q3_type_traits {
+    const char *name;        /* as llama.cpp prints it: "F32", "Q4_K", ... */
+    int block_size;          /* elements per block */
+    size_t type_size;        /* bytes per block */
+    q3_to_float_fn to_float;
+    q3_from_float_fn from_float;
+    q3_vec_dot_fn vec_dot;
+    q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
+} q3_type_traits;
+
+/* Traits of t, or NULL for an id we do not know (not every GGML id is a type we read). */
+const q3_type_traits *q3_type_get(q3_type t);
+/* Type by case-insensitive name ("bf16", "q4_k"); returns false when unknown. */
+bool q3_type_from_name(const char *name, q3_type *out);
+/* Bytes taken by a row of n elements; 0 when n is not a whole number of blocks. */
+size_t q3_row_bytes(q3_type t, int64_t n);
+/* Name of t, or "unknown(N)" in a static buffer for unknown ids; cannot fail. */
+const char *q3_type_name(q3_type t);
+
+#endif
