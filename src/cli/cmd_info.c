@@ -1,0 +1,95 @@
+/* q3moe info: what a model file is — architecture, hyper-parameters, tensors by type, parameter
+ * counts (total and active per token) and file sizes. */
+#include <stdlib.h>
+#include <string.h>
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "model/model.h"
+#include "quant/types.h"
+
+typedef struct type_tally {
+    int64_t tensors[Q3_TYPE_COUNT];
+    uint64_t bytes[Q3_TYPE_COUNT];
+} type_tally;
+
+static void count(type_tally *t, q3_type type, size_t bytes) {
+    t->tensors[type]++;
+    t->bytes[type] += bytes;
+}
+
+static int64_t tally(const q3_model *m, type_tally *t) {
+    memset(t, 0, sizeof *t);
+    if (m->kind == Q3_SOURCE_GGUF) {
+        for (int64_t i = 0; i < m->gguf.n_tensors; i++) count(t, m->gguf.tensors[i].type, m->gguf.tensors[i].nbytes);
+        return m->gguf.n_tensors;
+    }
+    int64_t n = 0;
+    for (int f = 0; f < m->hf.n_files; f++)
+        for (int i = 0; i < m->hf.files[f].n_tensors; i++, n++)
+            count(t, m->hf.files[f].tensors[i].type, m->hf.files[f].tensors[i].nbytes);
+    return n;
+}
+
+static void print_files(const q3_model *m) {
+    if (m->kind == Q3_SOURCE_GGUF) {
+        printf("  %-40s %10.2f MiB\n", m->gguf.path, (double)m->gguf.map.size / (1 << 20));
+        return;
+    }
+    for (int f = 0; f < m->hf.n_files; f++)
+        printf("  %-40s %10.2f MiB\n", m->hf.files[f].map.path, (double)m->hf.files[f].map.size / (1 << 20));
+}
+
+static void print_layers(const q3_config *c) {
+    int dense = 0;
+    for (int l = 0; l < c->n_layers; l++) dense += !c->is_moe[l];
+    printf("  layers                %d (%d MoE, %d dense", c->n_layers, c->n_layers - dense, dense);
+    if (dense) {
+        printf(":");
+        for (int l = 0; l < c->n_layers; l++) if (!c->is_moe[l]) printf(" %d", l);
+    }
+    printf(")\n");
+}
+
+int cmd_info(int argc, char **argv) {
+    if (argc != 2 || !strcmp(argv[1], "--help")) {
+        fprintf(argc == 2 ? stdout : stderr, "usage: q3moe info MODEL   (a checkpoint directory or a .gguf file)\n");
+        return argc == 2 ? 0 : 2;
+    }
+    q3_error err = {0};
+    q3_model *m;
+    if (q3_model_load(&m, argv[1], NULL, &err)) {
+        fprintf(stderr, "q3moe info: %s\n", err.msg);
+        return 1;
+    }
+    const q3_config *c = q3_model_config(m);
+    printf("model: %s\n", argv[1]);
+    printf("  format                %s\n", m->kind == Q3_SOURCE_GGUF ? "GGUF" : "Hugging Face safetensors");
+    printf("  architecture          qwen3moe (Qwen3MoeForCausalLM)\n");
+    print_layers(c);
+    printf("  hidden_size           %d\n", c->hidden_size);
+    printf("  attention heads       %d query, %d key/value, head_dim %d\n", c->n_heads, c->n_kv_heads, c->head_dim);
+    printf("  experts               %d routed, top-%d, moe_intermediate_size %d, norm_topk_prob %s\n",
+           c->n_experts, c->n_experts_used, c->moe_intermediate, c->norm_topk_prob ? "true" : "false");
+    printf("  intermediate_size     %d (dense layers)\n", c->intermediate);
+    printf("  vocab_size            %d\n", c->vocab_size);
+    printf("  tied embeddings       %s\n", c->tied_embeddings ? "yes" : "no");
+    printf("  rope_theta            %g\n", c->rope_theta);
+    printf("  rms_norm_eps          %g\n", c->rms_eps);
+    printf("  max context           %d\n", c->max_context);
+    printf("  bos / eos token       %d / %d\n", c->bos_token, c->eos_token);
+    type_tally t;
+    int64_t n = tally(m, &t);
+    printf("tensors: %lld\n", (long long)n);
+    for (int ty = 0; ty < Q3_TYPE_COUNT; ty++)
+        if (t.tensors[ty])
+            printf("  %-8s %6lld tensors %12.2f MiB\n", q3_type_name((q3_type)ty), (long long)t.tensors[ty],
+                   (double)t.bytes[ty] / (1 << 20));
+    int64_t total, active;
+    q3_model_param_counts(m, &total, &active);
+    printf("parameters: %lld total (%.2f B), %lld active per token (%.2f B)\n", (long long)total, total / 1e9,
+           (long long)active, active / 1e9);
+    printf("files: %.2f MiB\n", (double)m->file_bytes / (1 << 20));
+    print_files(m);
+    q3_model_free(m);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* What the subcommands share: finding the model to use, parsing lists, printing errors. */
+#ifndef Q3_CLI_COMMON_H
+#define Q3_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The bundled demo model, looked up beside the working directory and beside the binary. */
+#define Q3_DEMO_MODEL "models/qwen3-moe-demo-py.gguf"
+
+/* The model path: the -m argument if given, else $Q3_MODEL, else the bundled demo model.
+ * Returns NULL (after printing why) when none is found. */
+const char *q3_cli_model_path(const char *arg);
+/* Parses "17,300,4" into a malloc'd array; prints an error naming `what` and returns false on
+ * bad input. */
+bool q3_cli_parse_ids(const char *s, const char *what, int32_t **out, int *n);
+/* Parses a positive integer option value; prints an error naming the option on failure. */
+bool q3_cli_parse_int(const char *s, const char *option, long min, long max, long *out);
+
+#endif

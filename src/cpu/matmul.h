@@ -1,0 +1,25 @@
+/* Matrix times a batch of activation rows: y[t][r] = W[r] . x[t], threaded over row blocks.
+ * Activations are first converted once to the weight type's vec_dot_type (f32 for float
+ * weights, Q8_0 / Q8_K for integer formats), then every (row, token) dot product runs on them.
+ * Each output depends only on its own row and token, so results are the same whatever else is
+ * in the batch (batch invariance). */
+#ifndef Q3_MATMUL_H
+#define Q3_MATMUL_H
+
+#include "base/pool.h"
+#include "model/model.h"
+
+/* Bytes that n rows of `cols` activations take once converted for weights of type w_type. */
+size_t q3_act_row_bytes(q3_type w_type, int64_t cols);
+/* Converts n rows of x (stride cols) for weights of type w_type into dst (stride
+ * q3_act_row_bytes); cannot fail for a type the model loader accepted. */
+void q3_act_convert(q3_type w_type, const float *x, int64_t cols, int n, void *dst);
+
+/* y[t * y_stride + r] = W[r] . act[t] for r in [0, rows), t in [0, n). act holds n converted rows. */
+void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y, int64_t y_stride);
+
+/* The same for rows [r0, r1) only, on the calling thread (for callers that split work themselves). */
+void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,
+                    int64_t y_stride);
+
+#endif

@@ -1,0 +1,162 @@
+/* The feed-forward blocks on the CPU. MoE: route the whole batch (float32 softmax over all
+ * experts, top-k, optional renormalisation), group the (token, expert) assignments by expert,
+ * run each active expert once over all its tokens with gate, up and SiLU fused, then the down
+ * projection, and sum each token's k outputs weighted, in a fixed order. Threads take
+ * (expert, block of rows) tasks from one queue, so busy and idle experts balance out. */
+#include <math.h>
+#include <string.h>
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "model/runner.h"
+#include "quant/types.h"
+
+#define ROWS_PER_TASK 32
+
+/* softmax, then the k largest probabilities (ties to the lower expert id, as a stable sort). */
+static void route_token(const float *logits, int n_experts, int k, bool renorm, int32_t *top, float *w) {
+    float max = logits[0], sum = 0, p[4096];
+    for (int x = 1; x < n_experts; x++) if (logits[x] > max) max = logits[x];
+    for (int x = 0; x < n_experts; x++) sum += (p[x] = expf(logits[x] - max));
+    for (int x = 0; x < n_experts; x++) p[x] /= sum;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int x = 0; x < n_experts; x++) {
+            bool taken = false;
+            for (int t = 0; t < j; t++) taken |= top[t] == x;
+            if (!taken && (best < 0 || p[x] > p[best])) best = x;
+        }
+        top[j] = best;
+        w[j] = p[best];
+    }
+    if (!renorm) return;
+    float s = 0;
+    for (int j = 0; j < k; j++) s += w[j];
+    for (int j = 0; j < k; j++) w[j] /= s;
+}
+
+/* Counting sort of assignments by expert; returns the number of active experts. */
+static int group_by_expert(q3_runner *r, int n, int n_experts, int k) {
+    int *start = r->expert_start;
+    memset(start, 0, (size_t)(n_experts + 1) * sizeof *start);
+    for (int a = 0; a < n * k; a++) start[r->top_expert[a] + 1]++;
+    int n_active = 0;
+    for (int x = 0; x < n_experts; x++) {
+        if (start[x + 1]) r->active[n_active++] = x;
+        start[x + 1] += start[x];
+    }
+    int fill[4096];
+    memcpy(fill, start, (size_t)n_experts * sizeof *fill);
+    for (int a = 0; a < n * k; a++) {
+        int slot = fill[r->top_expert[a]]++;
+        r->assign_token[slot] = a / k;
+        r->slot_of[a] = slot;
+    }
+    return n_active;
+}
+
+typedef struct ffn_job {
+    q3_runner *r;
+    const q3_ffn *experts; /* indexed by expert id */
+    int n_experts_active;
+    int64_t row_tasks;     /* tasks per expert */
+    int ffn_dim, hidden;
+} ffn_job;
+
+static void expert_of_task(const ffn_job *j, int task, int *x, int64_t *r0) {
+    *x = j->r->active[task / j->row_tasks];
+    *r0 = (task % j->row_tasks) * ROWS_PER_TASK;
+}
+
+/* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens. */
+static void gate_up_task(void *ctx, int task, int thread) {
+    (void)thread;
+    ffn_job *j = ctx;
+    q3_runner *r = j->r;
+    int x;
+    int64_t r0;
+    expert_of_task(j, task, &x, &r0);
+    int64_t r1 = r0 + ROWS_PER_TASK < j->ffn_dim ? r0 + ROWS_PER_TASK : j->ffn_dim;
+    const q3_ffn *f = &j->experts[x];
+    const q3_type_traits *tg = q3_type_get(f->gate.type), *tu = q3_type_get(f->up.type);
+    size_t ab = q3_act_row_bytes(f->gate.type, f->gate.cols);
+    for (int slot = r->expert_start[x]; slot < r->expert_start[x + 1]; slot++) {
+        const char *act = (const char *)r->act + (size_t)r->assign_token[slot] * ab;
+        float *h = r->h + (size_t)slot * j->ffn_dim;
+        for (int64_t row = r0; row < r1; row++) {
+            float g = tg->vec_dot(f->gate.cols, (const char *)f->gate.data + row * f->gate.row_bytes, act);
+            float u = tu->vec_dot(f->up.cols, (const char *)f->up.data + row * f->up.row_bytes, act);
+            h[row] = q3_silu(g) * u;
+        }
+    }
+}
+
+static void down_task(void *ctx, int task, int thread) {
+    (void)thread;
+    ffn_job *j = ctx;
+    q3_runner *r = j->r;
+    int x;
+    int64_t r0;
+    expert_of_task(j, task, &x, &r0);
+    int64_t r1 = r0 + ROWS_PER_TASK < j->hidden ? r0 + ROWS_PER_TASK : j->hidden;
+    const q3_mat *d = &j->experts[x].down;
+    const q3_type_traits *td = q3_type_get(d->type);
+    size_t ab = q3_act_row_bytes(d->type, d->cols);
+    for (int slot = r->expert_start[x]; slot < r->expert_start[x + 1]; slot++) {
+        const char *act = (const char *)r->h_act + (size_t)slot * ab;
+        float *y = r->y + (size_t)slot * j->hidden;
+        for (int64_t row = r0; row < r1; row++)
+            y[row] = td->vec_dot(d->cols, (const char *)d->data + row * d->row_bytes, act);
+    }
+}
+
+static void convert_h_task(void *ctx, int slot, int thread) {
+    (void)thread;
+    ffn_job *j = ctx;
+    const q3_mat *d = &j->experts[j->r->active[0]].down;
+    size_t ab = q3_act_row_bytes(d->type, d->cols);
+    q3_act_convert(d->type, j->r->h + (size_t)slot * j->ffn_dim, d->cols, 1, (char *)j->r->h_act + slot * ab);
+}
+
+/* Runs the grouped experts: assignments already grouped, r->act holds the converted inputs. */
+static void run_experts(q3_runner *r, const q3_ffn *experts, int n_active, int n_assign, int ffn_dim) {
+    int H = r->m->cfg.hidden_size;
+    ffn_job j = {r, experts, n_active, (ffn_dim + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ffn_dim, H};
+    q3_pool_run(r->pool, gate_up_task, &j, (int)(n_active * j.row_tasks));
+    q3_pool_run(r->pool, convert_h_task, &j, n_assign);
+    j.row_tasks = (H + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    q3_pool_run(r->pool, down_task, &j, (int)(n_active * j.row_tasks));
+}
+
+void q3_moe_block(q3_runner *r, const q3_layer *L, int n) {
+    const q3_config *c = &r->m->cfg;
+    int E = c->n_experts, k = c->n_experts_used, H = c->hidden_size;
+    q3_act_convert(L->router.type, r->xn, H, n, r->act);
+    q3_matmul(r->pool, &L->router, r->act, n, r->router, E);
+    for (int i = 0; i < n; i++)
+        route_token(r->router + (size_t)i * E, E, k, c->norm_topk_prob, r->top_expert + (size_t)i * k,
+                    r->top_weight + (size_t)i * k);
+    int n_active = group_by_expert(r, n, E, k);
+    q3_act_convert(L->experts[0].gate.type, r->xn, H, n, r->act);
+    run_experts(r, L->experts, n_active, n * k, c->moe_intermediate);
+    for (int i = 0; i < n; i++) {
+        float *out = r->out + (size_t)i * H;
+        memset(out, 0, (size_t)H * sizeof(float));
+        for (int j = 0; j < k; j++) {
+            const float *y = r->y + (size_t)r->slot_of[i * k + j] * H;
+            float w = r->top_weight[i * k + j];
+            for (int d = 0; d < H; d++) out[d] += w * y[d];
+        }
+    }
+}
+
+/* A dense layer is the same machinery with one expert that every token takes. */
+void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n) {
+    int H = r->m->cfg.hidden_size;
+    r->active[0] = 0;
+    r->expert_start[0] = 0;
+    r->expert_start[1] = n;
+    for (int i = 0; i < n; i++) r->assign_token[i] = i;
+    q3_act_convert(f->gate.type, r->xn, H, n, r->act);
+    run_experts(r, f, 1, n, (int)f->gate.rows);
+    memcpy(r->out, r->y, (size_t)n * H * sizeof(float));
+}

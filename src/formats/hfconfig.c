@@ -1,0 +1,164 @@
+/* Hugging Face config.json -> q3_config. Accepts what different transformers versions write:
+ * num_experts or num_local_experts, rope_theta at the top level or under rope_parameters,
+ * torch_dtype or dtype. A missing required field or a wrong type is an error naming it. */
+#include <jansson.h>
+#include <string.h>
+#include "model/model.h"
+
+typedef struct reader {
+    json_t *root;
+    const char *path;
+    q3_error *e;
+} reader;
+
+static q3_status get_int(reader *r, const char *key, int *out, bool required, int fallback) {
+    json_t *v = json_object_get(r->root, key);
+    if (!v || json_is_null(v)) {
+        if (required) return q3_fail(r->e, Q3_EFORMAT, "%s: field %s is missing", r->path, key);
+        *out = fallback;
+        return Q3_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 30))
+        return q3_fail(r->e, Q3_EFORMAT, "%s: field %s must be a non-negative integer", r->path, key);
+    *out = (int)json_integer_value(v);
+    return Q3_OK;
+}
+
+static q3_status get_float(reader *r, json_t *obj, const char *key, float *out, bool *found) {
+    json_t *v = json_object_get(obj, key);
+    *found = v && !json_is_null(v);
+    if (!*found) return Q3_OK;
+    if (!json_is_number(v)) return q3_fail(r->e, Q3_EFORMAT, "%s: field %s must be a number", r->path, key);
+    *out = (float)json_number_value(v);
+    return Q3_OK;
+}
+
+static q3_status get_bool(reader *r, const char *key, bool *out, bool fallback) {
+    json_t *v = json_object_get(r->root, key);
+    if (!v || json_is_null(v)) {
+        *out = fallback;
+        return Q3_OK;
+    }
+    if (!json_is_boolean(v)) return q3_fail(r->e, Q3_EFORMAT, "%s: field %s must be true or false", r->path, key);
+    *out = json_is_true(v);
+    return Q3_OK;
+}
+
+/* rope_theta moved under rope_parameters in newer writers; only default RoPE is supported. */
+static q3_status read_rope(reader *r, q3_config *c) {
+    bool found;
+    q3_status st = get_float(r, r->root, "rope_theta", &c->rope_theta, &found);
+    if (st || found) goto scaling;
+    json_t *rp = json_object_get(r->root, "rope_parameters");
+    if (json_is_object(rp)) {
+        if ((st = get_float(r, rp, "rope_theta", &c->rope_theta, &found))) return st;
+        json_t *type = json_object_get(rp, "rope_type");
+        if (json_is_string(type) && strcmp(json_string_value(type), "default"))
+            return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: rope_parameters.rope_type %s is not supported",
+                           r->path, json_string_value(type));
+    }
+    if (!found) return q3_fail(r->e, Q3_EFORMAT, "%s: field rope_theta is missing", r->path);
+scaling:
+    if (st) return st;
+    json_t *rs = json_object_get(r->root, "rope_scaling");
+    if (rs && !json_is_null(rs))
+        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: rope_scaling is set; only plain RoPE is supported", r->path);
+    return Q3_OK;
+}
+
+/* A layer is MoE unless listed in mlp_only_layers or off the decoder_sparse_step grid. */
+static q3_status read_layer_kinds(reader *r, q3_config *c) {
+    int step;
+    q3_status st = get_int(r, "decoder_sparse_step", &step, false, 1);
+    if (st) return st;
+    for (int i = 0; i < c->n_layers; i++) c->is_moe[i] = c->n_experts > 0 && step > 0 && (i + 1) % step == 0;
+    json_t *only = json_object_get(r->root, "mlp_only_layers");
+    if (!only || json_is_null(only)) return Q3_OK;
+    if (!json_is_array(only)) return q3_fail(r->e, Q3_EFORMAT, "%s: field mlp_only_layers must be a list", r->path);
+    size_t i;
+    json_t *v;
+    json_array_foreach(only, i, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= c->n_layers)
+            return q3_fail(r->e, Q3_EFORMAT, "%s: mlp_only_layers[%zu] is not a layer index", r->path, i);
+        c->is_moe[json_integer_value(v)] = false;
+    }
+    return Q3_OK;
+}
+
+static q3_status read_config(reader *r, q3_config *c) {
+    q3_status st;
+    json_t *mt = json_object_get(r->root, "model_type");
+    if (json_is_string(mt) && strcmp(json_string_value(mt), "qwen3_moe"))
+        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: model_type %s is not qwen3_moe", r->path,
+                       json_string_value(mt));
+    if ((st = get_int(r, "vocab_size", &c->vocab_size, true, 0)) ||
+        (st = get_int(r, "hidden_size", &c->hidden_size, true, 0)) ||
+        (st = get_int(r, "num_hidden_layers", &c->n_layers, true, 0)) ||
+        (st = get_int(r, "num_attention_heads", &c->n_heads, true, 0)) ||
+        (st = get_int(r, "num_key_value_heads", &c->n_kv_heads, false, c->n_heads)) ||
+        (st = get_int(r, "head_dim", &c->head_dim, false, c->n_heads ? c->hidden_size / c->n_heads : 0)) ||
+        (st = get_int(r, "num_experts_per_tok", &c->n_experts_used, true, 0)) ||
+        (st = get_int(r, "moe_intermediate_size", &c->moe_intermediate, true, 0)) ||
+        (st = get_int(r, "intermediate_size", &c->intermediate, false, 0)) ||
+        (st = get_int(r, "max_position_embeddings", &c->max_context, false, 32768)) ||
+        (st = get_int(r, "bos_token_id", &c->bos_token, false, -1)) ||
+        (st = get_int(r, "eos_token_id", &c->eos_token, false, -1)) ||
+        (st = get_bool(r, "norm_topk_prob", &c->norm_topk_prob, false)) ||
+        (st = get_bool(r, "tie_word_embeddings", &c->tied_embeddings, false)))
+        return st;
+    bool has_experts = json_object_get(r->root, "num_experts") != NULL;
+    if ((st = get_int(r, has_experts ? "num_experts" : "num_local_experts", &c->n_experts, true, 0))) return st;
+    bool found;
+    if ((st = get_float(r, r->root, "rms_norm_eps", &c->rms_eps, &found))) return st;
+    if (!found) c->rms_eps = 1e-6f;
+    if ((st = read_rope(r, c))) return st;
+    if (c->n_layers > Q3_MAX_LAYERS)
+        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: num_hidden_layers %d exceeds %d", r->path, c->n_layers, Q3_MAX_LAYERS);
+    return read_layer_kinds(r, c);
+}
+
+q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e) {
+    memset(c, 0, sizeof *c);
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) {
+        if (strstr(je.text, "unable to open"))
+            return q3_fail(e, Q3_EIO, "%s: cannot open", path);
+        return q3_fail(e, Q3_EFORMAT, "%s: not JSON: %s (line %d)", path, je.text, je.line);
+    }
+    reader r = {root, path, e};
+    q3_status st = json_is_object(root) ? read_config(&r, c)
+                                        : q3_fail(e, Q3_EFORMAT, "%s: not a JSON object", path);
+    json_decref(root);
+    return st ? st : q3_config_validate(c, path, e);
+}
+
+q3_status q3_config_validate(const q3_config *c, const char *src, q3_error *e) {
+#define REQUIRE(cond, ...) \
+    if (!(cond)) return q3_fail(e, Q3_EFORMAT, __VA_ARGS__)
+    REQUIRE(c->vocab_size > 0, "%s: vocab_size must be positive", src);
+    REQUIRE(c->hidden_size > 0, "%s: hidden_size must be positive", src);
+    REQUIRE(c->n_layers > 0, "%s: num_hidden_layers must be positive", src);
+    REQUIRE(c->n_heads > 0 && c->n_kv_heads > 0, "%s: head counts must be positive", src);
+    REQUIRE(c->n_heads % c->n_kv_heads == 0,
+            "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", src, c->n_heads,
+            c->n_kv_heads);
+    REQUIRE(c->head_dim > 0 && c->head_dim % 2 == 0 && c->head_dim <= 1024,
+            "%s: head_dim %d must be even and positive", src, c->head_dim);
+    REQUIRE(c->rms_eps > 0, "%s: rms_norm_eps must be positive", src);
+    REQUIRE(c->rope_theta > 0, "%s: rope_theta must be positive", src);
+    bool any_moe = false, any_dense = false;
+    for (int i = 0; i < c->n_layers; i++) {
+        if (c->is_moe[i]) any_moe = true;
+        else any_dense = true;
+    }
+    if (any_moe) {
+        REQUIRE(c->n_experts > 0 && c->n_experts <= 4096, "%s: num_experts %d out of range", src, c->n_experts);
+        REQUIRE(c->n_experts_used > 0 && c->n_experts_used <= c->n_experts,
+                "%s: num_experts_per_tok %d must be in 1..num_experts", src, c->n_experts_used);
+        REQUIRE(c->moe_intermediate > 0, "%s: moe_intermediate_size must be positive", src);
+    }
+    if (any_dense) REQUIRE(c->intermediate > 0, "%s: intermediate_size must be positive (dense layers)", src);
+    return Q3_OK;
+#undef REQUIRE
+}

@@ -1,0 +1,44 @@
+/* The paged KV cache. Keys and values of every layer live in fixed-size pages drawn from one
+ * pool shared by all sequences; each sequence has a page table mapping its positions to pages.
+ * Pages are reference counted so sequences can share a common prefix (a system prompt, earlier
+ * turns) and copy a page only when they write into a shared one. */
+#ifndef Q3_KV_CACHE_H
+#define Q3_KV_CACHE_H
+
+#include "base/error.h"
+
+struct q3_kv_cache {
+    q3_type type;          /* F32, F16 or BF16 */
+    int n_layers, kv_dim;  /* kv_dim = n_kv_heads * head_dim */
+    int page_size, n_pages, max_seqs, max_pages_per_seq;
+    size_t elem_size;      /* bytes per element of `type` */
+    size_t page_bytes;     /* bytes of one page of one layer's keys (or values) */
+    unsigned char *k, *v;  /* [n_layers][n_pages][page_size][kv_dim] */
+    int32_t *page_table;   /* [max_seqs][max_pages_per_seq]; -1 where unmapped */
+    int *seq_len;          /* [max_seqs] tokens held */
+    int *refcount;         /* [n_pages] */
+    int *free_pages;       /* stack of free page ids */
+    int n_free;
+};
+
+/* Makes sure sequence seq can hold positions [0, new_len): maps pages for the new positions and
+ * gives the sequence its own copy of any shared page it will write into. Q3_EFULL when the pool
+ * runs out (nothing is changed then). */
+q3_status q3_kv_reserve(q3_kv_cache *kv, int seq, int new_len, q3_error *e);
+/* Pages still needed to grow seq to new_len; cannot fail. */
+int q3_kv_pages_needed(const q3_kv_cache *kv, int seq, int new_len);
+/* Shares the first n_tokens of src with dst (which must be empty): whole pages by reference,
+ * the partial last page by copy. Q3_EFULL when no page is free for the copy. */
+q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e);
+/* Marks positions [0, len) of seq as held (after the forward pass wrote them); cannot fail. */
+void q3_kv_set_len(q3_kv_cache *kv, int seq, int len);
+
+/* Address of the key or value row of (layer, seq, pos); the page must be mapped. */
+static inline unsigned char *q3_kv_row(const q3_kv_cache *kv, const unsigned char *base, int layer,
+                                       int seq, int pos) {
+    int page = kv->page_table[(size_t)seq * kv->max_pages_per_seq + pos / kv->page_size];
+    return (unsigned char *)base + ((size_t)layer * kv->n_pages + (size_t)page) * kv->page_bytes +
+           (size_t)(pos % kv->page_size) * kv->kv_dim * kv->elem_size;
+}
+
+#endif

@@ -1,0 +1,204 @@
+/* The Qwen3-MoE forward pass over one batch, top to bottom like the architecture:
+ *
+ *   x = embed(tokens)
+ *   for each layer:  x += attention(rmsnorm(x))      q/k RMSNorm, NeoX RoPE, GQA, paged KV
+ *                    x += moe_or_dense(rmsnorm(x))   softmax router, top-k, SwiGLU experts
+ *   logits = lm_head(rmsnorm(x))                     only for the rows that want them
+ *
+ * The blocks live in src/cpu/attention.c and src/cpu/moe.c; this file owns the run state. */
+#include <stdlib.h>
+#include <string.h>
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "model/runner.h"
+#include "quant/types.h"
+
+static size_t max_act_bytes(const q3_model *m) {
+    const q3_config *c = &m->cfg;
+    size_t best = q3_act_row_bytes(m->lm_head.type, c->hidden_size);
+    for (int l = 0; l < c->n_layers; l++) {
+        const q3_layer *L = &m->layers[l];
+        const q3_mat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->router, &L->dense.gate, &L->dense.down,
+                                L->is_moe ? &L->experts[0].gate : NULL};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) {
+            if (!mats[i] || !mats[i]->data) continue;
+            size_t b = q3_act_row_bytes(mats[i]->type, mats[i]->cols);
+            if (b > best) best = b;
+        }
+    }
+    return best;
+}
+
+/* Bytes per row for the down projections' inputs, over every MoE and dense layer. */
+static size_t max_down_act_bytes(const q3_model *m, int *ffn_dim) {
+    const q3_config *c = &m->cfg;
+    size_t best = 0;
+    *ffn_dim = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const q3_layer *L = &m->layers[l];
+        const q3_mat *down = L->is_moe ? &L->experts[0].down : &L->dense.down;
+        size_t b = q3_act_row_bytes(down->type, down->cols);
+        if (b > best) best = b;
+        if (down->cols > *ffn_dim) *ffn_dim = (int)down->cols;
+    }
+    return best;
+}
+
+q3_status q3_runner_new(q3_runner **out, const q3_model *m, int max_tokens, int n_threads, q3_error *e) {
+    *out = NULL;
+    if (max_tokens <= 0) return q3_fail(e, Q3_EINVAL, "runner: max batch tokens must be positive");
+    const q3_config *c = &m->cfg;
+    q3_runner *r = calloc(1, sizeof *r);
+    if (!r) return q3_fail(e, Q3_ENOMEM, "runner: out of memory");
+    q3_status st = q3_pool_new(&r->pool, n_threads, n_threads > 0, e);
+    if (st) {
+        free(r);
+        return st;
+    }
+    r->m = m;
+    r->max_tokens = max_tokens;
+    size_t T = (size_t)max_tokens, H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, K = (size_t)(c->n_experts_used ? c->n_experts_used : 1);
+    size_t E = (size_t)(c->n_experts ? c->n_experts : 1);
+    int ffn_dim;
+    r->act_bytes = max_act_bytes(m);
+    r->h_act_bytes = max_down_act_bytes(m, &ffn_dim);
+    /* Dense layers run as one "expert" per token: size the assignment buffers for both. */
+    size_t A = T * K;
+    r->x = malloc(T * H * sizeof(float));
+    r->xn = malloc(T * H * sizeof(float));
+    r->q = malloc(T * qd * sizeof(float));
+    r->k = malloc(T * kvd * sizeof(float));
+    r->v = malloc(T * kvd * sizeof(float));
+    r->attn = malloc(T * qd * sizeof(float));
+    r->out = malloc(T * H * sizeof(float));
+    r->rope_cos = malloc(T * (size_t)c->head_dim / 2 * sizeof(float));
+    r->rope_sin = malloc(T * (size_t)c->head_dim / 2 * sizeof(float));
+    r->act = malloc(T * r->act_bytes);
+    r->router = malloc(T * E * sizeof(float));
+    r->top_expert = malloc(T * K * sizeof(int32_t));
+    r->top_weight = malloc(T * K * sizeof(float));
+    r->slot_of = malloc(T * K * sizeof(int32_t));
+    r->expert_start = malloc((E + 1) * sizeof(int));
+    r->assign_token = malloc(A * sizeof(int32_t));
+    r->active = malloc(E * sizeof(int32_t));
+    r->h = malloc(A * (size_t)ffn_dim * sizeof(float));
+    r->h_act = malloc(A * r->h_act_bytes);
+    r->y = malloc(A * H * sizeof(float));
+    if (!r->x || !r->xn || !r->q || !r->k || !r->v || !r->attn || !r->out || !r->rope_cos || !r->rope_sin ||
+        !r->act || !r->router || !r->top_expert || !r->top_weight || !r->slot_of || !r->expert_start ||
+        !r->assign_token || !r->active || !r->h || !r->h_act || !r->y) {
+        q3_runner_free(r);
+        return q3_fail(e, Q3_ENOMEM, "runner: cannot allocate buffers for %d tokens", max_tokens);
+    }
+    *out = r;
+    return Q3_OK;
+}
+
+void q3_runner_free(q3_runner *r) {
+    if (!r) return;
+    q3_pool_free(r->pool);
+    void *bufs[] = {r->x, r->xn, r->q, r->k, r->v, r->attn, r->out, r->rope_cos, r->rope_sin, r->act,
+                    r->scores, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
+                    r->assign_token, r->active, r->h, r->h_act, r->y};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(r);
+}
+
+void q3_runner_set_trace(q3_runner *r, q3_trace *t) { r->trace = t; }
+
+/* Positions of each sequence must continue exactly where its cache ends. */
+static q3_status check_batch(const q3_runner *r, const q3_kv_cache *kv, const q3_batch *b, q3_error *e) {
+    const q3_config *c = &r->m->cfg;
+    if (b->n_tokens <= 0 || b->n_tokens > r->max_tokens)
+        return q3_fail(e, Q3_EINVAL, "batch: %d tokens (1..%d)", b->n_tokens, r->max_tokens);
+    for (int i = 0; i < b->n_tokens; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab_size)
+            return q3_fail(e, Q3_EINVAL, "batch: token %d at index %d is outside the vocabulary of %d",
+                           b->tokens[i], i, c->vocab_size);
+        if (b->seq[i] < 0 || b->seq[i] >= kv->max_seqs)
+            return q3_fail(e, Q3_EINVAL, "batch: sequence %d at index %d out of range", b->seq[i], i);
+        int expect = kv->seq_len[b->seq[i]];
+        for (int j = 0; j < i; j++)
+            if (b->seq[j] == b->seq[i]) expect++;
+        if (b->pos[i] != expect)
+            return q3_fail(e, Q3_EINVAL, "batch: sequence %d token at position %d, expected %d", b->seq[i],
+                           b->pos[i], expect);
+    }
+    return Q3_OK;
+}
+
+static q3_status reserve_cache(q3_kv_cache *kv, const q3_batch *b, q3_error *e) {
+    for (int i = 0; i < b->n_tokens; i++) {
+        q3_status st = q3_kv_reserve(kv, b->seq[i], b->pos[i] + 1, e);
+        if (st) return st;
+    }
+    return Q3_OK;
+}
+
+static void embed(q3_runner *r, const q3_batch *b) {
+    const q3_mat *E = &r->m->embed;
+    const q3_type_traits *tr = q3_type_get(E->type);
+    int H = r->m->cfg.hidden_size, half = r->m->cfg.head_dim / 2;
+    for (int i = 0; i < b->n_tokens; i++) {
+        tr->to_float((const char *)E->data + (size_t)b->tokens[i] * E->row_bytes, r->x + (size_t)i * H, H);
+        q3_rope_angles(r->rope_cos + (size_t)i * half, r->rope_sin + (size_t)i * half, b->pos[i],
+                       r->m->cfg.head_dim, r->m->cfg.rope_theta);
+    }
+}
+
+static void add_into(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static void trace_hidden(q3_runner *r, int index, const float *src, int n) {
+    if (!r->trace || !r->trace->hidden) return;
+    size_t H = (size_t)r->m->cfg.hidden_size;
+    memcpy(r->trace->hidden + (size_t)index * n * H, src, (size_t)n * H * sizeof(float));
+}
+
+/* Final norm and lm_head for the rows that want logits, packed in batch order. */
+static void head(q3_runner *r, const q3_batch *b, float *logits) {
+    const q3_config *c = &r->m->cfg;
+    int H = c->hidden_size, rows = 0;
+    for (int i = 0; i < b->n_tokens; i++) {
+        if (b->want_logits && !b->want_logits[i]) continue;
+        q3_rmsnorm(r->xn + (size_t)rows * H, r->x + (size_t)i * H, r->m->final_norm, H, c->rms_eps);
+        rows++;
+    }
+    if (r->trace && !b->want_logits) trace_hidden(r, c->n_layers, r->xn, b->n_tokens);
+    if (rows == 0 || !logits) return;
+    q3_act_convert(r->m->lm_head.type, r->xn, H, rows, r->act);
+    q3_matmul(r->pool, &r->m->lm_head, r->act, rows, logits, c->vocab_size);
+}
+
+q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *logits, q3_error *e) {
+    const q3_config *c = &r->m->cfg;
+    q3_status st = check_batch(r, kv, b, e);
+    if (st || (st = q3_attention_prepare(r, b, e)) || (st = reserve_cache(kv, b, e))) return st;
+    int n = b->n_tokens;
+    size_t H = (size_t)c->hidden_size;
+    embed(r, b);
+    trace_hidden(r, 0, r->x, n);
+    for (int l = 0; l < c->n_layers; l++) {
+        const q3_layer *L = &r->m->layers[l];
+        q3_attention_block(r, kv, l, b);
+        add_into(r->x, r->out, (size_t)n * H);
+        for (int i = 0; i < n; i++)
+            q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+        if (L->is_moe) {
+            q3_moe_block(r, L, n);
+            if (r->trace && r->trace->router_logits)
+                memcpy(r->trace->router_logits + (size_t)l * n * c->n_experts, r->router,
+                       (size_t)n * c->n_experts * sizeof(float));
+        } else {
+            q3_dense_ffn_block(r, &L->dense, n);
+        }
+        add_into(r->x, r->out, (size_t)n * H);
+        if (l + 1 < c->n_layers) trace_hidden(r, l + 1, r->x, n);
+    }
+    head(r, b, logits);
+    for (int i = 0; i < n; i++)
+        if (b->pos[i] + 1 > kv->seq_len[b->seq[i]]) q3_kv_set_len(kv, b->seq[i], b->pos[i] + 1);
+    return Q3_OK;
+}

@@ -1,0 +1,79 @@
+/* The Qwen3-MoE model as data: its configuration and per-layer weights, each with its shape.
+ * Weights are views into the memory-mapped files, in their stored type; only the small norm
+ * vectors are widened to f32 at load time.
+ *
+ * Shapes are (rows, cols) of the matrix as a linear map y = W x: rows = outputs, cols = inputs.
+ * That is PyTorch's (out_features, in_features) and GGUF's ne = [cols, rows]. */
+#ifndef Q3_MODEL_H
+#define Q3_MODEL_H
+
+#include "base/error.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+
+/* A weight matrix: rows of `cols` elements of `type`, row r at data + r * row_bytes. */
+typedef struct q3_mat {
+    const void *data;
+    q3_type type;
+    int64_t rows, cols;
+    size_t row_bytes;
+} q3_mat;
+
+/* One SwiGLU feed-forward: down(silu(gate(x)) * up(x)). */
+typedef struct q3_ffn {
+    q3_mat gate; /* (ffn_dim, hidden) */
+    q3_mat up;   /* (ffn_dim, hidden) */
+    q3_mat down; /* (hidden, ffn_dim) */
+} q3_ffn;
+
+typedef struct q3_layer {
+    float *attn_norm;    /* (hidden) */
+    q3_mat wq;           /* (n_heads * head_dim, hidden) */
+    q3_mat wk;           /* (n_kv_heads * head_dim, hidden) */
+    q3_mat wv;           /* (n_kv_heads * head_dim, hidden) */
+    q3_mat wo;           /* (hidden, n_heads * head_dim) */
+    float *q_norm;       /* (head_dim), shared by all query heads */
+    float *k_norm;       /* (head_dim), shared by all key heads */
+    float *ffn_norm;     /* (hidden) */
+    bool is_moe;
+    q3_mat router;       /* (n_experts, hidden), MoE layers */
+    q3_ffn *experts;     /* [n_experts] of (moe_intermediate, hidden), MoE layers */
+    q3_ffn dense;        /* (intermediate, hidden), dense layers */
+} q3_layer;
+
+typedef enum q3_source_kind { Q3_SOURCE_HF, Q3_SOURCE_GGUF } q3_source_kind;
+
+struct q3_model {
+    q3_config cfg;
+    q3_mat embed;        /* (vocab, hidden): row t is token t's embedding */
+    q3_layer *layers;    /* [n_layers] */
+    float *final_norm;   /* (hidden) */
+    q3_mat lm_head;      /* (vocab, hidden); the embedding when tied */
+
+    q3_source_kind kind;
+    char *path;
+    q3_st_checkpoint hf; /* when kind is HF */
+    q3_gguf gguf;        /* when kind is GGUF */
+    size_t file_bytes;
+    float *norm_storage; /* one allocation behind every norm vector */
+};
+
+/* Reading config.json (hfconfig.c) and GGUF metadata (load_gguf.c) into a q3_config. */
+q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e);
+q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e);
+/* Checks the config's numbers against each other; names the field at fault. */
+q3_status q3_config_validate(const q3_config *c, const char *source, q3_error *e);
+
+/* Weight binding per source (load_hf.c, load_gguf.c); called by q3_model_load. */
+q3_status q3_model_bind_hf(q3_model *m, q3_error *e);
+q3_status q3_model_bind_gguf(q3_model *m, q3_error *e);
+
+/* Shared by the binders: norm vector storage, and a matrix view checked against its shape. */
+q3_status q3_model_alloc_norms(q3_model *m, q3_error *e);
+q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
+                      int64_t rows, int64_t cols, const char *path, q3_error *e);
+
+/* Parameter counts: all weights, and those one token reads (top-k experts only). */
+void q3_model_param_counts(const q3_model *m, int64_t *total, int64_t *active);
+
+#endif
