@@ -5,5 +5,7 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 
 #endif

@@ -10,6 +10,8 @@ static const struct command {
 } COMMANDS[] = {
     {"info", cmd_info, "print a model's architecture, tensors and sizes"},
     {"logits", cmd_logits, "write the logits of a token sequence as raw float32"},
+    {"convert", cmd_convert, "convert a checkpoint or GGUF into a GGUF of another type"},
+    {"template", cmd_template, "print the chat prompt the Qwen3 template makes from messages"},
 };
 
 static void usage(FILE *f) {

@@ -117,6 +117,14 @@ static q3_status read_config(reader *r, q3_config *c) {
     return read_layer_kinds(r, c);
 }
 
+static q3_status from_json(q3_config *c, json_t *root, const char *path, q3_error *e) {
+    reader r = {root, path, e};
+    q3_status st = json_is_object(root) ? read_config(&r, c)
+                                        : q3_fail(e, Q3_EFORMAT, "%s: not a JSON object", path);
+    json_decref(root);
+    return st ? st : q3_config_validate(c, path, e);
+}
+
 q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e) {
     memset(c, 0, sizeof *c);
     json_error_t je;
@@ -126,11 +134,15 @@ q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e) 
             return q3_fail(e, Q3_EIO, "%s: cannot open", path);
         return q3_fail(e, Q3_EFORMAT, "%s: not JSON: %s (line %d)", path, je.text, je.line);
     }
-    reader r = {root, path, e};
-    q3_status st = json_is_object(root) ? read_config(&r, c)
-                                        : q3_fail(e, Q3_EFORMAT, "%s: not a JSON object", path);
-    json_decref(root);
-    return st ? st : q3_config_validate(c, path, e);
+    return from_json(c, root, path, e);
+}
+
+q3_status q3_config_from_json_buffer(q3_config *c, const char *data, size_t len, const char *path, q3_error *e) {
+    memset(c, 0, sizeof *c);
+    json_error_t je;
+    json_t *root = json_loadb(data, len, 0, &je);
+    if (!root) return q3_fail(e, Q3_EFORMAT, "%s: not JSON: %s (line %d)", path, je.text, je.line);
+    return from_json(c, root, path, e);
 }
 
 q3_status q3_config_validate(const q3_config *c, const char *src, q3_error *e) {

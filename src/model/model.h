@@ -60,6 +60,9 @@ struct q3_model {
 
 /* Reading config.json (hfconfig.c) and GGUF metadata (load_gguf.c) into a q3_config. */
 q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e);
+/* The same from bytes in memory (the fuzzer's entry point); path names them in errors. */
+q3_status q3_config_from_json_buffer(q3_config *c, const char *data, size_t len, const char *path,
+                                     q3_error *e);
 q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e);
 /* Checks the config's numbers against each other; names the field at fault. */
 q3_status q3_config_validate(const q3_config *c, const char *source, q3_error *e);

@@ -11,6 +11,7 @@
 #ifndef Q3_QUANT_BLOCKS_H
 #define Q3_QUANT_BLOCKS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include "base/half.h"
@@ -142,6 +143,22 @@ static inline int q3_nearest_int(float x) {
     return (bits & 0x007fffff) - 0x00400000;
 }
 
+static inline int q3_clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The value of largest magnitude, with its sign; the first one wins a tie, as in llama.cpp.
+ * Symmetric formats map it to their most negative level, which the two's-complement range has
+ * one more of. */
+static inline float q3_signed_absmax(const float *x, int n) {
+    float amax = 0, max = 0;
+    for (int j = 0; j < n; j++) {
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
 /* Sub-block j's 6-bit scale and min of Q4_K / Q5_K. Bytes 0-3 hold scales 0-3 and bytes 4-7
  * mins 0-3 in their low six bits; scales and mins 4-7 keep their low four bits in bytes 8-11
  * (scale low nibble, min high nibble) and their top two bits in the spare top bits of bytes
@@ -153,6 +170,15 @@ static inline void q3_kscale_get(const uint8_t *packed, int j, uint8_t *scale, u
     } else {
         *scale = (uint8_t)((packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4));
         *min = (uint8_t)((packed[j + 4] >> 4) | ((packed[j] >> 6) << 4));
+    }
+}
+
+/* The inverse of q3_kscale_get: packs eight 6-bit scales and mins into 12 bytes. */
+static inline void q3_kscale_pack(const uint8_t scales[8], const uint8_t mins[8], uint8_t packed[12]) {
+    for (int j = 0; j < 4; j++) {
+        packed[j] = (uint8_t)(scales[j] | (scales[j + 4] >> 4) << 6);
+        packed[j + 4] = (uint8_t)(mins[j] | (mins[j + 4] >> 4) << 6);
+        packed[j + 8] = (uint8_t)((scales[j + 4] & 0xF) | (mins[j + 4] & 0xF) << 4);
     }
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. gcc release build, every test (C unit and parity tests, Python interop and server tests)
+#   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. clang build with -Werror (compile only: the code must be clean under both compilers)
+#   4. libFuzzer targets (clang), each for a short time
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export Q3_PYTHON="$PWD/.venv/bin/python"
+JOBS=$(nproc)
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "release build (gcc)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$JOBS"
+(cd build && ctest --output-on-failure -j "$JOBS")
+
+step "AddressSanitizer + UBSan build"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQ3_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$JOBS" -E "${Q3_ASAN_EXCLUDE:-^$}")
+
+step "clang build (-Werror)"
+CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_FUZZ=ON >/dev/null
+cmake --build build-clang -j "$JOBS"
+
+step "fuzzing (${FUZZ_SECONDS}s per target)"
+for f in build-clang/tests/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus="tests/fuzz/corpus/${name#fuzz_}"
+  mkdir -p "build-clang/corpus-$name"
+  "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 "build-clang/corpus-$name" $( [ -d "$corpus" ] && echo "$corpus") 2>&1 | tail -n 3
+done
+echo
+echo "all test stages passed"

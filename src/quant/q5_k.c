@@ -1,0 +1,97 @@
+/* Q5_K: Q4_K with a fifth bit per weight, q in 0..31: weight = d * sc * q - dmin * m over 8
+ * sub-blocks of 32, the same packed 6-bit scales and mins, and bit 4 of weight e in bit e / 32
+ * of qh[e % 32]. */
+#include <math.h>
+#include "quant/blocks.h"
+#include "quant/kquant_fit.h"
+#include "quant/quants.h"
+
+#define SUB 32 /* weights per sub-block */
+
+/* Weight l of sub-block j, 0..31. */
+static int q5k_value(const q3_block_q5_k *b, int j, int l) {
+    int low = (b->qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
+    return low | ((b->qh[l] >> j) & 1) << 4;
+}
+
+void q3_q5_k_to_float(const void *src, float *dst, int64_t n) {
+    const q3_block_q5_k *b = src;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        float d = q3_f16_to_f32(b[i].d), dmin = q3_f16_to_f32(b[i].dmin);
+        for (int j = 0; j < Q3_QK_K / SUB; j++, dst += SUB) {
+            uint8_t sc, m;
+            q3_kscale_get(b[i].scales, j, &sc, &m);
+            float dl = d * sc, ml = dmin * m;
+            for (int l = 0; l < SUB; l++) dst[l] = dl * q5k_value(&b[i], j, l) - ml;
+        }
+    }
+}
+
+/* As Q4_K: weighted fits per sub-block, 6-bit scales and mins, then a final rounding of every
+ * weight against the scales as stored. */
+static void quantize_block(const float *x, q3_block_q5_k *b) {
+    static const q3_fit_grid grid = {.first = -0.5f, .step = 0.1f, .count = 15};
+    float scales[8], offsets[8], w[SUB];
+    uint8_t L[Q3_QK_K];
+    float max_scale = 0, max_offset = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xs = x + SUB * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < SUB; l++) sum_x2 += xs[l] * xs[l];
+        float rms = sqrtf(sum_x2 / SUB);
+        for (int l = 0; l < SUB; l++) w[l] = rms + fabsf(xs[l]);
+        scales[j] = q3_fit_scale_min(SUB, 31, xs, w, L + SUB * j, &offsets[j], &grid);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (offsets[j] > max_offset) max_offset = offsets[j];
+    }
+    float inv_scale = max_scale > 0 ? 63 / max_scale : 0;
+    float inv_offset = max_offset > 0 ? 63 / max_offset : 0;
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_scale * scales[j]), 0, 63);
+        m[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_offset * offsets[j]), 0, 63);
+    }
+    q3_kscale_pack(sc, m, b->scales);
+    b->d = q3_f32_to_f16(max_scale / 63);
+    b->dmin = q3_f32_to_f16(max_offset / 63);
+
+    float d = q3_f16_to_f32(b->d), dmin = q3_f16_to_f32(b->dmin);
+    for (int j = 0; j < 8; j++) {
+        float dl = d * sc[j], ml = dmin * m[j];
+        for (int l = 0; l < SUB; l++)
+            L[SUB * j + l] = dl != 0 ? (uint8_t)q3_clamp_int(q3_nearest_int((x[SUB * j + l] + ml) / dl), 0, 31) : 0;
+    }
+    memset(b->qh, 0, sizeof b->qh);
+    memset(b->qs, 0, sizeof b->qs);
+    for (int e = 0; e < Q3_QK_K; e++) {
+        int j = e / SUB, l = e % SUB;
+        b->qs[32 * (j / 2) + l] |= (uint8_t)((L[e] & 0xF) << (4 * (j % 2)));
+        b->qh[l] |= (uint8_t)((L[e] >> 4) << j);
+    }
+}
+
+void q3_q5_k_from_float(const float *src, void *dst, int64_t n) {
+    q3_block_q5_k *b = dst;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) quantize_block(src + Q3_QK_K * i, &b[i]);
+}
+
+float q3_q5_k_vec_dot(int64_t n, const void *w, const void *x) {
+    const q3_block_q5_k *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        uint8_t sc[8], m[8];
+        q3_kscale_unpack(bw[i].scales, sc, m);
+        int32_t sum_qy = 0, sum_my = 0;
+        for (int j = 0; j < 8; j++) {
+            const int8_t *y = bx[i].qs + SUB * j;
+            int32_t s = 0;
+            for (int l = 0; l < SUB; l++) s += q5k_value(&bw[i], j, l) * y[l];
+            sum_qy += sc[j] * s;
+            sum_my += m[j] * (bx[i].bsums[2 * j] + bx[i].bsums[2 * j + 1]);
+        }
+        sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), q3_f16_to_f32(bw[i].dmin),
+                                 sum_qy, sum_my);
+    }
+    return sum;
+}

@@ -1,0 +1,83 @@
+/* Q6_K: 256 weights per block in 16 sub-blocks of 16; weight = d * sc * (q - 32) with q in
+ * 0..63, int8 sub-block scales and one fp16 d. Symmetric and fine-grained: Q4_K_M files use it
+ * for the tensors that hurt most when quantized (attn_v, half of ffn_down, output). */
+#include <math.h>
+#include "quant/blocks.h"
+#include "quant/kquant_fit.h"
+#include "quant/quants.h"
+
+#define SUB 16 /* weights per sub-block */
+
+/* Weight e of a block, 0..63 (the stored value, before subtracting 32). */
+static int q6k_value(const q3_block_q6_k *b, int e) {
+    int half = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+    uint8_t low = b->ql[64 * half + 32 * (quarter % 2) + l];
+    int nibble = quarter < 2 ? low & 0xF : low >> 4;
+    int high = (b->qh[32 * half + l] >> (2 * quarter)) & 3;
+    return nibble | high << 4;
+}
+
+void q3_q6_k_to_float(const void *src, float *dst, int64_t n) {
+    const q3_block_q6_k *b = src;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++, dst += Q3_QK_K) {
+        float d = q3_f16_to_f32(b[i].d);
+        for (int e = 0; e < Q3_QK_K; e++) dst[e] = d * b[i].scales[e / SUB] * (q6k_value(&b[i], e) - 32);
+    }
+}
+
+static void quantize_block(const float *x, q3_block_q6_k *b) {
+    float scales[Q3_QK_K / SUB];
+    uint8_t L[Q3_QK_K];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int j = 0; j < Q3_QK_K / SUB; j++) {
+        scales[j] = q3_fit_symmetric(SUB, 32, x + SUB * j, L + SUB * j, 0);
+        if (fabsf(scales[j]) > max_abs_scale) {
+            max_abs_scale = fabsf(scales[j]);
+            max_scale = scales[j];
+        }
+    }
+    memset(b, 0, sizeof *b);
+    if (max_abs_scale < 1e-15f) return; /* an all-zero block: d = 0, every level 0 */
+
+    /* The largest scale goes to -128 (the extra negative int8 level), as the levels do. */
+    float iscale = -128.0f / max_scale;
+    b->d = q3_f32_to_f16(1 / iscale);
+    for (int j = 0; j < Q3_QK_K / SUB; j++) {
+        int s = q3_nearest_int(iscale * scales[j]);
+        b->scales[j] = (int8_t)q3_clamp_int(s, -128, 127);
+    }
+    float d = q3_f16_to_f32(b->d);
+    for (int j = 0; j < Q3_QK_K / SUB; j++) {
+        float dl = d * b->scales[j];
+        for (int l = 0; l < SUB; l++) {
+            int q = dl != 0 ? q3_nearest_int(x[SUB * j + l] / dl) : 0;
+            L[SUB * j + l] = (uint8_t)(q3_clamp_int(q, -32, 31) + 32);
+        }
+    }
+    for (int e = 0; e < Q3_QK_K; e++) {
+        int half = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+        b->ql[64 * half + 32 * (quarter % 2) + l] |= (uint8_t)((L[e] & 0xF) << (quarter < 2 ? 0 : 4));
+        b->qh[32 * half + l] |= (uint8_t)((L[e] >> 4) << (2 * quarter));
+    }
+}
+
+void q3_q6_k_from_float(const float *src, void *dst, int64_t n) {
+    q3_block_q6_k *b = dst;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) quantize_block(src + Q3_QK_K * i, &b[i]);
+}
+
+float q3_q6_k_vec_dot(int64_t n, const void *w, const void *x) {
+    const q3_block_q6_k *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        int32_t sum_qy = 0;
+        for (int j = 0; j < Q3_QK_K / SUB; j++) {
+            int32_t s = 0;
+            for (int l = 0; l < SUB; l++) s += (q6k_value(&bw[i], SUB * j + l) - 32) * bx[i].qs[SUB * j + l];
+            sum_qy += bw[i].scales[j] * s;
+        }
+        sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), 0, sum_qy, 0);
+    }
+    return sum;
+}

@@ -1,0 +1,250 @@
+/* The forward pass against Hugging Face transformers (float32 compute on the tiny random
+ * Qwen3-MoE checkpoint): logits, hidden states after every layer, router logits, greedy
+ * continuations through the KV cache; plus prefill == decode, batching several sequences, and
+ * the same model written as GGUF by our writer. */
+#include <math.h>
+#include "model/export.h"
+#include "model/runner.h"
+#include "testutil.h"
+
+static const char *PROMPTS[] = {"p1", "p7", "p64", "p300"};
+
+typedef struct fixture {
+    q3_model *m;
+    q3_st_file ref;
+} fixture;
+
+static int setup(void **state) {
+    static fixture f;
+    q3_error e = {0};
+    if (q3_model_load(&f.m, fixture_path(0, "tiny-qwen3moe"), NULL, &e) ||
+        q3_st_open(&f.ref, fixture_path(1, "tiny-qwen3moe/reference.safetensors"), &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return -1;
+    }
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    q3_model_free(f->m);
+    q3_st_close(&f->ref);
+    return 0;
+}
+
+/* Runs ids through a fresh cache, `chunk` tokens per step; logits of every position. */
+static float *run_logits(q3_model *m, const int32_t *ids, int n, int chunk, q3_trace *trace) {
+    q3_error e = {0};
+    q3_kv_cache *kv;
+    q3_runner *r;
+    const q3_config *c = q3_model_config(m);
+    assert_int_equal(q3_kv_cache_new(&kv, m, &(q3_kv_options){Q3_TYPE_F32, 16, (n + 15) / 16 + 1, 1, n + 16}, &e), 0);
+    assert_int_equal(q3_runner_new(&r, m, chunk, 2, &e), 0);
+    q3_runner_set_trace(r, trace);
+    float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
+    int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
+    for (int i = 0; i < n; i++) pos[i] = i;
+    for (int i = 0; i < n; i += chunk) {
+        int len = n - i < chunk ? n - i : chunk;
+        q3_batch b = {len, ids + i, pos + i, seq + i, NULL};
+        if (q3_forward(r, kv, &b, logits + (size_t)i * c->vocab_size, &e)) fail_msg("%s", e.msg);
+    }
+    free(pos);
+    free(seq);
+    q3_runner_free(r);
+    q3_kv_cache_free(kv);
+    return logits;
+}
+
+static float max_abs(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+/* max |ours - ref| over rows whose routing is not a near tie, against 2e-3 * max |ref|. */
+static void check_logits(const fixture *f, const char *p, const float *ours, float rel_tol) {
+    const q3_tensor_view *ref = ref_tensor(&f->ref, "%s.logits", p), *gap = ref_tensor(&f->ref, "%s.route_gap", p);
+    int n = (int)ref->shape[0], V = (int)ref->shape[1], skipped = 0;
+    const float *r = ref->data, *g = gap->data;
+    float worst = 0, scale = max_abs(r, (size_t)n * V);
+    for (int t = 0; t < n; t++) {
+        if (g[t] < 1e-4f) { skipped++; continue; }
+        for (int v = 0; v < V; v++) worst = fmaxf(worst, fabsf(ours[(size_t)t * V + v] - r[(size_t)t * V + v]));
+    }
+    printf("  %-5s %3d tokens: max|diff| %.3g, max|ref| %.3g, relative %.3g (limit %.0e), %d near-tie rows skipped\n", p,
+           n, worst, scale, worst / scale, rel_tol, skipped);
+    assert_true(worst <= rel_tol * scale);
+}
+
+static void test_logits_match_transformers(void **state) {
+    fixture *f = *state;
+    for (size_t i = 0; i < sizeof PROMPTS / sizeof *PROMPTS; i++) {
+        const q3_tensor_view *ids = ref_tensor(&f->ref, "%s.input_ids", PROMPTS[i]);
+        int n = (int)ids->shape[0];
+        float *ours = run_logits(f->m, ids->data, n, n, NULL);
+        check_logits(f, PROMPTS[i], ours, 2e-3f);
+        free(ours);
+    }
+}
+
+static void test_decode_equals_prefill(void **state) {
+    fixture *f = *state;
+    const q3_tensor_view *ids = ref_tensor(&f->ref, "p64.input_ids");
+    int n = (int)ids->shape[0], V = q3_model_config(f->m)->vocab_size;
+    float *pre = run_logits(f->m, ids->data, n, n, NULL), *dec = run_logits(f->m, ids->data, n, 1, NULL),
+          *chunked = run_logits(f->m, ids->data, n, 13, NULL);
+    float scale = max_abs(pre, (size_t)n * V), d1 = 0, d2 = 0;
+    for (size_t i = 0; i < (size_t)n * V; i++) {
+        d1 = fmaxf(d1, fabsf(pre[i] - dec[i]));
+        d2 = fmaxf(d2, fabsf(pre[i] - chunked[i]));
+    }
+    printf("  prefill vs decode %.3g, vs 13-token chunks %.3g (max|logit| %.3g)\n", d1, d2, scale);
+    assert_true(d1 <= 1e-5f * scale && d2 <= 1e-5f * scale);
+    free(pre), free(dec), free(chunked);
+}
+
+static void compare_rows(const char *what, const float *ours, const float *ref, size_t n, float rel_tol) {
+    float worst = 0, scale = max_abs(ref, n);
+    for (size_t i = 0; i < n; i++) worst = fmaxf(worst, fabsf(ours[i] - ref[i]));
+    printf("  %-22s max|diff| %.3g relative %.3g\n", what, worst, worst / scale);
+    assert_true(worst <= rel_tol * scale);
+}
+
+static void test_hidden_states_and_router(void **state) {
+    fixture *f = *state;
+    const q3_config *c = q3_model_config(f->m);
+    const char *ps[] = {"p7", "p64"};
+    for (int k = 0; k < 2; k++) {
+        const q3_tensor_view *ids = ref_tensor(&f->ref, "%s.input_ids", ps[k]);
+        int n = (int)ids->shape[0];
+        q3_trace tr = {malloc((size_t)(c->n_layers + 1) * n * c->hidden_size * sizeof(float)),
+                       malloc((size_t)c->n_layers * n * c->n_experts * sizeof(float))};
+        free(run_logits(f->m, ids->data, n, n, &tr));
+        for (int l = 0; l <= c->n_layers; l++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s hidden.%d", ps[k], l);
+            compare_rows(what, tr.hidden + (size_t)l * n * c->hidden_size,
+                         ref_tensor(&f->ref, "%s.hidden.%d", ps[k], l)->data, (size_t)n * c->hidden_size, 1e-4f);
+        }
+        for (int l = 0; l < c->n_layers; l++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s router_logits.%d", ps[k], l);
+            compare_rows(what, tr.router_logits + (size_t)l * n * c->n_experts,
+                         ref_tensor(&f->ref, "%s.router_logits.%d", ps[k], l)->data, (size_t)n * c->n_experts, 1e-4f);
+        }
+        free(tr.hidden);
+        free(tr.router_logits);
+    }
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static void test_greedy_continuation(void **state) {
+    fixture *f = *state;
+    const q3_config *c = q3_model_config(f->m);
+    const char *ps[] = {"p7", "p64"};
+    for (int k = 0; k < 2; k++) {
+        const q3_tensor_view *ids = ref_tensor(&f->ref, "%s.input_ids", ps[k]);
+        const int32_t *want = ref_tensor(&f->ref, "%s.greedy32", ps[k])->data;
+        const float *margin = ref_tensor(&f->ref, "%s.greedy32_margin", ps[k])->data;
+        int n = (int)ids->shape[0];
+        q3_error e = {0};
+        q3_kv_cache *kv;
+        q3_runner *r;
+        assert_int_equal(q3_kv_cache_new(&kv, f->m, &(q3_kv_options){Q3_TYPE_F32, 16, 16, 1, 256}, &e), 0);
+        assert_int_equal(q3_runner_new(&r, f->m, n, 2, &e), 0);
+        float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
+        int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
+        for (int i = 0; i < n; i++) pos[i] = i;
+        q3_batch b = {n, ids->data, pos, seq, NULL};
+        assert_int_equal(q3_forward(r, kv, &b, logits, &e), 0);
+        int32_t tok = argmax(logits + (size_t)(n - 1) * c->vocab_size, c->vocab_size), p = n, s0 = 0;
+        int checked = 0;
+        for (int step = 0; step < 32; step++) {
+            if (margin[step] < 1e-3f) break;
+            assert_int_equal(tok, want[step]);
+            checked++;
+            q3_batch d = {1, &tok, &p, &s0, NULL};
+            assert_int_equal(q3_forward(r, kv, &d, logits, &e), 0);
+            tok = argmax(logits, c->vocab_size);
+            p++;
+        }
+        printf("  %s: %d greedy tokens equal transformers'\n", ps[k], checked);
+        assert_true(checked >= 8);
+        free(logits), free(pos), free(seq);
+        q3_runner_free(r);
+        q3_kv_cache_free(kv);
+    }
+}
+
+/* p7 and p64 in one batch as two sequences, then decoded together: each equals its own run. */
+static void test_batched_sequences_are_independent(void **state) {
+    fixture *f = *state;
+    const q3_config *c = q3_model_config(f->m);
+    const q3_tensor_view *a = ref_tensor(&f->ref, "p7.input_ids"), *b = ref_tensor(&f->ref, "p64.input_ids");
+    int na = (int)a->shape[0], nb = (int)b->shape[0], n = na + nb, V = c->vocab_size;
+    float *alone_a = run_logits(f->m, a->data, na, na, NULL), *alone_b = run_logits(f->m, b->data, nb, nb, NULL);
+    int32_t *tok = malloc((size_t)n * 4), *pos = malloc((size_t)n * 4), *seq = malloc((size_t)n * 4);
+    int ia = 0, ib = 0; /* interleave the two sequences' tokens */
+    for (int i = 0; i < n; i++) {
+        bool take_a = ia < na && (ib >= nb || i % 3 == 0);
+        if (take_a) { tok[i] = ((const int32_t *)a->data)[ia]; pos[i] = ia++; seq[i] = 0; }
+        else { tok[i] = ((const int32_t *)b->data)[ib]; pos[i] = ib++; seq[i] = 1; }
+    }
+    q3_error e = {0};
+    q3_kv_cache *kv;
+    q3_runner *r;
+    assert_int_equal(q3_kv_cache_new(&kv, f->m, &(q3_kv_options){Q3_TYPE_F32, 16, 16, 2, 128}, &e), 0);
+    assert_int_equal(q3_runner_new(&r, f->m, n, 2, &e), 0);
+    float *logits = malloc((size_t)n * V * sizeof(float));
+    q3_batch batch = {n, tok, pos, seq, NULL};
+    assert_int_equal(q3_forward(r, kv, &batch, logits, &e), 0);
+    for (int i = 0; i < n; i++) {
+        const float *want = seq[i] == 0 ? alone_a + (size_t)pos[i] * V : alone_b + (size_t)pos[i] * V;
+        assert_memory_equal(logits + (size_t)i * V, want, (size_t)V * sizeof(float));
+    }
+    printf("  %d interleaved tokens of 2 sequences: logits bit-identical to separate runs\n", n);
+    free(alone_a), free(alone_b), free(tok), free(pos), free(seq), free(logits);
+    q3_runner_free(r);
+    q3_kv_cache_free(kv);
+}
+
+static void test_gguf_round_trip(void **state) {
+    fixture *f = *state;
+    q3_type types[] = {Q3_TYPE_F32, Q3_TYPE_BF16};
+    for (int k = 0; k < 2; k++) {
+        q3_export_options o;
+        q3_export_options_uniform(&o, types[k]);
+        const char *path = tmp_path(0, k ? "tiny-bf16.gguf" : "tiny-f32.gguf");
+        q3_error e = {0};
+        if (q3_export_gguf(f->m, path, &o, &e)) fail_msg("%s", e.msg);
+        q3_model *g;
+        if (q3_model_load(&g, path, NULL, &e)) fail_msg("%s", e.msg);
+        const q3_tensor_view *ids = ref_tensor(&f->ref, "p64.input_ids");
+        int n = (int)ids->shape[0];
+        float *ours = run_logits(g, ids->data, n, n, NULL), *hf = run_logits(f->m, ids->data, n, n, NULL);
+        /* bf16 weights widen exactly to f32 and back: the logits must be identical. */
+        assert_memory_equal(ours, hf, (size_t)n * q3_model_config(g)->vocab_size * sizeof(float));
+        printf("  %s: logits identical to the safetensors checkpoint\n", path);
+        free(ours), free(hf);
+        q3_model_free(g);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logits_match_transformers),
+        cmocka_unit_test(test_decode_equals_prefill),
+        cmocka_unit_test(test_hidden_states_and_router),
+        cmocka_unit_test(test_greedy_continuation),
+        cmocka_unit_test(test_batched_sequences_are_independent),
+        cmocka_unit_test(test_gguf_round_trip),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
