@@ -130,7 +130,7 @@ static void check_distribution(const float *logits, int n, const q3_sampling *sp
 }
 
 static const float small_logits[16] = {1.0f, 2.5f, 0.3f, -1.0f, 3.0f, 2.0f, 0.0f, 1.7f,
-                                       -0.5f, 2.8f, 1.2f, 0.8f, -2.0f, 2.2f, 0.5f, 1.5f};
+                                       -0.5f, 2.8f, 1.3f, 0.8f, -2.0f, 2.2f, 0.5f, 1.5f};
 
 static q3_sampling seeded(float temperature, uint64_t seed) {
     q3_sampling sp = q3_sampling_defaults();
@@ -187,6 +187,13 @@ static void test_min_p_distribution(void **state) {
     (void)state;
     q3_sampling sp = seeded(0.7f, 5);
     sp.min_p = 0.1f;
+    check_distribution(small_logits, 16, &sp, 40000);
+    /* Binding after top-k and after top-p, which take other paths through the sampler. */
+    sp.top_k = 12;
+    check_distribution(small_logits, 16, &sp, 40000);
+    sp.top_k = 0;
+    sp.top_p = 0.99f;
+    assert_clear_top_p(small_logits, 16, 0.7f, 0.99f);
     check_distribution(small_logits, 16, &sp, 40000);
 }
 

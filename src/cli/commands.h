@@ -3,6 +3,7 @@
 #ifndef Q3_COMMANDS_H
 #define Q3_COMMANDS_H
 
+int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

@@ -78,3 +78,52 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
     *out = v;
     return true;
 }
+
+#include "model/model.h"
+#include "text/genconfig.h"
+
+bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults) {
+    q3_error e = {0};
+    *m = NULL;
+    *tok = NULL;
+    *defaults = q3_sampling_defaults();
+    if (q3_model_load(m, path, NULL, &e)) goto fail;
+    if ((*m)->kind == Q3_SOURCE_GGUF) {
+        if (q3_tok_load_gguf(tok, &(*m)->gguf, &e) || q3_genconfig_from_gguf(&(*m)->gguf, defaults, &e)) goto fail;
+    } else if (q3_tok_load(tok, path, &e) || q3_genconfig_load(path, defaults, &e)) {
+        goto fail;
+    }
+    if (q3_tok_vocab_size(*tok) > q3_model_config(*m)->vocab_size) {
+        snprintf(e.msg, sizeof e.msg, "%s: the tokenizer has %d tokens, the model only %d", path,
+                 q3_tok_vocab_size(*tok), q3_model_config(*m)->vocab_size);
+        goto fail;
+    }
+    return true;
+fail:
+    fprintf(stderr, "q3moe: %s\n", e.msg);
+    q3_tok_free(*tok);
+    q3_model_free(*m);
+    *tok = NULL;
+    *m = NULL;
+    return false;
+}
+
+void q3_cli_unescape(char *s) {
+    char *out = s;
+    for (; *s; s++) {
+        if (*s != '\\' || !s[1]) {
+            *out++ = *s;
+            continue;
+        }
+        switch (*++s) {
+        case 'n': *out++ = '\n'; break;
+        case 't': *out++ = '\t'; break;
+        case 'r': *out++ = '\r'; break;
+        case '\\': *out++ = '\\'; break;
+        case '"': *out++ = '"'; break;
+        case '\'': *out++ = '\''; break;
+        default: *out++ = '\\'; *out++ = *s; break;
+        }
+    }
+    *out = 0;
+}

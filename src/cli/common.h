@@ -18,4 +18,18 @@ bool q3_cli_parse_ids(const char *s, const char *what, int32_t **out, int *n);
 /* Parses a positive integer option value; prints an error naming the option on failure. */
 bool q3_cli_parse_int(const char *s, const char *option, long min, long max, long *out);
 
+
+#include "q3moe.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
+
+/* What generation needs, opened from one path: the model, its tokenizer (from the GGUF file or
+ * the checkpoint directory's tokenizer.json) and the sampling defaults the model ships with
+ * (generation_config.json or GGUF general.sampling.*). Prints the error and returns false. */
+bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults);
+
+/* Turns the escapes \n \t \r \\ \" \' in s into their characters, in place (llama.cpp's -p
+ * convention); cannot fail. */
+void q3_cli_unescape(char *s);
+
 #endif

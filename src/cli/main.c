@@ -8,6 +8,7 @@ static const struct command {
     int (*run)(int argc, char **argv);
     const char *help;
 } COMMANDS[] = {
+    {"run", cmd_run, "generate text from a prompt (streamed)"},
     {"info", cmd_info, "print a model's architecture, tensors and sizes"},
     {"logits", cmd_logits, "write the logits of a token sequence as raw float32"},
     {"convert", cmd_convert, "convert a checkpoint or GGUF into a GGUF of another type"},

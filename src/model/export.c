@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "quant/types.h"
+#include "text/genconfig.h"
 
 void q3_export_options_uniform(q3_export_options *o, q3_type t) {
     memset(o, 0, sizeof *o);
@@ -213,9 +214,11 @@ static q3_status add_tokenizer(q3_gguf_writer *w, const q3_model *m, const char 
         snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
         snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
     } else {
-        for (int64_t i = 0; i < m->gguf.n_kv; i++)
-            if (!strncmp(m->gguf.kv[i].key, "tokenizer.", 10) && q3_gguf_copy_kv(w, &m->gguf.kv[i]))
+        for (int64_t i = 0; i < m->gguf.n_kv; i++) {
+            const char *k = m->gguf.kv[i].key;
+            if ((!strncmp(k, "tokenizer.", 10) || !strncmp(k, "general.sampling.", 17)) && q3_gguf_copy_kv(w, &m->gguf.kv[i]))
                 return q3_fail(e, Q3_ENOMEM, "export: out of memory");
+        }
         return Q3_OK;
     }
     if (stat(tj, &st) != 0) {
@@ -223,6 +226,13 @@ static q3_status add_tokenizer(q3_gguf_writer *w, const q3_model *m, const char 
         return Q3_OK; /* a bare checkpoint: weights only */
     }
     return q3_tokenizer_json_to_gguf(w, tj, stat(tc, &st) == 0 ? tc : NULL, m->cfg.vocab_size, m->cfg.bos_token, e);
+}
+
+static bool has_generation_config(const char *dir) {
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/generation_config.json", dir);
+    return stat(p, &st) == 0;
 }
 
 q3_status q3_export_gguf(const q3_model *m, const char *out_path, const q3_export_options *o, q3_error *e) {
@@ -242,6 +252,10 @@ q3_status q3_export_gguf(const q3_model *m, const char *out_path, const q3_expor
         goto done;
     }
     if ((st = add_tokenizer(w, m, o->tokenizer, e))) goto done;
+    if (m->kind == Q3_SOURCE_HF && has_generation_config(m->path)) { /* its sampling defaults travel along */
+        q3_sampling s = q3_sampling_defaults();
+        if ((st = q3_genconfig_load(m->path, &s, e)) || (st = q3_genconfig_to_gguf(w, &s, e))) goto done;
+    }
     if ((st = add_mat(&x, w, "token_embd.weight", &m->embed, o->type[Q3_ROLE_EMBED], e))) goto done;
     for (int l = 0; l < c->n_layers; l++)
         if ((st = add_layer(&x, w, l, e))) goto done;

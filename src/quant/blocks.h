@@ -182,9 +182,24 @@ static inline void q3_kscale_pack(const uint8_t scales[8], const uint8_t mins[8]
     }
 }
 
-/* All eight scales and mins of a Q4_K / Q5_K block at once. */
+/* All eight scales and mins of a Q4_K / Q5_K block at once, four lanes of bytes at a time:
+ * scales[0..7] and mins[0..7] as two little-endian pairs of 32-bit words. */
+static inline void q3_kscale_unpack_words(const uint8_t *packed, uint32_t scales[2], uint32_t mins[2]) {
+    uint32_t low_sc, low_m, nibbles;
+    memcpy(&low_sc, packed, 4);
+    memcpy(&low_m, packed + 4, 4);
+    memcpy(&nibbles, packed + 8, 4);
+    scales[0] = low_sc & 0x3f3f3f3fu;
+    mins[0] = low_m & 0x3f3f3f3fu;
+    scales[1] = (nibbles & 0x0f0f0f0fu) | ((low_sc >> 6) & 0x03030303u) << 4;
+    mins[1] = ((nibbles >> 4) & 0x0f0f0f0fu) | ((low_m >> 6) & 0x03030303u) << 4;
+}
+
 static inline void q3_kscale_unpack(const uint8_t *packed, uint8_t scales[8], uint8_t mins[8]) {
-    for (int j = 0; j < 8; j++) q3_kscale_get(packed, j, &scales[j], &mins[j]);
+    uint32_t sc[2], m[2];
+    q3_kscale_unpack_words(packed, sc, m);
+    memcpy(scales, sc, 8);
+    memcpy(mins, m, 8);
 }
 
 /* The float tail of every K-quant dot product, one block at a time. The integer parts

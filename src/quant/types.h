@@ -26,7 +26,8 @@ typedef struct q3_type_traits {
     q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
 } q3_type_traits;
 
-/* Traits of t, or NULL for an id we do not know (not every GGML id is a type we read). */
+/* Traits of t, or NULL for an id we do not know (not every GGML id is a type we read). The
+ * kernels are those of the active instruction set (q3_isa_active). */
 const q3_type_traits *q3_type_get(q3_type t);
 /* Type by case-insensitive name ("bf16", "q4_k"); returns false when unknown. */
 bool q3_type_from_name(const char *name, q3_type *out);
@@ -34,5 +35,33 @@ bool q3_type_from_name(const char *name, q3_type *out);
 size_t q3_row_bytes(q3_type t, int64_t n);
 /* Name of t, or "unknown(N)" in a static buffer for unknown ids; cannot fail. */
 const char *q3_type_name(q3_type t);
+
+
+/* ---- instruction sets: the kernels behind the table are chosen once per process ---- */
+
+/* Instruction sets with their own kernels, from the portable reference up. Every ISA's kernels
+ * agree with the scalar ones: exactly for the integer formats and the quantizers, within float
+ * rounding (another summation order) for the float types and the 32-wide integer formats. */
+typedef enum q3_isa {
+    Q3_ISA_SCALAR, /* portable C: the reference */
+    Q3_ISA_AVX2,   /* AVX2 + FMA + F16C (Haswell and later) */
+    Q3_ISA_AVX512, /* AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Zen 4 and later) */
+    Q3_ISA_COUNT,
+} q3_isa;
+
+/* Chooses the kernels: the best ISA this CPU runs, or the one the environment variable
+ * Q3_ISA=scalar|avx2|avx512 names (for tests and benchmarks; an ISA the CPU lacks falls back to
+ * the best it has, with a warning on stderr). Thread-safe, idempotent, and called by every
+ * function here, so calling it is optional. */
+void q3_quant_init(void);
+/* The ISA whose kernels q3_type_get returns; cannot fail. */
+q3_isa q3_isa_active(void);
+/* Whether this CPU (and this build) runs isa; cannot fail. */
+bool q3_isa_supported(q3_isa isa);
+/* "scalar", "avx2", "avx512"; "unknown" for other values. */
+const char *q3_isa_name(q3_isa isa);
+/* Traits of t with isa's kernels, whatever the active ISA: lets tests and benchmarks compare
+ * ISAs in one process. NULL when t is unknown or this CPU cannot run isa. */
+const q3_type_traits *q3_type_get_isa(q3_type t, q3_isa isa);
 
 #endif

@@ -8,6 +8,7 @@
 #include "text/chat.h"
 
 #include <float.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +60,12 @@ static q3_status buf_finish(strbuf *b, char **out, q3_error *e) {
 
 static void put_json_string(strbuf *b, const char *s, size_t n) {
     buf_put(b, "\"", 1);
-    size_t run = 0; /* bytes copied as they are, written in one go */
+    size_t plain = 0; /* start of the bytes that need no escape, written in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
-        buf_put(b, s + run, i - run);
-        run = i + 1;
+        buf_put(b, s + plain, i - plain);
+        plain = i + 1;
         switch (c) {
         case '"': buf_puts(b, "\\\""); break;
         case '\\': buf_puts(b, "\\\\"); break;
@@ -80,7 +81,7 @@ static void put_json_string(strbuf *b, const char *s, size_t n) {
         }
         }
     }
-    buf_put(b, s + run, n - run);
+    buf_put(b, s + plain, n - plain);
     buf_put(b, "\"", 1);
 }
 
@@ -88,15 +89,13 @@ static void put_json_string(strbuf *b, const char *s, size_t n) {
  * 1.00e+06. */
 static void bump_last_digit(char *sci, size_t size) {
     char *exponent = strchr(sci, 'e');
-    char *q = exponent - 1;
-    for (; q >= sci; q--) {
-        if (*q == '.') continue;
-        if (*q != '9') break;
-        *q = '0';
-    }
-    if (q >= sci) {
-        (*q)++;
-        return;
+    for (ptrdiff_t i = exponent - sci - 1; i >= 0; i--) {
+        if (sci[i] == '.') continue;
+        if (sci[i] != '9') {
+            sci[i]++;
+            return;
+        }
+        sci[i] = '0';
     }
     sci[0] = '1';
     int exp10 = atoi(exponent + 1) + 1;

@@ -3,10 +3,12 @@
  *
  * Three ways through, chosen by the parameters:
  *   - top-k on: one pass keeps the k best in a k-sized heap; only those k are sorted.
- *   - top-p on, top-k off: a histogram of probability mass over log-probability buckets finds
- *     how deep the nucleus reaches; only the tokens down to that bucket are sorted.
- *   - neither: no ranking at all; min-p is a threshold and the draw walks the vocabulary.
- * Every ranking is total (ties go to the lowest id), so a seed fixes the tokens exactly. */
+ *   - top-p on, top-k off: a histogram of probability mass over probability buckets finds the
+ *     bucket where the nucleus ends; only the tokens in that bucket are sorted.
+ *   - neither: no ranking at all; min-p is a threshold.
+ * Over the whole vocabulary the draw first picks a block of tokens by the blocks' sums, then a
+ * token inside it. Every ranking is total (ties go to the lowest id), so a seed fixes the tokens
+ * exactly. */
 #include "text/sampler.h"
 
 #include <math.h>
@@ -15,11 +17,16 @@
 #include <string.h>
 #include <time.h>
 
-/* 8 buckets per nat over 32 nats below the most likely token. Everything deeper shares the last
- * bucket and weighs at most 151936 * e^-32 ~ 2e-9 of the top token, so the nucleus ends there
- * only for a top_p within 2e-9 of 1. */
-#define BUCKETS_PER_NAT 8.0f
-#define N_BUCKETS 256
+/* Top-p buckets a token by its probability relative to the top token (0 < p <= 1) through the
+ * float's leading bits, the exponent and 4 mantissa bits: 16 buckets per halving, 0.043 nats
+ * wide. Bucket order is exactly the order of p, so every token of a better bucket outranks every
+ * token of the bucket where the nucleus ends. */
+#define BUCKET_SHIFT 19
+#define ONE_BITS 0x3f800000u
+#define N_BUCKETS ((int)(ONE_BITS >> BUCKET_SHIFT) + 1)
+
+/* Tokens per block of the draw's first step. */
+#define DRAW_BLOCK 64
 
 /* A window longer than any context; bounds the ring buffer a request can make us allocate. */
 #define PENALTY_LAST_N_MAX (1 << 24)
@@ -44,6 +51,7 @@ struct q3_sampler {
 
     /* Scratch for one call. */
     float *prob;            /* [n_vocab] unnormalised probabilities, in vocabulary order */
+    double *block_sum;      /* [n_vocab / DRAW_BLOCK, rounded up] sums of prob by block */
     float *cand_v;          /* [n_vocab] candidates' logits while ranking, then probabilities */
     int32_t *cand_id;       /* [n_vocab] candidates' ids */
     double bucket_mass[N_BUCKETS];
@@ -149,8 +157,10 @@ q3_status q3_sampler_new(q3_sampler **out, const q3_sampling *p, int n_vocab, q3
     s->p = *p;
     s->n_vocab = n_vocab;
     size_t n = (size_t)n_vocab;
-    bool ok = (s->prob = malloc(n * sizeof *s->prob)) && (s->cand_v = malloc(n * sizeof *s->cand_v)) &&
-              (s->cand_id = malloc(n * sizeof *s->cand_id));
+    size_t n_blocks = (n + DRAW_BLOCK - 1) / DRAW_BLOCK;
+    bool ok = (s->prob = malloc(n * sizeof *s->prob)) &&
+              (s->block_sum = malloc(n_blocks * sizeof *s->block_sum)) &&
+              (s->cand_v = malloc(n * sizeof *s->cand_v)) && (s->cand_id = malloc(n * sizeof *s->cand_id));
     if (ok && has_penalties(p)) {
         ok = (s->count_all = calloc(n, sizeof *s->count_all)) &&
              (s->count_out = calloc(n, sizeof *s->count_out)) &&
@@ -178,6 +188,7 @@ void q3_sampler_free(q3_sampler *s) {
     free(s->window);
     free(s->saved);
     free(s->prob);
+    free(s->block_sum);
     free(s->cand_v);
     free(s->cand_id);
     free(s);
@@ -303,28 +314,34 @@ static int select_best(const float *values, int n, int k, float *v, int32_t *id)
     return m;
 }
 
-static int32_t argmax(const float *logits, int n) {
-    int32_t best = 0;
-    float best_value = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (logits[i] > best_value) best_value = logits[i], best = i;
-    return best;
+/* The largest logit, NaN ignored. Eight running maxima keep the comparisons independent of
+ * each other, so they overlap in the pipeline (or become vector instructions). */
+static float max_logit(const float *logits, int n) {
+    float lane[8];
+    for (int j = 0; j < 8; j++) lane[j] = -INFINITY;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
+    float m = -INFINITY;
+    for (; i < n; i++) m = logits[i] > m ? logits[i] : m;
+    for (int j = 0; j < 8; j++) m = lane[j] > m ? lane[j] : m;
+    return m;
 }
 
-static float max_logit(const float *logits, int n) {
-    float m = -INFINITY;
+/* The first token holding the largest logit; 0 when every logit is NaN. */
+static int32_t argmax(const float *logits, int n) {
+    float m = max_logit(logits, n);
     for (int i = 0; i < n; i++)
-        if (logits[i] > m) m = logits[i];
-    return m;
+        if (logits[i] == m) return i;
+    return 0;
 }
 
 /* ---- truncation and the draw ---- */
 
-/* How many of the candidates p[0..n) (best first, probabilities relative to the best one's 1)
- * survive top-p and then min-p. z is the mass of the distribution top-p is taken over, which is
- * more than the candidates' own when only its head was collected. Top-p and min-p each keep a
- * head of the ranking, and renormalising does not move the min-p line (p / p_max), so one walk
- * that stops at whichever ends first applies them in turn. The best candidate always stays. */
+/* How many of the top-k candidates p[0..n) (best first, probabilities relative to the best one's
+ * 1, summing to z) survive top-p and then min-p. Each keeps a head of the ranking, and
+ * renormalising after top-p does not move the min-p line (p / p_max), so one walk that stops at
+ * whichever ends first applies them in turn. The best candidate always stays. */
 static int truncated_size(const float *p, int n, double z, float top_p, float min_p) {
     double target = (double)top_p * z, cum = 0;
     int kept = 0;
@@ -335,12 +352,10 @@ static int truncated_size(const float *p, int n, double z, float top_p, float mi
     return kept;
 }
 
-/* An index drawn from weights w[0..n) (unnormalised, some > 0) with u uniform in [0, 1). A zero
- * weight is never chosen, even when rounding carries the target past the running total. */
-static int draw(const float *w, int n, double u) {
-    double total = 0;
-    for (int i = 0; i < n; i++) total += w[i];
-    double target = u * total, cum = 0;
+/* The first index where the running sum of w[0..n) (weights >= 0) passes target; the last one
+ * with weight when rounding leaves target at or past the sum. A zero weight is never chosen. */
+static int walk_to(const float *w, int n, double target) {
+    double cum = 0;
     int last = 0;
     for (int i = 0; i < n; i++) {
         if (!(w[i] > 0)) continue;
@@ -349,6 +364,39 @@ static int draw(const float *w, int n, double u) {
         if (target < cum) return i;
     }
     return last;
+}
+
+/* Sums w[0..n) by blocks of DRAW_BLOCK into block_sum and returns the total. Eight running sums
+ * per block keep the additions independent of each other. */
+static double sum_blocks(const float *w, int n, double *block_sum) {
+    double total = 0;
+    for (int b = 0, start = 0; start < n; b++, start += DRAW_BLOCK) {
+        int end = n - start > DRAW_BLOCK ? start + DRAW_BLOCK : n, i = start;
+        float lane[8] = {0};
+        for (; i + 8 <= end; i += 8)
+            for (int j = 0; j < 8; j++) lane[j] += w[i + j];
+        double sum = 0;
+        for (int j = 0; j < 8; j++) sum += lane[j];
+        for (; i < end; i++) sum += w[i];
+        block_sum[b] = sum;
+        total += sum;
+    }
+    return total;
+}
+
+/* An index drawn from the weights w[0..n) (summing to total > 0) with u uniform in [0, 1): the
+ * block holding the target first, then the token inside it. */
+static int draw_blocks(const float *w, int n, const double *block_sum, double total, double u) {
+    int n_blocks = (n + DRAW_BLOCK - 1) / DRAW_BLOCK, last = 0;
+    double target = u * total, cum = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        if (!(block_sum[b] > 0)) continue;
+        last = b;
+        if (target < cum + block_sum[b]) break;
+        cum += block_sum[b];
+    }
+    int start = last * DRAW_BLOCK, len = n - start > DRAW_BLOCK ? DRAW_BLOCK : n - start;
+    return start + walk_to(w + start, len, target - cum);
 }
 
 static int32_t sample_top_k(q3_sampler *s, const float *logits, int n, float inv_temp, double u) {
@@ -363,59 +411,73 @@ static int32_t sample_top_k(q3_sampler *s, const float *logits, int n, float inv
         z += p[i];
     }
     int kept = truncated_size(p, m, z, s->p.top_p, s->p.min_p);
-    return id[draw(p, kept, u)];
+    double total = 0;
+    for (int i = 0; i < kept; i++) total += p[i];
+    return id[walk_to(p, kept, u * total)];
 }
 
-static int bucket_of(float x) {
-    float depth = -x * BUCKETS_PER_NAT;
-    return depth < N_BUCKETS ? (int)depth : N_BUCKETS - 1;
+static int bucket_of(float p) {
+    uint32_t bits;
+    memcpy(&bits, &p, sizeof bits);
+    return (int)((ONE_BITS - (bits < ONE_BITS ? bits : ONE_BITS)) >> BUCKET_SHIFT);
 }
 
-/* Top-p over the whole vocabulary: bucket the mass by depth below the top token, find the bucket
- * where the cumulative mass reaches top_p, and rank only the tokens down to it. The tokens of the
- * bucket the nucleus ends in are ranked too, so the cut inside it is exact. */
+/* Top-p over the whole vocabulary without sorting it. The probability mass is bucketed by the
+ * tokens' probabilities; every bucket better than the one where the cumulative mass reaches top_p
+ * lies wholly inside the nucleus, and only the tokens of that last bucket are ranked, to find the
+ * cut inside it exactly. The nucleus is then everything that ranks at or above the weakest token
+ * kept, and min-p a threshold on top of it. */
 static int32_t sample_top_p(q3_sampler *s, const float *logits, int n, float top, float inv_temp,
                             double u) {
+    float *prob = s->prob, *cand_v = s->cand_v;
+    int32_t *cand_id = s->cand_id;
     double *mass = s->bucket_mass;
     memset(mass, 0, sizeof s->bucket_mass);
-    double z = 0;
-    for (int i = 0; i < n; i++) {
-        float x = (logits[i] - top) * inv_temp;
-        float p = expf(x);
-        s->prob[i] = p;
-        if (!(p > 0)) continue; /* NaN and underflow weigh nothing */
-        z += p;
-        mass[bucket_of(x)] += p;
-    }
-    double target = (double)s->p.top_p * z, cum = 0;
-    int deepest = N_BUCKETS - 1;
-    for (int b = 0; b < N_BUCKETS; b++)
-        if ((cum += mass[b]) >= target) {
-            deepest = b;
-            break;
-        }
-    /* The same expression as above, so every token lands in the same bucket again. */
-    int m = 0;
-    for (int i = 0; i < n; i++) {
-        float p = s->prob[i];
-        if (p > 0 && p >= s->p.min_p && bucket_of((logits[i] - top) * inv_temp) <= deepest) {
-            s->cand_v[m] = p;
-            s->cand_id[m++] = i;
-        }
-    }
-    sort_best_first(s->cand_v, s->cand_id, m);
-    int kept = truncated_size(s->cand_v, m, z, s->p.top_p, s->p.min_p);
-    return s->cand_id[draw(s->cand_v, kept, u)];
-}
-
-/* No top-k or top-p: min-p is a plain threshold, and the draw walks the vocabulary in id order. */
-static int32_t sample_full(q3_sampler *s, const float *logits, int n, float top, float inv_temp,
-                           double u) {
     for (int i = 0; i < n; i++) {
         float p = expf((logits[i] - top) * inv_temp);
-        s->prob[i] = p >= s->p.min_p ? p : 0; /* NaN compares false: weight 0 */
+        prob[i] = p = p > 0 ? p : 0; /* NaN weighs nothing */
+        mass[bucket_of(p)] += p;
     }
-    return draw(s->prob, n, u);
+    double z = 0;
+    for (int b = 0; b < N_BUCKETS; b++) z += mass[b];
+    double target = (double)s->p.top_p * z, above = 0;
+    int last = 0;
+    while (last < N_BUCKETS - 1 && above + mass[last] < target) above += mass[last++];
+
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (bucket_of(prob[i]) == last && prob[i] > 0) {
+            cand_v[m] = prob[i];
+            cand_id[m++] = i;
+        }
+    sort_best_first(cand_v, cand_id, m);
+    double cum = above;
+    int cut = 0; /* at least one: the nucleus still lacks mass when it reaches this bucket */
+    while (cut < m && (cum += cand_v[cut++]) < target) {}
+    float weakest = cut ? cand_v[cut - 1] : 0, min_p = s->p.min_p;
+    int32_t weakest_id = cut ? cand_id[cut - 1] : n;
+
+    /* Which tokens stay follows no pattern in id order: a multiply by 0 or 1, not a branch. */
+    for (int i = 0; i < n; i++) {
+        float p = prob[i];
+        bool inside = (p > weakest) | ((p == weakest) & (i <= weakest_id));
+        prob[i] = p * (float)(inside & (p >= min_p));
+    }
+    double total = sum_blocks(prob, n, s->block_sum);
+    return draw_blocks(prob, n, s->block_sum, total, u);
+}
+
+/* No top-k or top-p: min-p is a plain threshold. */
+static int32_t sample_full(q3_sampler *s, const float *logits, int n, float top, float inv_temp,
+                           double u) {
+    float min_p = s->p.min_p;
+    for (int i = 0; i < n; i++) {
+        float p = expf((logits[i] - top) * inv_temp);
+        p = p > 0 ? p : 0; /* NaN weighs nothing */
+        s->prob[i] = p * (float)(p >= min_p); /* not a branch: min-p cuts in no pattern */
+    }
+    double total = sum_blocks(s->prob, n, s->block_sum);
+    return draw_blocks(s->prob, n, s->block_sum, total, u);
 }
 
 static int32_t pick(q3_sampler *s, const float *logits, int n) {

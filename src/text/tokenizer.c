@@ -5,6 +5,7 @@
  * lives here too: it needs nothing but the pieces. */
 #include "text/tok_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,16 +272,57 @@ q3_status tok_add_merge(q3_tokenizer *t, const char *left, size_t left_len, cons
     return Q3_OK;
 }
 
+/* Hugging Face runs the pattern with Oniguruma, whose \s is Unicode's White_Space: \t-\r, U+0085
+ * and the separators \p{Z}. PCRE2's \s also takes U+180E (Mongolian vowel separator, a format
+ * character since Unicode 6.3), which would split words that HF keeps whole. So \s and \S are
+ * spelled out before compiling. */
+#define WHITE_SPACE "\\t-\\r\\x{85}\\p{Z}"
+
+static q3_status spell_out_white_space(const char *pattern, char **out, const char *src, q3_error *e) {
+    size_t n = strlen(pattern);
+    char *p = malloc(n * (sizeof WHITE_SPACE + 3) + 1); /* each escape grows at most this much */
+    if (!p) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", src);
+    size_t w = 0;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = pattern[i];
+        if (c == '\\' && i + 1 < n && (pattern[i + 1] == 's' || pattern[i + 1] == 'S')) {
+            bool negated = pattern[++i] == 'S';
+            if (in_class && negated) {
+                free(p);
+                return q3_fail(e, Q3_EUNSUPPORTED, "%s: pre-tokenizer regex has \\S inside [...]", src);
+            }
+            const char *open = in_class ? "" : negated ? "[^" : "[", *close = in_class ? "" : "]";
+            w += (size_t)sprintf(p + w, "%s%s%s", open, WHITE_SPACE, close);
+            continue;
+        }
+        p[w++] = c;
+        if (c == '\\' && i + 1 < n) p[w++] = pattern[++i]; /* an escaped character stays as it is */
+        else if (c == '[' && !in_class) {
+            in_class = true;
+            if (i + 1 < n && pattern[i + 1] == '^') p[w++] = pattern[++i];
+            if (i + 1 < n && pattern[i + 1] == ']') p[w++] = pattern[++i]; /* a literal ']' */
+        } else if (c == ']' && in_class) in_class = false;
+    }
+    p[w] = 0;
+    *out = p;
+    return Q3_OK;
+}
+
 q3_status tok_set_pattern(q3_tokenizer *t, const char *pattern, const char *src, q3_error *e) {
+    char *spelled;
+    q3_status st = spell_out_white_space(pattern, &spelled, src, e);
+    if (st) return st;
     int code;
     PCRE2_SIZE at;
-    t->pretok = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+    t->pretok = pcre2_compile((PCRE2_SPTR)spelled, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
                               &code, &at, NULL);
+    free(spelled);
     if (!t->pretok) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return q3_fail(e, Q3_EFORMAT, "%s: pre-tokenizer regex, at character %zu: %s", src,
-                       (size_t)at, (const char *)msg);
+        return q3_fail(e, Q3_EFORMAT, "%s: pre-tokenizer regex \"%s\": %s", src, pattern,
+                       (const char *)msg);
     }
     /* Without a JIT for this CPU PCRE2 interprets the same pattern, only slower. */
     pcre2_jit_compile(t->pretok, PCRE2_JIT_COMPLETE);

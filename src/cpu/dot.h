@@ -1,0 +1,37 @@
+/* The SIMD versions of the hot type kernels: dot products of a weight row against an
+ * activation row, and the activation quantizers, per instruction set. Each agrees with its
+ * scalar reference in src/quant/ (see q3_isa in quant/types.h for how closely);
+ * q3_dot_install puts them into a traits table. Signatures are those of quant/types.h. */
+#ifndef Q3_CPU_DOT_H
+#define Q3_CPU_DOT_H
+
+#include <stdint.h>
+#include "quant/types.h"
+
+/* Overrides the kernels of table (indexed by type id) that isa has versions of. The caller
+ * checks q3_isa_supported(isa) first. */
+void q3_dot_install(q3_type_traits table[Q3_TYPE_COUNT], q3_isa isa);
+
+/* AVX2 + FMA + F16C (dot_avx2.c). */
+float q3_f32_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_f16_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_bf16_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_q8_0_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_q5_k_vec_dot_avx2(int64_t n, const void *w, const void *x);
+float q3_q6_k_vec_dot_avx2(int64_t n, const void *w, const void *x);
+void q3_q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
+void q3_q8_k_from_float_avx2(const float *src, void *dst, int64_t n);
+
+/* AVX-512 F/BW/VL/DQ + VNNI (dot_avx512.c). */
+float q3_f32_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_f16_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_bf16_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_q8_0_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x);
+float q3_q6_k_vec_dot_avx512(int64_t n, const void *w, const void *x);
+void q3_q8_0_from_float_avx512(const float *src, void *dst, int64_t n);
+void q3_q8_k_from_float_avx512(const float *src, void *dst, int64_t n);
+
+#endif

@@ -1,0 +1,79 @@
+/* Runtime dispatch of the type kernels: which instruction sets this CPU runs, and which
+ * kernels each one replaces in the traits table. Detection asks the CPU (cpuid, through the
+ * compiler's __builtin_cpu_supports, which also checks that the OS saves the wide registers),
+ * so one binary runs everywhere and uses the widest units it finds. */
+#include "cpu/dot.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define Q3_X86 1
+#endif
+
+#ifdef Q3_X86
+/* F16C has no __builtin_cpu_supports name in every compiler; cpuid leaf 1, ECX bit 29. */
+static bool cpu_has_f16c(void) {
+    unsigned eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+#endif
+
+bool q3_isa_supported(q3_isa isa) {
+    switch (isa) {
+    case Q3_ISA_SCALAR: return true;
+#ifdef Q3_X86
+    case Q3_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+    case Q3_ISA_AVX512:
+        return q3_isa_supported(Q3_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+#endif
+    default: return false;
+    }
+}
+
+const char *q3_isa_name(q3_isa isa) {
+    switch (isa) {
+    case Q3_ISA_SCALAR: return "scalar";
+    case Q3_ISA_AVX2: return "avx2";
+    case Q3_ISA_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+#ifdef Q3_X86
+static void install_avx2(q3_type_traits *t) {
+    t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx2;
+    t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx2;
+    t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx2;
+    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx2;
+    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx2;
+    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx2;
+    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx2;
+    t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx2;
+    t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx2;
+}
+
+static void install_avx512(q3_type_traits *t) {
+    t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx512;
+    t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx512;
+    t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx512;
+    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx512;
+    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx512;
+    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx512;
+    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx512;
+    t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx512;
+    t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx512;
+}
+#endif
+
+void q3_dot_install(q3_type_traits table[Q3_TYPE_COUNT], q3_isa isa) {
+#ifdef Q3_X86
+    /* Each level starts from the one below, so a kernel only one ISA has is kept above it. */
+    if (isa >= Q3_ISA_AVX2) install_avx2(table);
+    if (isa >= Q3_ISA_AVX512) install_avx512(table);
+#else
+    (void)table;
+    (void)isa;
+#endif
+}
