@@ -237,6 +237,37 @@ static void test_gguf_round_trip(void **state) {
     }
 }
 
+/* A second checkpoint of unusual shapes (one KV head, a dense layer, no top-k renormalisation,
+ * rope_theta 10000, newer config.json keys) and a 1100-token prompt, straight and via GGUF. */
+static void test_variant_shapes(void **state) {
+    (void)state;
+    q3_error e = {0};
+    q3_model *m, *g;
+    q3_st_file ref;
+    if (q3_model_load(&m, fixture_path(0, "variant-qwen3moe"), NULL, &e) ||
+        q3_st_open(&ref, fixture_path(1, "variant-qwen3moe/reference.safetensors"), &e))
+        fail_msg("%s", e.msg);
+    q3_export_options o;
+    q3_export_options_uniform(&o, Q3_TYPE_BF16);
+    const char *path = tmp_path(0, "variant-bf16.gguf");
+    if (q3_export_gguf(m, path, &o, &e) || q3_model_load(&g, path, NULL, &e)) fail_msg("%s", e.msg);
+    const char *ps[] = {"p5", "p1100"};
+    fixture f = {m, ref};
+    for (int k = 0; k < 2; k++) {
+        const q3_tensor_view *ids = ref_tensor(&ref, "%s.input_ids", ps[k]);
+        int n = (int)ids->shape[0], V = q3_model_config(m)->vocab_size;
+        float *pre = run_logits(m, ids->data, n, n, NULL), *dec = run_logits(m, ids->data, n, 1, NULL),
+              *via_gguf = run_logits(g, ids->data, n, 256, NULL);
+        check_logits(&f, ps[k], pre, 2e-3f);
+        check_logits(&f, ps[k], dec, 2e-3f);
+        assert_memory_equal(pre, via_gguf, (size_t)n * V * sizeof(float));
+        free(pre), free(dec), free(via_gguf);
+    }
+    q3_model_free(g);
+    q3_model_free(m);
+    q3_st_close(&ref);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_match_transformers),
@@ -245,6 +276,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_continuation),
         cmocka_unit_test(test_batched_sequences_are_independent),
         cmocka_unit_test(test_gguf_round_trip),
+        cmocka_unit_test(test_variant_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

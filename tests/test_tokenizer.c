@@ -255,6 +255,38 @@ static void test_cases_from_gguf(void **state) {
     assert_int_equal(q3_tok_eos(f->json), -1); /* tokenizer.json does not say */
 }
 
+/* Whitespace at the edges of what Oniguruma (HF's regex engine) and PCRE2 call \s, and case
+ * folding in the contractions; ids from Hugging Face tokenizers 0.23.3 on the same
+ * tokenizer.json. */
+static const struct {
+    const char *text;
+    int n;
+    int32_t ids[12];
+} MORE_HF_CASES[] = {
+    {"\u180e x\xc2\x85" "y \u2028z", 10, {123970, 236, 856, 126, 227, 88, 220, 378, 101, 89}},
+    {"a\u180e\u180eb  \u180e", 10, {64, 123970, 236, 123970, 236, 65, 220, 86089, 254, 236}},
+    {"K\u212a \u017fS\u017f IT\u2019S it'\u017f", 10,
+     {50457, 25917, 123, 50, 144815, 8700, 39602, 432, 6, 144815}},
+    {"<|im_end|>\u0338 >\u0338", 5, {151645, 136, 116, 21103, 107}},
+    {"x\u3000\u3000y\u00a0\u00a0 \t\n", 6, {87, 22441, 22441, 88, 9238, 17476}},
+};
+
+static void test_more_hf_cases(void **state) {
+    fixture *f = *state;
+    for (size_t i = 0; i < sizeof MORE_HF_CASES / sizeof *MORE_HF_CASES; i++) {
+        const char *text = MORE_HF_CASES[i].text;
+        for (int k = 0; k < 2; k++) {
+            int n;
+            int32_t *ids = encode_ok(k ? f->gguf : f->json, text, strlen(text), true, &n);
+            if (n != MORE_HF_CASES[i].n || memcmp(ids, MORE_HF_CASES[i].ids, (size_t)n * sizeof *ids)) {
+                print_ids("got", ids, n);
+                fail_msg("extra case %zu \"%s\": ids differ from HF's", i, text);
+            }
+            free(ids);
+        }
+    }
+}
+
 /* A directory holding tokenizer.json loads like the file. */
 static void test_load_directory(void **state) {
     (void)state;
@@ -614,6 +646,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases_from_tokenizer_json),
         cmocka_unit_test(test_cases_from_gguf),
+        cmocka_unit_test(test_more_hf_cases),
         cmocka_unit_test(test_load_directory),
         cmocka_unit_test(test_find_and_pieces),
         cmocka_unit_test(test_parse_special_off),

@@ -9,10 +9,13 @@ static const struct command {
     const char *help;
 } COMMANDS[] = {
     {"run", cmd_run, "generate text from a prompt (streamed)"},
+    {"perplexity", cmd_perplexity, "perplexity (and KL divergence) over a text"},
     {"info", cmd_info, "print a model's architecture, tensors and sizes"},
     {"logits", cmd_logits, "write the logits of a token sequence as raw float32"},
     {"convert", cmd_convert, "convert a checkpoint or GGUF into a GGUF of another type"},
     {"template", cmd_template, "print the chat prompt the Qwen3 template makes from messages"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text (JSON array)"},
+    {"detokenize", cmd_detokenize, "print the text of comma-separated token ids"},
 };
 
 static void usage(FILE *f) {

@@ -387,18 +387,21 @@ static double sum_blocks(const float *w, int n, double *block_sum) {
 /* An index drawn from the weights w[0..n) (summing to total > 0) with u uniform in [0, 1): the
  * block holding the target first, then the token inside it. */
 static int draw_blocks(const float *w, int n, const double *block_sum, double total, double u) {
-    int n_blocks = (n + DRAW_BLOCK - 1) / DRAW_BLOCK, last = 0;
-    double target = u * total, cum = 0;
-    for (int b = 0; b < n_blocks; b++) {
+    int n_blocks = (n + DRAW_BLOCK - 1) / DRAW_BLOCK, b = 0, last = 0;
+    double target = u * total, before = 0;
+    for (; b < n_blocks; b++) {
         if (!(block_sum[b] > 0)) continue;
+        if (target < before + block_sum[b]) break;
         last = b;
-        if (target < cum + block_sum[b]) break;
-        cum += block_sum[b];
+        before += block_sum[b];
     }
-    int start = last * DRAW_BLOCK, len = n - start > DRAW_BLOCK ? DRAW_BLOCK : n - start;
-    return start + walk_to(w + start, len, target - cum);
+    double within = target - before;
+    if (b == n_blocks) b = last, within = INFINITY; /* rounding: the last token with weight */
+    int start = b * DRAW_BLOCK, len = n - start > DRAW_BLOCK ? DRAW_BLOCK : n - start;
+    return start + walk_to(w + start, len, within);
 }
 
+/* Top-k first (a heap over the vocabulary), then top-p and min-p over the k candidates. */
 static int32_t sample_top_k(q3_sampler *s, const float *logits, int n, float inv_temp, double u) {
     float *p = s->cand_v;
     int32_t *id = s->cand_id;
