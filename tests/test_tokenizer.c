@@ -255,20 +255,24 @@ static void test_cases_from_gguf(void **state) {
     assert_int_equal(q3_tok_eos(f->json), -1); /* tokenizer.json does not say */
 }
 
-/* Whitespace at the edges of what Oniguruma (HF's regex engine) and PCRE2 call \s, and case
- * folding in the contractions; ids from Hugging Face tokenizers 0.23.3 on the same
- * tokenizer.json. */
+/* Whitespace at the edges of what Oniguruma (HF's regex engine) and PCRE2 call \s, case folding
+ * in the contractions, and special tokens left as text (HF's encode_special_tokens, our
+ * parse_special false); ids from Hugging Face tokenizers 0.23.3 on the same tokenizer.json. */
 static const struct {
     const char *text;
     int n;
     int32_t ids[12];
+    bool no_special;
 } MORE_HF_CASES[] = {
-    {"\u180e x\xc2\x85" "y \u2028z", 10, {123970, 236, 856, 126, 227, 88, 220, 378, 101, 89}},
-    {"a\u180e\u180eb  \u180e", 10, {64, 123970, 236, 123970, 236, 65, 220, 86089, 254, 236}},
+    {"\u180e x\xc2\x85" "y \u2028z", 10, {123970, 236, 856, 126, 227, 88, 220, 378, 101, 89}, false},
+    {"a\u180e\u180eb  \u180e", 10, {64, 123970, 236, 123970, 236, 65, 220, 86089, 254, 236}, false},
     {"K\u212a \u017fS\u017f IT\u2019S it'\u017f", 10,
-     {50457, 25917, 123, 50, 144815, 8700, 39602, 432, 6, 144815}},
-    {"<|im_end|>\u0338 >\u0338", 5, {151645, 136, 116, 21103, 107}},
-    {"x\u3000\u3000y\u00a0\u00a0 \t\n", 6, {87, 22441, 22441, 88, 9238, 17476}},
+     {50457, 25917, 123, 50, 144815, 8700, 39602, 432, 6, 144815}, false},
+    {"<|im_end|>\u0338 >\u0338", 5, {151645, 136, 116, 21103, 107}, false},
+    {"x\u3000\u3000y\u00a0\u00a0 \t\n", 6, {87, 22441, 22441, 88, 9238, 17476}, false},
+    {"<|im_start|>user", 7, {27, 91, 318, 4906, 91, 29, 872}, true},
+    {"<think>x</think><|im_end|>", 9, {151667, 87, 151668, 27, 91, 318, 6213, 91, 29}, true},
+    {"a<tool_call>b<|endoftext|>", 10, {64, 151657, 65, 27, 91, 8691, 723, 427, 91, 29}, true},
 };
 
 static void test_more_hf_cases(void **state) {
@@ -277,7 +281,8 @@ static void test_more_hf_cases(void **state) {
         const char *text = MORE_HF_CASES[i].text;
         for (int k = 0; k < 2; k++) {
             int n;
-            int32_t *ids = encode_ok(k ? f->gguf : f->json, text, strlen(text), true, &n);
+            int32_t *ids = encode_ok(k ? f->gguf : f->json, text, strlen(text),
+                                     !MORE_HF_CASES[i].no_special, &n);
             if (n != MORE_HF_CASES[i].n || memcmp(ids, MORE_HF_CASES[i].ids, (size_t)n * sizeof *ids)) {
                 print_ids("got", ids, n);
                 fail_msg("extra case %zu \"%s\": ids differ from HF's", i, text);

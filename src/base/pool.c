@@ -77,14 +77,13 @@ q3_status q3_pool_new(q3_pool **out, int n_threads, bool pin, q3_error *e) {
     }
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
+        if (wa) *wa = (struct worker_arg){p, i};
         if (!wa || pthread_create(&p->threads[i], NULL, worker, wa) != 0) {
             free(wa);
             p->n_threads = i;
             q3_pool_free(p);
             return q3_fail(e, Q3_ENOMEM, "thread pool: cannot start thread %d", i);
         }
-        wa->pool = p;
-        wa->index = i;
     }
     if (pin) {
         long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);

@@ -36,8 +36,8 @@ typedef struct encoder {
 
     /* One word's BPE state, indexed by the byte where a symbol starts. */
     int32_t *symbol;    /* its token, -1 once merged into its left neighbour */
-    uint32_t *next;     /* the start of the next symbol, n_bytes at the end */
-    int64_t *prev;      /* the start of the previous symbol, -1 at the start */
+    int32_t *next;      /* the start of the next symbol, n_bytes at the end */
+    int32_t *prev;      /* the start of the previous symbol, -1 at the start */
     uint64_t *heap;     /* candidate merges, rank << 32 | left symbol's start */
     size_t heap_n, word_cap;
 
@@ -107,7 +107,8 @@ static void offer_merge(encoder *x, uint32_t pos, uint32_t n_bytes) {
 
 static q3_status bpe_scratch(encoder *x, size_t n, q3_error *e) {
     if (n <= x->word_cap) return Q3_OK;
-    size_t cap = n < 256 ? 256 : 2 * n;
+    size_t cap = n > 2 * x->word_cap ? n : 2 * x->word_cap;
+    if (cap < 256) cap = 256;
     free(x->symbol);
     free(x->next);
     free(x->prev);
@@ -115,7 +116,8 @@ static q3_status bpe_scratch(encoder *x, size_t n, q3_error *e) {
     x->symbol = malloc(cap * sizeof *x->symbol);
     x->next = malloc(cap * sizeof *x->next);
     x->prev = malloc(cap * sizeof *x->prev);
-    x->heap = malloc(3 * cap * sizeof *x->heap); /* a merge offers at most two candidates */
+    /* Each merge pops one candidate and offers at most two: never more than 2n wait at once. */
+    x->heap = malloc(2 * cap * sizeof *x->heap);
     x->word_cap = x->symbol && x->next && x->prev && x->heap ? cap : 0;
     return x->word_cap ? Q3_OK : out_of_memory(e);
 }
