@@ -96,11 +96,10 @@ static uint64_t heap_pop(encoder *x) {
 }
 
 /* Offers the merge of the symbol at pos with its right neighbour, if a rule joins them. */
-static void offer_merge(encoder *x, uint32_t pos, uint32_t n_bytes) {
-    uint32_t right = x->next[pos];
-    int32_t rank, merged;
-    if (right < n_bytes && tok_merge_of(x->t, x->symbol[pos], x->symbol[right], &rank, &merged))
-        heap_push(x, (uint64_t)rank << 32 | pos);
+static void offer_merge(encoder *x, int32_t pos, int32_t len) {
+    int32_t right = x->next[pos], rank, merged;
+    if (right < len && tok_merge_of(x->t, x->symbol[pos], x->symbol[right], &rank, &merged))
+        heap_push(x, (uint64_t)rank << 32 | (uint32_t)pos);
 }
 
 /* ---- BPE over one word ---- */
@@ -124,23 +123,22 @@ static q3_status bpe_scratch(encoder *x, size_t n, q3_error *e) {
 
 /* Merges the bytes w[0..n) into tokens, appending them to x->ids. */
 static q3_status bpe_word(encoder *x, const unsigned char *w, size_t n, q3_error *e) {
-    if (n > UINT32_MAX) return q3_fail(e, Q3_EINVAL, "encode: a %zu-byte word", n);
+    if (n > INT32_MAX) return q3_fail(e, Q3_EINVAL, "encode: a word of %zu bytes", n);
     q3_status st = bpe_scratch(x, n, e);
     if (st) return st;
-    uint32_t len = (uint32_t)n;
-    for (uint32_t i = 0; i < len; i++) {
+    int32_t len = (int32_t)n;
+    for (int32_t i = 0; i < len; i++) {
         x->symbol[i] = x->t->byte_token[w[i]];
         if (x->symbol[i] < 0)
             return q3_fail(e, Q3_EINVAL, "encode: byte 0x%02x has no token in this vocabulary", w[i]);
         x->next[i] = i + 1;
-        x->prev[i] = (int64_t)i - 1;
+        x->prev[i] = i - 1;
     }
     x->heap_n = 0;
-    for (uint32_t i = 0; i + 1 < len; i++) offer_merge(x, i, len);
+    for (int32_t i = 0; i + 1 < len; i++) offer_merge(x, i, len);
     while (x->heap_n > 0) {
         uint64_t top = heap_pop(x);
-        uint32_t pos = (uint32_t)top, right = x->next[pos];
-        int32_t rank, merged;
+        int32_t pos = (int32_t)(uint32_t)top, right = x->next[pos], rank, merged;
         /* A candidate is stale once either symbol has changed: the pair then has another rank
          * or none (a rank names one pair). */
         if (x->symbol[pos] < 0 || right >= len ||
@@ -151,10 +149,10 @@ static q3_status bpe_word(encoder *x, const unsigned char *w, size_t n, q3_error
         x->symbol[right] = -1;
         x->next[pos] = x->next[right];
         if (x->next[pos] < len) x->prev[x->next[pos]] = pos;
-        if (x->prev[pos] >= 0) offer_merge(x, (uint32_t)x->prev[pos], len);
+        if (x->prev[pos] >= 0) offer_merge(x, x->prev[pos], len);
         offer_merge(x, pos, len);
     }
-    for (uint32_t i = 0; i < len; i = x->next[i]) {
+    for (int32_t i = 0; i < len; i = x->next[i]) {
         if (x->n_ids == x->cap_ids &&
             !grow((void **)&x->ids, &x->cap_ids, x->n_ids + 1, sizeof *x->ids))
             return out_of_memory(e);
