@@ -134,7 +134,8 @@ static double decode_speed(const q3_tokenizer *tok, const char *text, size_t len
     size_t back_len;
     if (q3_tok_decode(tok, ids, n, &back, &back_len, &err)) exit(1);
     double mbs = (double)back_len / 1e6 / (now() - t0);
-    if (back_len != len || memcmp(back, text, len)) fprintf(stderr, "tokenizer_speed: round trip differs\n");
+    if (back_len != len || memcmp(back, text, len))
+        fprintf(stderr, "tokenizer_speed: round trip differs\n");
     free(back);
     free(ids);
     return mbs;
@@ -150,12 +151,11 @@ static void report(const q3_tokenizer *tok, const char *name, const char *text, 
 }
 
 int main(int argc, char **argv) {
-    char tok_path[4096], py_path[4096];
     const char *fixtures = getenv("Q3_FIXTURES") ? getenv("Q3_FIXTURES") : "tests/fixtures";
-    snprintf(tok_path, sizeof tok_path, "%s", argc > 1 ? argv[1] : "");
-    snprintf(py_path, sizeof py_path, "%s", argc > 2 ? argv[2] : "");
-    if (argc <= 1) snprintf(tok_path, sizeof tok_path, "%s/qwen3-tokenizer/tokenizer.json", fixtures);
-    if (argc <= 2) snprintf(py_path, sizeof py_path, "%s/demo/heldout.py", fixtures);
+    char default_tok[4096], default_py[4096];
+    snprintf(default_tok, sizeof default_tok, "%s/qwen3-tokenizer/tokenizer.json", fixtures);
+    snprintf(default_py, sizeof default_py, "%s/demo/heldout.py", fixtures);
+    const char *tok_path = argc > 1 ? argv[1] : default_tok, *py_path = argc > 2 ? argv[2] : default_py;
     size_t megabytes = argc > 3 ? (size_t)atoi(argv[3]) : 8;
     if (megabytes < 1 || megabytes > 1024) megabytes = 8;
 
@@ -166,7 +166,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tokenizer_speed: %s\n", err.msg);
         return 1;
     }
-    printf("tokenizer: %s (%d tokens), loaded in %.2f s\n", tok_path, q3_tok_vocab_size(tok), now() - t0);
+    printf("tokenizer: %s (%d tokens), loaded in %.2f s\n", tok_path, q3_tok_vocab_size(tok),
+           now() - t0);
 
     size_t n = megabytes << 20, py_len;
     char *text = malloc(n), *py = read_file(py_path, &py_len);

@@ -121,7 +121,8 @@ static void check_distribution(const float *logits, int n, const q3_sampling *sp
     if (categories > 1) {
         double limit = chi_square_critical(categories - 1);
         if (chi2 > limit)
-            fail_msg("chi-square %.2f > %.2f for %d degrees of freedom", chi2, limit, categories - 1);
+            fail_msg("chi-square %.2f > %.2f for %d degrees of freedom", chi2, limit,
+                     categories - 1);
     }
     q3_sampler_free(s);
     free(scratch);
@@ -242,7 +243,8 @@ static void test_truncation_full_vocab(void **state) {
         for (int d = 0; d < 300; d++) {
             memcpy(scratch, logits, N * sizeof *scratch);
             int32_t t = q3_sampler_sample(s, scratch, N);
-            if (!(t >= 0 && t < N && p[t] > 0)) fail_msg("config %d: token %d outside the support", c, t);
+            if (!(t >= 0 && t < N && p[t] > 0))
+                fail_msg("config %d: token %d outside the support", c, t);
         }
         q3_sampler_free(s);
     }
@@ -272,7 +274,8 @@ static void test_greedy_is_argmax(void **state) {
 }
 
 /* Draws n tokens from fixed random logits with sampler parameters sp. */
-static void draw_sequence(const q3_sampling *sp, const float *logits, int n_vocab, int n, int32_t *out) {
+static void draw_sequence(const q3_sampling *sp, const float *logits, int n_vocab, int n,
+                          int32_t *out) {
     q3_sampler *s;
     assert_int_equal(q3_sampler_new(&s, sp, n_vocab, NULL), Q3_OK);
     float *scratch = malloc((size_t)n_vocab * sizeof *scratch);
@@ -505,8 +508,9 @@ static void test_genconfig_demo_model(void **state) {
 static void test_genconfig_values(void **state) {
     (void)state;
     char dir[1024];
-    make_model_dir(dir, sizeof dir, "greedy", "{\"do_sample\": false, \"temperature\": 0.6, "
-                   "\"top_k\": 40.0, \"min_p\": 0.05, \"repetition_penalty\": 1.1, \"top_p\": null}");
+    make_model_dir(dir, sizeof dir, "greedy",
+                   "{\"do_sample\": false, \"temperature\": 0.6, \"top_k\": 40.0, "
+                   "\"min_p\": 0.05, \"repetition_penalty\": 1.1, \"top_p\": null}");
     q3_sampling sp = q3_sampling_defaults();
     assert_int_equal(q3_genconfig_load(dir, &sp, NULL), Q3_OK);
     assert_float_equal(sp.temperature, 0.0f, 0);
@@ -545,7 +549,8 @@ static void test_genconfig_malformed(void **state) {
         q3_sampling sp = q3_sampling_defaults(), before = sp;
         q3_error err = {0};
         assert_int_equal(q3_genconfig_load(dir, &sp, &err), Q3_EFORMAT);
-        if (!strstr(err.msg, "generation_config.json")) fail_msg("message without the file: %s", err.msg);
+        if (!strstr(err.msg, "generation_config.json"))
+            fail_msg("message without the file: %s", err.msg);
         assert_memory_equal(&sp, &before, sizeof sp);
     }
 }

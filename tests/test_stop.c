@@ -169,7 +169,8 @@ static void test_utf8_around_stop(void **state) {
     char emit[16];
     size_t out;
     bool matched;
-    assert_int_equal(q3_stop_feed(&st, "caf\xc3\xa9", 5, emit, sizeof emit, &out, &matched, NULL), Q3_OK);
+    assert_int_equal(q3_stop_feed(&st, "caf\xc3\xa9", 5, emit, sizeof emit, &out, &matched, NULL),
+                     Q3_OK);
     assert_int_equal(out, 5);
     assert_false(matched);
     q3_stop_free(&st);

@@ -190,7 +190,8 @@ static void check_cases(const fixture *f, const q3_tokenizer *t, const char *whi
         int n;
         int32_t *ids = encode_ok(t, json_string_value(text), json_string_length(text), true, &n);
         bool same = (size_t)n == json_array_size(want);
-        for (int k = 0; same && k < n; k++) same = ids[k] == json_integer_value(json_array_get(want, (size_t)k));
+        for (int k = 0; same && k < n; k++)
+            same = ids[k] == json_integer_value(json_array_get(want, (size_t)k));
         if (!same) {
             print_ids("got ", ids, n);
             fail_msg("%s: case %zu \"%s\": ids differ from HF's", which, i, json_string_value(text));
@@ -208,7 +209,8 @@ static void check_cases(const fixture *f, const q3_tokenizer *t, const char *whi
 static bool valid_utf8(const char *s, size_t n) {
     utf8proc_int32_t cp;
     for (size_t i = 0; i < n;) {
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
         if (k <= 0) return false;
         i += (size_t)k;
     }

@@ -46,7 +46,8 @@ static q3_status json_bool(const json_t *root, const char *key, const char *path
                            q3_error *e) {
     const json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return Q3_OK;
-    if (!json_is_boolean(v)) return q3_fail(e, Q3_EFORMAT, "%s: %s is not true or false", path, key);
+    if (!json_is_boolean(v))
+        return q3_fail(e, Q3_EFORMAT, "%s: %s is not true or false", path, key);
     *out = json_is_true(v);
     return Q3_OK;
 }
@@ -124,7 +125,8 @@ q3_status q3_genconfig_from_gguf(const q3_gguf *g, q3_sampling *s, q3_error *e) 
     q3_sampling t = *s;
     q3_status st;
     if ((st = gguf_float(g, KEY_TEMP, &t.temperature, e)) ||
-        (st = gguf_int(g, KEY_TOP_K, &t.top_k, e)) || (st = gguf_float(g, KEY_TOP_P, &t.top_p, e)) ||
+        (st = gguf_int(g, KEY_TOP_K, &t.top_k, e)) ||
+        (st = gguf_float(g, KEY_TOP_P, &t.top_p, e)) ||
         (st = gguf_float(g, KEY_MIN_P, &t.min_p, e)) ||
         (st = gguf_float(g, KEY_PENALTY_REPEAT, &t.repetition_penalty, e)) ||
         (st = gguf_int(g, KEY_PENALTY_LAST_N, &t.penalty_last_n, e)))

@@ -76,7 +76,8 @@ q3_sampling q3_sampling_defaults(void) {
 /* The tests are written as !(in range) so that NaN fails them too. */
 q3_status q3_sampling_check(const q3_sampling *p, q3_error *e) {
     if (!(p->temperature >= 0 && isfinite(p->temperature)))
-        return q3_fail(e, Q3_EINVAL, "temperature %g: must be a number >= 0", (double)p->temperature);
+        return q3_fail(e, Q3_EINVAL, "temperature %g: must be a number >= 0",
+                       (double)p->temperature);
     if (!(p->top_p >= 0 && p->top_p <= 1))
         return q3_fail(e, Q3_EINVAL, "top_p %g: must be in [0, 1]", (double)p->top_p);
     if (!(p->min_p >= 0 && p->min_p <= 1))
@@ -160,11 +161,13 @@ q3_status q3_sampler_new(q3_sampler **out, const q3_sampling *p, int n_vocab, q3
     size_t n_blocks = (n + DRAW_BLOCK - 1) / DRAW_BLOCK;
     bool ok = (s->prob = malloc(n * sizeof *s->prob)) &&
               (s->block_sum = malloc(n_blocks * sizeof *s->block_sum)) &&
-              (s->cand_v = malloc(n * sizeof *s->cand_v)) && (s->cand_id = malloc(n * sizeof *s->cand_id));
+              (s->cand_v = malloc(n * sizeof *s->cand_v)) &&
+              (s->cand_id = malloc(n * sizeof *s->cand_id));
     if (ok && has_penalties(p)) {
         ok = (s->count_all = calloc(n, sizeof *s->count_all)) &&
              (s->count_out = calloc(n, sizeof *s->count_out)) &&
-             (s->seen = malloc(n * sizeof *s->seen)) && (s->seen_at = malloc(n * sizeof *s->seen_at)) &&
+             (s->seen = malloc(n * sizeof *s->seen)) &&
+             (s->seen_at = malloc(n * sizeof *s->seen_at)) &&
              (s->saved = malloc(n * sizeof *s->saved));
         if (ok && p->penalty_last_n > 0)
             ok = (s->window = malloc((size_t)p->penalty_last_n * sizeof *s->window)) != NULL;
@@ -279,7 +282,7 @@ static void sift_down(float *v, int32_t *id, int n, int i) {
     }
 }
 
-/* Heapsort, best first: the heap's root is the lowest-ranked, so it is moved to the end each time. */
+/* Heapsort, best first: the heap's root is its lowest-ranked, moved to the end each time. */
 static void sort_best_first(float *v, int32_t *id, int n) {
     for (int i = n / 2 - 1; i >= 0; i--) sift_down(v, id, n, i);
     for (int end = n - 1; end > 0; end--) {

@@ -10,7 +10,8 @@
  *     q3_stop st;
  *     q3_stop_init(&st, stops, n_stops, &err);
  *     for each piece:
- *         q3_stop_feed(&st, piece, len, out, len + q3_stop_max_held(&st), &out_len, &matched, &err);
+ *         q3_stop_feed(&st, piece, len, out, len + q3_stop_max_held(&st), &out_len, &matched,
+ *                      &err);
  *         send out[0..out_len); if (matched) break;
  *     at the end of generation: q3_stop_flush(&st, out, q3_stop_max_held(&st), &out_len, &err);
  *     q3_stop_free(&st);

@@ -36,7 +36,7 @@ typedef struct encoder {
 
     /* One word's BPE state, indexed by the byte where a symbol starts. */
     int32_t *symbol;    /* its token, -1 once merged into its left neighbour */
-    int32_t *next;      /* the start of the next symbol, n_bytes at the end */
+    int32_t *next;      /* the start of the next symbol, the word's length at the end */
     int32_t *prev;      /* the start of the previous symbol, -1 at the start */
     uint64_t *heap;     /* candidate merges, rank << 32 | left symbol's start */
     size_t heap_n, word_cap;
@@ -50,20 +50,28 @@ typedef struct encoder {
 
 static q3_status out_of_memory(q3_error *e) { return q3_fail(e, Q3_ENOMEM, "encode: out of memory"); }
 
-/* Doubles a buffer until it holds need elements of size bytes. */
-static bool grow(void **buf, size_t *cap, size_t need, size_t size) {
-    if (need <= *cap) return true;
+/* A buffer of *cap elements of size bytes, grown by doubling to hold need: the buffer (moved
+ * perhaps) with *cap updated, or NULL with buf and *cap as they were. */
+static void *grow(void *buf, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return buf;
     size_t cap2 = *cap ? *cap : 64;
     while (cap2 < need) cap2 *= 2;
-    void *p = realloc(*buf, cap2 * size);
-    if (!p) return false;
-    *buf = p;
-    *cap = cap2;
-    return true;
+    void *p = realloc(buf, cap2 * size);
+    if (p) *cap = cap2;
+    return p;
+}
+
+/* Room for n more ids in the result. */
+static q3_status reserve_ids(encoder *x, size_t n, q3_error *e) {
+    int32_t *ids = grow(x->ids, &x->cap_ids, x->n_ids + n, sizeof *ids);
+    if (!ids) return out_of_memory(e);
+    x->ids = ids;
+    return Q3_OK;
 }
 
 static q3_status emit(encoder *x, const int32_t *ids, size_t n, q3_error *e) {
-    if (!grow((void **)&x->ids, &x->cap_ids, x->n_ids + n, sizeof *x->ids)) return out_of_memory(e);
+    q3_status st = reserve_ids(x, n, e);
+    if (st) return st;
     memcpy(x->ids + x->n_ids, ids, n * sizeof *ids);
     x->n_ids += n;
     return Q3_OK;
@@ -152,12 +160,8 @@ static q3_status bpe_word(encoder *x, const unsigned char *w, size_t n, q3_error
         if (x->prev[pos] >= 0) offer_merge(x, x->prev[pos], len);
         offer_merge(x, pos, len);
     }
-    for (int32_t i = 0; i < len; i = x->next[i]) {
-        if (x->n_ids == x->cap_ids &&
-            !grow((void **)&x->ids, &x->cap_ids, x->n_ids + 1, sizeof *x->ids))
-            return out_of_memory(e);
-        x->ids[x->n_ids++] = x->symbol[i];
-    }
+    if ((st = reserve_ids(x, n, e))) return st; /* n bytes make at most n tokens */
+    for (int32_t i = 0; i < len; i = x->next[i]) x->ids[x->n_ids++] = x->symbol[i];
     return Q3_OK;
 }
 
@@ -199,9 +203,11 @@ static q3_status cache_make_room(encoder *x, q3_error *e) {
 static q3_status remember(encoder *x, cached_word *slot, const unsigned char *w, size_t n,
                           uint64_t h, size_t first_id, q3_error *e) {
     size_t n_ids = x->n_ids - first_id;
-    if (!grow((void **)&x->word_bytes, &x->bytes_cap, x->bytes_used + n, 1) ||
-        !grow((void **)&x->word_ids, &x->ids_cap, x->ids_used + n_ids, sizeof *x->word_ids))
-        return out_of_memory(e);
+    unsigned char *bytes = grow(x->word_bytes, &x->bytes_cap, x->bytes_used + n, 1);
+    if (bytes) x->word_bytes = bytes;
+    int32_t *ids = bytes ? grow(x->word_ids, &x->ids_cap, x->ids_used + n_ids, sizeof *ids) : NULL;
+    if (!ids) return out_of_memory(e);
+    x->word_ids = ids;
     memcpy(x->word_bytes + x->bytes_used, w, n);
     memcpy(x->word_ids + x->ids_used, x->ids + first_id, n_ids * sizeof *x->ids);
     *slot = (cached_word){.hash = h, .bytes = (uint32_t)x->bytes_used, .n_bytes = (uint32_t)n,
@@ -244,12 +250,14 @@ static q3_status pretokenize(encoder *x, const unsigned char *s, size_t n, q3_er
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->match);
         if (ov[1] == ov[0]) { /* an empty match: step over one character and search again */
+            if (ov[0] >= n) break;
             size_t len;
             tok_utf8_next(s + ov[0], n - ov[0], &len);
             search = ov[0] + len;
             continue;
         }
-        if (ov[0] > word_start && (st = encode_word(x, s + word_start, ov[0] - word_start, e))) return st;
+        if (ov[0] > word_start && (st = encode_word(x, s + word_start, ov[0] - word_start, e)))
+            return st;
         if ((st = encode_word(x, s + ov[0], ov[1] - ov[0], e))) return st;
         word_start = search = ov[1];
     }

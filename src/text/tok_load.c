@@ -15,13 +15,13 @@
 
 /* ---- tokenizer.json ---- */
 
-static const char *type_of(const json_t *obj) {
+static const char *type_of(json_t *obj) {
     const char *s = json_string_value(json_object_get(obj, "type"));
     return s ? s : "";
 }
 
 /* The BPE options that would change the result and that Qwen leaves off. */
-static q3_status check_bpe_model(const json_t *model, const char *path, q3_error *e) {
+static q3_status check_bpe_model(json_t *model, const char *path, q3_error *e) {
     if (!json_is_object(model)) return q3_fail(e, Q3_EFORMAT, "%s: no \"model\" object", path);
     const char *type = json_string_value(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE"))
@@ -40,19 +40,20 @@ static q3_status check_bpe_model(const json_t *model, const char *path, q3_error
     json_t *dropout = json_object_get(model, "dropout");
     if (json_is_number(dropout) && json_number_value(dropout) > 0)
         return q3_fail(e, Q3_EUNSUPPORTED, "%s: model.dropout is not supported", path);
-    if (!json_is_object(json_object_get(model, "vocab")) || !json_is_array(json_object_get(model, "merges")))
+    if (!json_is_object(json_object_get(model, "vocab")) ||
+        !json_is_array(json_object_get(model, "merges")))
         return q3_fail(e, Q3_EFORMAT, "%s: model.vocab or model.merges is missing", path);
     return Q3_OK;
 }
 
-static q3_status read_normalizer(const json_t *root, bool *nfc, const char *path, q3_error *e) {
-    const json_t *n = json_object_get(root, "normalizer");
+static q3_status read_normalizer(json_t *root, bool *nfc, const char *path, q3_error *e) {
+    json_t *n = json_object_get(root, "normalizer");
     *nfc = false;
     if (!n || json_is_null(n)) return Q3_OK;
-    const json_t *list = json_object_get(n, "normalizers");
+    json_t *list = json_object_get(n, "normalizers");
     size_t count = !strcmp(type_of(n), "Sequence") ? json_array_size(list) : 1;
     for (size_t i = 0; i < count; i++) {
-        const json_t *step = !strcmp(type_of(n), "Sequence") ? json_array_get(list, i) : n;
+        json_t *step = !strcmp(type_of(n), "Sequence") ? json_array_get(list, i) : n;
         if (strcmp(type_of(step), "NFC"))
             return q3_fail(e, Q3_EUNSUPPORTED, "%s: normalizer %s is not supported (NFC or none)",
                            path, type_of(step));
@@ -63,7 +64,7 @@ static q3_status read_normalizer(const json_t *root, bool *nfc, const char *path
 
 /* One pre-tokenizer step: a Split by regex (kept), or the byte-level mapping, which the
  * encoder always does. */
-static q3_status read_pretok_step(const json_t *step, const char **pattern, const char *path,
+static q3_status read_pretok_step(json_t *step, const char **pattern, const char *path,
                                   q3_error *e) {
     const char *type = type_of(step);
     if (!strcmp(type, "ByteLevel")) {
@@ -85,12 +86,12 @@ static q3_status read_pretok_step(const json_t *step, const char **pattern, cons
     return Q3_OK;
 }
 
-static q3_status read_pattern(const json_t *root, const char **pattern, const char *path,
+static q3_status read_pattern(json_t *root, const char **pattern, const char *path,
                               q3_error *e) {
-    const json_t *p = json_object_get(root, "pre_tokenizer");
+    json_t *p = json_object_get(root, "pre_tokenizer");
     *pattern = NULL;
     bool sequence = !strcmp(type_of(p), "Sequence");
-    const json_t *list = json_object_get(p, "pretokenizers");
+    json_t *list = json_object_get(p, "pretokenizers");
     size_t count = sequence ? json_array_size(list) : 1;
     for (size_t i = 0; i < count; i++) {
         q3_status st = read_pretok_step(sequence ? json_array_get(list, i) : p, pattern, path, e);
@@ -102,18 +103,18 @@ static q3_status read_pattern(const json_t *root, const char **pattern, const ch
 }
 
 /* One past the largest id of the vocabulary and the added tokens. */
-static q3_status count_ids(const json_t *vocab, const json_t *added, int *n_vocab, const char *path,
+static q3_status count_ids(json_t *vocab, json_t *added, int *n_vocab, const char *path,
                            q3_error *e) {
     json_int_t top = -1;
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)vocab, key, v) {
+    json_object_foreach(vocab, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             return q3_fail(e, Q3_EFORMAT, "%s: model.vocab[\"%s\"] is not a token id", path, key);
         if (json_integer_value(v) > top) top = json_integer_value(v);
     }
     size_t i;
-    json_array_foreach((json_t *)added, i, v) {
+    json_array_foreach(added, i, v) {
         json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0)
             return q3_fail(e, Q3_EFORMAT, "%s: added_tokens[%zu] has no id", path, i);
@@ -124,9 +125,9 @@ static q3_status count_ids(const json_t *vocab, const json_t *added, int *n_voca
     return Q3_OK;
 }
 
-static q3_status set_added_token(q3_tokenizer *t, const json_t *a, size_t i, const char *path,
+static q3_status set_added_token(q3_tokenizer *t, json_t *a, size_t i, const char *path,
                                  q3_error *e) {
-    const json_t *content = json_object_get(a, "content");
+    json_t *content = json_object_get(a, "content");
     if (!json_is_string(content))
         return q3_fail(e, Q3_EFORMAT, "%s: added_tokens[%zu] has no content", path, i);
     /* These change how the token is matched in text; Qwen sets none of them. ("normalized"
@@ -142,23 +143,23 @@ static q3_status set_added_token(q3_tokenizer *t, const json_t *a, size_t i, con
 }
 
 /* A merge is "left right" (older files) or ["left", "right"]. */
-static q3_status add_json_merge(q3_tokenizer *t, const json_t *m, int rank, const char *path,
+static q3_status add_json_merge(q3_tokenizer *t, json_t *m, int rank, const char *path,
                                 q3_error *e) {
     if (json_is_string(m)) {
         const char *s = json_string_value(m), *space = strchr(s, ' ');
         if (!space) return q3_fail(e, Q3_EFORMAT, "%s: merge %d \"%s\" has no space", path, rank, s);
         return tok_add_merge(t, s, (size_t)(space - s), space + 1, strlen(space + 1), rank, path, e);
     }
-    const json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
+    json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
     if (!json_is_string(l) || !json_is_string(r) || json_array_size(m) != 2)
         return q3_fail(e, Q3_EFORMAT, "%s: merge %d is not a pair of strings", path, rank);
     return tok_add_merge(t, json_string_value(l), json_string_length(l), json_string_value(r),
                          json_string_length(r), rank, path, e);
 }
 
-static q3_status build_from_json(q3_tokenizer **out, const json_t *root, const char *path,
+static q3_status build_from_json(q3_tokenizer **out, json_t *root, const char *path,
                                  q3_error *e) {
-    const json_t *model = json_object_get(root, "model"), *added = json_object_get(root, "added_tokens");
+    json_t *model = json_object_get(root, "model"), *added = json_object_get(root, "added_tokens");
     const char *pattern = NULL;
     bool nfc = false;
     int n_vocab = 0;
@@ -166,23 +167,23 @@ static q3_status build_from_json(q3_tokenizer **out, const json_t *root, const c
     if ((st = check_bpe_model(model, path, e)) || (st = read_normalizer(root, &nfc, path, e)) ||
         (st = read_pattern(root, &pattern, path, e)))
         return st;
-    const json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
     if ((st = count_ids(vocab, added, &n_vocab, path, e))) return st;
     q3_tokenizer *t;
     if ((st = tok_create(&t, n_vocab, (int)json_array_size(merges), path, e))) return st;
     t->nfc = nfc;
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)vocab, key, v) {
-        if ((st = tok_set_token(t, (int32_t)json_integer_value(v), key, strlen(key), TOK_NORMAL, path, e)))
-            goto fail;
+    json_object_foreach(vocab, key, v) {
+        int32_t id = (int32_t)json_integer_value(v);
+        if ((st = tok_set_token(t, id, key, strlen(key), TOK_NORMAL, path, e))) goto fail;
     }
     size_t i;
-    json_array_foreach((json_t *)added, i, v) {
+    json_array_foreach(added, i, v) {
         if ((st = set_added_token(t, v, i, path, e))) goto fail;
     }
     if ((st = tok_index(t, path, e))) goto fail;
-    json_array_foreach((json_t *)merges, i, v) {
+    json_array_foreach(merges, i, v) {
         if ((st = add_json_merge(t, v, (int)i, path, e))) goto fail;
     }
     if ((st = tok_set_pattern(t, pattern, path, e))) goto fail;

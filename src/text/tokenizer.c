@@ -172,7 +172,8 @@ static q3_status make_pieces(q3_tokenizer *t, const char *src, q3_error *e) {
     int16_t char_to_byte[ALPHABET_END];
     char_to_byte_table(char_to_byte);
     /* A piece is never longer than its spelling. */
-    if (!(t->piece_pool = malloc(t->text_used + 1))) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", src);
+    if (!(t->piece_pool = malloc(t->text_used + 1)))
+        return q3_fail(e, Q3_ENOMEM, "%s: out of memory", src);
     for (int32_t id = 0; id < t->n_vocab; id++) {
         tok_entry *k = &t->tokens[id];
         if (k->kind == TOK_NORMAL) {

@@ -1,0 +1,119 @@
+/* What the server's files share: the server itself, the request a handler sees, the reply it
+ * gives back, and a few small helpers for building text and JSON.
+ *
+ *   http.c     libmicrohttpd plumbing: listening, connection limit, body limit, API key, routing,
+ *              turning an http_reply into a response (a server-sent-event stream included)
+ *   openai.c   the OpenAI API: request JSON -> prompt -> tokens -> engine -> events -> JSON / SSE
+ *   job.c      one request in flight: the queue between the engine thread and the HTTP thread
+ *   metrics.c  counters and histograms, written as Prometheus text
+ *   text.c     a growable buffer, UTF-8 checks, JSON strings from bytes
+ * Nothing outside src/server includes this. */
+#ifndef Q3_SERVER_INTERNAL_H
+#define Q3_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "server/metrics.h"
+#include "server/server.h"
+
+struct q3_server {
+    q3_server_options o;      /* strings point into the copies below */
+    char *host, *api_key, *model_name;
+    q3_engine *engine;
+    const q3_tokenizer *tok;
+    struct MHD_Daemon *daemon;
+    int port;
+    long long started;        /* unix time, the models' "created" */
+    q3_metrics metrics;
+    atomic_int connections;   /* open right now */
+    atomic_bool stopping;     /* q3_server_stop has begun: waits end, nothing new is submitted */
+};
+
+/* ---- text helpers (text.c) ---- */
+
+/* A growable byte buffer, always NUL-terminated once anything was put in it. An allocation
+ * failure sets `failed` and drops later writes, so callers check once at the end. */
+typedef struct sbuf {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} sbuf;
+
+void sbuf_put(sbuf *b, const char *s, size_t n);
+void sbuf_puts(sbuf *b, const char *s);
+void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v as compact JSON. */
+void sbuf_put_json(sbuf *b, const json_t *v);
+void sbuf_free(sbuf *b);
+
+/* The offset of the first byte that is not part of a valid UTF-8 character, or n. */
+size_t utf8_invalid_at(const char *s, size_t n);
+/* A JSON string of n bytes; bytes that are not valid UTF-8 become U+FFFD. NULL only without
+ * memory. */
+json_t *json_text(const char *s, size_t n);
+
+/* ---- requests and replies (http.c) ---- */
+
+typedef struct http_request {
+    q3_server *srv;
+    const char *method, *path;
+    const char *body;         /* NUL-terminated; body_len excludes the NUL */
+    size_t body_len;
+    int fd;                   /* the client's socket, to notice that it went away */
+} http_request;
+
+typedef enum stream_step {
+    STREAM_MORE,  /* wrote something; call again */
+    STREAM_END,   /* wrote the last bytes */
+    STREAM_ABORT, /* the client is gone or the server stops: close the connection */
+} stream_step;
+
+/* A body written while it is produced (server-sent events). produce runs on the connection's
+ * thread and may block until it has something to write; close runs once, when the response is
+ * finished with, whether the client read it all or went away. */
+typedef struct http_stream {
+    stream_step (*produce)(void *ctx, sbuf *out);
+    void (*close)(void *ctx);
+    void *ctx;
+} http_stream;
+
+typedef struct http_reply {
+    int status;
+    const char *content_type;
+    char *body;               /* malloc'd, handed over; or */
+    const char *static_body;  /* lives forever (the chat page) */
+    size_t body_len;
+    http_stream stream;       /* produce set: a text/event-stream */
+    int retry_after;          /* seconds, for 503; 0: no header */
+    const char *allow;        /* methods, for 405 */
+} http_reply;
+
+/* An OpenAI error: {"error": {"message", "type", "param", "code"}}. */
+typedef struct api_error {
+    int status;
+    const char *code;         /* NULL: null */
+    char param[64];           /* "": null */
+    char message[512];
+    int retry_after;
+} api_error;
+
+/* Fills err and returns false, for `return api_fail(err, 400, NULL, "n", "n must be 1");`. */
+bool api_fail(api_error *err, int status, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+http_reply reply_error(const api_error *err);
+/* Takes v (its reference is stolen). */
+http_reply reply_json(int status, json_t *v);
+/* True when the client closed its end of the connection. */
+bool http_client_gone(const http_request *r);
+
+/* ---- the endpoints ---- */
+
+http_reply openai_chat_completions(const http_request *r);
+http_reply openai_completions(const http_request *r);
+http_reply openai_models(const http_request *r);
+http_reply openai_tokenize(const http_request *r);
+http_reply openai_detokenize(const http_request *r);
+http_reply metrics_page(const http_request *r);
+
+#endif
