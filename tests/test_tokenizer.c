@@ -135,6 +135,7 @@ static q3_tokenizer *load_ok(const char *path) {
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
     const char *json_path = fixture_path(0, "qwen3-tokenizer/tokenizer.json");
     const char *gguf_path = tmp_path(0, "test_tokenizer.gguf");
     json_t *root = load_json(fixture_path(1, "qwen3-tokenizer/tokenizer_cases.json"));
@@ -510,6 +511,7 @@ static void test_stream_leftovers(void **state) {
     size_t cap = q3_tok_stream_cap(f->json), k;
     char out[64];
     char *buf = malloc(cap);
+    assert_non_null(buf);
     q3_tok_stream s;
     q3_error err = {0};
     q3_tok_stream_init(&s);

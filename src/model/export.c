@@ -172,15 +172,11 @@ static q3_status add_layer(exporter *x, q3_gguf_writer *w, int l, q3_error *e) {
 
 /* ---- metadata ---- */
 
-static q3_status add_config(q3_gguf_writer *w, const q3_model *m, const q3_export_options *o) {
-    const q3_config *c = &m->cfg;
-    char name[256];
-    const char *base = strrchr(m->path, '/');
-    snprintf(name, sizeof name, "%s", o->name ? o->name : base && base[1] ? base + 1 : m->path);
+q3_status q3_export_add_metadata(q3_gguf_writer *w, const q3_config *c, int file_type, const char *name) {
     q3_status st = 0;
     st |= q3_gguf_set_str(w, "general.architecture", "qwen3moe");
     st |= q3_gguf_set_str(w, "general.name", name);
-    st |= q3_gguf_set_u32(w, "general.file_type", (uint32_t)o->file_type);
+    st |= q3_gguf_set_u32(w, "general.file_type", (uint32_t)file_type);
     st |= q3_gguf_set_u32(w, "general.quantization_version", 2);
     st |= q3_gguf_set_u32(w, "qwen3moe.block_count", (uint32_t)c->n_layers);
     st |= q3_gguf_set_u32(w, "qwen3moe.context_length", (uint32_t)c->max_context);
@@ -198,6 +194,13 @@ static q3_status add_config(q3_gguf_writer *w, const q3_model *m, const q3_expor
     /* llama.cpp assumes renormalised top-k for qwen3moe; say so explicitly when it is not. */
     if (!c->norm_topk_prob) st |= q3_gguf_set_bool(w, "qwen3moe.expert_weights_norm", false);
     return st ? Q3_ENOMEM : Q3_OK;
+}
+
+static q3_status add_config(q3_gguf_writer *w, const q3_model *m, const q3_export_options *o) {
+    char name[256];
+    const char *base = strrchr(m->path, '/');
+    snprintf(name, sizeof name, "%s", o->name ? o->name : base && base[1] ? base + 1 : m->path);
+    return q3_export_add_metadata(w, &m->cfg, o->file_type, name);
 }
 
 /* The tokenizer: a tokenizer.json given by the caller, else the source's own (tokenizer.* keys

@@ -39,6 +39,10 @@ void q3_export_options_uniform(q3_export_options *o, q3_type t);
  * blocks (llama.cpp's fallbacks: Q4_K -> Q5_0, Q6_K -> Q8_0, ...); cannot fail. */
 q3_type q3_export_fallback_type(q3_type want, int64_t cols);
 
+/* The architecture metadata llama.cpp's qwen3moe loader reads (general.* and qwen3moe.* keys),
+ * shared by the exporter and the synthetic-model writer. Fails only on allocation. */
+q3_status q3_export_add_metadata(q3_gguf_writer *w, const q3_config *c, int file_type, const char *name);
+
 q3_status q3_export_gguf(const q3_model *m, const char *out_path, const q3_export_options *o,
                          q3_error *e);
 

@@ -9,18 +9,23 @@
 
 #define SUB 16 /* weights per sub-block */
 
-/* Weight e of a block, 0..3: byte 32 * (e / 128) + e % 32, bit pair (e % 128) / 32. */
-static int q2k_value(const q3_block_q2_k *b, int e) {
-    return (b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+/* The 256 levels of a block in weight order, 0..3: byte qs[32h + l] holds weights 128h + l,
+ * +32, +64, +96 in its bit pairs. */
+static void unpack_levels(const q3_block_q2_k *b, int8_t L[Q3_QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) L[128 * h + 32 * k + l] = (int8_t)((b->qs[32 * h + l] >> (2 * k)) & 3);
 }
 
 void q3_q2_k_to_float(const void *src, float *dst, int64_t n) {
     const q3_block_q2_k *b = src;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, dst += Q3_QK_K) {
         float d = q3_f16_to_f32(b[i].d), dmin = q3_f16_to_f32(b[i].dmin);
+        int8_t L[Q3_QK_K];
+        unpack_levels(&b[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++) {
             float dl = d * (b[i].scales[j] & 0xF), ml = dmin * (b[i].scales[j] >> 4);
-            for (int l = 0; l < SUB; l++) dst[SUB * j + l] = dl * q2k_value(&b[i], SUB * j + l) - ml;
+            for (int l = 0; l < SUB; l++) dst[SUB * j + l] = dl * L[SUB * j + l] - ml;
         }
     }
 }
@@ -67,9 +72,11 @@ float q3_q2_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int32_t sum_qy = 0, sum_my = 0;
+        int8_t L[Q3_QK_K];
+        unpack_levels(&bw[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++) {
             int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += q2k_value(&bw[i], SUB * j + l) * bx[i].qs[SUB * j + l];
+            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
             sum_qy += (bw[i].scales[j] & 0xF) * s;
             sum_my += (bw[i].scales[j] >> 4) * bx[i].bsums[j];
         }

@@ -28,11 +28,16 @@ static void pack_scales(const int scales[16], uint8_t packed[12]) {
     }
 }
 
-/* Weight e of a block, -4..3. */
-static int q3k_value(const q3_block_q3_k *b, int e) {
-    int low = (b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-    int high_set = (b->hmask[e % 32] >> (e / 32)) & 1;
-    return low - (high_set ? 0 : 4);
+/* The 256 levels of a block in weight order, -4..3: low bits as in Q2_K, and the level drops
+ * by 4 where weight e's bit (e / 32 of hmask[e % 32]) is clear. */
+static void unpack_levels(const q3_block_q3_k *b, int8_t L[Q3_QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int low = (b->qs[32 * h + l] >> (2 * k)) & 3;
+                int high_set = (b->hmask[l] >> (4 * h + k)) & 1;
+                L[128 * h + 32 * k + l] = (int8_t)(low - (high_set ? 0 : 4));
+            }
 }
 
 void q3_q3_k_to_float(const void *src, float *dst, int64_t n) {
@@ -40,10 +45,12 @@ void q3_q3_k_to_float(const void *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n / Q3_QK_K; i++, dst += Q3_QK_K) {
         float d = q3_f16_to_f32(b[i].d);
         int scales[16];
+        int8_t L[Q3_QK_K];
         unpack_scales(b[i].scales, scales);
+        unpack_levels(&b[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++) {
             float dl = d * scales[j];
-            for (int l = 0; l < SUB; l++) dst[SUB * j + l] = dl * q3k_value(&b[i], SUB * j + l);
+            for (int l = 0; l < SUB; l++) dst[SUB * j + l] = dl * L[SUB * j + l];
         }
     }
 }
@@ -100,11 +107,13 @@ float q3_q3_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int scales[16];
+        int8_t L[Q3_QK_K];
         unpack_scales(bw[i].scales, scales);
+        unpack_levels(&bw[i], L);
         int32_t sum_qy = 0;
         for (int j = 0; j < Q3_QK_K / SUB; j++) {
             int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += q3k_value(&bw[i], SUB * j + l) * bx[i].qs[SUB * j + l];
+            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
             sum_qy += scales[j] * s;
         }
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), 0, sum_qy, 0);

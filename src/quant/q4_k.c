@@ -9,17 +9,26 @@
 
 #define SUB 32 /* weights per sub-block */
 
+/* The 256 levels of a block in weight order, 0..15. */
+static void unpack_levels(const q3_block_q4_k *b, int8_t L[Q3_QK_K]) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            L[64 * c + l] = (int8_t)(b->qs[32 * c + l] & 0xF);
+            L[64 * c + 32 + l] = (int8_t)(b->qs[32 * c + l] >> 4);
+        }
+}
+
 void q3_q4_k_to_float(const void *src, float *dst, int64_t n) {
     const q3_block_q4_k *b = src;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         float d = q3_f16_to_f32(b[i].d), dmin = q3_f16_to_f32(b[i].dmin);
+        int8_t L[Q3_QK_K];
+        unpack_levels(&b[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++, dst += SUB) {
             uint8_t sc, m;
             q3_kscale_get(b[i].scales, j, &sc, &m);
             float dl = d * sc, ml = dmin * m;
-            const uint8_t *q = b[i].qs + 32 * (j / 2);
-            int shift = 4 * (j % 2);
-            for (int l = 0; l < SUB; l++) dst[l] = dl * ((q[l] >> shift) & 0xF) - ml;
+            for (int l = 0; l < SUB; l++) dst[l] = dl * L[SUB * j + l] - ml;
         }
     }
 }
@@ -80,12 +89,11 @@ float q3_q4_k_vec_dot(int64_t n, const void *w, const void *x) {
         uint8_t sc[8], m[8];
         q3_kscale_unpack(bw[i].scales, sc, m);
         int32_t sum_qy = 0, sum_my = 0;
+        int8_t L[Q3_QK_K];
+        unpack_levels(&bw[i], L);
         for (int j = 0; j < 8; j++) {
-            const uint8_t *q = bw[i].qs + 32 * (j / 2);
-            const int8_t *y = bx[i].qs + SUB * j;
-            int shift = 4 * (j % 2);
             int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += ((q[l] >> shift) & 0xF) * y[l];
+            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
             sum_qy += sc[j] * s;
             sum_my += m[j] * (bx[i].bsums[2 * j] + bx[i].bsums[2 * j + 1]);
         }

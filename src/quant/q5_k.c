@@ -8,21 +8,26 @@
 
 #define SUB 32 /* weights per sub-block */
 
-/* Weight l of sub-block j, 0..31. */
-static int q5k_value(const q3_block_q5_k *b, int j, int l) {
-    int low = (b->qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
-    return low | ((b->qh[l] >> j) & 1) << 4;
+/* The 256 levels of a block in weight order, 0..31. */
+static void unpack_levels(const q3_block_q5_k *b, int8_t L[Q3_QK_K]) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            L[64 * c + l] = (int8_t)((b->qs[32 * c + l] & 0xF) | ((b->qh[l] >> (2 * c)) & 1) << 4);
+            L[64 * c + 32 + l] = (int8_t)((b->qs[32 * c + l] >> 4) | ((b->qh[l] >> (2 * c + 1)) & 1) << 4);
+        }
 }
 
 void q3_q5_k_to_float(const void *src, float *dst, int64_t n) {
     const q3_block_q5_k *b = src;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         float d = q3_f16_to_f32(b[i].d), dmin = q3_f16_to_f32(b[i].dmin);
+        int8_t L[Q3_QK_K];
+        unpack_levels(&b[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++, dst += SUB) {
             uint8_t sc, m;
             q3_kscale_get(b[i].scales, j, &sc, &m);
             float dl = d * sc, ml = dmin * m;
-            for (int l = 0; l < SUB; l++) dst[l] = dl * q5k_value(&b[i], j, l) - ml;
+            for (int l = 0; l < SUB; l++) dst[l] = dl * L[SUB * j + l] - ml;
         }
     }
 }
@@ -83,10 +88,11 @@ float q3_q5_k_vec_dot(int64_t n, const void *w, const void *x) {
         uint8_t sc[8], m[8];
         q3_kscale_unpack(bw[i].scales, sc, m);
         int32_t sum_qy = 0, sum_my = 0;
+        int8_t L[Q3_QK_K];
+        unpack_levels(&bw[i], L);
         for (int j = 0; j < 8; j++) {
-            const int8_t *y = bx[i].qs + SUB * j;
             int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += q5k_value(&bw[i], j, l) * y[l];
+            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
             sum_qy += sc[j] * s;
             sum_my += m[j] * (bx[i].bsums[2 * j] + bx[i].bsums[2 * j + 1]);
         }

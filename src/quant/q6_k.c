@@ -8,20 +8,27 @@
 
 #define SUB 16 /* weights per sub-block */
 
-/* Weight e of a block, 0..63 (the stored value, before subtracting 32). */
-static int q6k_value(const q3_block_q6_k *b, int e) {
-    int half = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
-    uint8_t low = b->ql[64 * half + 32 * (quarter % 2) + l];
-    int nibble = quarter < 2 ? low & 0xF : low >> 4;
-    int high = (b->qh[32 * half + l] >> (2 * quarter)) & 3;
-    return nibble | high << 4;
+/* The 256 levels of a block in weight order, minus 32: -32..31. */
+static void unpack_levels(const q3_block_q6_k *b, int8_t L[Q3_QK_K]) {
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        int8_t *out = L + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            out[l] = (int8_t)(((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32);
+            out[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32);
+            out[l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32);
+            out[l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32);
+        }
+    }
 }
 
 void q3_q6_k_to_float(const void *src, float *dst, int64_t n) {
     const q3_block_q6_k *b = src;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, dst += Q3_QK_K) {
         float d = q3_f16_to_f32(b[i].d);
-        for (int e = 0; e < Q3_QK_K; e++) dst[e] = d * b[i].scales[e / SUB] * (q6k_value(&b[i], e) - 32);
+        int8_t L[Q3_QK_K];
+        unpack_levels(&b[i], L);
+        for (int e = 0; e < Q3_QK_K; e++) dst[e] = d * b[i].scales[e / SUB] * L[e];
     }
 }
 
@@ -72,9 +79,11 @@ float q3_q6_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int32_t sum_qy = 0;
+        int8_t L[Q3_QK_K];
+        unpack_levels(&bw[i], L);
         for (int j = 0; j < Q3_QK_K / SUB; j++) {
             int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += (q6k_value(&bw[i], SUB * j + l) - 32) * bx[i].qs[SUB * j + l];
+            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
             sum_qy += bw[i].scales[j] * s;
         }
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), 0, sum_qy, 0);
