@@ -8,16 +8,22 @@
 #include <time.h>
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/config.h"
+#include "cli/dataset.h"
 #include "cli/gen_options.h"
 #include "engine/engine.h"
 #include "text/chat.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: q3moe run [-m MODEL] (-p PROMPT | -f FILE) [-n MAX_NEW_TOKENS] [--chat [--no-think] [--system TEXT]]\n"
-            "                 [--no-escape] [--raw] %s\n"
+            "usage: q3moe run [-m MODEL] (-p PROMPT | -f FILE | --dataset FILE [--input-truncated-len N])\n"
+            "                 [-n MAX_NEW_TOKENS] [--chat [--no-think] [--system TEXT]] [--no-escape] [--raw]\n"
+            "                 [--config FILE.yaml] %s\n"
             "Without -m, the bundled demo model. -p understands \\n, \\t, \\\\ escapes unless --no-escape.\n"
-            "--chat applies the Qwen3 chat template; --raw with --chat shows the <think> block as is.\n",
+            "--chat applies the Qwen3 chat template; --raw with --chat shows the <think> block as is.\n"
+            "--dataset runs every prompt of a .json list or a LongBench .jsonl file, cut to N tokens\n"
+            "(the middle of the context goes), and prints a table of per-prompt speeds to stderr.\n"
+            "--config reads options from a YAML file; the command line overrides them.\n",
             Q3_GEN_OPTIONS_USAGE);
 }
 
@@ -91,16 +97,33 @@ static char *read_file(const char *path) {
     return buf;
 }
 
+/* --dataset: every prompt of the file in turn, through one engine (dataset.c). */
+static int run_dataset(const char *dataset, const char *model, const q3_prompt_style *style, int n_predict,
+                       q3_gen_options *g) {
+    const char *path = q3_cli_model_path(model);
+    q3_model *m = NULL;
+    q3_tokenizer *tok = NULL;
+    q3_sampling defaults;
+    if (!path || !q3_cli_open_model(path, &m, &tok, &defaults)) return 1;
+    int rc = q3_dataset_run(dataset, style, n_predict, g, m, tok, &defaults);
+    q3_tok_free(tok);
+    q3_model_free(m);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
-    enum { O_CHAT = 300, O_NO_THINK, O_SYSTEM, O_NO_ESCAPE, O_RAW };
+    if (!q3_cli_apply_config(&argc, &argv, "run")) return 1;
+    enum { O_CHAT = 300, O_NO_THINK, O_SYSTEM, O_NO_ESCAPE, O_RAW, O_DATASET, O_TRUNCATE };
     struct option opts[64] = {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
         {"file", required_argument, 0, 'f'},  {"n-predict", required_argument, 0, 'n'},
         {"chat", no_argument, 0, O_CHAT},     {"no-think", no_argument, 0, O_NO_THINK},
         {"system", required_argument, 0, O_SYSTEM}, {"no-escape", no_argument, 0, O_NO_ESCAPE},
-        {"raw", no_argument, 0, O_RAW},       {"help", no_argument, 0, 'h'}};
+        {"raw", no_argument, 0, O_RAW},       {"help", no_argument, 0, 'h'},
+        {"dataset", required_argument, 0, O_DATASET}, {"input-truncated-len", required_argument, 0, O_TRUNCATE}};
     q3_gen_options_add_long(opts, 64);
-    const char *model = NULL, *prompt_arg = NULL, *file = NULL, *system = NULL;
+    const char *model = NULL, *prompt_arg = NULL, *file = NULL, *system = NULL, *dataset = NULL;
+    long truncate_to = 0;
     bool chat = false, think = true, escape = true, raw = false;
     q3_gen_options g;
     q3_gen_options_init(&g);
@@ -118,6 +141,8 @@ int cmd_run(int argc, char **argv) {
         case O_SYSTEM: system = optarg; break;
         case O_NO_ESCAPE: escape = false; break;
         case O_RAW: raw = true; break;
+        case O_DATASET: dataset = optarg; break;
+        case O_TRUNCATE: if (!q3_cli_parse_int(optarg, "--input-truncated-len", 1, 1 << 24, &truncate_to)) return 2; break;
         case 'h': usage(stdout); return 0;
         default:
             if (q3_gen_options_parse(&g, ch, optarg) == 0) break;
@@ -125,9 +150,13 @@ int cmd_run(int argc, char **argv) {
             return 2;
         }
     }
-    if ((!prompt_arg && !file) || (prompt_arg && file) || optind < argc) {
+    if ((!prompt_arg + !file + !dataset) != 2 || optind < argc) {
         usage(stderr);
         return 2;
+    }
+    if (dataset) {
+        q3_prompt_style style = {.chat = chat, .think = think, .system = system, .max_tokens = (int)truncate_to};
+        return run_dataset(dataset, model, &style, (int)n_predict, &g);
     }
     char *text = file ? read_file(file) : strdup(prompt_arg);
     if (!text) return 1;

@@ -62,11 +62,14 @@ typedef struct attn_job {
 static void attend(void *ctx, int task, int thread) {
     attn_job *j = ctx;
     const q3_config *c = &j->r->m->cfg;
-    int i = task / c->n_heads, h = task % c->n_heads, hd = c->head_dim;
-    int kvh = h / (c->n_heads / c->n_kv_heads), seq = j->b->seq[i], len = j->b->pos[i] + 1;
-    const float *q = j->r->q + ((size_t)i * c->n_heads + h) * hd;
+    const q3_shard *sh = &j->r->m->shard;
+    int nq = sh->n_q_heads, i = task / nq, h = task % nq, hd = c->head_dim;
+    /* Local query head h is global head q_head0 + h; its key/value head, local index kvh. */
+    int kvh = (sh->q_head0 + h) / (c->n_heads / c->n_kv_heads) - sh->kv_head0;
+    int seq = j->b->seq[i], len = j->b->pos[i] + 1;
+    const float *q = j->r->q + ((size_t)i * nq + h) * hd;
     float *scores = j->r->scores + (size_t)thread * j->r->scores_cap;
-    float *out = j->r->attn + ((size_t)i * c->n_heads + h) * hd;
+    float *out = j->r->attn + ((size_t)i * nq + h) * hd;
     size_t head_off = (size_t)kvh * hd * j->kv->elem_size;
     float scale = 1.0f / sqrtf((float)hd), max = -INFINITY;
     for (int p = 0; p < len; p++) {
@@ -98,19 +101,20 @@ void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch
     const q3_config *c = &r->m->cfg;
     const q3_layer *L = &r->m->layers[layer];
     int n = b->n_tokens, H = c->hidden_size, hd = c->head_dim, half = hd / 2;
+    int nq = r->m->shard.n_q_heads, nkv = r->m->shard.n_kv_heads;
     for (int i = 0; i < n; i++) q3_rmsnorm(r->xn + (size_t)i * H, r->x + (size_t)i * H, L->attn_norm, H, c->rms_eps);
     project(r, &L->wq, r->xn, n, r->q);
     project(r, &L->wk, r->xn, n, r->k);
     project(r, &L->wv, r->xn, n, r->v);
     for (int i = 0; i < n; i++) {
         const float *cs = r->rope_cos + (size_t)i * half, *sn = r->rope_sin + (size_t)i * half;
-        for (int h = 0; h < c->n_heads; h++) {
-            float *q = r->q + ((size_t)i * c->n_heads + h) * hd;
+        for (int h = 0; h < nq; h++) {
+            float *q = r->q + ((size_t)i * nq + h) * hd;
             q3_rmsnorm(q, q, L->q_norm, hd, c->rms_eps);
             q3_rope_apply(q, cs, sn, hd);
         }
-        for (int h = 0; h < c->n_kv_heads; h++) {
-            float *k = r->k + ((size_t)i * c->n_kv_heads + h) * hd;
+        for (int h = 0; h < nkv; h++) {
+            float *k = r->k + ((size_t)i * nkv + h) * hd;
             q3_rmsnorm(k, k, L->k_norm, hd, c->rms_eps);
             q3_rope_apply(k, cs, sn, hd);
         }
@@ -118,6 +122,6 @@ void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch
         store_row(kv, q3_kv_row(kv, kv->v, layer, b->seq[i], b->pos[i]), r->v + (size_t)i * kv->kv_dim);
     }
     attn_job j = {r, kv, b, layer};
-    q3_pool_run(r->pool, attend, &j, n * c->n_heads);
+    q3_pool_run(r->pool, attend, &j, n * nq);
     project(r, &L->wo, r->attn, n, r->out);
 }

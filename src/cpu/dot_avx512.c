@@ -16,8 +16,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__)
 
-#include <immintrin.h>
-#include "quant/blocks.h"
+#include "cpu/dot_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
@@ -123,8 +122,7 @@ static inline __m512 q8_0_pair(const q3_block_q8_0 *bw, const q3_block_q8_0 *bx,
     __m512i s = dot_i8x64(load_2x256(bw[0].qs, bw[1].qs), load_2x256(bx[0].qs, bx[1].qs));
     float d0 = half_to_float(bw[0].d) * half_to_float(bx[0].d);
     float d1 = half_to_float(bw[1].d) * half_to_float(bx[1].d);
-    __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1)), acc);
 }
 
 float q3_q8_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -148,18 +146,112 @@ float q3_q8_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     return sum;
 }
 
-/* ---- K-quants ---- */
+/* ---- Q4_0, Q5_0 (against Q8_0), Q4_1, Q5_1 (against Q8_1) ---- */
 
-/* sum m_j * (bsums[2j] + bsums[2j + 1]): the min term of Q4_K / Q5_K over 8 sub-blocks of 32. */
-static inline int32_t kquant_min_term(const uint32_t mins[2], const int16_t *bsums) {
-    __m256i bs = loadu256(bsums);
-    __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    __m128i m = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mins[1], (int)mins[0]));
-    __m128i s = _mm_madd_epi16(pairs, m);
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
+/* The 4-bit levels of two blocks in weight order (weight j in the low nibble of qs[j], j + 16
+ * in the high nibble): block b0 in the low 256 bits, b1 in the high. */
+static inline __m512i nibbles_2x32(const uint8_t *qs0, const uint8_t *qs1) {
+    const __m512i shifts = _mm512_mask_blend_epi16(0xFF00FF00u, _mm512_setzero_si512(), _mm512_set1_epi16(4));
+    __m128i q0 = _mm_loadu_si128((const __m128i *)qs0), q1 = _mm_loadu_si128((const __m128i *)qs1);
+    __m512i q = _mm512_inserti32x4(_mm512_castsi128_si512(q0), q0, 1);
+    q = _mm512_inserti32x4(_mm512_inserti32x4(q, q1, 2), q1, 3);
+    return _mm512_and_si512(_mm512_srlv_epi16(q, shifts), _mm512_set1_epi8(0x0F));
 }
+
+/* Adds 16 to the levels whose fifth bit is set: bit j of each block's 32-bit qh. */
+static inline __m512i with_fifth_bits(__m512i levels, const uint8_t *qh0, const uint8_t *qh1) {
+    uint32_t h0, h1;
+    memcpy(&h0, qh0, 4);
+    memcpy(&h1, qh1, 4);
+    __mmask64 set = _cvtu64_mask64((uint64_t)h0 | (uint64_t)h1 << 32);
+    return _mm512_mask_add_epi8(levels, set, levels, _mm512_set1_epi8(16));
+}
+
+/* sum level * x per 4 weights, in 16 int32 lanes; levels are unsigned. */
+static inline __m512i level_dot(__m512i levels, __m512i x) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, x);
+}
+
+/* sum (level - offset) * x: the offset's part is offset * sum(x), one more dpbusd. */
+static inline __m512i offset_dot(__m512i levels, __m512i x, int offset) {
+    __m512i x_sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)offset), x);
+    return _mm512_sub_epi32(level_dot(levels, x), x_sum);
+}
+
+/* Per-lane scales for two blocks: d0 in the low 8 lanes, d1 in the high 8. */
+static inline __m512 pair_scale(float d0, float d1) {
+    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+}
+
+/* The block loops below take blocks in pairs; an odd last block pairs with itself, its second
+ * copy weighted 0. */
+float q3_q4_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q4_0 *bw = w;
+    const q3_block_q8_0 *bx = x;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0, nb = n / Q3_QK; i < nb; i += 2) {
+        int64_t j = i + 1 < nb ? i + 1 : i;
+        __m512i s = offset_dot(nibbles_2x32(bw[i].qs, bw[j].qs), load_2x256(bx[i].qs, bx[j].qs), 8);
+        float d0 = half_to_float(bw[i].d) * half_to_float(bx[i].d);
+        float d1 = j != i ? half_to_float(bw[j].d) * half_to_float(bx[j].d) : 0.0f;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_scale(d0, d1), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+float q3_q5_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q5_0 *bw = w;
+    const q3_block_q8_0 *bx = x;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0, nb = n / Q3_QK; i < nb; i += 2) {
+        int64_t j = i + 1 < nb ? i + 1 : i;
+        __m512i levels = with_fifth_bits(nibbles_2x32(bw[i].qs, bw[j].qs), bw[i].qh, bw[j].qh);
+        __m512i s = offset_dot(levels, load_2x256(bx[i].qs, bx[j].qs), 16);
+        float d0 = half_to_float(bw[i].d) * half_to_float(bx[i].d);
+        float d1 = j != i ? half_to_float(bw[j].d) * half_to_float(bx[j].d) : 0.0f;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_scale(d0, d1), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* x = d * q + m: d * dx * sum(q * y) in vector lanes, plus m * s (s = dx * sum(y), carried
+ * by the Q8_1 block) per block. */
+float q3_q4_1_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q4_1 *bw = w;
+    const q3_block_q8_1 *bx = x;
+    __m512 acc = _mm512_setzero_ps();
+    float offsets = 0;
+    for (int64_t i = 0, nb = n / Q3_QK; i < nb; i += 2) {
+        int64_t j = i + 1 < nb ? i + 1 : i;
+        __m512i s = level_dot(nibbles_2x32(bw[i].qs, bw[j].qs), load_2x256(bx[i].qs, bx[j].qs));
+        float d0 = half_to_float(bw[i].d) * half_to_float(bx[i].d);
+        float d1 = j != i ? half_to_float(bw[j].d) * half_to_float(bx[j].d) : 0.0f;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_scale(d0, d1), acc);
+        offsets += half_to_float(bw[i].m) * half_to_float(bx[i].s);
+        if (j != i) offsets += half_to_float(bw[j].m) * half_to_float(bx[j].s);
+    }
+    return _mm512_reduce_add_ps(acc) + offsets;
+}
+
+float q3_q5_1_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q5_1 *bw = w;
+    const q3_block_q8_1 *bx = x;
+    __m512 acc = _mm512_setzero_ps();
+    float offsets = 0;
+    for (int64_t i = 0, nb = n / Q3_QK; i < nb; i += 2) {
+        int64_t j = i + 1 < nb ? i + 1 : i;
+        __m512i levels = with_fifth_bits(nibbles_2x32(bw[i].qs, bw[j].qs), bw[i].qh, bw[j].qh);
+        __m512i s = level_dot(levels, load_2x256(bx[i].qs, bx[j].qs));
+        float d0 = half_to_float(bw[i].d) * half_to_float(bx[i].d);
+        float d1 = j != i ? half_to_float(bw[j].d) * half_to_float(bx[j].d) : 0.0f;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_scale(d0, d1), acc);
+        offsets += half_to_float(bw[i].m) * half_to_float(bx[i].s);
+        if (j != i) offsets += half_to_float(bw[j].m) * half_to_float(bx[j].s);
+    }
+    return _mm512_reduce_add_ps(acc) + offsets;
+}
+
+/* ---- K-quants ---- */
 
 /* Lane k of 32 int16 lanes takes element (k < 16 ? a : b) of the 8 int16 in `values`: the
  * scales of two 32-weight sub-blocks side by side, as maddubs lays out 64 weights. */
@@ -168,14 +260,21 @@ static inline __m512i spread_2x16(__m512i values, int a, int b) {
     return _mm512_permutexvar_epi16(idx, values);
 }
 
-/* The 8 scales of a Q4_K / Q5_K block as int16, spread for the four 64-weight registers of
- * the block: register r holds sub-blocks (r / 2) * 4 + r % 2 and that + 2. */
-static inline void kquant_scale_vectors(const uint32_t sc[2], __m512i out[4]) {
-    __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc[1], (int)sc[0])));
+/* The 8 scales of a Q4_K / Q5_K block (bytes 0..7 of scales_mins) as int16, spread for the
+ * four 64-weight registers of the block: register r holds sub-blocks (r / 2) * 4 + r % 2 and
+ * that + 2. */
+static inline void kquant_scale_vectors(__m128i scales_mins, __m512i out[4]) {
+    __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
     out[0] = spread_2x16(s16, 0, 2);
     out[1] = spread_2x16(s16, 1, 3);
     out[2] = spread_2x16(s16, 4, 6);
     out[3] = spread_2x16(s16, 5, 7);
+}
+
+/* The block's int32 lanes summed down to four. */
+static inline __m128i fold_to_128(__m512i v) {
+    __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
 }
 
 /* 64 bytes of Q4_K / Q5_K qs (index 64c..64c+63) give the low-nibble register (weights
@@ -192,21 +291,21 @@ float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        uint32_t sc[2], m[2];
-        q3_kscale_unpack_words(bw[i].scales, sc, m);
+        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m512i scales[4];
-        kquant_scale_vectors(sc, scales);
-        __m512i acc = _mm512_setzero_si512();
+        kquant_scale_vectors(scales_mins, scales);
+        __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
         for (int c = 0; c < 2; c++) {
             __m512i q = loadu512(bw[i].qs + 64 * c), y_low, y_high;
             kquant_activations(bx[i].qs, c, &y_low, &y_high);
             __m512i p_low = _mm512_maddubs_epi16(_mm512_and_si512(q, nibble), y_low);
             __m512i p_high = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), nibble), y_high);
-            acc = _mm512_dpwssd_epi32(acc, p_low, scales[2 * c]);
-            acc = _mm512_dpwssd_epi32(acc, p_high, scales[2 * c + 1]);
+            acc_low = _mm512_dpwssd_epi32(acc_low, p_low, scales[2 * c]);
+            acc_high = _mm512_dpwssd_epi32(acc_high, p_high, scales[2 * c + 1]);
         }
-        sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), half_to_float(bw[i].dmin),
-                                 _mm512_reduce_add_epi32(acc), kquant_min_term(m, bx[i].bsums));
+        __m512i acc = _mm512_add_epi32(acc_low, acc_high);
+        __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(fold_to_128(acc), min_terms));
     }
     return sum;
 }
@@ -226,10 +325,9 @@ float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const __m512i bits[4] = {bit_select(0, 2), bit_select(1, 3), bit_select(4, 6), bit_select(5, 7)};
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        uint32_t sc[2], m[2];
-        q3_kscale_unpack_words(bw[i].scales, sc, m);
+        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m512i scales[4];
-        kquant_scale_vectors(sc, scales);
+        kquant_scale_vectors(scales_mins, scales);
         __m512i qh = _mm512_broadcast_i64x4(loadu256(bw[i].qh)), acc = _mm512_setzero_si512();
         for (int c = 0; c < 2; c++) {
             __m512i q = loadu512(bw[i].qs + 64 * c), y_low, y_high;
@@ -241,8 +339,8 @@ float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
             acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(low, y_low), scales[2 * c]);
             acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(high, y_high), scales[2 * c + 1]);
         }
-        sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), half_to_float(bw[i].dmin),
-                                 _mm512_reduce_add_epi32(acc), kquant_min_term(m, bx[i].bsums));
+        __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(fold_to_128(acc), min_terms));
     }
     return sum;
 }
@@ -285,9 +383,77 @@ float q3_q6_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
         }
         __m256i offset = _mm256_madd_epi16(sc16, loadu256(bx[i].bsums));
         __m128i o4 = _mm_add_epi32(_mm256_castsi256_si128(offset), _mm256_extracti128_si256(offset, 1));
-        o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, _MM_SHUFFLE(1, 0, 3, 2)));
-        o4 = _mm_add_epi32(o4, _mm_shuffle_epi32(o4, _MM_SHUFFLE(2, 3, 0, 1)));
-        int32_t sum_qy = _mm512_reduce_add_epi32(acc) - 32 * _mm_cvtsi128_si32(o4);
+        __m128i s4 = _mm_sub_epi32(fold_to_128(acc), _mm_slli_epi32(o4, 5)); /* - 32 * offset */
+        int32_t sum_qy = _mm_cvtsi128_si32(q3_x86_sum_pair(s4, s4));
+        sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), 0, sum_qy, 0);
+    }
+    return sum;
+}
+
+/* Q2_K: 2-bit levels, weight 128h + 32k + l in bit pair k of qs[32h + l]. One 32-byte load,
+ * shifted by 0 and 2 bits (then 4 and 6), gives weights 128h + 0..63 (then 64..127) in order;
+ * 16-wide sub-blocks with 4-bit scales and mins, laid out for dpwssd as in Q6_K. */
+float q3_q2_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q2_k *bw = w;
+    const q3_block_q8_k *bx = x;
+    const __m512i three = _mm512_set1_epi8(3), lane_group = loadu512(Q6K_LANE_GROUP);
+    const __m512i shift_low = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    const __m512i shift_high = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(4), _mm512_set1_epi16(6));
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        __m128i packed = _mm_loadu_si128((const __m128i *)bw[i].scales);
+        __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+        __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+        __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_broadcast_i64x4(loadu256(bw[i].qs + 32 * h));
+            __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, shift_low), three);
+            __m512i high = _mm512_and_si512(_mm512_srlv_epi16(q, shift_high), three);
+            const int8_t *y = bx[i].qs + 128 * h;
+            __m512i s_low = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16((short)(8 * h))), sc512);
+            __m512i s_high = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16((short)(8 * h + 4))), sc512);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(low, loadu512(y)), s_low);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(high, loadu512(y + 64)), s_high);
+        }
+        __m256i min_terms = _mm256_madd_epi16(m16, loadu256(bx[i].bsums));
+        __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(min_terms), _mm256_extracti128_si256(min_terms, 1));
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(fold_to_128(acc), m4));
+    }
+    return sum;
+}
+
+/* Q3_K: levels -4..3 are the two low bits (as Q2_K) minus 4 where the hmask bit is clear. The
+ * kernel multiplies the unsigned q + 4 (low bits, plus 4 where the bit is set) and subtracts
+ * 4 * sum(sc * bsums) afterwards, the same integer. */
+float q3_q3_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_q3_k *bw = w;
+    const q3_block_q8_k *bx = x;
+    const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4), lane_group = loadu512(Q6K_LANE_GROUP);
+    const __m512i shift_low = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    const __m512i shift_high = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(4), _mm512_set1_epi16(6));
+    /* hmask bit of weight 128h + 32k + l: bit 4h + k of hmask[l]. */
+    const __m512i bits[4] = {bit_select(0, 1), bit_select(2, 3), bit_select(4, 5), bit_select(6, 7)};
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        __m256i sc16 = _mm256_cvtepi8_epi16(q3_x86_q3k_scales(bw[i].scales));
+        __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
+        __m512i hmask = _mm512_broadcast_i64x4(loadu256(bw[i].hmask));
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_broadcast_i64x4(loadu256(bw[i].qs + 32 * h));
+            __m512i low = _mm512_and_si512(_mm512_srlv_epi16(q, shift_low), three);
+            __m512i high = _mm512_and_si512(_mm512_srlv_epi16(q, shift_high), three);
+            low = _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hmask, bits[2 * h]), low, four);
+            high = _mm512_mask_add_epi8(high, _mm512_test_epi8_mask(hmask, bits[2 * h + 1]), high, four);
+            const int8_t *y = bx[i].qs + 128 * h;
+            __m512i s_low = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16((short)(8 * h))), sc512);
+            __m512i s_high = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16((short)(8 * h + 4))), sc512);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(low, loadu512(y)), s_low);
+            acc = _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(high, loadu512(y + 64)), s_high);
+        }
+        __m256i offset = _mm256_madd_epi16(sc16, loadu256(bx[i].bsums));
+        __m128i o4 = _mm_add_epi32(_mm256_castsi256_si128(offset), _mm256_extracti128_si256(offset, 1));
+        __m128i s4 = _mm_sub_epi32(fold_to_128(acc), _mm_slli_epi32(o4, 2)); /* - 4 * offset */
+        int32_t sum_qy = _mm_cvtsi128_si32(q3_x86_sum_pair(s4, s4));
         sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), 0, sum_qy, 0);
     }
     return sum;

@@ -47,9 +47,15 @@ static void install_avx2(q3_type_traits *t) {
     t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx2;
     t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx2;
     t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx2;
+    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_avx2;
+    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_avx2;
+    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_avx2;
+    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_avx2;
     t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx2;
     t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx2;
     t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx2;
+    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_avx2;
+    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_avx2;
     t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx2;
     t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx2;
 }
@@ -59,9 +65,15 @@ static void install_avx512(q3_type_traits *t) {
     t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx512;
     t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx512;
     t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx512;
+    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_avx512;
+    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_avx512;
+    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_avx512;
+    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_avx512;
     t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx512;
     t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx512;
     t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx512;
+    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_avx512;
+    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_avx512;
     t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx512;
     t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx512;
 }

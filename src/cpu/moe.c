@@ -34,11 +34,14 @@ static void route_token(const float *logits, int n_experts, int k, bool renorm, 
     for (int j = 0; j < k; j++) w[j] /= s;
 }
 
-/* Counting sort of assignments by expert; returns the number of active experts. */
+/* Counting sort of assignments by expert; returns the number of active experts. Assignments
+ * to experts another process owns get slot -1: that process adds their outputs. */
 static int group_by_expert(q3_runner *r, int n, int n_experts, int k) {
+    const q3_shard *sh = &r->m->shard;
     int *start = r->expert_start;
     memset(start, 0, (size_t)(n_experts + 1) * sizeof *start);
-    for (int a = 0; a < n * k; a++) start[r->top_expert[a] + 1]++;
+    for (int a = 0; a < n * k; a++)
+        if (q3_shard_owns_expert(sh, r->top_expert[a])) start[r->top_expert[a] + 1]++;
     int n_active = 0;
     for (int x = 0; x < n_experts; x++) {
         if (start[x + 1]) r->active[n_active++] = x;
@@ -47,6 +50,10 @@ static int group_by_expert(q3_runner *r, int n, int n_experts, int k) {
     int fill[4096];
     memcpy(fill, start, (size_t)n_experts * sizeof *fill);
     for (int a = 0; a < n * k; a++) {
+        if (!q3_shard_owns_expert(sh, r->top_expert[a])) {
+            r->slot_of[a] = -1;
+            continue;
+        }
         int slot = fill[r->top_expert[a]]++;
         r->assign_token[slot] = a / k;
         r->slot_of[a] = slot;
@@ -136,12 +143,14 @@ void q3_moe_block(q3_runner *r, const q3_layer *L, int n) {
         route_token(r->router + (size_t)i * E, E, k, c->norm_topk_prob, r->top_expert + (size_t)i * k,
                     r->top_weight + (size_t)i * k);
     int n_active = group_by_expert(r, n, E, k);
-    q3_act_convert(L->experts[0].gate.type, r->xn, H, n, r->act);
-    run_experts(r, L->experts, n_active, n * k, c->moe_intermediate);
+    q3_act_convert(L->experts[0].gate.type, r->xn, H, n, r->act); /* all experts share one type */
+    int n_assign = r->expert_start[E];
+    if (n_active) run_experts(r, L->experts, n_active, n_assign, (int)L->experts[r->active[0]].gate.rows);
     for (int i = 0; i < n; i++) {
         float *out = r->out + (size_t)i * H;
         memset(out, 0, (size_t)H * sizeof(float));
         for (int j = 0; j < k; j++) {
+            if (r->slot_of[i * k + j] < 0) continue;
             const float *y = r->y + (size_t)r->slot_of[i * k + j] * H;
             float w = r->top_weight[i * k + j];
             for (int d = 0; d < H; d++) out[d] += w * y[d];

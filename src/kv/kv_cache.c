@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "dist/dist.h"
 #include "model/model.h"
 
 q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_options *o, q3_error *e) {
@@ -16,7 +17,7 @@ q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_opti
     if (!kv) return q3_fail(e, Q3_ENOMEM, "kv cache: out of memory");
     kv->type = o->type;
     kv->n_layers = c->n_layers;
-    kv->kv_dim = c->n_kv_heads * c->head_dim;
+    kv->kv_dim = m->shard.n_kv_heads * c->head_dim; /* this process's heads only */
     kv->page_size = o->page_size;
     kv->n_pages = o->n_pages;
     kv->max_seqs = o->max_seqs;
@@ -38,12 +39,18 @@ q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_opti
     /* Low page ids on top of the stack, so a fresh cache fills memory in order. */
     for (int i = 0; i < kv->n_pages; i++) kv->free_pages[i] = kv->n_pages - 1 - i;
     kv->n_free = kv->n_pages;
+    kv->dist = m->dist;
+    if (kv->dist && q3_dist_rank(kv->dist) == 0) {
+        kv->dist_id = q3_dist_next_id(kv->dist);
+        q3_dist_kv_new(kv->dist, kv->dist_id, m->dist_id, o);
+    }
     *out = kv;
     return Q3_OK;
 }
 
 void q3_kv_cache_free(q3_kv_cache *kv) {
     if (!kv) return;
+    if (kv->dist_id) q3_dist_kv_free(kv->dist, kv->dist_id);
     free(kv->k);
     free(kv->v);
     free(kv->page_table);
@@ -111,7 +118,8 @@ q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3
     if (dst < 0 || dst >= kv->max_seqs || src < 0 || src >= kv->max_seqs || dst == src)
         return q3_fail(e, Q3_EINVAL, "kv cache: bad sequences %d <- %d", dst, src);
     if (n_tokens > kv->seq_len[src]) n_tokens = kv->seq_len[src];
-    q3_kv_cache_truncate(kv, dst, 0);
+    q3_dist_kv_share(kv->dist, kv->dist_id, dst, src, n_tokens);
+    q3_kv_cache_truncate_local(kv, dst, 0);
     int full = n_tokens / kv->page_size, rest = n_tokens % kv->page_size;
     if (rest && kv->n_free == 0) return q3_fail(e, Q3_EFULL, "kv cache: no free page to share a prefix");
     int32_t *d = table(kv, dst), *s = table(kv, src);
@@ -130,6 +138,12 @@ q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len) { kv->seq_len[seq] = len; }
 
 void q3_kv_cache_truncate(q3_kv_cache *kv, int seq, int pos) {
+    if (!kv) return;
+    q3_dist_kv_truncate(kv->dist, kv->dist_id, seq, pos);
+    q3_kv_cache_truncate_local(kv, seq, pos);
+}
+
+void q3_kv_cache_truncate_local(q3_kv_cache *kv, int seq, int pos) {
     if (seq < 0 || seq >= kv->max_seqs || pos < 0) return;
     int32_t *t = table(kv, seq);
     for (int p = (pos + kv->page_size - 1) / kv->page_size; p < kv->max_pages_per_seq; p++) {

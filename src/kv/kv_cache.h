@@ -19,6 +19,8 @@ struct q3_kv_cache {
     int *refcount;         /* [n_pages] */
     int *free_pages;       /* stack of free page ids */
     int n_free;
+    struct q3_dist *dist;  /* followers repeat every change (src/dist/) */
+    int dist_id;
 };
 
 /* Makes sure sequence seq can hold positions [0, new_len): maps pages for the new positions and
@@ -30,6 +32,8 @@ int q3_kv_pages_needed(const q3_kv_cache *kv, int seq, int new_len);
 /* Shares the first n_tokens of src with dst (which must be empty): whole pages by reference,
  * the partial last page by copy. Q3_EFULL when no page is free for the copy. */
 q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e);
+/* Truncation without telling the followers (for calls that already told them). */
+void q3_kv_cache_truncate_local(q3_kv_cache *kv, int seq, int pos);
 /* Marks positions [0, len) of seq as held (after the forward pass wrote them); cannot fail. */
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "dist/dist.h"
 #include "model/runner.h"
 #include "quant/types.h"
 
@@ -57,6 +58,10 @@ q3_status q3_runner_new(q3_runner **out, const q3_model *m, int max_tokens, int 
     }
     r->m = m;
     r->max_tokens = max_tokens;
+    if (m->dist && q3_dist_rank(m->dist) == 0) {
+        r->dist_id = q3_dist_next_id(m->dist);
+        q3_dist_runner_new(m->dist, r->dist_id, m->dist_id, max_tokens, n_threads);
+    }
     size_t T = (size_t)max_tokens, H = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, K = (size_t)(c->n_experts_used ? c->n_experts_used : 1);
     size_t E = (size_t)(c->n_experts ? c->n_experts : 1);
@@ -97,6 +102,7 @@ q3_status q3_runner_new(q3_runner **out, const q3_model *m, int max_tokens, int 
 
 void q3_runner_free(q3_runner *r) {
     if (!r) return;
+    if (r->dist_id) q3_dist_runner_free(r->m->dist, r->dist_id);
     q3_pool_free(r->pool);
     void *bufs[] = {r->x, r->xn, r->q, r->k, r->v, r->attn, r->out, r->rope_cos, r->rope_sin, r->act,
                     r->scores, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
@@ -106,6 +112,7 @@ void q3_runner_free(q3_runner *r) {
 }
 
 void q3_runner_set_trace(q3_runner *r, q3_trace *t) { r->trace = t; }
+void q3_runner_set_dist_id(q3_runner *r, int id) { r->dist_id = id; }
 
 /* Positions of each sequence must continue exactly where its cache ends. */
 static q3_status check_batch(const q3_runner *r, const q3_kv_cache *kv, const q3_batch *b, q3_error *e) {
@@ -174,6 +181,7 @@ static void head(q3_runner *r, const q3_batch *b, float *logits) {
 
 q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *logits, q3_error *e) {
     const q3_config *c = &r->m->cfg;
+    q3_dist_forward(r->m->dist, r->dist_id, kv->dist_id, b);
     q3_status st = check_batch(r, kv, b, e);
     if (st || (st = q3_attention_prepare(r, b, e)) || (st = reserve_cache(kv, b, e))) return st;
     int n = b->n_tokens;
@@ -183,16 +191,21 @@ q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *lo
     for (int l = 0; l < c->n_layers; l++) {
         const q3_layer *L = &r->m->layers[l];
         q3_attention_block(r, kv, l, b);
+        /* Each rank's heads give a partial o_proj sum; the tp group adds them up. */
+        q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
         add_into(r->x, r->out, (size_t)n * H);
         for (int i = 0; i < n; i++)
             q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
         if (L->is_moe) {
             q3_moe_block(r, L, n);
+            /* Experts are dealt over every rank, so the whole world adds up its outputs. */
+            q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_WORLD);
             if (r->trace && r->trace->router_logits)
                 memcpy(r->trace->router_logits + (size_t)l * n * c->n_experts, r->router,
                        (size_t)n * c->n_experts * sizeof(float));
         } else {
             q3_dense_ffn_block(r, &L->dense, n);
+            q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
         }
         add_into(r->x, r->out, (size_t)n * H);
         if (l + 1 < c->n_layers) trace_hidden(r, l + 1, r->x, n);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "model/model.h"
+#include "dist/dist.h"
 #include "quant/types.h"
 
 q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
@@ -79,7 +80,15 @@ q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options 
         free(m);
         return q3_fail(e, Q3_ENOMEM, "%s: out of memory", path);
     }
+    /* Under mpirun every rank loads its own shard; rank 0 asks the others first. */
+    m->dist = q3_dist_world();
+    if (m->dist && q3_dist_rank(m->dist) == 0) {
+        m->dist_id = q3_dist_next_id(m->dist);
+        q3_dist_load(m->dist, m->dist_id, path);
+    }
     q3_status st = open_source(m, e);
+    if (!st) st = q3_model_apply_shard(m, q3_dist_rank(m->dist), q3_dist_tp(m->dist), q3_dist_ep(m->dist), e);
+    st = q3_dist_agree(m->dist, st, e);
     if (st) {
         q3_model_free(m);
         return st;
@@ -90,6 +99,7 @@ q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options 
 
 void q3_model_free(q3_model *m) {
     if (!m) return;
+    if (m->dist_id) q3_dist_free_model(m->dist, m->dist_id);
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) free(m->layers[l].experts);
     free(m->layers);
     free(m->norm_storage);

@@ -43,12 +43,34 @@ typedef struct q3_layer {
 
 typedef enum q3_source_kind { Q3_SOURCE_HF, Q3_SOURCE_GGUF } q3_source_kind;
 
+/* This process's part of the model when it runs across several (src/dist/): attention heads
+ * split over the tp ranks of a group, experts dealt over ep groups, each expert's intermediate
+ * dimension split over the tp ranks. One process: the whole model (rank 0 of 1). */
+typedef struct q3_shard {
+    int rank, size;          /* in the world */
+    int tp, ep;              /* tp * ep == size */
+    int tp_rank, ep_rank;    /* rank = ep_rank * tp + tp_rank */
+    int q_head0, n_q_heads;  /* query heads computed here */
+    int kv_head0, n_kv_heads;/* key/value heads they read (replicated when tp > kv heads) */
+    int moe_i0, moe_i1;      /* slice of each owned expert's intermediate dimension */
+    int dense_i0, dense_i1;  /* slice of a dense layer's intermediate dimension */
+} q3_shard;
+
+/* Whether this process computes expert x; cannot fail. */
+static inline bool q3_shard_owns_expert(const q3_shard *s, int x) { return x % s->ep == s->ep_rank; }
+
+struct q3_dist;
+
 struct q3_model {
     q3_config cfg;
     q3_mat embed;        /* (vocab, hidden): row t is token t's embedding */
     q3_layer *layers;    /* [n_layers] */
     float *final_norm;   /* (hidden) */
     q3_mat lm_head;      /* (vocab, hidden); the embedding when tied */
+
+    q3_shard shard;
+    struct q3_dist *dist;  /* the process group this model is split over, or NULL */
+    int dist_id;           /* the model's handle in that group */
 
     q3_source_kind kind;
     char *path;
@@ -75,6 +97,10 @@ q3_status q3_model_bind_gguf(q3_model *m, q3_error *e);
 q3_status q3_model_alloc_norms(q3_model *m, q3_error *e);
 q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
                       int64_t rows, int64_t cols, const char *path, q3_error *e);
+
+/* Computes the shard for rank/tp/ep and narrows every weight view to it; Q3_EUNSUPPORTED naming
+ * the tensor when a split would cut through quantization blocks. */
+q3_status q3_model_apply_shard(q3_model *m, int rank, int tp, int ep, q3_error *e);
 
 /* Parameter counts: all weights, and those one token reads (top-k experts only). */
 void q3_model_param_counts(const q3_model *m, int64_t *total, int64_t *active);

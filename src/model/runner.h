@@ -19,6 +19,7 @@ struct q3_runner {
     q3_pool *pool;
     int max_tokens;
     q3_trace *trace;
+    int dist_id;       /* handle among the processes the model is split over */
 
     float *x;          /* [T][hidden] the residual stream */
     float *xn;         /* [T][hidden] normed input of a block */
@@ -48,6 +49,8 @@ struct q3_runner {
 };
 
 void q3_runner_set_trace(q3_runner *r, q3_trace *t);
+/* For followers: the handle rank 0 gave this runner. Cannot fail. */
+void q3_runner_set_dist_id(q3_runner *r, int id);
 
 /* The blocks of a layer (attention.c, moe.c): read r->x, leave their output in r->out. */
 /* Sizes the attention scratch for the batch's longest sequence. */

@@ -72,14 +72,19 @@ float q3_q2_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int32_t sum_qy = 0, sum_my = 0;
-        int8_t L[Q3_QK_K];
-        unpack_levels(&bw[i], L);
-        for (int j = 0; j < Q3_QK_K / SUB; j++) {
-            int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
-            sum_qy += (bw[i].scales[j] & 0xF) * s;
-            sum_my += (bw[i].scales[j] >> 4) * bx[i].bsums[j];
-        }
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++) { /* weights 128h + 32k + l: sub-blocks 8h + 2k, +1 */
+                const uint8_t *q = bw[i].qs + 32 * h;
+                const int8_t *y = bx[i].qs + 128 * h + 32 * k;
+                int32_t s0 = 0, s1 = 0;
+                for (int l = 0; l < 16; l++) {
+                    s0 += ((q[l] >> (2 * k)) & 3) * y[l];
+                    s1 += ((q[l + 16] >> (2 * k)) & 3) * y[l + 16];
+                }
+                const uint8_t *sc = bw[i].scales + 8 * h + 2 * k;
+                sum_qy += (sc[0] & 0xF) * s0 + (sc[1] & 0xF) * s1;
+            }
+        for (int j = 0; j < Q3_QK_K / SUB; j++) sum_my += (bw[i].scales[j] >> 4) * bx[i].bsums[j];
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), q3_f16_to_f32(bw[i].dmin),
                                  sum_qy, sum_my);
     }

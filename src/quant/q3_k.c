@@ -107,15 +107,20 @@ float q3_q3_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int scales[16];
-        int8_t L[Q3_QK_K];
         unpack_scales(bw[i].scales, scales);
-        unpack_levels(&bw[i], L);
         int32_t sum_qy = 0;
-        for (int j = 0; j < Q3_QK_K / SUB; j++) {
-            int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
-            sum_qy += scales[j] * s;
-        }
+        for (int h = 0; h < 2; h++)
+            for (int k = 0; k < 4; k++) { /* weights 128h + 32k + l: sub-blocks 8h + 2k, +1 */
+                const uint8_t *q = bw[i].qs + 32 * h, *hm = bw[i].hmask;
+                const int8_t *y = bx[i].qs + 128 * h + 32 * k;
+                int bit = 4 * h + k;
+                int32_t s0 = 0, s1 = 0;
+                for (int l = 0; l < 16; l++) {
+                    s0 += (((q[l] >> (2 * k)) & 3) + (((hm[l] >> bit) & 1) << 2) - 4) * y[l];
+                    s1 += (((q[l + 16] >> (2 * k)) & 3) + (((hm[l + 16] >> bit) & 1) << 2) - 4) * y[l + 16];
+                }
+                sum_qy += scales[8 * h + 2 * k] * s0 + scales[8 * h + 2 * k + 1] * s1;
+            }
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), 0, sum_qy, 0);
     }
     return sum;

@@ -89,14 +89,17 @@ float q3_q4_k_vec_dot(int64_t n, const void *w, const void *x) {
         uint8_t sc[8], m[8];
         q3_kscale_unpack(bw[i].scales, sc, m);
         int32_t sum_qy = 0, sum_my = 0;
-        int8_t L[Q3_QK_K];
-        unpack_levels(&bw[i], L);
-        for (int j = 0; j < 8; j++) {
-            int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
-            sum_qy += sc[j] * s;
-            sum_my += m[j] * (bx[i].bsums[2 * j] + bx[i].bsums[2 * j + 1]);
+        for (int c = 0; c < 4; c++) { /* 32 bytes: sub-blocks 2c (low nibbles) and 2c + 1 */
+            const uint8_t *q = bw[i].qs + 32 * c;
+            const int8_t *y = bx[i].qs + 64 * c;
+            int32_t s_low = 0, s_high = 0;
+            for (int l = 0; l < 32; l++) {
+                s_low += (q[l] & 0xF) * y[l];
+                s_high += (q[l] >> 4) * y[l + 32];
+            }
+            sum_qy += sc[2 * c] * s_low + sc[2 * c + 1] * s_high;
         }
+        for (int j = 0; j < 8; j++) sum_my += m[j] * (bx[i].bsums[2 * j] + bx[i].bsums[2 * j + 1]);
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), q3_f16_to_f32(bw[i].dmin),
                                  sum_qy, sum_my);
     }

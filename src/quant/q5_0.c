@@ -7,18 +7,22 @@ static uint32_t load_qh(const uint8_t qh[4]) {
     return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
 }
 
-/* Weight j of a block, 0..31. */
-static int q5_value(const q3_block_q5_0 *b, uint32_t qh, int j) {
-    int low = j < Q3_QK / 2 ? b->qs[j] & 0xF : b->qs[j - Q3_QK / 2] >> 4;
-    return low | (int)((qh >> j) & 1) << 4;
+/* The levels 0..31 of a block in weight order: the nibbles as in Q4_0, bit 4 from qh. */
+static void unpack_levels(const q3_block_q5_0 *b, int L[Q3_QK]) {
+    uint32_t qh = load_qh(b->qh);
+    for (int j = 0; j < Q3_QK / 2; j++) {
+        L[j] = (b->qs[j] & 0xF) | (int)((qh >> j) & 1) << 4;
+        L[j + Q3_QK / 2] = (b->qs[j] >> 4) | (int)((qh >> (j + Q3_QK / 2)) & 1) << 4;
+    }
 }
 
 void q3_q5_0_to_float(const void *src, float *dst, int64_t n) {
     const q3_block_q5_0 *b = src;
     for (int64_t i = 0; i < n / Q3_QK; i++, dst += Q3_QK) {
         float d = q3_f16_to_f32(b[i].d);
-        uint32_t qh = load_qh(b[i].qh);
-        for (int j = 0; j < Q3_QK; j++) dst[j] = (float)(q5_value(&b[i], qh, j) - 16) * d;
+        int L[Q3_QK];
+        unpack_levels(&b[i], L);
+        for (int j = 0; j < Q3_QK; j++) dst[j] = (float)(L[j] - 16) * d;
     }
 }
 
@@ -46,9 +50,10 @@ float q3_q5_0_vec_dot(int64_t n, const void *w, const void *x) {
     const q3_block_q8_0 *bx = x;
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK; i++) {
-        uint32_t qh = load_qh(bw[i].qh);
+        int L[Q3_QK];
+        unpack_levels(&bw[i], L);
         int32_t sumi = 0;
-        for (int j = 0; j < Q3_QK; j++) sumi += (q5_value(&bw[i], qh, j) - 16) * bx[i].qs[j];
+        for (int j = 0; j < Q3_QK; j++) sumi += (L[j] - 16) * bx[i].qs[j];
         sum += (float)sumi * (q3_f16_to_f32(bw[i].d) * q3_f16_to_f32(bx[i].d));
     }
     return sum;

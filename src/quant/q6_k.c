@@ -79,12 +79,19 @@ float q3_q6_k_vec_dot(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         int32_t sum_qy = 0;
-        int8_t L[Q3_QK_K];
-        unpack_levels(&bw[i], L);
-        for (int j = 0; j < Q3_QK_K / SUB; j++) {
-            int32_t s = 0;
-            for (int l = 0; l < SUB; l++) s += L[SUB * j + l] * bx[i].qs[SUB * j + l];
-            sum_qy += bw[i].scales[j] * s;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = bw[i].ql + 64 * h, *qh = bw[i].qh + 32 * h;
+            const int8_t *y = bx[i].qs + 128 * h, *sc = bw[i].scales + 8 * h;
+            for (int half = 0; half < 2; half++) { /* l in one 16-wide sub-block of each quarter */
+                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (int l = 16 * half; l < 16 * half + 16; l++) {
+                    s0 += (((ql[l] & 0xF) | (qh[l] & 3) << 4) - 32) * y[l];
+                    s1 += (((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32) * y[l + 32];
+                    s2 += (((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32) * y[l + 64];
+                    s3 += (((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32) * y[l + 96];
+                }
+                sum_qy += sc[half] * s0 + sc[2 + half] * s1 + sc[4 + half] * s2 + sc[6 + half] * s3;
+            }
         }
         sum = q3_kdot_accumulate(sum, bx[i].d, q3_f16_to_f32(bw[i].d), 0, sum_qy, 0);
     }

@@ -39,8 +39,8 @@ job *job_new(q3_metrics *metrics);
  * event arrives as one more job_event, before the end. */
 void job_on_event(void *ctx, const q3_event *ev);
 /* Detaches every event that has arrived, oldest first, into *events (NULL when none), waiting up
- * to wait_s seconds for the first. Returns true once the request has ended and every event has
- * been taken; *end then says how. */
+ * to wait_s seconds for the first. Returns true once the request has ended, *end then saying how;
+ * the events taken by that same call are the request's last ones and come before the end. */
 bool job_take(job *j, double wait_s, job_event **events, job_end *end);
 void job_events_free(job_event *ev);
 /* Lets go of one side's ownership: the HTTP side when it is done, or the engine side in place of

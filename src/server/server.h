@@ -28,7 +28,7 @@ typedef struct q3_server_options {
 
 typedef struct q3_server q3_server;
 
-/* Listening on 127.0.0.1:8080, no key, 1 MiB bodies, 64 connections, no timeout. Cannot fail. */
+/* Listening on 127.0.0.1:8080, no key, 8 MiB bodies, 64 connections, no timeout. Cannot fail. */
 q3_server_options q3_server_defaults(void);
 
 /* Starts listening. The engine and tokenizer must outlive the server. Q3_EIO when the address

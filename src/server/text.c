@@ -50,7 +50,8 @@ static int dump_to_sbuf(const char *s, size_t n, void *b) {
 }
 
 void sbuf_put_json(sbuf *b, const json_t *v) {
-    if (json_dump_callback(v, dump_to_sbuf, b, JSON_COMPACT) != 0) b->failed = true;
+    /* Nine significant digits round-trip a float, which is all our reals are (logprobs). */
+    if (json_dump_callback(v, dump_to_sbuf, b, JSON_COMPACT | JSON_REAL_PRECISION(9)) != 0) b->failed = true;
 }
 
 void sbuf_free(sbuf *b) {

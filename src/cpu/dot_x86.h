@@ -1,0 +1,65 @@
+/* Helpers shared by the AVX2 and AVX-512 kernels (both files are built with at least AVX2, FMA
+ * and F16C): the K-quant scale unpacking and the per-block tail that turns exact integer sums
+ * into the reference's float result. Include only from files built with those flags. */
+#ifndef Q3_CPU_DOT_X86_H
+#define Q3_CPU_DOT_X86_H
+
+#include <immintrin.h>
+#include <string.h>
+#include "quant/blocks.h"
+
+/* The 6-bit scales and mins of a Q4_K / Q5_K block as bytes [sc0..sc7, m0..m7] (the layout of
+ * q3_kscale_get, unpacked four lanes at a time). Reads 16 bytes from packed: the 12 of the
+ * scales and 4 of the block's next field. */
+static inline __m128i q3_x86_kscales(const uint8_t *packed) {
+    __m128i v = _mm_loadu_si128((const __m128i *)packed); /* 32-bit lanes a, b, c, - */
+    __m128i low = _mm_and_si128(v, _mm_set1_epi32(0x3f3f3f3f)); /* sc0-3, m0-3 */
+    __m128i nibbles = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 4, 0, 4));
+    __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(v, 6), _mm_set1_epi32(0x03030303)), 4);
+    __m128i high = _mm_or_si128(_mm_and_si128(nibbles, _mm_set1_epi32(0x0f0f0f0f)), top); /* sc4-7, m4-7 */
+    return _mm_unpacklo_epi32(low, high);
+}
+
+/* The 16 signed scales of a Q3_K block as int8 (-32..31). Scale j's low four bits are the low
+ * nibble of byte j (j < 8) or the high nibble of byte j - 8; its top two bits are bit pair
+ * j / 4 of byte 8 + j % 4. Reads exactly the 12 bytes (the block ends 2 bytes later). */
+static inline __m128i q3_x86_q3k_scales(const uint8_t *packed) {
+    int64_t low_bytes;
+    int32_t high_bytes;
+    memcpy(&low_bytes, packed, 8);
+    memcpy(&high_bytes, packed + 8, 4);
+    __m128i ab = _mm_set1_epi64x(low_bytes); /* 32-bit lanes: bytes 0-3, 4-7, 0-3, 4-7 */
+    __m128i low = _mm_and_si128(_mm_srlv_epi32(ab, _mm_setr_epi32(0, 0, 4, 4)), _mm_set1_epi32(0x0f0f0f0f));
+    __m128i top = _mm_srlv_epi32(_mm_set1_epi32(high_bytes), _mm_setr_epi32(0, 2, 4, 6));
+    top = _mm_slli_epi32(_mm_and_si128(top, _mm_set1_epi32(0x03030303)), 4);
+    return _mm_sub_epi8(_mm_or_si128(low, top), _mm_set1_epi8(32));
+}
+
+/* sum m_j * (bsums[2j] + bsums[2j + 1]) in four int32 lanes (not yet summed): the min term of
+ * Q4_K / Q5_K. scales_mins is q3_x86_kscales' result. */
+static inline __m128i q3_x86_kmin_terms(__m128i scales_mins, const int16_t *bsums) {
+    __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                   _mm_loadu_si128((const __m128i *)(bsums + 8)));
+    __m128i mins = _mm_unpackhi_epi8(scales_mins, _mm_setzero_si128());
+    return _mm_madd_epi16(pairs, mins);
+}
+
+/* Sums the four lanes of qy and of my: [sum qy, sum my] in lanes 0 and 1. */
+static inline __m128i q3_x86_sum_pair(__m128i qy, __m128i my) {
+    __m128i h = _mm_hadd_epi32(qy, my);
+    return _mm_hadd_epi32(h, h);
+}
+
+/* q3_kdot_accumulate on the two sums of q3_x86_sum_pair: acc + ((dx * d) * qy - (dx * dmin) *
+ * my), the same IEEE operations in the same order, two lanes at once. d_dmin points at the
+ * block's adjacent fp16 d and dmin. */
+static inline float q3_x86_kdot_tail(float acc, float dx, const uint16_t *d_dmin, __m128i sums) {
+    uint32_t halves;
+    memcpy(&halves, d_dmin, 4);
+    __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)halves));
+    __m128 products = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(dx), d), _mm_cvtepi32_ps(sums));
+    __m128 difference = _mm_sub_ss(products, _mm_movehdup_ps(products));
+    return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), difference));
+}
+
+#endif

@@ -1,0 +1,72 @@
+/* Running one model across several processes or machines (MPI). Rank 0 is the program the user
+ * runs: it owns the tokenizer, the scheduler and the HTTP server. Every other rank is a follower
+ * that holds its shard of the weights (src/model/shard.c) and its part of the KV cache, and
+ * repeats rank 0's steps: rank 0 broadcasts each call that changes shared state (load a model,
+ * make a KV cache or runner, run a batch, truncate or share cache pages) and every rank executes
+ * it, meeting in the collectives inside the forward pass (an allreduce after the attention output
+ * projection and after the feed-forward). Because the KV cache's page allocator is deterministic,
+ * replaying the same calls keeps every rank's page tables identical.
+ *
+ *   mpirun -np 4 q3moe serve -m model.gguf --tp 2 --ep 2
+ *
+ * Without MPI (or not started by mpirun) there is no process group: q3_dist_world() is NULL and
+ * everything runs locally at no cost. */
+#ifndef Q3_DIST_H
+#define Q3_DIST_H
+
+#include "base/error.h"
+
+typedef struct q3_dist q3_dist;
+
+typedef enum q3_group {
+    Q3_GROUP_WORLD, /* every rank: experts are dealt over all of them */
+    Q3_GROUP_TP,    /* the ranks that split one copy of attention (and dense layers) */
+} q3_group;
+
+/* Starts the process group when launched by mpirun (and strips --tp N / --ep N from argv);
+ * otherwise does nothing. A bad --tp/--ep is Q3_EINVAL. */
+q3_status q3_dist_init(int *argc, char ***argv, q3_error *e);
+/* The process group, or NULL when this is a single process; cannot fail. */
+q3_dist *q3_dist_world(void);
+int q3_dist_rank(const q3_dist *d);
+int q3_dist_size(const q3_dist *d);
+int q3_dist_tp(const q3_dist *d);
+int q3_dist_ep(const q3_dist *d);
+/* True on ranks other than 0: they run q3_dist_follow instead of the command. */
+bool q3_dist_is_follower(void);
+/* A follower's whole life: execute rank 0's calls until it says stop. Returns the exit code. */
+int q3_dist_follow(void);
+/* At exit, on every rank: rank 0 tells the followers to stop; then the group shuts down.
+ * Cannot fail. */
+void q3_dist_finalize(void);
+
+/* Sums buf over the group, in place, on every member (a no-op for a group of one). */
+void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g);
+
+typedef struct q3_dist_stats {
+    uint64_t allreduces, bytes;  /* collective calls and bytes reduced by this rank */
+    double seconds;              /* time spent in them */
+} q3_dist_stats;
+/* This rank's communication counters; cannot fail (zeros for NULL). */
+q3_dist_stats q3_dist_stats_get(const q3_dist *d);
+
+/* ---- rank 0's side of the protocol, called by the public API functions ---- */
+
+/* Object handles: each model, KV cache and runner rank 0 makes gets the next id, and every
+ * follower makes its copy under the same id. */
+int q3_dist_next_id(q3_dist *d);
+/* Asks every follower to load path as model id. */
+void q3_dist_load(q3_dist *d, int id, const char *path);
+/* Every rank, after loading: agree on the outcome. Returns the first failing rank's status with
+ * its message (prefixed by the rank) on every rank, or Q3_OK. */
+q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e);
+void q3_dist_free_model(q3_dist *d, int id);
+void q3_dist_kv_new(q3_dist *d, int id, int model_id, const q3_kv_options *o);
+void q3_dist_kv_free(q3_dist *d, int id);
+void q3_dist_kv_truncate(q3_dist *d, int id, int seq, int pos);
+void q3_dist_kv_share(q3_dist *d, int id, int dst, int src, int n);
+void q3_dist_runner_new(q3_dist *d, int id, int model_id, int max_tokens, int threads);
+void q3_dist_runner_free(q3_dist *d, int id);
+void q3_dist_forward(q3_dist *d, int runner_id, int kv_id, const q3_batch *b);
+
+#endif
