@@ -26,6 +26,7 @@ import unittest
 BIN = os.environ["Q3_BIN"]
 ROOT = os.environ.get("Q3_ROOT", os.path.join(os.path.dirname(__file__), ".."))
 TMP = os.environ.get("Q3_TMP") or tempfile.mkdtemp()
+os.makedirs(TMP, exist_ok=True)
 WATCHDOG_S = 300
 REQUEST_TIMEOUT_S = 60
 
@@ -42,6 +43,12 @@ def start_watchdog():
     t = threading.Timer(WATCHDOG_S, expire)
     t.daemon = True
     t.start()
+
+
+def sanitized():
+    """True when the q3moe binary is built with AddressSanitizer."""
+    with open(BIN, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def demo_model():
@@ -468,7 +475,8 @@ class ServerTest(unittest.TestCase):
         self.assertLessEqual(m["q3moe_kv_pages_used"], pages0 + 2)
         self.assertEqual(sum(v for k, v in m.items() if k.startswith('q3moe_http_requests_total{code="5')), errors0)
         rss1 = self.srv.rss_kb()
-        self.assertLess(rss1, rss0 + max(8192, rss0 // 10), f"RSS grew from {rss0} kB to {rss1} kB")
+        if not sanitized():  # AddressSanitizer keeps freed memory in quarantine: RSS tells nothing
+            self.assertLess(rss1, rss0 + max(8192, rss0 // 10), f"RSS grew from {rss0} kB to {rss1} kB")
 
     def test_disconnect_cancels(self):
         body = json.dumps({"prompt": "import os\n", "max_tokens": 3000, "ignore_eos": True, "stream": True})

@@ -232,7 +232,6 @@ static void reader_remember(line_reader *r, const char *line) {
 /* Filled by the engine thread, read by the main thread, under lock. */
 typedef struct reply {
     pthread_mutex_t lock;
-    const waker *waker;
     char *text; /* the raw reply so far: reasoning, tags and all */
     size_t len, cap;
     bool out_of_memory;
@@ -391,21 +390,21 @@ static bool generate_answer(session *s, reply *r) {
     q3_error e = {0};
     int32_t *ids = NULL;
     int n = 0;
-    bool ok = q3_tok_encode(s->tok, prompt, strlen(prompt), true, &ids, &n, &e) == Q3_OK;
+    q3_status st = q3_tok_encode(s->tok, prompt, strlen(prompt), true, &ids, &n, &e);
     free(prompt);
+    if (st) {
+        fprintf(stderr, "q3moe chat: %s\n", e.msg);
+        return false;
+    }
     q3_request req = {.prompt = ids, .n_prompt = n, .sampling = s->sampling, .max_tokens = s->max_new,
                       .stop = s->g->stops, .n_stop = s->g->n_stops, .ignore_eos = s->g->ignore_eos,
                       .top_logprobs = -1, .on_event = on_event, .ctx = r};
     uint64_t id = 0;
     interrupted = 0;
-    if (ok && q3_engine_submit(s->en, &req, &id, &e)) {
-        fprintf(stderr, "q3moe chat: %s (/reset starts a new conversation)\n", e.msg);
-        free(ids);
-        return false;
-    }
+    st = q3_engine_submit(s->en, &req, &id, &e);
     free(ids);
-    if (!ok) {
-        fprintf(stderr, "q3moe chat: %s\n", e.msg);
+    if (st) {
+        fprintf(stderr, "q3moe chat: %s (/reset starts a new conversation)\n", e.msg);
         return false;
     }
     stream_reply(r, s->en, id, s->waker);
@@ -425,7 +424,7 @@ static bool generate_answer(session *s, reply *r) {
  * the conversation as it was. */
 static void chat_turn(session *s, const char *text) {
     json_array_append_new(s->messages, json_pack("{s:s, s:s}", "role", "user", "content", text));
-    reply r = {.waker = s->waker};
+    reply r = {0};
     pthread_mutex_init(&r.lock, NULL);
     if (generate_answer(s, &r)) remember_answer(s, r.text ? r.text : "", r.len);
     else json_array_remove(s->messages, json_array_size(s->messages) - 1);
@@ -434,7 +433,8 @@ static void chat_turn(session *s, const char *text) {
 }
 
 /* Handles a /command; false for /quit. */
-static bool chat_command(session *s, const char *line) {
+static bool chat_command(session *s, char *line) {
+    for (size_t n = strlen(line); n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'); n--) line[n - 1] = 0;
     const char *arg = line + strcspn(line, " \t");
     size_t name_len = (size_t)(arg - line);
     arg += strspn(arg, " \t");
@@ -453,7 +453,7 @@ static bool chat_command(session *s, const char *line) {
     } else if (IS("/system")) {
         free(s->system);
         s->system = *arg ? strdup(arg) : NULL;
-        fprintf(stderr, *arg ? "(system prompt set)\n" : "(system prompt removed)\n");
+        fputs(*arg ? "(system prompt set)\n" : "(system prompt removed)\n", stderr);
     } else {
         fprintf(stderr, "unknown command %.*s (/help lists them)\n", (int)name_len, line);
     }

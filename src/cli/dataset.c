@@ -132,13 +132,13 @@ void q3_dataset_free(q3_dataset *d) {
 
 /* ---- building a prompt ---- */
 
-/* s1 s2 s3 joined, malloc'd. */
+/* a, b and c joined, malloc'd (a and b by length: they may be cut from a longer text). */
 static char *concat3(const char *a, size_t na, const char *b, size_t nb, const char *c) {
     size_t nc = strlen(c);
     char *s = malloc(na + nb + nc + 1);
     if (!s) return NULL;
-    memcpy(s, a, na);
-    memcpy(s + na, b, nb);
+    if (na) memcpy(s, a, na);
+    if (nb) memcpy(s + na, b, nb);
     memcpy(s + na + nb, c, nc + 1);
     return s;
 }
@@ -161,8 +161,8 @@ static size_t whole_start(const char *s, size_t n) {
 }
 
 /* The text of ids with the middle cut out so that keep tokens remain: the first half and the
- * last half, joined directly as LongBench joins them. */
-static char *cut_middle(const q3_tokenizer *tok, const int32_t *ids, int n, int keep, const char *after) {
+ * last half, joined directly as LongBench joins them. NULL after printing why. */
+static char *cut_middle(const q3_tokenizer *tok, const int32_t *ids, int n, int keep) {
     int head = keep / 2, tail = keep - head;
     char *a = NULL, *b = NULL, *out = NULL;
     size_t na = 0, nb = 0;
@@ -170,7 +170,7 @@ static char *cut_middle(const q3_tokenizer *tok, const int32_t *ids, int n, int 
     if (q3_tok_decode(tok, ids, head, &a, &na, &e) == Q3_OK &&
         q3_tok_decode(tok, ids + n - tail, tail, &b, &nb, &e) == Q3_OK) {
         size_t skip = whole_start(b, nb);
-        out = concat3(a, whole_prefix(a, na), b + skip, nb - skip, after);
+        out = concat3(a, whole_prefix(a, na), b + skip, nb - skip, "");
     } else {
         fprintf(stderr, "q3moe: the prompt: %s\n", e.msg);
     }
@@ -179,9 +179,11 @@ static char *cut_middle(const q3_tokenizer *tok, const int32_t *ids, int n, int 
     return out;
 }
 
-/* The user text as the model will see it: raw, or rendered by the chat template. */
-static char *render(const char *user, const q3_prompt_style *st) {
-    if (!st->chat) return strdup(user);
+/* The prompt as the model will see it: body then question, raw or rendered by the chat
+ * template; NULL after printing why. */
+static char *render(const char *body, const char *question, const q3_prompt_style *st) {
+    char *user = concat3(body, strlen(body), "", 0, question);
+    if (!user || !st->chat) return user;
     json_t *msgs = json_array();
     if (st->system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", st->system));
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", user));
@@ -190,9 +192,11 @@ static char *render(const char *user, const q3_prompt_style *st) {
     q3_error e = {0};
     if (q3_chat_render(msgs, NULL, &o, &out, &e)) fprintf(stderr, "q3moe: the prompt: %s\n", e.msg);
     json_decref(msgs);
+    free(user);
     return out;
 }
 
+/* Tokens in text (the ids too, when ids is not NULL), or -1 after printing why. */
 static int count_tokens(const q3_tokenizer *tok, const char *text, bool special, int32_t **ids) {
     int32_t *got = NULL;
     int n = 0;
@@ -206,45 +210,55 @@ static int count_tokens(const q3_tokenizer *tok, const char *text, bool special,
     return n;
 }
 
-char *q3_dataset_prompt(const q3_dataset_item *item, const q3_tokenizer *tok, const q3_prompt_style *st,
-                        const char *label, int *n_tokens) {
-    /* The part that may lose its middle (the context), and what follows it whole (the question). */
-    const char *body = item->context ? item->context : item->input;
-    const char *after = item->context && *item->input ? "\n\n" : "";
-    char *question = concat3(after, strlen(after), "", 0, item->context ? item->input : "");
-    char *user = question ? concat3(body, strlen(body), "", 0, question) : NULL;
-    char *prompt = user ? render(user, st) : NULL;
-    int n = prompt ? count_tokens(tok, prompt, st->chat, NULL) : -1;
+/* The prompt with the middle of body cut out until the whole fits in st->max_tokens, given
+ * that it has *n tokens uncut; *n becomes the new count. Cutting tokens out and encoding the
+ * joined text again can merge or split a token at the seam, so the count is checked and the
+ * cut made deeper until the prompt fits. */
+static char *fit(const char *body, const char *question, const q3_tokenizer *tok, const q3_prompt_style *st,
+                 const char *label, int *n) {
     int32_t *ids = NULL;
-    int n_body = 0, keep = 0;
-    if (n > st->max_tokens && st->max_tokens > 0) {
-        n_body = count_tokens(tok, body, false, &ids);
-        keep = n_body;
-    }
-    /* Cutting tokens out and encoding the joined text again can merge or split a token at the
-     * seam, so the count is checked and the cut made deeper until the prompt fits. */
-    while (n > st->max_tokens && st->max_tokens > 0 && n_body >= 0) {
-        keep -= n - st->max_tokens;
-        free(user);
+    int n_body = count_tokens(tok, body, false, &ids), keep = n_body;
+    char *prompt = NULL;
+    while (n_body >= 0 && *n > st->max_tokens) {
         free(prompt);
-        user = prompt = NULL;
+        prompt = NULL;
+        keep -= *n - st->max_tokens;
         if (keep < 0) {
             fprintf(stderr, "q3moe: %s: input_truncated_len %d leaves no room for the question and template\n",
                     label, st->max_tokens);
             break;
         }
-        user = cut_middle(tok, ids, n_body, keep, question);
-        prompt = user ? render(user, st) : NULL;
-        n = prompt ? count_tokens(tok, prompt, st->chat, NULL) : -1;
+        char *cut = cut_middle(tok, ids, n_body, keep);
+        prompt = cut ? render(cut, question, st) : NULL;
+        free(cut);
+        if (!prompt || (*n = count_tokens(tok, prompt, st->chat, NULL)) < 0) break;
     }
     free(ids);
-    free(question);
-    free(user);
-    if (n < 0 || n_body < 0) {
+    if (prompt && (*n < 0 || *n > st->max_tokens)) {
         free(prompt);
-        return NULL;
+        prompt = NULL;
     }
-    *n_tokens = n;
+    return prompt;
+}
+
+char *q3_dataset_prompt(const q3_dataset_item *item, const q3_tokenizer *tok, const q3_prompt_style *st,
+                        const char *label, int *n_tokens) {
+    /* The context may lose its middle; the question after it is kept whole. A plain prompt is
+     * all context. */
+    const char *body = item->context ? item->context : item->input;
+    const char *question = item->context ? item->input : "";
+    char *after = concat3("\n\n", *question ? 2 : 0, question, strlen(question), "");
+    char *prompt = after ? render(body, after, st) : NULL;
+    int n = prompt ? count_tokens(tok, prompt, st->chat, NULL) : -1;
+    if (n < 0) {
+        free(prompt);
+        prompt = NULL;
+    } else if (n > st->max_tokens && st->max_tokens > 0) {
+        free(prompt);
+        prompt = fit(body, after, tok, st, label, &n);
+    }
+    free(after);
+    if (prompt) *n_tokens = n;
     return prompt;
 }
 

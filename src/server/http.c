@@ -240,38 +240,41 @@ typedef struct request_state {
 
 static void *OVER_LIMIT = &OVER_LIMIT; /* a connection's socket context when it is one too many */
 
-/* The first call, with the headers only: everything that can be answered without the body. */
-static enum MHD_Result check_headers(q3_server *srv, struct MHD_Connection *c, const char *url, const char *method,
-                                     request_state *rs) {
+/* The first call, with the headers only: answers whatever can be answered without the body.
+ * Returns true when it answered (*ok: whether the reply was queued); the request is then over. */
+static bool answer_from_headers(q3_server *srv, struct MHD_Connection *c, const char *url, const char *method,
+                                request_state *rs, enum MHD_Result *ok) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    if (ci && ci->socket_context == OVER_LIMIT)
-        return send_error(srv, c, 503, "too_many_connections", "too many open connections; try again shortly", true);
-    if (atomic_load(&srv->stopping)) return send_error(srv, c, 503, "shutting_down", "the server is stopping", true);
-    rs->route = find_route(url);
     char msg[512];
-    if (!rs->route) {
+    rs->route = find_route(url);
+    if (ci && ci->socket_context == OVER_LIMIT) {
+        *ok = send_error(srv, c, 503, "too_many_connections", "too many open connections; try again shortly", true);
+    } else if (atomic_load(&srv->stopping)) {
+        *ok = send_error(srv, c, 503, "shutting_down", "the server is stopping", true);
+    } else if (!rs->route) {
         snprintf(msg, sizeof msg, "Invalid URL (%s %s)", method, url);
-        return send_error(srv, c, 404, "not_found", msg, false);
-    }
-    if (!method_allowed(rs->route, method)) {
-        snprintf(msg, sizeof msg, "method %s is not allowed on %s; use %s", method, url, rs->route->method);
+        *ok = send_error(srv, c, 404, "not_found", msg, false);
+    } else if (!method_allowed(rs->route, method)) {
         api_error err;
-        api_fail(&err, 405, "method_not_allowed", NULL, "%s", msg);
+        api_fail(&err, 405, "method_not_allowed", NULL, "method %s is not allowed on %s; use %s", method, url,
+                 rs->route->method);
         http_reply r = reply_error(&err);
         r.allow = rs->route->method;
-        return send_reply(srv, c, r, false);
-    }
-    if (rs->route->needs_key && !authorized(srv, c))
-        return send_error(srv, c, 401, "invalid_api_key", "a valid API key is required (Authorization: Bearer KEY)", false);
-    const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && strtoull(length, NULL, 10) > srv->o.max_body) {
+        *ok = send_reply(srv, c, r, false);
+    } else if (rs->route->needs_key && !authorized(srv, c)) {
+        *ok = send_error(srv, c, 401, "invalid_api_key", "a valid API key is required (Authorization: Bearer KEY)",
+                         false);
+    } else {
+        const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (!length || strtoull(length, NULL, 10) <= srv->o.max_body) return false;
         snprintf(msg, sizeof msg, "the request body is over the limit of %zu bytes", srv->o.max_body);
-        return send_error(srv, c, 413, "request_too_large", msg, true);
+        *ok = send_error(srv, c, 413, "request_too_large", msg, true);
     }
-    rs->answered = false;
-    return MHD_YES;
+    return true;
 }
 
+/* libmicrohttpd calls this with the headers, then with each piece of the body, then once more with
+ * nothing: that last call runs the handler. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **state) {
     (void)version;
@@ -280,8 +283,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!rs) {
         if (!(rs = calloc(1, sizeof *rs))) return MHD_NO;
         *state = rs;
-        rs->answered = true;
-        return check_headers(srv, c, url, method, rs);
+        enum MHD_Result ok = MHD_YES;
+        rs->answered = answer_from_headers(srv, c, url, method, rs, &ok);
+        return ok;
     }
     if (rs->answered) {
         *upload_size = 0;

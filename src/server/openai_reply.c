@@ -243,12 +243,10 @@ static void settle(answer *a, q3_chat_reply *parsed) {
 }
 
 static void write_stream_end(answer *a, sbuf *out) {
-    if (a->end.finish == Q3_FINISH_ERROR) {
-        api_error err;
-        api_fail(&err, 500, NULL, NULL, "%s", a->end.error);
-        json_t *body = json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", err.message, "type", "server_error",
-                                 "param", "code");
-        sse_write(out, body);
+    if (a->end.finish == Q3_FINISH_ERROR) { /* the status line went out long ago: the error is an event */
+        sse_write(out, json_pack("{s:{s:o, s:s, s:n, s:n}}", "error", "message",
+                                 json_text(a->end.error, strlen(a->end.error)), "type", "server_error", "param",
+                                 "code"));
     } else {
         q3_chat_reply parsed;
         settle(a, &parsed);
