@@ -1,6 +1,6 @@
 /* What machine a benchmark ran on, in the words a results table needs: the CPU's name, its
- * cores, memory and last-level cache. Read from /proc and sysconf; nothing here can fail (an
- * unknown field reads "unknown" or 0). */
+ * cores, memory, last-level cache and how busy it was. Read from /proc, sysfs and sysconf;
+ * nothing here can fail (an unknown field reads "unknown", 0, or -1 for the load). */
 #ifndef Q3_BENCH_MACHINE_H
 #define Q3_BENCH_MACHINE_H
 
