@@ -1,6 +1,7 @@
 /* The attention block on the CPU: projections, per-head q/k RMSNorm, NeoX RoPE, keys and values
  * appended to the paged cache, then grouped-query attention of every token over its own
- * sequence's cached positions (which include the batch's earlier tokens: causal by position). */
+ * sequence's cached positions (attend.c; they include the batch's earlier tokens: causal by
+ * position), and the output projection. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,80 +22,6 @@ static void store_row(const q3_kv_cache *kv, unsigned char *dst, const float *sr
     }
     uint16_t *d = (uint16_t *)dst;
     for (int i = 0; i < kv->kv_dim; i++) d[i] = kv->type == Q3_TYPE_F16 ? q3_f32_to_f16(src[i]) : q3_f32_to_bf16(src[i]);
-}
-
-static float dot_cached(const q3_kv_cache *kv, const unsigned char *row, const float *q, int n) {
-    float s = 0;
-    if (kv->type == Q3_TYPE_F32) {
-        const float *k = (const float *)row;
-        for (int i = 0; i < n; i++) s += q[i] * k[i];
-    } else if (kv->type == Q3_TYPE_F16) {
-        const uint16_t *k = (const uint16_t *)row;
-        for (int i = 0; i < n; i++) s += q[i] * q3_f16_to_f32(k[i]);
-    } else {
-        const uint16_t *k = (const uint16_t *)row;
-        for (int i = 0; i < n; i++) s += q[i] * q3_bf16_to_f32(k[i]);
-    }
-    return s;
-}
-
-static void axpy_cached(const q3_kv_cache *kv, float *acc, float w, const unsigned char *row, int n) {
-    if (kv->type == Q3_TYPE_F32) {
-        const float *v = (const float *)row;
-        for (int i = 0; i < n; i++) acc[i] += w * v[i];
-    } else if (kv->type == Q3_TYPE_F16) {
-        const uint16_t *v = (const uint16_t *)row;
-        for (int i = 0; i < n; i++) acc[i] += w * q3_f16_to_f32(v[i]);
-    } else {
-        const uint16_t *v = (const uint16_t *)row;
-        for (int i = 0; i < n; i++) acc[i] += w * q3_bf16_to_f32(v[i]);
-    }
-}
-
-typedef struct attn_job {
-    q3_runner *r;
-    const q3_kv_cache *kv;
-    const q3_batch *b;
-    int layer;
-} attn_job;
-
-/* One (token, query head): softmax(q K^T / sqrt(d)) V over positions 0..pos. */
-static void attend(void *ctx, int task, int thread) {
-    attn_job *j = ctx;
-    const q3_config *c = &j->r->m->cfg;
-    const q3_shard *sh = &j->r->m->shard;
-    int nq = sh->n_q_heads, i = task / nq, h = task % nq, hd = c->head_dim;
-    /* Local query head h is global head q_head0 + h; its key/value head, local index kvh. */
-    int kvh = (sh->q_head0 + h) / (c->n_heads / c->n_kv_heads) - sh->kv_head0;
-    int seq = j->b->seq[i], len = j->b->pos[i] + 1;
-    const float *q = j->r->q + ((size_t)i * nq + h) * hd;
-    float *scores = j->r->scores + (size_t)thread * j->r->scores_cap;
-    float *out = j->r->attn + ((size_t)i * nq + h) * hd;
-    size_t head_off = (size_t)kvh * hd * j->kv->elem_size;
-    float scale = 1.0f / sqrtf((float)hd), max = -INFINITY;
-    for (int p = 0; p < len; p++) {
-        scores[p] = dot_cached(j->kv, q3_kv_row(j->kv, j->kv->k, j->layer, seq, p) + head_off, q, hd) * scale;
-        if (scores[p] > max) max = scores[p];
-    }
-    float sum = 0;
-    for (int p = 0; p < len; p++) sum += (scores[p] = expf(scores[p] - max));
-    for (int d = 0; d < hd; d++) out[d] = 0;
-    for (int p = 0; p < len; p++)
-        axpy_cached(j->kv, out, scores[p] / sum, q3_kv_row(j->kv, j->kv->v, j->layer, seq, p) + head_off, hd);
-}
-
-/* Scores need one float per cached position per thread; grown (rarely) to the longest sequence. */
-q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
-    int need = 0;
-    for (int i = 0; i < b->n_tokens; i++)
-        if (b->pos[i] + 1 > need) need = b->pos[i] + 1;
-    if (need <= r->scores_cap) return Q3_OK;
-    int cap = need < 4096 ? 4096 : need * 2;
-    float *s = realloc(r->scores, (size_t)cap * q3_pool_size(r->pool) * sizeof(float));
-    if (!s) return q3_fail(e, Q3_ENOMEM, "attention: no memory for %d positions", cap);
-    r->scores = s;
-    r->scores_cap = cap;
-    return Q3_OK;
 }
 
 void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch *b) {
@@ -121,7 +48,6 @@ void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch
         store_row(kv, q3_kv_row(kv, kv->k, layer, b->seq[i], b->pos[i]), r->k + (size_t)i * kv->kv_dim);
         store_row(kv, q3_kv_row(kv, kv->v, layer, b->seq[i], b->pos[i]), r->v + (size_t)i * kv->kv_dim);
     }
-    attn_job j = {r, kv, b, layer};
-    q3_pool_run(r->pool, attend, &j, n * nq);
+    q3_attend(r, kv, layer, b);
     project(r, &L->wo, r->attn, n, r->out);
 }

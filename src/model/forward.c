@@ -105,7 +105,7 @@ void q3_runner_free(q3_runner *r) {
     if (r->dist_id) q3_dist_runner_free(r->m->dist, r->dist_id);
     q3_pool_free(r->pool);
     void *bufs[] = {r->x, r->xn, r->q, r->k, r->v, r->attn, r->out, r->rope_cos, r->rope_sin, r->act,
-                    r->scores, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
+                    r->attn_scratch, r->attn_chunk_start, r->attn_partials, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
                     r->assign_token, r->active, r->h, r->h_act, r->y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(r);

@@ -31,8 +31,13 @@ struct q3_runner {
     void *act;         /* [T] rows of activations converted for a matrix's vec_dot */
     size_t act_bytes;
 
-    float *scores;     /* [threads][scores_cap] attention scores */
-    int scores_cap;
+    /* attention (src/cpu/attend.c) */
+    float *attn_scratch;        /* [threads][attn_scratch_floats] */
+    size_t attn_scratch_floats;
+    int *attn_chunk_start;      /* [max_tokens + 1] */
+    bool attn_parallel;         /* this batch computes chunks in parallel, then folds */
+    float *attn_partials;       /* the chunk partials of that mode */
+    size_t attn_partials_floats;
 
     /* MoE: routing and tokens grouped by expert ("assignments", T * top_k of them). */
     float *router;          /* [T][n_experts] */
@@ -53,8 +58,10 @@ void q3_runner_set_trace(q3_runner *r, q3_trace *t);
 void q3_runner_set_dist_id(q3_runner *r, int id);
 
 /* The blocks of a layer (attention.c, moe.c): read r->x, leave their output in r->out. */
-/* Sizes the attention scratch for the batch's longest sequence. */
+/* Sizes the attention scratch for the batch and picks how to split its work (attend.c). */
 q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e);
+/* Attention of every batch token over its sequence's cached positions: r->q -> r->attn. */
+void q3_attend(q3_runner *r, const q3_kv_cache *kv, int layer, const q3_batch *b);
 void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch *b);
 void q3_moe_block(q3_runner *r, const q3_layer *L, int n);
 void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n);

@@ -33,6 +33,7 @@
 #define IDLE_TIMEOUT_S 60
 #define EXTRA_CONNECTIONS 32 /* answered 503 beyond --max-connections before MHD refuses */
 #define STREAM_BLOCK 16384
+#define STOP_GRACE_MS 3000   /* for requests in flight to end when the server stops */
 
 /* ---- replies ---- */
 
@@ -417,9 +418,13 @@ int q3_server_port(const q3_server *s) { return s->port; }
 
 void q3_server_stop(q3_server *s) {
     if (!s) return;
-    /* Waiting handlers see the flag within a poll interval, cancel their sequences and return,
-     * so that stopping the daemon (which joins their threads) does not wait on the engine. */
+    /* Completions in flight see the flag within a poll interval and cancel their sequences; the
+     * engine confirms at its next step and the replies end properly (finish_reason "abort").
+     * They get a few seconds for that before the daemon closes every connection and joins its
+     * threads. New requests are answered 503 meanwhile. */
     atomic_store(&s->stopping, true);
+    for (int waited_ms = 0; atomic_load(&s->answers) > 0 && waited_ms < STOP_GRACE_MS; waited_ms += 10)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(s->daemon);
     server_free(s);
 }

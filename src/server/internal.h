@@ -27,6 +27,7 @@ struct q3_server {
     long long started;        /* unix time, the models' "created" */
     q3_metrics metrics;
     atomic_int connections;   /* open right now */
+    atomic_int answers;       /* completions in flight (openai_reply.c) */
     atomic_bool stopping;     /* q3_server_stop has begun: waits end, nothing new is submitted */
 };
 

@@ -10,7 +10,8 @@
  * finish_reason: "stop" (end-of-sequence token or stop string), "length" (max_tokens, the
  * context, or --timeout: a timed-out request is cancelled and answered with what it has, as if
  * max_tokens had been reached; 200 rather than 408/504, which clients such as the openai package
- * would retry), "tool_calls" (stopped after calling tools), "abort" (the server is stopping). */
+ * would retry), "tool_calls" (stopped after calling tools), "abort" (the server is stopping:
+ * q3_server_stop gives running requests a moment to end so). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ struct answer {
     http_request conn;         /* the connection (its socket), not the body */
     job *job;
     uint64_t seq;              /* the engine's id for the request */
-    bool submitted, ended, timed_out, head_sent;
+    bool submitted, ended, cancelled, timed_out, head_sent;
     bool chat, stream, include_usage, offers_tools;
     int logprobs;              /* -1: none */
     char id[48];
@@ -183,20 +184,24 @@ static void absorb(answer *a, const job_event *ev, sbuf *out) {
     }
 }
 
-/* Waits up to one slice for events and folds them in. False when the client has gone or the
- * server stops: the sequence is then cancelled, and nobody will read the reply. */
+/* Waits up to one slice for events and folds them in. False when the client has gone: the
+ * sequence is then cancelled, and nobody will read the reply. */
 static bool wait_events(answer *a, sbuf *out) {
     job_event *events;
     a->ended = job_take(a->job, WAIT_SLICE_S, &events, &a->end);
     absorb(a, events, out);
     job_events_free(events);
     if (a->ended) return true;
-    if (http_client_gone(&a->conn) || atomic_load(&a->srv->stopping)) {
+    if (http_client_gone(&a->conn)) {
         q3_engine_cancel(a->srv->engine, a->seq);
         return false;
     }
-    if (a->deadline > 0 && !a->timed_out && now_s() > a->deadline) {
-        a->timed_out = true;
+    /* Out of time, or the server stops: the sequence is cancelled, and the reply still ends
+     * properly ("length" or "abort") once the engine confirms. */
+    bool stopping = atomic_load(&a->srv->stopping), late = a->deadline > 0 && now_s() > a->deadline;
+    if ((stopping || late) && !a->cancelled) {
+        a->cancelled = true;
+        a->timed_out = !stopping;
         q3_engine_cancel(a->srv->engine, a->seq);
     }
     return true;
@@ -292,8 +297,8 @@ http_reply answer_whole(answer *a) {
     while (!a->ended) {
         if (!wait_events(a, NULL)) {
             answer_free(a);
-            api_error err;
-            api_fail(&err, 503, "shutting_down", NULL, "the request was cancelled");
+            api_error err; /* for the log of statuses: nobody is there to read it (nginx's 499) */
+            api_fail(&err, 499, "client_closed_request", NULL, "the client closed the connection");
             return reply_error(&err);
         }
     }
@@ -347,6 +352,7 @@ answer *answer_new(const http_request *r, const completion_request *c, bool in_r
         free(a);
         return NULL;
     }
+    atomic_fetch_add(&r->srv->answers, 1);
     a->srv = r->srv;
     a->conn = (http_request){.srv = r->srv, .fd = r->fd};
     a->chat = c->chat;
@@ -395,5 +401,6 @@ void answer_free(answer *a) {
     sbuf_free(&a->content);
     sbuf_free(&a->tool_text);
     sbuf_free(&a->raw);
+    atomic_fetch_sub(&a->srv->answers, 1);
     free(a);
 }
