@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cpu/vec.h"
 #include "model/runner.h"
 #include "quant/types.h"
 
@@ -57,20 +58,20 @@ static void chunk_partial(const attn_job *j, int i, int g, int c, float *scratch
         for (int t = 0; t < nh; t++) scores[t * CHUNK + p - p0] = tr->vec_dot(hd, k, q + (size_t)t * hd) * scale;
     }
     int pf = partial_floats(hd);
+    const q3_vec_ops *vec = q3_vec();
     for (int t = 0; t < nh; t++) {
-        float *s = scores + t * CHUNK, *o = out + (size_t)t * pf, m = -INFINITY, l = 0;
+        float *s = scores + t * CHUNK, *o = out + (size_t)t * pf, m = -INFINITY;
         for (int p = 0; p < p1 - p0; p++) m = s[p] > m ? s[p] : m;
-        for (int p = 0; p < p1 - p0; p++) l += (s[p] = expf(s[p] - m));
         o[0] = m;
-        o[1] = l;
+        o[1] = vec->exp_sum(s, m, p1 - p0);
         memset(o + 2, 0, (size_t)hd * sizeof(float));
     }
     for (int p = p0; p < p1; p++) {
-        tr->to_float(q3_kv_row(kv, kv->v, j->layer, seq, p) + head_off, v, hd);
-        for (int t = 0; t < nh; t++) {
-            float w = scores[t * CHUNK + p - p0], *acc = out + (size_t)t * pf + 2;
-            for (int d = 0; d < hd; d++) acc[d] += w * v[d];
-        }
+        const void *row = q3_kv_row(kv, kv->v, j->layer, seq, p) + head_off;
+        const float *vf = row;
+        if (kv->type == Q3_TYPE_F16) vec->f16_to_f32(row, v, hd), vf = v;
+        else if (kv->type == Q3_TYPE_BF16) vec->bf16_to_f32(row, v, hd), vf = v;
+        for (int t = 0; t < nh; t++) vec->axpy(out + (size_t)t * pf + 2, scores[t * CHUNK + p - p0], vf, hd);
     }
 }
 

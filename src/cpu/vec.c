@@ -1,0 +1,40 @@
+/* Portable vector routines and the per-ISA choice. */
+#include "cpu/vec.h"
+
+#include <math.h>
+#include "base/half.h"
+#include "quant/types.h"
+
+static void f16_to_f32(const uint16_t *src, float *dst, int n) {
+    for (int i = 0; i < n; i++) dst[i] = q3_f16_to_f32(src[i]);
+}
+
+static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
+    for (int i = 0; i < n; i++) dst[i] = q3_bf16_to_f32(src[i]);
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static float exp_sum(float *x, float max, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += (x[i] = expf(x[i] - max));
+    return s;
+}
+
+const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+
+const q3_vec_ops *q3_vec_isa(int isa) {
+    if (!q3_isa_supported((q3_isa)isa)) return NULL;
+#if defined(__x86_64__)
+    if (isa == Q3_ISA_AVX512) return &q3_vec_avx512_ops;
+    if (isa == Q3_ISA_AVX2) return &q3_vec_avx2_ops;
+#endif
+    return isa == Q3_ISA_SCALAR ? &q3_vec_scalar_ops : NULL;
+}
+
+const q3_vec_ops *q3_vec(void) {
+    const q3_vec_ops *v = q3_vec_isa(q3_isa_active());
+    return v ? v : &q3_vec_scalar_ops;
+}
