@@ -53,7 +53,8 @@ static double measure(const q3_type_traits *tr, const void *w, const void *act, 
     double start = now_seconds(), elapsed;
     do {
         float s = 0;
-        for (int64_t r = 0; r < rows; r++) s += tr->vec_dot(cols, (const char *)w + row_bytes * (size_t)r, act);
+        for (int64_t r = 0; r < rows; r++)
+            s += tr->vec_dot(cols, (const char *)w + row_bytes * (size_t)r, act);
         sink += s;
         reps++;
         elapsed = now_seconds() - start;
@@ -69,7 +70,8 @@ static void bench_type(q3_type t, double mib, int64_t cols) {
         fprintf(stderr, "quant_speed: %s: no vec_dot for %lld columns\n", q3_type_name(t), (long long)cols);
         return;
     }
-    int64_t big_rows = (int64_t)(mib * 1048576 / (double)row_bytes), small_rows = (int64_t)(1048576 / row_bytes);
+    int64_t big_rows = (int64_t)(mib * 1048576 / (double)row_bytes);
+    int64_t small_rows = (int64_t)(1048576 / row_bytes);
     if (big_rows < 1) big_rows = 1;
     if (small_rows < 1) small_rows = 1;
     void *w = make_matrix(t, big_rows, cols);

@@ -1,7 +1,8 @@
 /* Tests of the tensor type kernels (src/quant, src/cpu/dot_*): block sizes against the GGUF
  * layout, quantize -> dequantize error per format, vec_dot against the dot product of the
- * dequantized rows, and every SIMD kernel this CPU runs against the scalar reference (exactly
- * for the integer formats and the quantizers, within rounding for the float types and Q8_0). */
+ * dequantized rows, and every SIMD kernel this CPU runs against the scalar reference: exactly
+ * for the K-quants and the quantizers, within rounding for the float types and the 32-wide
+ * formats (which sum their blocks in another order). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -88,12 +89,18 @@ static const struct {
     int block_size;
     double max_rel_rms;
 } FORMATS[] = {
-    {Q3_TYPE_Q4_0, sizeof(q3_block_q4_0), Q3_QK, 0.135},   {Q3_TYPE_Q4_1, sizeof(q3_block_q4_1), Q3_QK, 0.11},
-    {Q3_TYPE_Q5_0, sizeof(q3_block_q5_0), Q3_QK, 0.068},   {Q3_TYPE_Q5_1, sizeof(q3_block_q5_1), Q3_QK, 0.053},
-    {Q3_TYPE_Q8_0, sizeof(q3_block_q8_0), Q3_QK, 0.0085},  {Q3_TYPE_Q8_1, sizeof(q3_block_q8_1), Q3_QK, 0.0085},
-    {Q3_TYPE_Q2_K, sizeof(q3_block_q2_k), Q3_QK_K, 0.40},  {Q3_TYPE_Q3_K, sizeof(q3_block_q3_k), Q3_QK_K, 0.22},
-    {Q3_TYPE_Q4_K, sizeof(q3_block_q4_k), Q3_QK_K, 0.10},  {Q3_TYPE_Q5_K, sizeof(q3_block_q5_k), Q3_QK_K, 0.051},
-    {Q3_TYPE_Q6_K, sizeof(q3_block_q6_k), Q3_QK_K, 0.027}, {Q3_TYPE_Q8_K, sizeof(q3_block_q8_k), Q3_QK_K, 0.016},
+    {Q3_TYPE_Q4_0, sizeof(q3_block_q4_0), Q3_QK, 0.135},
+    {Q3_TYPE_Q4_1, sizeof(q3_block_q4_1), Q3_QK, 0.11},
+    {Q3_TYPE_Q5_0, sizeof(q3_block_q5_0), Q3_QK, 0.068},
+    {Q3_TYPE_Q5_1, sizeof(q3_block_q5_1), Q3_QK, 0.053},
+    {Q3_TYPE_Q8_0, sizeof(q3_block_q8_0), Q3_QK, 0.0085},
+    {Q3_TYPE_Q8_1, sizeof(q3_block_q8_1), Q3_QK, 0.0085},
+    {Q3_TYPE_Q2_K, sizeof(q3_block_q2_k), Q3_QK_K, 0.40},
+    {Q3_TYPE_Q3_K, sizeof(q3_block_q3_k), Q3_QK_K, 0.22},
+    {Q3_TYPE_Q4_K, sizeof(q3_block_q4_k), Q3_QK_K, 0.10},
+    {Q3_TYPE_Q5_K, sizeof(q3_block_q5_k), Q3_QK_K, 0.051},
+    {Q3_TYPE_Q6_K, sizeof(q3_block_q6_k), Q3_QK_K, 0.027},
+    {Q3_TYPE_Q8_K, sizeof(q3_block_q8_k), Q3_QK_K, 0.016},
 };
 #define N_FORMATS (sizeof FORMATS / sizeof FORMATS[0])
 
@@ -267,11 +274,13 @@ static void compare_vec_dot(q3_isa isa, q3_type t, int64_t n) {
     q3_type_get_isa(ref->vec_dot_type, Q3_ISA_SCALAR)->from_float(x, act, n);
     float want = ref->vec_dot(n, w, act), got = simd->vec_dot(n, w, act);
     if (exact_across_isas(t)) {
-        if (got != want) fail_msg("%s %s n=%lld: %.9g != scalar %.9g", q3_isa_name(isa), ref->name, (long long)n, got, want);
+        if (got != want)
+            fail_msg("%s %s n=%lld: %.9g != scalar %.9g", q3_isa_name(isa), ref->name, (long long)n, got, want);
     } else {
         double tol = float_sum_tolerance(ref, n, w, act);
         if (fabs(got - want) > tol)
-            fail_msg("%s %s n=%lld: %.9g vs scalar %.9g (tolerance %.3g)", q3_isa_name(isa), ref->name, (long long)n, got, want, tol);
+            fail_msg("%s %s n=%lld: %.9g vs scalar %.9g (tolerance %.3g)", q3_isa_name(isa), ref->name,
+                     (long long)n, got, want, tol);
     }
     free(x);
     free(w);
@@ -307,7 +316,8 @@ static void compare_from_float(q3_isa isa, q3_type t, const float *x, int64_t n)
     memset(got, 0x55, bytes);
     q3_type_get_isa(t, Q3_ISA_SCALAR)->from_float(x, want, n);
     q3_type_get_isa(t, isa)->from_float(x, got, n);
-    if (memcmp(want, got, bytes) != 0) fail_msg("%s %s from_float differs from scalar", q3_isa_name(isa), q3_type_name(t));
+    if (memcmp(want, got, bytes) != 0)
+        fail_msg("%s %s from_float differs from scalar", q3_isa_name(isa), q3_type_name(t));
     free(want);
     free(got);
 }
@@ -346,7 +356,8 @@ static void test_isa_selection(void **state) {
             assert_null(tr);
         }
     }
-    assert_ptr_equal(q3_type_get(Q3_TYPE_Q8_0)->vec_dot, q3_type_get_isa(Q3_TYPE_Q8_0, q3_isa_active())->vec_dot);
+    assert_ptr_equal(q3_type_get(Q3_TYPE_Q8_0)->vec_dot,
+                     q3_type_get_isa(Q3_TYPE_Q8_0, q3_isa_active())->vec_dot);
     /* The comparisons above test something: each SIMD ISA has its own hot kernels. */
     for (int isa = Q3_ISA_AVX2; isa < Q3_ISA_COUNT; isa++) {
         if (!q3_isa_supported((q3_isa)isa)) continue;

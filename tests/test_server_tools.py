@@ -157,7 +157,6 @@ QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 class ScriptedModelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        harness.start_watchdog()
         cls.dir = os.path.join(tempfile.mkdtemp(dir=harness.TMP), "scripted-qwen3moe")
         cls.chains = write_scripted_model(cls.dir)
         cls.srv = harness.Server(cls.dir, "--batch-size", "4")
@@ -237,4 +236,5 @@ class ScriptedModelTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    harness.start_watchdog()
     unittest.main(verbosity=2)

@@ -14,7 +14,8 @@
 static inline __m128i q3_x86_kscales(const uint8_t *packed) {
     __m128i v = _mm_loadu_si128((const __m128i *)packed); /* 32-bit lanes a, b, c, - */
     __m128i low = _mm_and_si128(v, _mm_set1_epi32(0x3f3f3f3f)); /* sc0-3, m0-3 */
-    __m128i nibbles = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 4, 0, 4));
+    __m128i c = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 2, 2, 2));
+    __m128i nibbles = _mm_srlv_epi32(c, _mm_setr_epi32(0, 4, 0, 4)); /* c, c >> 4 */
     __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(v, 6), _mm_set1_epi32(0x03030303)), 4);
     __m128i high = _mm_or_si128(_mm_and_si128(nibbles, _mm_set1_epi32(0x0f0f0f0f)), top); /* sc4-7, m4-7 */
     return _mm_unpacklo_epi32(low, high);

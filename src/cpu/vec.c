@@ -2,6 +2,7 @@
 #include "cpu/vec.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include "base/half.h"
 #include "quant/types.h"
 
@@ -34,7 +35,13 @@ const q3_vec_ops *q3_vec_isa(int isa) {
     return isa == Q3_ISA_SCALAR ? &q3_vec_scalar_ops : NULL;
 }
 
+/* Detecting the CPU costs cpuid calls: done once. Threads that race here store the same value. */
 const q3_vec_ops *q3_vec(void) {
-    const q3_vec_ops *v = q3_vec_isa(q3_isa_active());
-    return v ? v : &q3_vec_scalar_ops;
+    static _Atomic(const q3_vec_ops *) chosen;
+    const q3_vec_ops *v = atomic_load_explicit(&chosen, memory_order_acquire);
+    if (v) return v;
+    v = q3_vec_isa(q3_isa_active());
+    if (!v) v = &q3_vec_scalar_ops;
+    atomic_store_explicit(&chosen, v, memory_order_release);
+    return v;
 }

@@ -141,3 +141,45 @@ float q3_fit_symmetric(int n, int nmax, const float *x, uint8_t *L, int refine_p
     for (int i = 0; i < n; i++) L[i] = (uint8_t)(best_l[i] + nmax);
     return best_l2 > 0 ? best_xl / best_l2 : 0;
 }
+
+
+/* The largest value of v[0..n), at least 0. */
+static float max_of(const float *v, int n) {
+    float max = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i] > max) max = v[i];
+    return max;
+}
+
+void q3_fit_k_block(const float *x, int nmax, const q3_fit_grid *grid, uint16_t *d, uint16_t *dmin,
+                    uint8_t sc[8], uint8_t m[8], uint8_t L[256]) {
+    enum { SUB = 32 };
+    float scales[8], offsets[8], w[SUB];
+    for (int j = 0; j < 8; j++) {
+        const float *xs = x + SUB * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < SUB; l++) sum_x2 += xs[l] * xs[l];
+        float rms = sqrtf(sum_x2 / SUB);
+        for (int l = 0; l < SUB; l++) w[l] = rms + fabsf(xs[l]);
+        scales[j] = q3_fit_scale_min(SUB, nmax, xs, w, L + SUB * j, &offsets[j], grid);
+    }
+    float max_scale = max_of(scales, 8), max_offset = max_of(offsets, 8);
+    float inv_scale = max_scale > 0 ? 63 / max_scale : 0;
+    float inv_offset = max_offset > 0 ? 63 / max_offset : 0;
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_scale * scales[j]), 0, 63);
+        m[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_offset * offsets[j]), 0, 63);
+    }
+    *d = q3_f32_to_f16(max_scale / 63);
+    *dmin = q3_f32_to_f16(max_offset / 63);
+
+    /* Re-round every weight against the scales as stored. */
+    float d_stored = q3_f16_to_f32(*d), dmin_stored = q3_f16_to_f32(*dmin);
+    for (int j = 0; j < 8; j++) {
+        float dl = d_stored * sc[j], ml = dmin_stored * m[j];
+        for (int l = 0; l < SUB; l++) {
+            int q = dl != 0 ? q3_nearest_int((x[SUB * j + l] + ml) / dl) : 0;
+            L[SUB * j + l] = (uint8_t)q3_clamp_int(q, 0, nmax);
+        }
+    }
+}

@@ -30,4 +30,11 @@ float q3_fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t 
  * it maps that weight to the extra negative level. */
 float q3_fit_symmetric(int n, int nmax, const float *x, uint8_t *L, int refine_passes);
 
+/* The Q4_K / Q5_K recipe for one block of 256 weights: fit each of the 8 sub-blocks of 32
+ * (weighting every weight by |x| plus the sub-block's RMS: large weights matter more, small
+ * ones still count), quantize the 8 scales and mins to 6-bit codes against the fp16 d and dmin
+ * it returns, then round every weight to 0..nmax against the scales as stored. */
+void q3_fit_k_block(const float *x, int nmax, const q3_fit_grid *grid, uint16_t *d, uint16_t *dmin,
+                    uint8_t sc[8], uint8_t m[8], uint8_t L[256]);
+
 #endif

@@ -14,7 +14,8 @@
 static void unpack_levels(const q3_block_q2_k *b, int8_t L[Q3_QK_K]) {
     for (int h = 0; h < 2; h++)
         for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 32; l++) L[128 * h + 32 * k + l] = (int8_t)((b->qs[32 * h + l] >> (2 * k)) & 3);
+            for (int l = 0; l < 32; l++)
+                L[128 * h + 32 * k + l] = (int8_t)((b->qs[32 * h + l] >> (2 * k)) & 3);
 }
 
 void q3_q2_k_to_float(const void *src, float *dst, int64_t n) {
@@ -54,11 +55,14 @@ static void quantize_block(const float *x, q3_block_q2_k *b) {
     float d = q3_f16_to_f32(b->d), dmin = q3_f16_to_f32(b->dmin);
     for (int j = 0; j < Q3_QK_K / SUB; j++) {
         float dl = d * (b->scales[j] & 0xF), ml = dmin * (b->scales[j] >> 4);
-        for (int l = 0; l < SUB; l++)
-            L[SUB * j + l] = dl != 0 ? (uint8_t)q3_clamp_int(q3_nearest_int((x[SUB * j + l] + ml) / dl), 0, 3) : 0;
+        for (int l = 0; l < SUB; l++) {
+            int q = dl != 0 ? q3_nearest_int((x[SUB * j + l] + ml) / dl) : 0;
+            L[SUB * j + l] = (uint8_t)q3_clamp_int(q, 0, 3);
+        }
     }
     memset(b->qs, 0, sizeof b->qs);
-    for (int e = 0; e < Q3_QK_K; e++) b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(L[e] << (2 * ((e % 128) / 32)));
+    for (int e = 0; e < Q3_QK_K; e++) /* bit pair (e % 128) / 32 of byte 32 * (e / 128) + e % 32 */
+        b->qs[32 * (e / 128) + e % 32] |= (uint8_t)(L[e] << (2 * ((e % 128) / 32)));
 }
 
 void q3_q2_k_from_float(const float *src, void *dst, int64_t n) {

@@ -2,7 +2,6 @@
  * 0..15 and per-sub-block 6-bit sc and m, themselves quantized against the block's fp16 d and
  * dmin. The workhorse of Q4_K_M files. Its dot product against Q8_K activations splits into
  * sum(sc * q * y) and sum(m * y), the second read off the activations' 16-wide sums. */
-#include <math.h>
 #include "quant/blocks.h"
 #include "quant/kquant_fit.h"
 #include "quant/quants.h"
@@ -33,44 +32,11 @@ void q3_q4_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* Fits each sub-block, weighting every weight by |x| plus the block's RMS (large weights
- * matter more, small ones still count), then quantizes the 8 scales and mins to 6 bits. */
 static void quantize_block(const float *x, q3_block_q4_k *b) {
     static const q3_fit_grid grid = {.first = -1.0f, .step = 0.1f, .count = 20};
-    float scales[8], offsets[8], w[SUB];
-    uint8_t L[Q3_QK_K];
-    float max_scale = 0, max_offset = 0;
-    for (int j = 0; j < 8; j++) {
-        const float *xs = x + SUB * j;
-        float sum_x2 = 0;
-        for (int l = 0; l < SUB; l++) sum_x2 += xs[l] * xs[l];
-        float rms = sqrtf(sum_x2 / SUB);
-        for (int l = 0; l < SUB; l++) w[l] = rms + fabsf(xs[l]);
-        scales[j] = q3_fit_scale_min(SUB, 15, xs, w, L + SUB * j, &offsets[j], &grid);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (offsets[j] > max_offset) max_offset = offsets[j];
-    }
-    float inv_scale = max_scale > 0 ? 63 / max_scale : 0;
-    float inv_offset = max_offset > 0 ? 63 / max_offset : 0;
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; j++) {
-        int ls = q3_nearest_int(inv_scale * scales[j]), lm = q3_nearest_int(inv_offset * offsets[j]);
-        sc[j] = (uint8_t)q3_clamp_int(ls, 0, 63);
-        m[j] = (uint8_t)q3_clamp_int(lm, 0, 63);
-    }
+    uint8_t sc[8], m[8], L[Q3_QK_K];
+    q3_fit_k_block(x, 15, &grid, &b->d, &b->dmin, sc, m, L);
     q3_kscale_pack(sc, m, b->scales);
-    b->d = q3_f32_to_f16(max_scale / 63);
-    b->dmin = q3_f32_to_f16(max_offset / 63);
-
-    /* Re-round every weight against the scales as stored. */
-    float d = q3_f16_to_f32(b->d), dmin = q3_f16_to_f32(b->dmin);
-    for (int j = 0; j < 8; j++) {
-        float dl = d * sc[j], ml = dmin * m[j];
-        for (int l = 0; l < SUB; l++) {
-            int q = dl != 0 ? q3_nearest_int((x[SUB * j + l] + ml) / dl) : 0;
-            L[SUB * j + l] = (uint8_t)q3_clamp_int(q, 0, 15);
-        }
-    }
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++)
             b->qs[32 * c + l] = (uint8_t)(L[64 * c + l] | L[64 * c + 32 + l] << 4);

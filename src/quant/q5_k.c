@@ -1,7 +1,6 @@
 /* Q5_K: Q4_K with a fifth bit per weight, q in 0..31: weight = d * sc * q - dmin * m over 8
  * sub-blocks of 32, the same packed 6-bit scales and mins, and bit 4 of weight e in bit e / 32
  * of qh[e % 32]. */
-#include <math.h>
 #include "quant/blocks.h"
 #include "quant/kquant_fit.h"
 #include "quant/quants.h"
@@ -32,40 +31,11 @@ void q3_q5_k_to_float(const void *src, float *dst, int64_t n) {
     }
 }
 
-/* As Q4_K: weighted fits per sub-block, 6-bit scales and mins, then a final rounding of every
- * weight against the scales as stored. */
 static void quantize_block(const float *x, q3_block_q5_k *b) {
     static const q3_fit_grid grid = {.first = -0.5f, .step = 0.1f, .count = 15};
-    float scales[8], offsets[8], w[SUB];
-    uint8_t L[Q3_QK_K];
-    float max_scale = 0, max_offset = 0;
-    for (int j = 0; j < 8; j++) {
-        const float *xs = x + SUB * j;
-        float sum_x2 = 0;
-        for (int l = 0; l < SUB; l++) sum_x2 += xs[l] * xs[l];
-        float rms = sqrtf(sum_x2 / SUB);
-        for (int l = 0; l < SUB; l++) w[l] = rms + fabsf(xs[l]);
-        scales[j] = q3_fit_scale_min(SUB, 31, xs, w, L + SUB * j, &offsets[j], &grid);
-        if (scales[j] > max_scale) max_scale = scales[j];
-        if (offsets[j] > max_offset) max_offset = offsets[j];
-    }
-    float inv_scale = max_scale > 0 ? 63 / max_scale : 0;
-    float inv_offset = max_offset > 0 ? 63 / max_offset : 0;
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; j++) {
-        sc[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_scale * scales[j]), 0, 63);
-        m[j] = (uint8_t)q3_clamp_int(q3_nearest_int(inv_offset * offsets[j]), 0, 63);
-    }
+    uint8_t sc[8], m[8], L[Q3_QK_K];
+    q3_fit_k_block(x, 31, &grid, &b->d, &b->dmin, sc, m, L);
     q3_kscale_pack(sc, m, b->scales);
-    b->d = q3_f32_to_f16(max_scale / 63);
-    b->dmin = q3_f32_to_f16(max_offset / 63);
-
-    float d = q3_f16_to_f32(b->d), dmin = q3_f16_to_f32(b->dmin);
-    for (int j = 0; j < 8; j++) {
-        float dl = d * sc[j], ml = dmin * m[j];
-        for (int l = 0; l < SUB; l++)
-            L[SUB * j + l] = dl != 0 ? (uint8_t)q3_clamp_int(q3_nearest_int((x[SUB * j + l] + ml) / dl), 0, 31) : 0;
-    }
     memset(b->qh, 0, sizeof b->qh);
     memset(b->qs, 0, sizeof b->qs);
     for (int e = 0; e < Q3_QK_K; e++) {

@@ -90,11 +90,13 @@ http_reply openai_tokenize(const http_request *r) {
     int32_t *ids = NULL;
     int n = 0;
     bool in_reasoning;
-    if (!read_body(r, &body, &err) || !check_model(body, r->srv, &err)) return reply_error(&err);
+    if (!read_body(r, &body, &err)) return reply_error(&err);
     const json_t *text = json_object_get(body, "content");
     if (!text) text = json_object_get(body, "prompt");
     bool ok;
-    if (json_object_get(body, "messages")) {
+    if (!check_model(body, r->srv, &err)) {
+        ok = false;
+    } else if (json_object_get(body, "messages")) {
         ok = parse_chat_fields(body, &c, &err) && prompt_tokens(r->srv, &c, &ids, &n, &in_reasoning, &err);
     } else if (json_is_string(text)) {
         q3_error e;
