@@ -19,6 +19,9 @@
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
 #endif
 
+/* The loops over the parts of a block are unrolled (#pragma GCC unroll, which clang honours
+ * too) so that their index is a constant in every shift count and shuffle control. */
+
 /* ---- helpers ---- */
 
 static inline float hsum_ps(__m256 v) {
@@ -254,6 +257,7 @@ float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
         __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
         __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = loadu(bw[i].qs + 32 * c);
             __m256i low = _mm256_and_si256(q, nibble);
@@ -282,6 +286,7 @@ float q3_q5_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
         __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
         __m256i qh = loadu(bw[i].qh), acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i q = loadu(bw[i].qs + 32 * c);
             __m256i low = _mm256_or_si256(_mm256_and_si256(q, nibble), high_bit(qh, 2 * c));
@@ -315,6 +320,7 @@ float q3_q6_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw[i].scales));
         __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i ql0 = loadu(bw[i].ql + 64 * h), ql1 = loadu(bw[i].ql + 64 * h + 32);
             __m256i qh = loadu(bw[i].qh + 32 * h), s = half_of_scales(sc16, h);
@@ -353,6 +359,7 @@ float q3_q2_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
         __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, nibble));
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nibble));
         __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q = loadu(bw[i].qs + 32 * h), s = half_of_scales(sc16, h);
             const int8_t *y = bx[i].qs + 128 * h;
@@ -383,9 +390,11 @@ float q3_q3_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(q3_x86_q3k_scales(bw[i].scales));
         __m256i hmask = loadu(bw[i].hmask), acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i q = loadu(bw[i].qs + 32 * h), s = half_of_scales(sc16, h);
-            for (int k = 0; k < 4; k++) { /* constant trip count: unrolled */
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
                 __m256i levels = q3k_levels(q, hmask, h, k);
                 const int8_t *y = bx[i].qs + 128 * h + 32 * k;
                 acc = _mm256_add_epi32(acc, scaled_dot32(levels, y, two_scales(s, 2 * k)));

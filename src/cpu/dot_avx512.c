@@ -22,6 +22,9 @@
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
 #endif
 
+/* The loops over the parts of a block are unrolled (#pragma GCC unroll, which clang honours
+ * too) so that their index is a constant in every shift count and shuffle control. */
+
 /* ---- helpers ---- */
 
 static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
@@ -286,6 +289,7 @@ float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
         __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
         __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
+#pragma GCC unroll 2
         for (int c = 0; c < 2; c++) {
             __m512i q = loadu512(bw[i].qs + 64 * c);
             __m512i low = _mm512_and_si512(q, nibble);
@@ -310,6 +314,7 @@ float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
         __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
         __m512i qh = _mm512_broadcast_i64x4(loadu256(bw[i].qh));
         __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
+#pragma GCC unroll 2
         for (int c = 0; c < 2; c++) {
             __m512i q = loadu512(bw[i].qs + 64 * c);
             __m512i low = _mm512_and_si512(q, nibble);
@@ -365,6 +370,7 @@ float q3_q6_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw[i].scales));
         __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i ql = loadu512(bw[i].ql + 64 * h);
             __m512i qh = _mm512_broadcast_i64x4(loadu256(bw[i].qh + 32 * h));
@@ -400,6 +406,7 @@ float q3_q2_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
         __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, nibble));
         __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nibble));
         __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i q = _mm512_broadcast_i64x4(loadu256(bw[i].qs + 32 * h));
             const int8_t *y = bx[i].qs + 128 * h;
@@ -425,6 +432,7 @@ float q3_q3_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
         __m256i sc16 = _mm256_cvtepi8_epi16(q3_x86_q3k_scales(bw[i].scales));
         __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
         __m512i hmask = _mm512_broadcast_i64x4(loadu256(bw[i].hmask));
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512i q = _mm512_broadcast_i64x4(loadu256(bw[i].qs + 32 * h));
             __m512i low = two_bit_levels(q, 0), high = two_bit_levels(q, 1);

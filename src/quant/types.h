@@ -40,8 +40,8 @@ const char *q3_type_name(q3_type t);
 /* ---- instruction sets: the kernels behind the table are chosen once per process ---- */
 
 /* Instruction sets with their own kernels, from the portable reference up. Every ISA's kernels
- * agree with the scalar ones: exactly for the integer formats and the quantizers, within float
- * rounding (another summation order) for the float types and the 32-wide integer formats. */
+ * agree with the scalar ones: exactly for the K-quants and the quantizers, within float rounding
+ * (another summation order) for the float types and the 32-wide formats (Q4_0 .. Q8_0). */
 typedef enum q3_isa {
     Q3_ISA_SCALAR, /* portable C: the reference */
     Q3_ISA_AVX2,   /* AVX2 + FMA + F16C (Haswell and later) */
