@@ -12,10 +12,24 @@
 #include "model/model.h"
 #include "model/runner.h"
 
+/* Resident memory of this process from /proc (Linux); zeros elsewhere. */
+static void own_memory(uint64_t *rss, uint64_t *peak) {
+    *rss = *peak = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) *rss = kb * 1024;
+        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) *peak = kb * 1024;
+    }
+    fclose(f);
+}
+
 #ifdef Q3_HAVE_MPI
 #include <mpi.h>
 
-enum op { OP_STOP, OP_LOAD, OP_FREE_MODEL, OP_KV_NEW, OP_KV_FREE, OP_KV_TRUNCATE, OP_KV_SHARE, OP_RUNNER_NEW,
+enum op { OP_STOP, OP_STATS, OP_LOAD, OP_FREE_MODEL, OP_KV_NEW, OP_KV_FREE, OP_KV_TRUNCATE, OP_KV_SHARE, OP_RUNNER_NEW,
           OP_RUNNER_FREE, OP_FORWARD };
 
 typedef struct header {
@@ -166,6 +180,22 @@ void q3_dist_forward(q3_dist *d, int runner_id, int kv_id, const q3_batch *b) {
     free(p);
 }
 
+static q3_dist_rank_stats own_stats(const q3_dist *d) {
+    q3_dist_rank_stats s = {.comm = q3_dist_stats_get(d)};
+    own_memory(&s.rss_bytes, &s.rss_peak_bytes);
+    return s;
+}
+
+void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out) {
+    if (!d) {
+        out[0] = own_stats(NULL);
+        return;
+    }
+    send(d, (header){.op = OP_STATS}, NULL);
+    q3_dist_rank_stats mine = own_stats(d);
+    MPI_Gather(&mine, sizeof mine, MPI_BYTE, out, sizeof mine, MPI_BYTE, 0, d->world);
+}
+
 q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e) {
     if (!d) return local;
     int mine = local ? d->rank : d->size, first;
@@ -253,6 +283,11 @@ int q3_dist_follow(void) {
         q3_error e = {0};
         switch (h.op) {
         case OP_STOP: free(p); return 0;
+        case OP_STATS: {
+            q3_dist_rank_stats mine = own_stats(world);
+            MPI_Gather(&mine, sizeof mine, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD);
+            break;
+        }
         case OP_LOAD: {
             q3_model *m = NULL;
             if (q3_model_load(&m, (const char *)p, NULL, &e) == Q3_OK) put(&models, h.id, m);
@@ -300,6 +335,11 @@ int q3_dist_follow(void) { return 0; }
 void q3_dist_finalize(void) {}
 void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) { (void)d, (void)buf, (void)n, (void)g; }
 q3_dist_stats q3_dist_stats_get(const q3_dist *d) { (void)d; return (q3_dist_stats){0}; }
+void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out) {
+    (void)d;
+    out[0] = (q3_dist_rank_stats){0};
+    own_memory(&out[0].rss_bytes, &out[0].rss_peak_bytes);
+}
 int q3_dist_next_id(q3_dist *d) { (void)d; return 0; }
 void q3_dist_load(q3_dist *d, int id, const char *path) { (void)d, (void)id, (void)path; }
 q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e) { (void)d, (void)e; return local; }

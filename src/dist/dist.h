@@ -50,6 +50,16 @@ typedef struct q3_dist_stats {
 /* This rank's communication counters; cannot fail (zeros for NULL). */
 q3_dist_stats q3_dist_stats_get(const q3_dist *d);
 
+/* What one rank reports about itself. */
+typedef struct q3_dist_rank_stats {
+    q3_dist_stats comm;
+    uint64_t rss_bytes, rss_peak_bytes; /* resident memory now, and its peak (VmHWM) */
+} q3_dist_rank_stats;
+
+/* Rank 0: every rank's counters, rank i in out[i] (out holds q3_dist_size entries). With no
+ * process group, this process alone in out[0]. Cannot fail. */
+void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out);
+
 /* ---- rank 0's side of the protocol, called by the public API functions ---- */
 
 /* Object handles: each model, KV cache and runner rank 0 makes gets the next id, and every
