@@ -81,6 +81,28 @@ else
   wait $job; bad "could not find rank 1 to kill"
 fi
 
+# Two ranks serve the OpenAI API on loopback; greedy completions equal a single process's.
+ROOT=${Q3_ROOT:-$(dirname "$0")/..}
+demo="$ROOT/models/qwen3-moe-demo-py.gguf"
+serve_and_ask() {  # serve_and_ask PORT LAUNCHER... -> prints the completion text
+  local port=$1; shift
+  "$@" "$BIN" serve -m "$demo" --host 127.0.0.1 --port "$port" -t 1 ${SERVE_SPLIT:-} >"$work/serve-$port.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.3; done
+  curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"prompt": "def fibonacci(n):\n", "max_tokens": 24, "temperature": 0}' |
+    "$PY" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["text"])'
+  kill -INT $pid 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.2; done
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+}
+port=$((20000 + RANDOM % 20000))
+single=$(serve_and_ask $port env)
+pair=$(SERVE_SPLIT="--tp 2" serve_and_ask $((port + 1)) "${MPIRUN[@]}" -np 2)
+if [ -n "$single" ] && [ "$single" = "$pair" ]; then ok "2-rank server answers like one process: $(head -c 40 <<<"$single" | tr '\n' ' ')..."
+else bad "2-rank server: '$pair' vs single '$single' ($(tail -3 "$work/serve-$((port + 1)).log"))"; fi
+
 rm -rf "$work"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
