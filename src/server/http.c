@@ -75,6 +75,8 @@ http_reply reply_error(const api_error *err) {
     return r;
 }
 
+/* A hung-up peer shows as POLLRDHUP (its FIN arrived) or an error. A client that shuts down only
+ * its sending side after the request would read as gone too; HTTP clients do not do that. */
 bool http_client_gone(const http_request *r) {
     struct pollfd p = {.fd = r->fd, .events = POLLRDHUP};
     return r->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
