@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
           libpcre2-dev libutf8proc-dev libjansson-dev libmicrohttpd-dev libyaml-dev libedit-dev
-          libcmocka-dev libnuma-dev libopenmpi-dev openmpi-bin python3 python3-venv curl chromium)
+          libcmocka-dev libnuma-dev libopenmpi-dev openmpi-bin python3 python3-venv curl chromium
+          gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,4 +46,33 @@ float q3_q3_k_vec_dot_avx512(int64_t n, const void *w, const void *x);
 void q3_q8_0_from_float_avx512(const float *src, void *dst, int64_t n);
 void q3_q8_k_from_float_avx512(const float *src, void *dst, int64_t n);
 
+/* NEON, any AArch64 CPU (dot_neon.c). */
+float q3_f32_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_f16_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_bf16_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q8_0_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q4_0_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q4_1_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q5_0_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q5_1_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q4_k_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q5_k_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q6_k_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q2_k_vec_dot_neon(int64_t n, const void *w, const void *x);
+float q3_q3_k_vec_dot_neon(int64_t n, const void *w, const void *x);
+void q3_q8_0_from_float_neon(const float *src, void *dst, int64_t n);
+void q3_q8_k_from_float_neon(const float *src, void *dst, int64_t n);
+
+/* NEON + the ARMv8.2 dot product (dot_dotprod_neon.c): the integer kernels over SDOT. */
+float q3_q8_0_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q4_0_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q4_1_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q5_0_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q5_1_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q4_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q5_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q6_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q2_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+float q3_q3_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
+
 #endif

@@ -9,6 +9,8 @@
  * (q3_kdot_accumulate), so the K-quant results equal the scalar ones to the bit. The 32-wide
  * formats put two blocks in a register (dpbusd: u8 x s8, four at a time, into int32) and, like
  * the float types, accumulate in vector lanes: another summation order, equal within rounding.
+ * Q8_0 instead adds exact per-block sums in two float chains, the order its tile kernel
+ * (gemm_avx512.c) shares.
  * BF16 weights are widened to f32 and FMA'd: dpbf16ps would round the activations to bf16
  * first, which is not the f32 math the reference (and transformers) does. */
 #include "cpu/dot.h"
@@ -116,27 +118,52 @@ static inline __m512i dot_i8x64(__m512i w, __m512i x) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), x_signed);
 }
 
-static inline __m512 q8_0_pair(const q3_block_q8_0 *w0, const q3_block_q8_0 *x0, const q3_block_q8_0 *w1,
-                               const q3_block_q8_0 *x1, __m512 acc) {
-    __m512i s = dot_i8x64(load_2x256(w0->qs, w1->qs), load_2x256(x0->qs, x1->qs));
-    float d0 = half_to_float(w0->d) * half_to_float(x0->d);
-    float d1 = w1 != w0 ? half_to_float(w1->d) * half_to_float(x1->d) : 0.0f;
-    return scale_add(s, d0, d1, acc);
+/* Q8_0 sums its blocks in an order the tile kernel (gemm_avx512.c) can follow for every (row,
+ * token): each block's exact integer sum times (d_w * d_x), added to one of two float sums,
+ * the even blocks' and the odd blocks' (two chains, not one: a single chain of dependent adds
+ * would bound decode), and those two added at the end. The integer sums come four blocks at a
+ * time: two dpbusd registers of two blocks each, eight lanes per block, folded to one lane per
+ * block. */
+static inline __m128i q8_0_block_sums4(__m512i s01, __m512i s23) {
+    __m512i even = _mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)); /* blocks 0, 0, 2, 2 */
+    __m512i odd = _mm512_shuffle_i32x4(s01, s23, _MM_SHUFFLE(3, 2, 3, 2));  /* blocks 1, 1, 3, 3 */
+    __m512i t = _mm512_add_epi32(_mm512_shuffle_i32x4(even, odd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_i32x4(even, odd, _MM_SHUFFLE(3, 1, 3, 1))); /* 0, 2, 1, 3 */
+    t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
+    t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_CDAB));
+    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 4, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+}
+
+static inline int32_t q8_0_block_sum(const q3_block_q8_0 *w, const q3_block_q8_0 *x) {
+    __m256i wq = loadu256(w->qs), xq = loadu256(x->qs);
+    __m256i x_signed = _mm256_mask_sub_epi8(xq, _mm256_movepi8_mask(wq), _mm256_setzero_si256(), xq);
+    __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), x_signed);
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    return _mm_cvtsi128_si32(q3_x86_sum_pair(t, t));
 }
 
 float q3_q8_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_q8_0 *bw = w, *bx = x;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t nb = n / Q3_QK, i = 0;
-    for (; i + 4 <= nb; i += 4) { /* two pairs, two accumulators */
-        acc0 = q8_0_pair(&bw[i], &bx[i], &bw[i + 1], &bx[i + 1], acc0);
-        acc1 = q8_0_pair(&bw[i + 2], &bx[i + 2], &bw[i + 3], &bx[i + 3], acc1);
+    float sum[2] = {0, 0}; /* even and odd blocks */
+    for (; i + 4 <= nb; i += 4) {
+        __m512i s01 = dot_i8x64(load_2x256(bw[i].qs, bw[i + 1].qs), load_2x256(bx[i].qs, bx[i + 1].qs));
+        __m512i s23 = dot_i8x64(load_2x256(bw[i + 2].qs, bw[i + 3].qs), load_2x256(bx[i + 2].qs, bx[i + 3].qs));
+        __m128 sums = _mm_cvtepi32_ps(q8_0_block_sums4(s01, s23));
+        __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)bw[i].d, (short)bw[i + 1].d, (short)bw[i + 2].d,
+                                                (short)bw[i + 3].d, 0, 0, 0, 0));
+        __m128 dx = _mm_cvtph_ps(_mm_setr_epi16((short)bx[i].d, (short)bx[i + 1].d, (short)bx[i + 2].d,
+                                                (short)bx[i + 3].d, 0, 0, 0, 0));
+        float terms[4];
+        _mm_storeu_ps(terms, _mm_mul_ps(sums, _mm_mul_ps(dw, dx)));
+        sum[0] += terms[0];
+        sum[1] += terms[1];
+        sum[0] += terms[2];
+        sum[1] += terms[3];
     }
-    for (; i < nb; i += 2) {
-        int64_t j = i + 1 < nb ? i + 1 : i;
-        acc0 = q8_0_pair(&bw[i], &bx[i], &bw[j], &bx[j], acc0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (; i < nb; i++)
+        sum[i % 2] += (float)q8_0_block_sum(&bw[i], &bx[i]) * (half_to_float(bw[i].d) * half_to_float(bx[i].d));
+    return sum[0] + sum[1];
 }
 
 /* The 4-bit levels of two blocks in weight order (weight j in the low nibble of qs[j], j + 16

@@ -1,6 +1,7 @@
 /* Matrix times a batch of activation rows: y[t][r] = W[r] . x[t], threaded over row blocks.
  * Activations are first converted once to the weight type's vec_dot_type (f32 for float
- * weights, Q8_0 / Q8_K for integer formats), then every (row, token) dot product runs on them.
+ * weights, Q8_0 / Q8_K for integer formats), then the type's tile kernel (gemm) computes blocks
+ * of rows x tokens from them, or its vec_dot one (row, token) at a time.
  * Each output depends only on its own row and token, so results are the same whatever else is
  * in the batch (batch invariance). */
 #ifndef Q3_MATMUL_H
@@ -21,5 +22,11 @@ void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y,
 /* The same for rows [r0, r1) only, on the calling thread (for callers that split work themselves). */
 void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,
                     int64_t y_stride);
+
+/* out[t * out_stride + (r - r0)] = W[r] . x[t] for rows [r0, r1) and n <= Q3_GEMM_COLS converted
+ * activation rows x[t] anywhere in memory (the MoE's tokens of one expert), on the calling
+ * thread: the type's tile kernel, bit-identical to its vec_dot, which stands in where there is none. */
+void q3_matmul_tile(const q3_mat *w, int64_t r0, int64_t r1, const void *const *x, int n, float *out,
+                    size_t out_stride);
 
 #endif

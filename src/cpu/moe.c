@@ -10,7 +10,11 @@
 #include "model/runner.h"
 #include "quant/types.h"
 
-#define ROWS_PER_TASK 32
+/* Rows per (expert, rows) task: from MIN_ROWS_PER_TASK, the decode granularity that keeps many
+ * threads busy on a few active experts, up to MAX_ROWS_PER_TASK in prefill, where fewer, longer
+ * tasks keep the expert's activations hot across the tile kernel's row blocks. */
+#define MIN_ROWS_PER_TASK 32
+#define MAX_ROWS_PER_TASK 128
 
 /* softmax, then the k largest probabilities (ties to the lower expert id, as a stable sort). */
 static void route_token(const float *logits, int n_experts, int k, bool renorm, int32_t *top, float *w) {
@@ -65,34 +69,54 @@ typedef struct ffn_job {
     q3_runner *r;
     const q3_ffn *experts; /* indexed by expert id */
     int n_experts_active;
-    int64_t row_tasks;     /* tasks per expert */
+    int64_t rows_per_task, row_tasks; /* row_tasks: tasks per expert */
     int ffn_dim, hidden;
 } ffn_job;
 
-static void expert_of_task(const ffn_job *j, int task, int *x, int64_t *r0) {
-    *x = j->r->active[task / j->row_tasks];
-    *r0 = (task % j->row_tasks) * ROWS_PER_TASK;
+/* Splits `rows` of each active expert into tasks: the largest size that still gives every
+ * thread about eight tasks. */
+static void split_rows(ffn_job *j, int64_t rows) {
+    int64_t per = MAX_ROWS_PER_TASK, want = 8 * (int64_t)q3_pool_size(j->r->pool);
+    while (per > MIN_ROWS_PER_TASK && j->n_experts_active * ((rows + per - 1) / per) < want) per /= 2;
+    j->rows_per_task = per;
+    j->row_tasks = (rows + per - 1) / per;
 }
 
-/* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens. */
+/* The task's expert and its rows [r0, r1) of a matrix with `rows` rows. */
+static int expert_of_task(const ffn_job *j, int task, int64_t rows, int64_t *r0, int64_t *r1) {
+    *r0 = (task % j->row_tasks) * j->rows_per_task;
+    *r1 = *r0 + j->rows_per_task < rows ? *r0 + j->rows_per_task : rows;
+    return j->r->active[task / j->row_tasks];
+}
+
+/* Pointers to the converted activation rows of slots [s0, s0 + n) of the grouping: rows of
+ * `act` by token (token_of: the slot's token) or by slot (token_of NULL). */
+static void slot_rows(const void *act, size_t ab, const int32_t *token_of, int s0, int n, const void **x) {
+    for (int i = 0; i < n; i++) x[i] = (const char *)act + (size_t)(token_of ? token_of[s0 + i] : s0 + i) * ab;
+}
+
+/* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens, in tiles of up
+ * to Q3_GEMM_COLS tokens x Q3_GEMM_ROWS rows: up straight into h, gate beside it. */
 static void gate_up_task(void *ctx, int task, int thread) {
     (void)thread;
     ffn_job *j = ctx;
     q3_runner *r = j->r;
-    int x;
-    int64_t r0;
-    expert_of_task(j, task, &x, &r0);
-    int64_t r1 = r0 + ROWS_PER_TASK < j->ffn_dim ? r0 + ROWS_PER_TASK : j->ffn_dim;
+    int64_t r0, r1;
+    int x = expert_of_task(j, task, j->ffn_dim, &r0, &r1);
     const q3_ffn *f = &j->experts[x];
-    const q3_type_traits *tg = q3_type_get(f->gate.type), *tu = q3_type_get(f->up.type);
-    size_t ab = q3_act_row_bytes(f->gate.type, f->gate.cols);
-    for (int slot = r->expert_start[x]; slot < r->expert_start[x + 1]; slot++) {
-        const char *act = (const char *)r->act + (size_t)r->assign_token[slot] * ab;
-        float *h = r->h + (size_t)slot * j->ffn_dim;
-        for (int64_t row = r0; row < r1; row++) {
-            float g = tg->vec_dot(f->gate.cols, (const char *)f->gate.data + row * f->gate.row_bytes, act);
-            float u = tu->vec_dot(f->up.cols, (const char *)f->up.data + row * f->up.row_bytes, act);
-            h[row] = q3_silu(g) * u;
+    size_t ab = q3_act_row_bytes(f->gate.type, f->gate.cols), F = (size_t)j->ffn_dim;
+    const void *xs[Q3_GEMM_COLS];
+    float g[Q3_GEMM_COLS * Q3_GEMM_ROWS];
+    for (int s0 = r->expert_start[x]; s0 < r->expert_start[x + 1]; s0 += Q3_GEMM_COLS) {
+        int n = r->expert_start[x + 1] - s0 < Q3_GEMM_COLS ? r->expert_start[x + 1] - s0 : Q3_GEMM_COLS;
+        slot_rows(r->act, ab, r->assign_token, s0, n, xs);
+        for (int64_t row = r0; row < r1; row += Q3_GEMM_ROWS) {
+            int64_t end = row + Q3_GEMM_ROWS < r1 ? row + Q3_GEMM_ROWS : r1;
+            float *h = r->h + (size_t)s0 * F + row;
+            q3_matmul_tile(&f->up, row, end, xs, n, h, F);
+            q3_matmul_tile(&f->gate, row, end, xs, n, g, Q3_GEMM_ROWS);
+            for (int t = 0; t < n; t++)
+                for (int64_t i = 0; i < end - row; i++) h[t * F + i] = q3_silu(g[t * Q3_GEMM_ROWS + i]) * h[t * F + i];
         }
     }
 }
@@ -101,18 +125,15 @@ static void down_task(void *ctx, int task, int thread) {
     (void)thread;
     ffn_job *j = ctx;
     q3_runner *r = j->r;
-    int x;
-    int64_t r0;
-    expert_of_task(j, task, &x, &r0);
-    int64_t r1 = r0 + ROWS_PER_TASK < j->hidden ? r0 + ROWS_PER_TASK : j->hidden;
+    int64_t r0, r1;
+    int x = expert_of_task(j, task, j->hidden, &r0, &r1);
     const q3_mat *d = &j->experts[x].down;
-    const q3_type_traits *td = q3_type_get(d->type);
     size_t ab = q3_act_row_bytes(d->type, d->cols);
-    for (int slot = r->expert_start[x]; slot < r->expert_start[x + 1]; slot++) {
-        const char *act = (const char *)r->h_act + (size_t)slot * ab;
-        float *y = r->y + (size_t)slot * j->hidden;
-        for (int64_t row = r0; row < r1; row++)
-            y[row] = td->vec_dot(d->cols, (const char *)d->data + row * d->row_bytes, act);
+    const void *xs[Q3_GEMM_COLS];
+    for (int s0 = r->expert_start[x]; s0 < r->expert_start[x + 1]; s0 += Q3_GEMM_COLS) {
+        int n = r->expert_start[x + 1] - s0 < Q3_GEMM_COLS ? r->expert_start[x + 1] - s0 : Q3_GEMM_COLS;
+        slot_rows(r->h_act, ab, NULL, s0, n, xs);
+        q3_matmul_tile(d, r0, r1, xs, n, r->y + (size_t)s0 * j->hidden + r0, (size_t)j->hidden);
     }
 }
 
@@ -127,10 +148,11 @@ static void convert_h_task(void *ctx, int slot, int thread) {
 /* Runs the grouped experts: assignments already grouped, r->act holds the converted inputs. */
 static void run_experts(q3_runner *r, const q3_ffn *experts, int n_active, int n_assign, int ffn_dim) {
     int H = r->m->cfg.hidden_size;
-    ffn_job j = {r, experts, n_active, (ffn_dim + ROWS_PER_TASK - 1) / ROWS_PER_TASK, ffn_dim, H};
+    ffn_job j = {r, experts, n_active, 0, 0, ffn_dim, H};
+    split_rows(&j, ffn_dim);
     q3_pool_run(r->pool, gate_up_task, &j, (int)(n_active * j.row_tasks));
     q3_pool_run(r->pool, convert_h_task, &j, n_assign);
-    j.row_tasks = (H + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    split_rows(&j, H);
     q3_pool_run(r->pool, down_task, &j, (int)(n_active * j.row_tasks));
 }
 

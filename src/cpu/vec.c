@@ -31,6 +31,8 @@ const q3_vec_ops *q3_vec_isa(int isa) {
 #if defined(__x86_64__)
     if (isa == Q3_ISA_AVX512) return &q3_vec_avx512_ops;
     if (isa == Q3_ISA_AVX2) return &q3_vec_avx2_ops;
+#elif defined(__aarch64__)
+    if (isa == Q3_ISA_NEON || isa == Q3_ISA_DOTPROD) return &q3_vec_neon_ops; /* these need no SDOT */
 #endif
     return isa == Q3_ISA_SCALAR ? &q3_vec_scalar_ops : NULL;
 }

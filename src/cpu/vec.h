@@ -1,6 +1,6 @@
 /* Small vector routines the forward pass uses outside the matrix kernels (attention's softmax and
- * value sums, KV cache conversions), each with a portable version and AVX2 / AVX-512 versions
- * chosen once per process by the same CPU detection as the type kernels (q3_isa_active). */
+ * value sums, KV cache conversions), each with a portable version and AVX2 / AVX-512 / NEON
+ * versions chosen once per process by the same CPU detection as the type kernels (q3_isa_active). */
 #ifndef Q3_VEC_H
 #define Q3_VEC_H
 
@@ -20,7 +20,7 @@ const q3_vec_ops *q3_vec(void);
 /* Those of a given instruction set (q3_isa), or NULL when this CPU cannot run it: for tests. */
 const q3_vec_ops *q3_vec_isa(int isa);
 
-/* Per-ISA tables (vec.c, vec_avx2.c, vec_avx512.c). */
-extern const q3_vec_ops q3_vec_scalar_ops, q3_vec_avx2_ops, q3_vec_avx512_ops;
+/* Per-ISA tables (vec.c, vec_avx2.c, vec_avx512.c, vec_neon.c). */
+extern const q3_vec_ops q3_vec_scalar_ops, q3_vec_avx2_ops, q3_vec_avx512_ops, q3_vec_neon_ops;
 
 #endif

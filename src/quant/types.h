@@ -15,6 +15,15 @@ typedef void (*q3_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*q3_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of n elements: w is a row of this type, x a row of vec_dot_type. */
 typedef float (*q3_vec_dot_fn)(int64_t n, const void *w, const void *x);
+/* Tile product for batches (prefill): out[c * out_stride + r] = vec_dot(n, w + r * w_stride,
+ * x[c]) for r < nr <= Q3_GEMM_ROWS and c < nc <= Q3_GEMM_COLS, bit-identical to this ISA's
+ * vec_dot for every (r, c): a token's result never depends on the batch around it. It shares
+ * the work vec_dot repeats per pair (unpacking a weight block, rearranging it for the vector
+ * lanes) across the tile. NULL in the traits: callers use vec_dot. */
+typedef void (*q3_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x,
+                           int nc, float *out, size_t out_stride);
+#define Q3_GEMM_ROWS 16 /* rows per gemm call: one per 32-bit lane of an AVX-512 register */
+#define Q3_GEMM_COLS 64 /* tokens per gemm call: enough to spread the weight unpacking thin */
 
 typedef struct q3_type_traits {
     const char *name;        /* as llama.cpp prints it: "F32", "Q4_K", ... */
@@ -24,6 +33,7 @@ typedef struct q3_type_traits {
     q3_from_float_fn from_float;
     q3_vec_dot_fn vec_dot;
     q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
+    q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
 } q3_type_traits;
 
 /* Traits of t, or NULL for an id we do not know (not every GGML id is a type we read). The
@@ -46,19 +56,21 @@ typedef enum q3_isa {
     Q3_ISA_SCALAR, /* portable C: the reference */
     Q3_ISA_AVX2,   /* AVX2 + FMA + F16C (Haswell and later) */
     Q3_ISA_AVX512, /* AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Zen 4 and later) */
+    Q3_ISA_NEON,   /* AArch64 Advanced SIMD (every ARMv8-A CPU) */
+    Q3_ISA_DOTPROD, /* NEON + the ARMv8.2 dot product, SDOT (Kunpeng 920, Neoverse, Apple M) */
     Q3_ISA_COUNT,
 } q3_isa;
 
 /* Chooses the kernels: the best ISA this CPU runs, or the one the environment variable
- * Q3_ISA=scalar|avx2|avx512 names (for tests and benchmarks; an ISA the CPU lacks falls back to
- * the best it has, with a warning on stderr). Thread-safe, idempotent, and called by every
- * function here, so calling it is optional. */
+ * Q3_ISA=scalar|avx2|avx512|neon|dotprod names (for tests and benchmarks; an ISA the CPU lacks
+ * falls back to the best it has, with a warning on stderr). Thread-safe, idempotent, and called
+ * by every function here, so calling it is optional. */
 void q3_quant_init(void);
 /* The ISA whose kernels q3_type_get returns; cannot fail. */
 q3_isa q3_isa_active(void);
 /* Whether this CPU (and this build) runs isa; cannot fail. */
 bool q3_isa_supported(q3_isa isa);
-/* "scalar", "avx2", "avx512"; "unknown" for other values. */
+/* "scalar", "avx2", "avx512", "neon", "dotprod"; "unknown" for other values. */
 const char *q3_isa_name(q3_isa isa);
 /* Traits of t with isa's kernels, whatever the active ISA: lets tests and benchmarks compare
  * ISAs in one process. NULL when t is unknown or this CPU cannot run isa. */

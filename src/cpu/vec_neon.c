@@ -1,0 +1,67 @@
+/* NEON versions of the vector routines, for every AArch64 CPU (compiled to nothing elsewhere).
+ * exp uses the same range reduction and polynomial as vec_avx2.c, so the ISAs agree to a few
+ * ulp; conversions are exact. Tails shorter than a vector go to the portable versions. */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include "cpu/vec.h"
+
+/* FCVTL widens IEEE halves exactly, subnormals included (the default FPCR keeps them). */
+static void f16_to_f32(const uint16_t *src, float *dst, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+    }
+    q3_vec_scalar_ops.f16_to_f32(src + i, dst + i, n - i);
+}
+
+/* bf16 is the top half of an f32: a widening shift by 16. */
+static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t b = vld1q_u16(src + i);
+        vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(b), 16)));
+        vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(b, 16)));
+    }
+    q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    q3_vec_scalar_ops.axpy(y + i, a, x + i, n - i);
+}
+
+/* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 in two parts, so r is exact to a
+ * few ulp), exp(r) by a degree-6 polynomial, 2^k built in the exponent bits. The clamp keeps k
+ * within the normal exponents. */
+static float32x4_t exp4(float32x4_t x) {
+    x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(88.3762626647949f)), vdupq_n_f32(-87.3365478515625f));
+    float32x4_t k = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, k, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, k, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+static float exp_sum(float *x, float max, int n) {
+    float32x4_t vm = vdupq_n_f32(max), acc = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = exp4(vsubq_f32(vld1q_f32(x + i), vm));
+        vst1q_f32(x + i, v);
+        acc = vaddq_f32(acc, v);
+    }
+    return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
+}
+
+const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+#endif

@@ -1,0 +1,285 @@
+/* Tests of the tile kernels (q3_gemm_fn, src/cpu/gemm_*.c): on every ISA this CPU runs, every
+ * type's gemm against the same ISA's vec_dot, bit for bit, for every tile edge (1..16 rows,
+ * 1..64 tokens), several row lengths, padded strides and scattered token pointers. Bit-identity
+ * is the contract: it is what keeps a token's output independent of its batch, which the last
+ * test checks end to end on small quantized models (prefill == decode == chunked prefill). */
+#include <math.h>
+#include "bench/synth.h"
+#include "model/runner.h"
+#include "quant/blocks.h"
+#include "quant/types.h"
+#include "testutil.h"
+
+/* ---- random data ---- */
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static float rng_uniform(void) { return (float)((rng_next() >> 40) + 0.5) / (float)(1 << 24); }
+
+static float rng_gauss(void) {
+    return sqrtf(-2.0f * logf(rng_uniform())) * cosf(6.2831853f * rng_uniform());
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+/* A positive fp16 scale in [lo, 2 lo). */
+static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
+
+static bool is_float_type(q3_type t) { return t == Q3_TYPE_F32 || t == Q3_TYPE_F16 || t == Q3_TYPE_BF16; }
+
+/* Blocks of random bits with finite scales: every level and packed-scale pattern occurs. Float
+ * types: Gaussian values, converted. */
+static void fill_weight_blocks(q3_type t, uint8_t *row, int64_t n_blocks) {
+    const q3_type_traits *tr = q3_type_get(t);
+    if (is_float_type(t)) {
+        float *x = xmalloc((size_t)n_blocks * sizeof *x);
+        for (int64_t i = 0; i < n_blocks; i++) x[i] = 0.05f * rng_gauss();
+        tr->from_float(x, row, n_blocks);
+        free(x);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)n_blocks * tr->type_size; i++) row[i] = (uint8_t)rng_next();
+    for (int64_t i = 0; i < n_blocks; i++) {
+        void *b = row + (size_t)i * tr->type_size;
+        switch (t) {
+        case Q3_TYPE_Q8_0: ((q3_block_q8_0 *)b)->d = random_scale(0.001f); break;
+        case Q3_TYPE_Q4_K:
+            ((q3_block_q4_k *)b)->d = random_scale(0.001f);
+            ((q3_block_q4_k *)b)->dmin = random_scale(0.001f);
+            break;
+        case Q3_TYPE_Q5_K:
+            ((q3_block_q5_k *)b)->d = random_scale(0.001f);
+            ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
+            break;
+        case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
+        case Q3_TYPE_Q2_K:
+            ((q3_block_q2_k *)b)->d = random_scale(0.01f);
+            ((q3_block_q2_k *)b)->dmin = random_scale(0.01f);
+            break;
+        case Q3_TYPE_Q3_K: ((q3_block_q3_k *)b)->d = random_scale(0.001f); break;
+        default: fail_msg("no random blocks for %s", q3_type_name(t));
+        }
+    }
+}
+
+/* An activation row of n elements for weights of type t: quantized Gaussian values with
+ * outliers, or (raw) Q8_K blocks of arbitrary int8 values, -128 included, with their sums. */
+static void fill_activations(q3_isa isa, q3_type t, uint8_t *act, int64_t n, bool raw) {
+    const q3_type_traits *at = q3_type_get_isa(q3_type_get(t)->vec_dot_type, isa);
+    if (raw && at == q3_type_get_isa(Q3_TYPE_Q8_K, isa)) {
+        q3_block_q8_k *b = (q3_block_q8_k *)act;
+        for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+            b[i].d = 0.01f * rng_gauss();
+            for (int j = 0; j < Q3_QK_K; j++) b[i].qs[j] = (int8_t)rng_next();
+            for (int j = 0; j < Q3_QK_K / 16; j++) {
+                int s = 0;
+                for (int l = 0; l < 16; l++) s += b[i].qs[16 * j + l];
+                b[i].bsums[j] = (int16_t)s;
+            }
+        }
+        return;
+    }
+    float *x = xmalloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = rng_gauss() * (rng_next() % 32 == 0 ? 8.0f : 1.0f);
+    at->from_float(x, act, n);
+    free(x);
+}
+
+/* ---- the comparison ---- */
+
+typedef struct problem {
+    q3_isa isa;
+    q3_type type;
+    int64_t n;        /* row length */
+    int rows, tokens; /* weights and activations made; a tile takes any subset */
+    size_t w_stride, a_bytes;
+    uint8_t *w, *act;
+    const void *x[Q3_GEMM_COLS];
+} problem;
+
+/* rows x tokens of random data; rows padded to w_stride, the token pointers in scrambled order
+ * with one token repeated, as the MoE's assignment lists give them. */
+static void problem_make(problem *p, q3_isa isa, q3_type t, int64_t n, bool raw_act) {
+    const q3_type_traits *tr = q3_type_get_isa(t, isa);
+    p->isa = isa;
+    p->type = t;
+    p->n = n;
+    p->rows = Q3_GEMM_ROWS;
+    p->tokens = Q3_GEMM_COLS;
+    size_t row_bytes = (size_t)(n / tr->block_size) * tr->type_size;
+    p->w_stride = row_bytes + 6; /* padded, and only as aligned as the blocks need (2) */
+    p->a_bytes = q3_row_bytes(tr->vec_dot_type, n);
+    p->w = xmalloc(p->w_stride * p->rows);
+    p->act = xmalloc(p->a_bytes * p->tokens);
+    for (int r = 0; r < p->rows; r++) fill_weight_blocks(t, p->w + r * p->w_stride, n / tr->block_size);
+    for (int c = 0; c < p->tokens; c++) fill_activations(isa, t, p->act + c * p->a_bytes, n, raw_act);
+    for (int c = 0; c < p->tokens; c++) p->x[c] = p->act + (size_t)((c * 37 + 11) % p->tokens) * p->a_bytes;
+    p->x[p->tokens - 1] = p->x[0];
+}
+
+static void problem_free(problem *p) {
+    free(p->w);
+    free(p->act);
+}
+
+/* gemm over rows [r0, r0 + nr) and tokens [c0, c0 + nc) equals vec_dot for every pair, bits
+ * included, and writes nothing outside its nr x nc outputs. */
+static void check_tile(const problem *p, int r0, int nr, int c0, int nc) {
+    const q3_type_traits *tr = q3_type_get_isa(p->type, p->isa);
+    const size_t out_stride = Q3_GEMM_ROWS + 3;
+    const float sentinel = -12345.0f;
+    float *out = xmalloc(out_stride * Q3_GEMM_COLS * sizeof *out);
+    for (size_t i = 0; i < out_stride * Q3_GEMM_COLS; i++) out[i] = sentinel;
+    tr->gemm(p->n, p->w + r0 * p->w_stride, p->w_stride, nr, p->x + c0, nc, out, out_stride);
+    for (int c = 0; c < Q3_GEMM_COLS; c++) {
+        for (size_t r = 0; r < out_stride; r++) {
+            float got = out[c * out_stride + r];
+            if (c >= nc || (int)r >= nr) {
+                if (memcmp(&got, &sentinel, sizeof got) != 0)
+                    fail_msg("%s %s gemm wrote outside its %dx%d tile at (%zu, %d)", q3_isa_name(p->isa), tr->name,
+                             nr, nc, r, c);
+                continue;
+            }
+            float want = tr->vec_dot(p->n, p->w + (r0 + r) * p->w_stride, p->x[c0 + c]);
+            if (memcmp(&got, &want, sizeof got) != 0)
+                fail_msg("%s %s n=%lld tile %dx%d: row %zu token %d: gemm %.9g != vec_dot %.9g", q3_isa_name(p->isa),
+                         tr->name, (long long)p->n, nr, nc, r0 + r, c0 + c, got, want);
+        }
+    }
+    free(out);
+}
+
+static const q3_type GEMM_TYPES[] = {Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K,
+                                     Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K};
+#define N_GEMM_TYPES (sizeof GEMM_TYPES / sizeof GEMM_TYPES[0])
+
+/* Every (nr, nc) edge on a few row lengths: 1, 2 (and for Q8_0 odd) blocks, and longer rows;
+ * for the float types, lengths around their 16- and 64-element steps. */
+static void check_type_on_isa(q3_isa isa, q3_type t) {
+    const q3_type_traits *tr = q3_type_get_isa(t, isa);
+    if (!tr->gemm) return;
+    static const int cols[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64};
+    static const int float_lengths[] = {1, 15, 16, 17, 64, 100, 129, 1000};
+    int blocks[] = {1, 2, 3, 8, tr->block_size == Q3_QK ? 67 : 11};
+    const int *lengths = is_float_type(t) ? float_lengths : blocks;
+    size_t n_lengths = is_float_type(t) ? sizeof float_lengths / sizeof *float_lengths : sizeof blocks / sizeof *blocks;
+    for (size_t b = 0; b < n_lengths; b++) {
+        for (int raw = 0; raw < 2; raw++) {
+            problem p;
+            problem_make(&p, isa, t, (int64_t)lengths[b] * tr->block_size, raw);
+            for (int nr = 1; nr <= Q3_GEMM_ROWS; nr++) check_tile(&p, Q3_GEMM_ROWS - nr, nr, 0, 5);
+            for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
+                check_tile(&p, 0, Q3_GEMM_ROWS, Q3_GEMM_COLS - cols[k], cols[k]);
+                check_tile(&p, 3, 13, 0, cols[k]);
+            }
+            problem_free(&p);
+        }
+    }
+    print_message("%-6s %-4s gemm == vec_dot on every tile edge\n", q3_isa_name(isa), tr->name);
+}
+
+static void test_gemm_matches_vec_dot(void **state) {
+    (void)state;
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        for (size_t k = 0; k < N_GEMM_TYPES; k++) check_type_on_isa((q3_isa)isa, GEMM_TYPES[k]);
+    }
+}
+
+/* The scalar reference has no tile kernels; AVX-512 has them for the hot types. A gemm sits
+ * only next to the vec_dot it was checked against (dot_dispatch.c drops stale ones). */
+static void test_gemm_installed(void **state) {
+    (void)state;
+    for (int t = 0; t < Q3_TYPE_COUNT; t++) {
+        const q3_type_traits *tr = q3_type_get_isa((q3_type)t, Q3_ISA_SCALAR);
+        if (tr) assert_null(tr->gemm);
+    }
+    if (q3_isa_supported(Q3_ISA_AVX512)) {
+        static const q3_type hot[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_Q8_0,
+                                      Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16};
+        for (size_t k = 0; k < sizeof hot / sizeof hot[0]; k++)
+            assert_non_null(q3_type_get_isa(hot[k], Q3_ISA_AVX512)->gemm);
+    }
+    assert_ptr_equal(q3_type_get(Q3_TYPE_Q4_K)->gemm, q3_type_get_isa(Q3_TYPE_Q4_K, q3_isa_active())->gemm);
+}
+
+/* ---- end to end: a small synthetic model per quantized file type ---- */
+
+/* Every matrix a whole number of 256-wide blocks, so each file type keeps its own kernels. */
+static const char SMALL_CONFIG[] =
+    "{\"architectures\": [\"Qwen3MoeForCausalLM\"], \"model_type\": \"qwen3_moe\", \"hidden_size\": 256,"
+    " \"head_dim\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"num_hidden_layers\": 2,"
+    " \"intermediate_size\": 512, \"moe_intermediate_size\": 256, \"num_experts\": 8, \"num_experts_per_tok\": 2,"
+    " \"norm_topk_prob\": true, \"decoder_sparse_step\": 1, \"mlp_only_layers\": [], \"vocab_size\": 512,"
+    " \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0, \"tie_word_embeddings\": false,"
+    " \"max_position_embeddings\": 4096}";
+
+/* Logits of every position of ids, `chunk` tokens per forward step, through a fresh cache. */
+static float *run_logits(q3_model *m, const int32_t *ids, int n, int chunk) {
+    q3_error e = {0};
+    q3_kv_cache *kv;
+    q3_runner *r;
+    int V = q3_model_config(m)->vocab_size;
+    assert_int_equal(q3_kv_cache_new(&kv, m, &(q3_kv_options){Q3_TYPE_F32, 16, (n + 15) / 16 + 1, 1, n + 16}, &e), 0);
+    assert_int_equal(q3_runner_new(&r, m, chunk, 2, &e), 0);
+    float *logits = xmalloc((size_t)n * V * sizeof(float));
+    int32_t *pos = xmalloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
+    for (int i = 0; i < n; i++) pos[i] = i;
+    for (int i = 0; i < n; i += chunk) {
+        int len = n - i < chunk ? n - i : chunk;
+        q3_batch b = {len, ids + i, pos + i, seq + i, NULL};
+        if (q3_forward(r, kv, &b, logits + (size_t)i * V, &e)) fail_msg("%s", e.msg);
+    }
+    free(pos);
+    free(seq);
+    q3_runner_free(r);
+    q3_kv_cache_free(kv);
+    return logits;
+}
+
+static void test_prefill_equals_decode_quantized(void **state) {
+    (void)state;
+    q3_config c;
+    q3_error e = {0};
+    if (q3_config_from_json_buffer(&c, SMALL_CONFIG, sizeof SMALL_CONFIG - 1, "small", &e)) fail_msg("%s", e.msg);
+    static const char *types[] = {"q4_k_m", "q5_k_m", "q6_k", "q8_0", "bf16"};
+    enum { N = 150 };
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)(rng_next() % 512);
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+        q3_synth_type t;
+        assert_true(q3_synth_type_from_name(types[k], &t));
+        const char *path = tmp_path(0, "gemm-small.gguf");
+        q3_model *m = NULL;
+        if (q3_synth_write(path, &c, &t, "small", NULL, NULL, &e) || q3_model_load(&m, path, NULL, &e))
+            fail_msg("%s: %s", types[k], e.msg);
+        int V = q3_model_config(m)->vocab_size;
+        float *pre = run_logits(m, ids, N, N), *dec = run_logits(m, ids, N, 1), *chunked = run_logits(m, ids, N, 37);
+        assert_memory_equal(pre, dec, (size_t)N * V * sizeof(float));
+        assert_memory_equal(pre, chunked, (size_t)N * V * sizeof(float));
+        print_message("%-6s prefill == decode == 37-token chunks over %d tokens\n", types[k], N);
+        free(pre), free(dec), free(chunked);
+        q3_model_free(m);
+        remove(path);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_installed),
+        cmocka_unit_test(test_gemm_matches_vec_dot),
+        cmocka_unit_test(test_prefill_equals_decode_quantized),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
