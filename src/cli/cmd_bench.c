@@ -23,11 +23,14 @@
 #include "bench/machine.h"
 #include "bench/plot.h"
 #include "bench/roofline.h"
+#include "bench/serving.h"
 #include "bench/speed.h"
 #include "bench/synth.h"
 #include "cli/commands.h"
+#include "cli/config.h"
 #include "cli/common.h"
 #include "cli/progress.h"
+#include "dist/dist.h"
 #include "model/model.h"
 #include "quant/types.h"
 
@@ -40,13 +43,19 @@ static void usage(FILE *f) {
             "usage: q3moe bench [-m MODEL | --synthetic CONFIG.json [--type TYPE] [--layers N] [--keep FILE.gguf]]\n"
             "                   [-p N[,N...]] [-n N] [-t|--threads N] [--repeat N] [--json] [--plot FILE.svg]\n"
             "                   [--kv-type f16|bf16|f32] [-c|--ctx-size N] [--chunk-size N]\n"
+            "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml]\n"
             "  -p          prompt lengths to measure (default 512)\n"
             "  -n          tokens decoded after each prompt (default 128)\n"
             "  --repeat    runs per prompt length; the best is reported (default 1)\n"
             "  --synthetic random weights of this config.json's architecture, in a temporary GGUF\n"
             "              ($TMPDIR, /tmp or the current directory, whichever has room)\n"
             "  --type      of the synthetic weights: %s (default q4_k_m)\n"
-            "  --layers    build only the first N layers and also report the projected full model\n",
+            "  --layers    build only the first N layers and also report the projected full model\n"
+            "  --serving   also run N streams through the engine (prompt: the first -p, -n tokens each):\n"
+            "              their aggregate decode rate against the bandwidth bound of the experts they\n"
+            "              touch, and the time to first token of a --ttft-prompt (1024) token prompt\n"
+            "              idle and while N - 1 streams decode\n"
+            "Under mpirun it also prints every rank's memory and communication time.\n",
             q3_synth_type_names());
 }
 
@@ -55,6 +64,7 @@ typedef struct bench_args {
     q3_synth_type type;
     int prompts[MAX_PROMPTS], n_prompts;
     long gen, threads, repeat, layers, ctx_size, chunk;
+    long serving, ttft_prompt; /* --serving N streams; the long prompt whose TTFT it measures */
     q3_type kv_type;
     bool json;
 } bench_args;
@@ -98,7 +108,7 @@ static bool parse_kv_type(const char *s, q3_type *out) {
 
 /* 0 to go on, else the exit code (0 after --help, 2 on bad usage). */
 static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
-    enum { O_JSON = 600, O_REPEAT, O_PLOT, O_KV, O_CHUNK, O_SYNTH, O_TYPE, O_LAYERS, O_KEEP };
+    enum { O_JSON = 600, O_REPEAT, O_PLOT, O_KV, O_CHUNK, O_SYNTH, O_TYPE, O_LAYERS, O_KEEP, O_SERVING, O_TTFT };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"threads", required_argument, 0, 't'},
@@ -107,8 +117,10 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         {"kv-type", required_argument, 0, O_KV}, {"chunk-size", required_argument, 0, O_CHUNK},
         {"synthetic", required_argument, 0, O_SYNTH}, {"type", required_argument, 0, O_TYPE},
         {"layers", required_argument, 0, O_LAYERS}, {"keep", required_argument, 0, O_KEEP},
+        {"serving", required_argument, 0, O_SERVING}, {"ttft-prompt", required_argument, 0, O_TTFT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    *a = (bench_args){.prompts = {512}, .n_prompts = 1, .gen = 128, .repeat = 1, .chunk = 512, .kv_type = Q3_TYPE_F16};
+    *a = (bench_args){.prompts = {512}, .n_prompts = 1, .gen = 128, .repeat = 1, .chunk = 512, .kv_type = Q3_TYPE_F16,
+                      .ttft_prompt = 1024};
     q3_synth_type_from_name("q4_k_m", &a->type);
     bool ok = true;
     int ch;
@@ -132,6 +144,8 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
             break;
         case O_LAYERS: ok = q3_cli_parse_int(optarg, "--layers", 1, Q3_MAX_LAYERS, &a->layers); break;
         case O_KEEP: a->keep = optarg; break;
+        case O_SERVING: ok = q3_cli_parse_int(optarg, "--serving", 2, 256, &a->serving); break;
+        case O_TTFT: ok = q3_cli_parse_int(optarg, "--ttft-prompt", 1, 1 << 20, &a->ttft_prompt); break;
         case 'h': usage(stdout); *done = true; return 0;
         default: ok = false; break;
         }
@@ -146,6 +160,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         fprintf(stderr, "q3moe bench: --ctx-size %ld is smaller than the longest prompt plus the generated tokens (%d + %ld)\n",
                 a->ctx_size, longest, a->gen), ok = false;
     if (!a->ctx_size) a->ctx_size = longest + a->gen;
+    if (a->ctx_size < a->ttft_prompt + 1 && a->serving) a->ctx_size = a->ttft_prompt + 1;
     if (ok) return 0;
     usage(stderr);
     return 2;
@@ -456,7 +471,55 @@ static int write_plot(const bench_report *rep) {
     return 0;
 }
 
+/* ---- serving and distributed reports ---- */
+
+/* --serving N: N streams through the engine, and a long prompt's time to first token. */
+static int report_serving(const bench_args *a, const q3_model *m, double bandwidth_gbs) {
+    q3_bench_serving_options o = {(int)a->serving, a->prompts[0], (int)a->gen, (int)a->ttft_prompt, (int)a->chunk,
+                                  (int)a->threads, bandwidth_gbs};
+    q3_bench_serving_result r;
+    q3_error e = {0};
+    fprintf(stderr, "q3moe bench: serving %d streams...\n", o.streams);
+    if (q3_bench_serving(m, &o, &r, &e)) {
+        fprintf(stderr, "q3moe bench: %s\n", e.msg);
+        return 1;
+    }
+    printf("\nserving (engine, continuous batching, chunk %d):\n", o.chunk_size);
+    printf("  %d streams of %d-token prompts decoding together: %.2f tok/s aggregate, %.1f MB read per token\n",
+           o.streams, o.prompt, r.aggregate_tok_s, r.bytes_per_token / 1e6);
+    printf("  bandwidth bound for the experts those steps touched: %.2f tok/s; reached %.1f%%\n", r.bound_tok_s,
+           r.bound_tok_s > 0 ? 100 * r.aggregate_tok_s / r.bound_tok_s : 0);
+    printf("  time to first token of a %d-token prompt: %.3f s idle, %.3f s while %d streams decode (%.2fx)\n",
+           o.long_prompt, r.ttft_idle_s, r.ttft_loaded_s, r.loaded_streams,
+           r.ttft_idle_s > 0 ? r.ttft_loaded_s / r.ttft_idle_s : 0);
+    return 0;
+}
+
+/* Under mpirun: every rank's resident memory and the time it spent communicating. */
+static void report_ranks(double wall_s) {
+    q3_dist *d = q3_dist_world();
+    int n = q3_dist_size(d);
+    q3_dist_rank_stats *s = calloc((size_t)n, sizeof *s);
+    if (!s) return;
+    q3_dist_collect(d, s);
+    printf("\nranks: %d (tp %d x ep %d); rank 0's peak includes the bandwidth probe's buffer\n", n, q3_dist_tp(d),
+           q3_dist_ep(d));
+    printf("| rank | resident MiB | peak MiB | allreduces | MB reduced | comm s | comm %% of run |\n");
+    printf("|-----:|-------------:|---------:|-----------:|-----------:|-------:|--------------:|\n");
+    for (int i = 0; i < n; i++)
+        printf("| %4d | %12.1f | %8.1f | %10llu | %10.1f | %6.2f | %12.1f%% |\n", i, s[i].rss_bytes / 1048576.0,
+               s[i].rss_peak_bytes / 1048576.0, (unsigned long long)s[i].comm.allreduces, s[i].comm.bytes / 1e6,
+               s[i].comm.seconds, wall_s > 0 ? 100 * s[i].comm.seconds / wall_s : 0);
+    free(s);
+}
+
 /* ---- the command ---- */
+
+static double clock_gettime_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static int bench_model(const bench_args *a, const char *path, const q3_config *full) {
     q3_error e = {0};
@@ -466,6 +529,7 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
     bench_report rep = {.a = a, .path = path, .full = full, .rows = rows};
     int rc = 1;
     if (q3_model_load(&m, path, NULL, &e)) goto fail;
+    double t0 = clock_gettime_s(); /* the ranks' communication counters start here too */
     rep.m = m;
     q3_machine_describe(&rep.mach);
     fprintf(stderr, "q3moe bench: measuring streaming-read bandwidth...\n");
@@ -480,6 +544,8 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
     if ((rc = measure_all(a, m, s, full, rep.bw.gbs * 1e9, rows))) goto done;
     rc = a->json ? print_json(&rep) : (print_text(&rep), 0);
     if (!rc && a->plot) rc = write_plot(&rep);
+    if (!rc && a->serving) rc = report_serving(a, m, rep.bw.gbs);
+    if (!rc && q3_dist_world()) report_ranks(clock_gettime_s() - t0);
     goto done;
 fail:
     fprintf(stderr, "q3moe bench: %s\n", e.msg);
@@ -491,6 +557,7 @@ done:
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (!q3_cli_apply_config(&argc, &argv, "bench")) return 1;
     bench_args a;
     bool help = false;
     int rc = parse_args(argc, argv, &a, &help);

@@ -95,6 +95,8 @@ static const struct config_key {
     {"type", "type", ONE_VALUE, BENCH},
     {"layers", "layers", ONE_VALUE, BENCH},
     {"keep", "keep", ONE_VALUE, BENCH},
+    {"serving", "serving", ONE_VALUE, BENCH},
+    {"ttft_prompt", "ttft-prompt", ONE_VALUE, BENCH},
 };
 
 static unsigned command_bit(const char *command) {

@@ -365,7 +365,7 @@ static q3_finish advance(q3_engine *en, seq *s, float *row) {
     bool eos = !s->ignore_eos && is_eos(en, t), matched = false;
     size_t piece = 0, out = 0;
     if (!eos) {
-        q3_tok_stream_push(en->tok, &s->text, t, en->text_buf, en->text_cap / 2, &piece, NULL);
+        if (en->tok) q3_tok_stream_push(en->tok, &s->text, t, en->text_buf, en->text_cap / 2, &piece, NULL);
         char *dst = en->text_buf + en->text_cap / 2;
         q3_stop_feed(&s->stop, en->text_buf, piece, dst, en->text_cap / 2, &out, &matched, NULL);
         ev.text = dst;
@@ -408,6 +408,7 @@ static void step(q3_engine *en) {
     pthread_mutex_lock(&en->lock);
     en->stats.steps++;
     en->stats.generated_tokens += (uint64_t)rows;
+    en->stats.bytes_read = en->runner->bytes_read;
     pthread_mutex_unlock(&en->lock);
 }
 
@@ -458,7 +459,7 @@ static q3_status alloc_buffers(q3_engine *en, q3_error *e) {
     en->b_logits = malloc((size_t)T * sizeof(bool));
     en->b_owner = malloc((size_t)B * sizeof *en->b_owner);
     en->logits = malloc((size_t)B * en->vocab * sizeof(float));
-    en->text_cap = 2 * (q3_tok_stream_cap(en->tok) + 4096);
+    en->text_cap = 2 * ((en->tok ? q3_tok_stream_cap(en->tok) : 0) + 4096);
     en->text_buf = malloc(en->text_cap);
     if (!en->running || !en->free_slots || !en->cache || !en->b_tokens || !en->b_pos || !en->b_seq ||
         !en->b_logits || !en->b_owner || !en->logits || !en->text_buf)
@@ -500,9 +501,11 @@ q3_status q3_engine_new(q3_engine **out, const q3_model *m, const q3_tokenizer *
         q3_engine_free(en);
         return st;
     }
-    add_eos(en, q3_tok_find(tok, "<|im_end|>"));
-    add_eos(en, q3_tok_find(tok, "<|endoftext|>"));
-    add_eos(en, q3_tok_eos(tok));
+    if (tok) {
+        add_eos(en, q3_tok_find(tok, "<|im_end|>"));
+        add_eos(en, q3_tok_find(tok, "<|endoftext|>"));
+        add_eos(en, q3_tok_eos(tok));
+    }
     add_eos(en, q3_model_config(m)->eos_token);
     en->stats.page_size = en->o.page_size;
     en->stats.kv_pages_free = n_pages;

@@ -78,7 +78,8 @@ typedef struct q3_request {
     void *ctx;
 } q3_request;
 
-/* Starts the engine thread. The model and tokenizer must outlive the engine. */
+/* Starts the engine thread. The model and tokenizer must outlive the engine. tok may be NULL for
+ * callers that only want tokens (benchmarks): events then carry no text. */
 q3_status q3_engine_new(q3_engine **out, const q3_model *m, const q3_tokenizer *tok,
                         const q3_engine_options *o, q3_error *e);
 /* Cancels everything still running (their callbacks see Q3_FINISH_CANCELLED), stops the
@@ -97,6 +98,7 @@ typedef struct q3_engine_stats {
     int kv_pages_used, kv_pages_free, page_size;
     uint64_t prompt_tokens, generated_tokens, cached_prompt_tokens;
     uint64_t steps;
+    uint64_t bytes_read;      /* weights and KV the forward passes read (for rooflines) */
 } q3_engine_stats;
 
 /* A snapshot of the counters; cannot fail. */

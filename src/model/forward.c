@@ -164,6 +164,28 @@ static void trace_hidden(q3_runner *r, int index, const float *src, int n) {
     memcpy(r->trace->hidden + (size_t)index * n * H, src, (size_t)n * H * sizeof(float));
 }
 
+static uint64_t mat_bytes(const q3_mat *w) { return (uint64_t)w->rows * q3_row_bytes(w->type, w->cols); }
+static uint64_t ffn_bytes(const q3_ffn *f) { return mat_bytes(&f->gate) + mat_bytes(&f->up) + mat_bytes(&f->down); }
+
+/* Bytes one layer read for this batch: its attention weights once, the experts the batch's
+ * tokens were routed to (each once, however many tokens chose it), and every token's keys and
+ * values. A memory-bound step can go no faster than these bytes allow. */
+static uint64_t layer_bytes(const q3_runner *r, const q3_kv_cache *kv, const q3_layer *L, const q3_batch *b) {
+    uint64_t n = mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wo);
+    for (int i = 0; i < b->n_tokens; i++) n += (uint64_t)(b->pos[i] + 1) * kv->kv_dim * kv->elem_size * 2;
+    if (!L->is_moe) return n + ffn_bytes(&L->dense);
+    n += mat_bytes(&L->router);
+    const q3_config *c = &r->m->cfg;
+    uint8_t seen[4096] = {0};
+    for (int a = 0; a < b->n_tokens * c->n_experts_used; a++) {
+        int x = r->top_expert[a];
+        if (seen[x] || !q3_shard_owns_expert(&r->m->shard, x)) continue;
+        seen[x] = 1;
+        n += ffn_bytes(&L->experts[x]);
+    }
+    return n;
+}
+
 /* Final norm and lm_head for the rows that want logits, packed in batch order. */
 static void head(q3_runner *r, const q3_batch *b, float *logits) {
     const q3_config *c = &r->m->cfg;
@@ -208,9 +230,11 @@ q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *lo
             q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
         }
         add_into(r->x, r->out, (size_t)n * H);
+        r->bytes_read += layer_bytes(r, kv, L, b);
         if (l + 1 < c->n_layers) trace_hidden(r, l + 1, r->x, n);
     }
     head(r, b, logits);
+    if (logits) r->bytes_read += mat_bytes(&r->m->lm_head) + (uint64_t)n * q3_row_bytes(r->m->embed.type, H);
     for (int i = 0; i < n; i++)
         if (b->pos[i] + 1 > kv->seq_len[b->seq[i]]) q3_kv_set_len(kv, b->seq[i], b->pos[i] + 1);
     return Q3_OK;

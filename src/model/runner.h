@@ -20,6 +20,7 @@ struct q3_runner {
     int max_tokens;
     q3_trace *trace;
     int dist_id;       /* handle among the processes the model is split over */
+    uint64_t bytes_read; /* weights and KV cache read so far (the roofline's numerator) */
 
     float *x;          /* [T][hidden] the residual stream */
     float *xn;         /* [T][hidden] normed input of a block */
