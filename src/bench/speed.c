@@ -105,7 +105,9 @@ static void touch_weights(const q3_model *m) {
             continue;
         }
         sum += touch_mat(&L->router);
-        for (int x = 0; x < m->cfg.n_experts; x++) sum += touch_ffn(&L->experts[x]);
+        /* Only this process's experts: under mpirun the others belong to other ranks. */
+        for (int x = 0; x < m->cfg.n_experts; x++)
+            if (q3_shard_owns_expert(&m->shard, x)) sum += touch_ffn(&L->experts[x]);
     }
     volatile uint64_t keep = sum; /* the reads are the point; keep them */
     (void)keep;
