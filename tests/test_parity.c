@@ -244,8 +244,8 @@ static void test_gguf_round_trip(void **state) {
 static void test_variant_shapes(void **state) {
     (void)state;
     q3_error e = {0};
-    q3_model *m, *g;
-    q3_st_file ref;
+    q3_model *m = NULL, *g = NULL;
+    q3_st_file ref = {0};
     if (q3_model_load(&m, fixture_path(0, "variant-qwen3moe"), NULL, &e) ||
         q3_st_open(&ref, fixture_path(1, "variant-qwen3moe/reference.safetensors"), &e))
         fail_msg("%s", e.msg);

@@ -131,7 +131,8 @@ static inline __m128i q8_0_block_sums4(__m512i s01, __m512i s23) {
                                  _mm512_shuffle_i32x4(even, odd, _MM_SHUFFLE(3, 1, 3, 1))); /* 0, 2, 1, 3 */
     t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_BADC));
     t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, _MM_PERM_CDAB));
-    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 4, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+    const __m512i firsts = _mm512_setr_epi32(0, 8, 4, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0); /* blocks 0 .. 3 */
+    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(firsts, t));
 }
 
 static inline int32_t q8_0_block_sum(const q3_block_q8_0 *w, const q3_block_q8_0 *x) {

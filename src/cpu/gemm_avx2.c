@@ -217,7 +217,8 @@ static inline __attribute__((always_inline)) void kq32_dot_cols(const kq32_tile 
         kq32_sub_block_sums(xb[c], y_sums);
         __m256i my = _mm256_setzero_si256();
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) my = _mm256_add_epi32(my, _mm256_madd_epi16(t->min_pairs[i], bcast32(y_sums + 2 * i)));
+        for (int i = 0; i < 4; i++)
+            my = _mm256_add_epi32(my, _mm256_madd_epi16(t->min_pairs[i], bcast32(y_sums + 2 * i)));
         acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, t->dmin, qy[c], my);
     }
 }
@@ -257,7 +258,8 @@ static void q6_k_pack(void *tile, const uint8_t *const rows[LANES]) {
             __m256i *out = t->levels + 32 * h + g, high = hb[g];
             out[0] = _mm256_or_si256(_mm256_and_si256(a[g], nibble), _mm256_and_si256(_mm256_slli_epi32(high, 4), top));
             out[8] = _mm256_or_si256(_mm256_and_si256(b[g], nibble), _mm256_and_si256(_mm256_slli_epi32(high, 2), top));
-            out[16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(a[g], 4), nibble), _mm256_and_si256(high, top));
+            out[16] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(a[g], 4), nibble),
+                                      _mm256_and_si256(high, top));
             out[24] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b[g], 4), nibble),
                                       _mm256_and_si256(_mm256_srli_epi32(high, 2), top));
         }
@@ -293,7 +295,8 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
         for (int u = 0; u < 4; u += 2) {
             __m256i l0 = t->levels[4 * j + u], l1 = t->levels[4 * j + u + 1];
 #pragma GCC unroll 4
-            for (int c = 0; c < nc; c++) qy[c] = _mm256_add_epi32(qy[c], two_steps(l0, l1, xb[c]->qs + 16 * j + 4 * u, scale));
+            for (int c = 0; c < nc; c++)
+                qy[c] = _mm256_add_epi32(qy[c], two_steps(l0, l1, xb[c]->qs + 16 * j + 4 * u, scale));
         }
     }
     const __m256 zero = _mm256_setzero_ps();
@@ -301,7 +304,8 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
     for (int c = 0; c < nc; c++) {
         __m256i off = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) off = _mm256_add_epi32(off, _mm256_madd_epi16(t->scale_pairs[i], bcast32(xb[c]->bsums + 2 * i)));
+        for (int i = 0; i < 8; i++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(t->scale_pairs[i], bcast32(xb[c]->bsums + 2 * i)));
         __m256i sum_qy = _mm256_sub_epi32(qy[c], _mm256_slli_epi32(off, 5));
         acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, zero, sum_qy, _mm256_setzero_si256());
     }
@@ -350,6 +354,12 @@ static void store_tile(const __m256 *acc, int nr, int nc, float *out, size_t out
     }
 }
 
+/* The width of the micro-tile at token c: near-equal widths, as in gemm_avx512.c. */
+static inline int tile_width(int c, int nc) {
+    int tiles_left = (nc - c + TILE_COLS - 1) / TILE_COLS;
+    return (nc - c + tiles_left - 1) / tiles_left;
+}
+
 /* Eight rows: block by block, unpack once, then every token TILE_COLS at a time. */
 static void gemm_rows8(const tile_ops *ops, int64_t n_blocks, const void *w, size_t w_stride, int nr,
                        const void *const *x, int nc, float *out, size_t out_stride) {
@@ -362,8 +372,10 @@ static void gemm_rows8(const tile_ops *ops, int64_t n_blocks, const void *w, siz
         if (i + 1 < n_blocks) prefetch_blocks(rows, ops->block_bytes, ops->block_bytes);
         else prefetch_blocks(rows, LANES * w_stride - i * ops->block_bytes, ops->block_bytes); /* the next tile */
         ops->pack(&tile, rows);
-        for (int c = 0; c < nc; c += TILE_COLS)
-            ops->dot(&tile, x + c, i, nc - c < TILE_COLS ? nc - c : TILE_COLS, acc + c);
+        for (int c = 0, w = 0; c < nc; c += w) {
+            w = tile_width(c, nc);
+            ops->dot(&tile, x + c, i, w, acc + c);
+        }
     }
     store_tile(acc, nr, nc, out, out_stride);
 }
@@ -372,7 +384,8 @@ static void gemm_k(const tile_ops *ops, int64_t n, const void *w, size_t w_strid
                    int nc, float *out, size_t out_stride) {
     if (nc < MIN_COLS) {
         for (int c = 0; c < nc; c++)
-            for (int r = 0; r < nr; r++) out[c * out_stride + r] = ops->vec_dot(n, (const char *)w + r * w_stride, x[c]);
+            for (int r = 0; r < nr; r++)
+                out[c * out_stride + r] = ops->vec_dot(n, (const char *)w + r * w_stride, x[c]);
         return;
     }
     for (int r = 0; r < nr; r += LANES)

@@ -391,8 +391,9 @@ static inline __m512i q8_0_bias_correction(const int8_t *y) {
 
 /* Block b of the tile for nc tokens: acc[b] + (float)sum(w * y) * (d_w * d_y) in every lane;
  * acc[0] sums the even blocks and acc[1] the odd ones, as q3_q8_0_vec_dot_avx512 does. */
-static inline __attribute__((always_inline)) void q8_0_dot_cols(const q8_0_tile *t, int b, const q3_block_q8_0 *const *xb,
-                                                                __m512 *acc, const int nc) {
+static inline __attribute__((always_inline)) void q8_0_dot_cols(const q8_0_tile *t, int b,
+                                                                const q3_block_q8_0 *const *xb, __m512 *acc,
+                                                                const int nc) {
     __m512i s[TILE_COLS];
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) s[c] = q8_0_bias_correction(xb[c]->qs);
@@ -462,10 +463,12 @@ static inline __attribute__((always_inline)) void float_tile(int64_t n, const vo
         EACH_PAIR(acc[r][c][0] = _mm512_fmadd_ps(widen16(w[r], i, all, kind), _mm512_loadu_ps(x[c] + i), acc[r][c][0]);)
     if (i < n) {
         __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        EACH_PAIR(acc[r][c][1] = _mm512_fmadd_ps(widen16(w[r], i, m, kind), _mm512_maskz_loadu_ps(m, x[c] + i), acc[r][c][1]);)
+        EACH_PAIR(acc[r][c][1] =
+                      _mm512_fmadd_ps(widen16(w[r], i, m, kind), _mm512_maskz_loadu_ps(m, x[c] + i), acc[r][c][1]);)
     }
     EACH_PAIR({
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[r][c][0], acc[r][c][1]), _mm512_add_ps(acc[r][c][2], acc[r][c][3]));
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[r][c][0], acc[r][c][1]),
+                                   _mm512_add_ps(acc[r][c][2], acc[r][c][3]));
         out[c * out_stride + r] = _mm512_reduce_add_ps(sum);
     })
 }
@@ -547,6 +550,14 @@ static inline void prefetch_blocks(const uint8_t *const rows[ROWS], size_t offse
         for (size_t b = 0; b < bytes + 64; b += 64) _mm_prefetch((const char *)rows[r] + offset + b, _MM_HINT_T0);
 }
 
+/* The tokens [c, c + width) of the next micro-tile: the nc tokens in as few micro-tiles as
+ * TILE_COLS allows, of near-equal widths (33 tokens as 7, 7, 7, 6, 6 rather than 8, 8, 8, 8, 1:
+ * a narrow tile leaves vpdpbusd waiting on its own latency). */
+static inline int tile_width(int c, int nc) {
+    int tiles_left = (nc - c + TILE_COLS - 1) / TILE_COLS;
+    return (nc - c + tiles_left - 1) / tiles_left;
+}
+
 /* Block by block: unpack the 16 rows' block once, then run every token through it TILE_COLS
  * at a time. The float accumulators wait in acc between blocks, so each lane's float tail
  * runs in block order, as vec_dot's does. */
@@ -561,8 +572,10 @@ static void gemm_tiles(const tile_ops *ops, int64_t n_blocks, const void *w, siz
         if (i + 1 < n_blocks) prefetch_blocks(rows, ops->block_bytes, ops->block_bytes);
         else prefetch_blocks(rows, ROWS * w_stride - i * ops->block_bytes, ops->block_bytes); /* the next tile */
         ops->pack(&tile, rows);
-        for (int c = 0; c < nc; c += TILE_COLS)
-            ops->dot(&tile, x + c, i, nc - c < TILE_COLS ? nc - c : TILE_COLS, acc + c);
+        for (int c = 0, w = 0; c < nc; c += w) {
+            w = tile_width(c, nc);
+            ops->dot(&tile, x + c, i, w, acc + c);
+        }
     }
     store_tile(acc, nr, nc, out, out_stride);
 }
@@ -613,8 +626,10 @@ void q3_q8_0_gemm_avx512(int64_t n, const void *w, size_t w_stride, int nr, cons
         else prefetch_blocks(rows, ROWS * w_stride - i * sizeof(q3_block_q8_0), 2 * sizeof(q3_block_q8_0));
         q8_0_pack(&tile, rows, next);
         for (int b = 0; b < blocks; b++)
-            for (int c = 0; c < nc; c += TILE_COLS)
-                q8_0_dot(&tile, b, x + c, i + b, nc - c < TILE_COLS ? nc - c : TILE_COLS, acc[b] + c);
+            for (int c = 0, w = 0; c < nc; c += w) {
+                w = tile_width(c, nc);
+                q8_0_dot(&tile, b, x + c, i + b, w, acc[b] + c);
+            }
     }
     for (int c = 0; c < nc; c++) acc[0][c] = _mm512_add_ps(acc[0][c], acc[1][c]);
     store_tile(acc[0], nr, nc, out, out_stride);
