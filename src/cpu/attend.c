@@ -41,6 +41,31 @@ static void heads_of(const q3_shard *s, int group, int g, int *h0, int *h1) {
 /* Floats of one partial for one query head: max, sum, then head_dim accumulators. */
 static int partial_floats(int hd) { return hd + 2; }
 
+/* scores[t][p - p0] = K[p] . q_t for the chunk's positions: through the type's tile kernel over
+ * runs of positions that are contiguous in one page (keys as its weight rows, the query heads as
+ * its tokens), else one dot product at a time. Both give the same bits. */
+static void score_keys(const attn_job *j, const q3_type_traits *tr, int seq, int g, int p0, int p1, const float *q,
+                       int nh, float *scores) {
+    const q3_kv_cache *kv = j->kv;
+    int hd = j->r->m->cfg.head_dim;
+    size_t head_off = (size_t)g * hd * kv->elem_size, stride = (size_t)kv->kv_dim * kv->elem_size;
+    const void *qs[Q3_GEMM_COLS];
+    for (int t = 0; t < nh && t < Q3_GEMM_COLS; t++) qs[t] = q + (size_t)t * hd;
+    for (int p = p0; p < p1;) {
+        int in_page = kv->page_size - p % kv->page_size, run = p1 - p < in_page ? p1 - p : in_page;
+        if (run > Q3_GEMM_ROWS) run = Q3_GEMM_ROWS;
+        const unsigned char *k = q3_kv_row(kv, kv->k, j->layer, seq, p) + head_off;
+        if (tr->gemm && nh <= Q3_GEMM_COLS) {
+            tr->gemm(hd, k, stride, run, qs, nh, scores + (p - p0), CHUNK);
+        } else {
+            for (int r = 0; r < run; r++)
+                for (int t = 0; t < nh; t++)
+                    scores[t * CHUNK + p - p0 + r] = tr->vec_dot(hd, k + r * stride, q + (size_t)t * hd);
+        }
+        p += run;
+    }
+}
+
 /* Chunk c of token i over key/value head g: a partial per query head into out [nh][hd + 2].
  * scratch holds nh * CHUNK scores and one V row in f32. */
 static void chunk_partial(const attn_job *j, int i, int g, int c, float *scratch, float *out) {
@@ -53,10 +78,9 @@ static void chunk_partial(const attn_job *j, int i, int g, int c, float *scratch
     size_t head_off = (size_t)g * hd * kv->elem_size;
     const float *q = j->r->q + ((size_t)i * nq + h0) * hd;
     float *scores = scratch, *v = scratch + (size_t)nh * CHUNK, scale = 1.0f / sqrtf((float)hd);
-    for (int p = p0; p < p1; p++) {
-        const unsigned char *k = q3_kv_row(kv, kv->k, j->layer, seq, p) + head_off;
-        for (int t = 0; t < nh; t++) scores[t * CHUNK + p - p0] = tr->vec_dot(hd, k, q + (size_t)t * hd) * scale;
-    }
+    score_keys(j, tr, seq, g, p0, p1, q, nh, scores);
+    for (int t = 0; t < nh; t++)
+        for (int p = 0; p < p1 - p0; p++) scores[t * CHUNK + p] *= scale;
     int pf = partial_floats(hd);
     const q3_vec_ops *vec = q3_vec();
     for (int t = 0; t < nh; t++) {
