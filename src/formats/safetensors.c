@@ -72,8 +72,9 @@ static q3_status parse_entry(const char *path, const char *key, json_t *v, const
     return Q3_OK;
 }
 
-q3_status q3_st_parse(q3_st_file *f, const unsigned char *data, size_t size, const char *path,
-                      q3_error *e) {
+/* The header checks over bytes already mapped; f->map is the caller's. */
+static q3_status parse_header(q3_st_file *f, const unsigned char *data, size_t size, const char *path,
+                              q3_error *e) {
     f->n_tensors = 0;
     f->tensors = NULL;
     f->names = NULL;
@@ -143,11 +144,17 @@ done:
     return st;
 }
 
+q3_status q3_st_parse(q3_st_file *f, const unsigned char *data, size_t size, const char *path,
+                      q3_error *e) {
+    memset(&f->map, 0, sizeof f->map);
+    return parse_header(f, data, size, path, e);
+}
+
 q3_status q3_st_open(q3_st_file *f, const char *path, q3_error *e) {
     memset(f, 0, sizeof *f);
     q3_status st = q3_mapfile_open(&f->map, path, e);
     if (st) return st;
-    st = q3_st_parse(f, f->map.data, f->map.size, path, e);
+    st = parse_header(f, f->map.data, f->map.size, path, e);
     if (st) q3_mapfile_close(&f->map);
     return st;
 }
