@@ -35,6 +35,7 @@ class TinyModel(unittest.TestCase):
         self.assertIsInstance(machine["cpu"], str)
         self.assertEqual(machine["threads"], 2)
         self.assertGreater(machine["bandwidth_gbs"], 0)
+        self.assertGreater(machine["weights_read_gbs"], 0)
         model = report["model"]
         self.assertEqual((model["layers"], model["experts"], model["experts_used"]), (3, 16, 4))
         results = report["results"]
@@ -48,6 +49,7 @@ class TinyModel(unittest.TestCase):
             self.assertGreater(r["roofline_fraction"], 0)
             self.assertLess(r["roofline_fraction"], 1.5)
             self.assertAlmostEqual(r["roofline_fraction"], r["decode_tok_s"] / r["roofline_tok_s"], places=4)
+            self.assertGreater(r["weights_roofline_fraction"], 0)
             self.assertTrue(r["logits_finite"])
             self.assertNotIn("projected_full_model", r)
         # The longer context reads more of the KV cache per decoded token.
@@ -78,6 +80,8 @@ class Synthetic(unittest.TestCase):
         model = report["model"]
         self.assertEqual((model["layers"], model["hidden_size"], model["experts"]), (1, 2048, 128))
         self.assertEqual(model["synthetic"]["full_layers"], 48)
+        self.assertGreater(report["machine"]["weights_read_bytes"], 0)  # 1.3 GB: measured apart
+        self.assertGreater(report["machine"]["weights_read_gbs"], 0)
         self.assertEqual((model["ffn_type"], model["head_type"]), ("Q8_0", "Q8_0"))
         r = report["results"][0]
         self.assertTrue(r["logits_finite"])

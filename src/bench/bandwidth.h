@@ -24,4 +24,11 @@ size_t q3_bandwidth_buffer_size(size_t llc_bytes, size_t ram_bytes);
  * best. Fails only when the buffer or the threads cannot be had. */
 q3_status q3_bandwidth_measure(q3_bandwidth *out, size_t bytes, int n_threads, int runs, q3_error *e);
 
+/* The same over memory that exists already, e.g. a model's mapped weights (read, never written;
+ * whole 16 MiB slices from its first page boundary). Page-cache pages can read slower than a
+ * fresh buffer (39 against 60-80 GB/s on this project's CI VM, presumably from how the
+ * hypervisor backs them), and decoding reads exactly those pages. */
+q3_status q3_bandwidth_measure_region(q3_bandwidth *out, const void *data, size_t bytes, int n_threads, int runs,
+                                      q3_error *e);
+
 #endif

@@ -75,9 +75,10 @@ typedef struct bench_row {
     q3_speed_times t;
     q3_decode_bytes bytes;
     double prefill_tok_s, decode_tok_s, roofline_tok_s;
+    double weights_roofline_tok_s; /* against the bandwidth of reading the mapped weights */
     bool projected;
     q3_decode_bytes full_bytes;
-    double full_prefill_tok_s, full_decode_tok_s, full_roofline_tok_s;
+    double full_prefill_tok_s, full_decode_tok_s, full_roofline_tok_s, full_weights_roofline_tok_s;
 } bench_row;
 
 /* ---- options ---- */
@@ -282,7 +283,7 @@ static double decode_context(int prompt, int gen) { return prompt + (gen + 1) / 
 
 /* Scales the measured layers to the full depth: the head (final norm + lm_head, the difference
  * between steps with and without logits) runs once, everything else once per layer. */
-static void project(bench_row *r, int model_layers, int full_layers, double bandwidth) {
+static void project(bench_row *r, int model_layers, int full_layers, double bandwidth, double weights_bandwidth) {
     double f = (double)full_layers / model_layers;
     double step = r->t.decode_s / r->gen, body = r->t.decode_body_s / r->gen;
     double head = step > body ? step - body : 0;
@@ -290,10 +291,12 @@ static void project(bench_row *r, int model_layers, int full_layers, double band
     r->full_decode_tok_s = 1 / (head + body * f);
     r->full_prefill_tok_s = r->prompt / (head + (r->t.prefill_s - head) * f);
     r->full_roofline_tok_s = bandwidth / q3_roofline_total(r->full_bytes);
+    r->full_weights_roofline_tok_s = weights_bandwidth / q3_roofline_total(r->full_bytes);
 }
 
+/* bandwidth and weights_bandwidth in bytes per second: a fresh buffer's and the mapped weights'. */
 static int measure_all(const bench_args *a, const q3_model *m, q3_speed *s, const q3_config *full, double bandwidth,
-                       bench_row *rows) {
+                       double weights_bandwidth, bench_row *rows) {
     const q3_config *c = q3_model_config(m);
     bool project_depth = full && full->n_layers > c->n_layers;
     size_t kv_elem = a->kv_type == Q3_TYPE_F32 ? 4 : 2;
@@ -311,9 +314,10 @@ static int measure_all(const bench_args *a, const q3_model *m, q3_speed *s, cons
         r->prefill_tok_s = r->prompt / r->t.prefill_s;
         r->decode_tok_s = r->gen / r->t.decode_s;
         r->roofline_tok_s = bandwidth / q3_roofline_total(r->bytes);
+        r->weights_roofline_tok_s = weights_bandwidth / q3_roofline_total(r->bytes);
         if (!project_depth) continue;
         r->full_bytes = q3_roofline_scale_layers(r->bytes, c->n_layers, full->n_layers);
-        project(r, c->n_layers, full->n_layers, bandwidth);
+        project(r, c->n_layers, full->n_layers, bandwidth, weights_bandwidth);
     }
     return 0;
 }
@@ -326,7 +330,8 @@ typedef struct bench_report {
     const q3_model *m;
     const q3_config *full; /* the synthetic model's whole architecture, or NULL */
     q3_machine mach;
-    q3_bandwidth bw;
+    q3_bandwidth bw;         /* a fresh buffer */
+    q3_bandwidth weights_bw; /* the model's mapped weights */
     int threads;
     const bench_row *rows;
     char date[32];
@@ -340,15 +345,16 @@ static void weight_types(const q3_model *m, const char **ffn, const char **head)
 }
 
 static void print_table(const bench_row *rows, int n, bool full) {
-    printf("| prompt | gen | prefill tok/s | decode tok/s | MB read/token | roofline tok/s | of roofline |\n"
-           "|-------:|----:|--------------:|-------------:|--------------:|---------------:|------------:|\n");
+    printf("| prompt | gen | prefill tok/s | decode tok/s | MB read/token | roofline tok/s | of roofline | of weights-read roofline |\n"
+           "|-------:|----:|--------------:|-------------:|--------------:|---------------:|------------:|-------------------------:|\n");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         double pre = full ? r->full_prefill_tok_s : r->prefill_tok_s, dec = full ? r->full_decode_tok_s : r->decode_tok_s;
         double roof = full ? r->full_roofline_tok_s : r->roofline_tok_s;
+        double weights_roof = full ? r->full_weights_roofline_tok_s : r->weights_roofline_tok_s;
         double mb = q3_roofline_total(full ? r->full_bytes : r->bytes) / 1e6;
-        printf("| %6d | %3d | %13.2f | %12.2f | %13.1f | %14.2f | %10.1f%% |\n", r->prompt, r->gen, pre, dec, mb, roof,
-               100 * dec / roof);
+        printf("| %6d | %3d | %13.2f | %12.2f | %13.1f | %14.2f | %10.1f%% | %23.1f%% |\n", r->prompt, r->gen, pre, dec, mb,
+               roof, 100 * dec / roof, 100 * dec / weights_roof);
     }
 }
 
@@ -376,8 +382,12 @@ static void print_text(const bench_report *rep) {
            rep->m->file_bytes / GIB, count_text((double)total, t, sizeof t), count_text((double)active, u, sizeof u));
     printf("machine: %s, %d cores, %.1f GiB RAM, kernels %s, load average %.2f before the run\n", rep->mach.cpu,
            rep->mach.cores, rep->mach.ram_bytes / GIB, q3_isa_name(q3_isa_active()), rep->mach.load_average);
-    printf("  streaming read: %.1f GB/s (%zu MiB buffer, %d threads, best of %d)\n", rep->bw.gbs, rep->bw.buffer_bytes >> 20,
+    printf("  streaming read: %.1f GB/s (%zu MiB buffer, %d threads, best of %d)", rep->bw.gbs, rep->bw.buffer_bytes >> 20,
            rep->bw.threads, rep->bw.runs);
+    if (rep->weights_bw.buffer_bytes)
+        printf("; %.1f GB/s over %zu MiB of the mapped weights\n", rep->weights_bw.gbs, rep->weights_bw.buffer_bytes >> 20);
+    else
+        printf("; the weights are too small to measure apart (counted at the buffer's rate)\n");
     printf("run: %d threads, KV cache %s, prefill chunk %ld, best of %ld, %s\n\n", rep->threads,
            q3_type_name(rep->a->kv_type), rep->a->chunk, rep->a->repeat, rep->date);
     print_table(rep->rows, rep->a->n_prompts, false);
@@ -388,11 +398,12 @@ static void print_text(const bench_report *rep) {
 }
 
 static json_t *json_machine(const bench_report *rep) {
-    return json_pack("{s:s, s:i, s:i, s:I, s:I, s:s, s:f, s:I, s:i, s:f}", "cpu", rep->mach.cpu, "cores",
+    return json_pack("{s:s, s:i, s:i, s:I, s:I, s:s, s:f, s:I, s:i, s:f, s:I, s:f}", "cpu", rep->mach.cpu, "cores",
                      rep->mach.cores, "threads", rep->threads, "ram_bytes", (json_int_t)rep->mach.ram_bytes, "llc_bytes",
                      (json_int_t)rep->mach.llc_bytes, "isa", q3_isa_name(q3_isa_active()), "bandwidth_gbs", rep->bw.gbs,
                      "bandwidth_buffer_bytes", (json_int_t)rep->bw.buffer_bytes, "bandwidth_runs", rep->bw.runs,
-                     "load_average", rep->mach.load_average);
+                     "weights_read_gbs", rep->weights_bw.gbs, "weights_read_bytes",
+                     (json_int_t)rep->weights_bw.buffer_bytes, "load_average", rep->mach.load_average);
 }
 
 static json_t *json_model(const bench_report *rep) {
@@ -414,14 +425,15 @@ static json_t *json_model(const bench_report *rep) {
     return o;
 }
 
-static json_t *json_rates(double prefill, double decode, q3_decode_bytes b, double roofline) {
-    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "prefill_tok_s", prefill, "decode_tok_s", decode,
+static json_t *json_rates(double prefill, double decode, q3_decode_bytes b, double roofline, double weights_roofline) {
+    return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "prefill_tok_s", prefill, "decode_tok_s", decode,
                      "bytes_per_token", q3_roofline_total(b), "kv_bytes_per_token", b.kv, "roofline_tok_s", roofline,
-                     "roofline_fraction", decode / roofline);
+                     "roofline_fraction", decode / roofline, "weights_roofline_tok_s", weights_roofline,
+                     "weights_roofline_fraction", decode / weights_roofline);
 }
 
 static json_t *json_row(const bench_row *r) {
-    json_t *o = json_rates(r->prefill_tok_s, r->decode_tok_s, r->bytes, r->roofline_tok_s);
+    json_t *o = json_rates(r->prefill_tok_s, r->decode_tok_s, r->bytes, r->roofline_tok_s, r->weights_roofline_tok_s);
     json_object_set_new(o, "prompt_tokens", json_integer(r->prompt));
     json_object_set_new(o, "gen_tokens", json_integer(r->gen));
     json_object_set_new(o, "prefill_s", json_real(r->t.prefill_s));
@@ -430,7 +442,8 @@ static json_t *json_row(const bench_row *r) {
     json_object_set_new(o, "logits_finite", json_boolean(r->t.finite));
     if (r->projected)
         json_object_set_new(o, "projected_full_model",
-                            json_rates(r->full_prefill_tok_s, r->full_decode_tok_s, r->full_bytes, r->full_roofline_tok_s));
+                            json_rates(r->full_prefill_tok_s, r->full_decode_tok_s, r->full_bytes, r->full_roofline_tok_s,
+                                       r->full_weights_roofline_tok_s));
     return o;
 }
 
@@ -515,6 +528,31 @@ static void report_ranks(double wall_s) {
 
 /* ---- the command ---- */
 
+/* The largest mapped file of the model: the GGUF file, or the largest safetensors shard. */
+static void weights_mapping(const q3_model *m, const void **data, size_t *bytes) {
+    *data = m->gguf.map.data;
+    *bytes = m->kind == Q3_SOURCE_GGUF ? m->gguf.map.size : 0;
+    for (int i = 0; m->kind == Q3_SOURCE_HF && i < m->hf.n_files; i++) {
+        if (m->hf.files[i].map.size <= *bytes) continue;
+        *data = m->hf.files[i].map.data;
+        *bytes = m->hf.files[i].map.size;
+    }
+}
+
+/* The same streaming read over the weights, once they are in memory. A model too small for a
+ * whole slice reads as fast as a fresh buffer: it sits in cache, whatever the pages. */
+static q3_status measure_weights_read(bench_report *rep, int threads, q3_error *e) {
+    const void *data;
+    size_t bytes;
+    weights_mapping(rep->m, &data, &bytes);
+    if (bytes > rep->bw.buffer_bytes) bytes = rep->bw.buffer_bytes;
+    if (bytes < ((size_t)32 << 20)) {
+        rep->weights_bw = (q3_bandwidth){rep->bw.gbs, 0, rep->bw.threads, 0};
+        return Q3_OK;
+    }
+    return q3_bandwidth_measure_region(&rep->weights_bw, data, bytes, threads, BANDWIDTH_RUNS, e);
+}
+
 static double clock_gettime_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -537,11 +575,12 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
         goto fail;
     q3_speed_options so = {(int)a->ctx_size, (int)a->chunk, (int)a->threads, a->kv_type};
     fprintf(stderr, "q3moe bench: loading the weights into memory...\n");
-    if (q3_speed_new(&s, m, &so, &e) || q3_speed_warm_up(s, &e)) goto fail;
+    if (q3_speed_new(&s, m, &so, &e) || q3_speed_warm_up(s, &e) || measure_weights_read(&rep, (int)a->threads, &e))
+        goto fail;
     rep.threads = q3_speed_threads(s);
     time_t now = time(NULL);
     strftime(rep.date, sizeof rep.date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    if ((rc = measure_all(a, m, s, full, rep.bw.gbs * 1e9, rows))) goto done;
+    if ((rc = measure_all(a, m, s, full, rep.bw.gbs * 1e9, rep.weights_bw.gbs * 1e9, rows))) goto done;
     rc = a->json ? print_json(&rep) : (print_text(&rep), 0);
     if (!rc && a->plot) rc = write_plot(&rep);
     if (!rc && a->serving) rc = report_serving(a, m, rep.bw.gbs);
