@@ -13,6 +13,7 @@
 #include <utf8proc.h>
 
 #include "testutil.h"
+#include "model/export.h"
 #include "text/tokenizer.h"
 
 /* ---- fixtures shared by the tests ---- */
@@ -34,96 +35,19 @@ static json_t *load_json(const char *path) {
     return root;
 }
 
-/* Arrays of the GGUF metadata being built: the pads' names and the joined merges are owned
- * here, the vocabulary strings stay in the tokenizer.json tree. */
-typedef struct gguf_tables {
-    q3_gguf_str *tokens;
-    int32_t *types;
-    char (*pad_names)[24];
-    q3_gguf_str *merges;
-    char *merge_text;
-    size_t n_merges;
-} gguf_tables;
-
-static void fill_vocab(gguf_tables *g, json_t *tj) {
-    const char *key;
-    json_t *v;
-    json_object_foreach(json_object_get(json_object_get(tj, "model"), "vocab"), key, v) {
-        json_int_t id = json_integer_value(v);
-        assert_true(id >= 0 && id < GGUF_VOCAB);
-        g->tokens[id] = (q3_gguf_str){key, strlen(key)};
-        g->types[id] = 1; /* normal */
-    }
-    size_t i;
-    json_array_foreach(json_object_get(tj, "added_tokens"), i, v) {
-        json_t *content = json_object_get(v, "content");
-        json_int_t id = json_integer_value(json_object_get(v, "id"));
-        g->tokens[id] = (q3_gguf_str){json_string_value(content), json_string_length(content)};
-        g->types[id] = json_is_true(json_object_get(v, "special")) ? 3 : 4; /* control, user */
-    }
-    for (int id = 0; id < GGUF_VOCAB; id++) {
-        if (g->tokens[id].ptr) continue;
-        snprintf(g->pad_names[id], sizeof g->pad_names[id], "[PAD%d]", id);
-        g->tokens[id] = (q3_gguf_str){g->pad_names[id], strlen(g->pad_names[id])};
-        g->types[id] = 5; /* unused */
-    }
-}
-
-/* GGUF keeps merges as "left right"; tokenizer.json (newer) as ["left", "right"]. */
-static void fill_merges(gguf_tables *g, json_t *tj) {
-    json_t *merges = json_object_get(json_object_get(tj, "model"), "merges"), *m;
-    g->n_merges = json_array_size(merges);
-    size_t bytes = 0, i;
-    json_array_foreach(merges, i, m) bytes += json_string_length(json_array_get(m, 0)) +
-                                             json_string_length(json_array_get(m, 1)) + 1;
-    g->merges = calloc(g->n_merges, sizeof *g->merges);
-    g->merge_text = malloc(bytes);
-    assert_non_null(g->merges);
-    assert_non_null(g->merge_text);
-    char *p = g->merge_text;
-    json_array_foreach(merges, i, m) {
-        json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
-        assert_true(json_is_string(l) && json_is_string(r));
-        g->merges[i].ptr = p;
-        memcpy(p, json_string_value(l), json_string_length(l));
-        p += json_string_length(l);
-        *p++ = ' ';
-        memcpy(p, json_string_value(r), json_string_length(r));
-        p += json_string_length(r);
-        g->merges[i].len = (uint64_t)(p - g->merges[i].ptr);
-    }
-}
-
+/* The GGUF a converter writes from tokenizer.json (llama.cpp's layout: tokens padded with [PADn]
+ * to the model's 151936 rows, token types, "left right" merges, special ids): our converter's
+ * q3_tokenizer_json_to_gguf, in a GGUF of no tensors. */
 static void write_tokenizer_gguf(const char *json_path, const char *gguf_path) {
-    json_t *tj = load_json(json_path);
-    gguf_tables g = {
-        .tokens = calloc(GGUF_VOCAB, sizeof *g.tokens),
-        .types = calloc(GGUF_VOCAB, sizeof *g.types),
-        .pad_names = calloc(GGUF_VOCAB, sizeof *g.pad_names),
-    };
-    assert_true(g.tokens && g.types && g.pad_names);
-    fill_vocab(&g, tj);
-    fill_merges(&g, tj);
     q3_gguf_writer *w;
     q3_error err = {0};
     assert_int_equal(q3_gguf_writer_new(&w, &err), Q3_OK);
     assert_int_equal(q3_gguf_set_str(w, "general.architecture", "qwen3moe"), Q3_OK);
-    assert_int_equal(q3_gguf_set_str(w, "tokenizer.ggml.model", "gpt2"), Q3_OK);
-    assert_int_equal(q3_gguf_set_str(w, "tokenizer.ggml.pre", "qwen2"), Q3_OK);
-    assert_int_equal(q3_gguf_set_arr_str(w, "tokenizer.ggml.tokens", g.tokens, GGUF_VOCAB), Q3_OK);
-    assert_int_equal(q3_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", g.types, GGUF_VOCAB), Q3_OK);
-    assert_int_equal(q3_gguf_set_arr_str(w, "tokenizer.ggml.merges", g.merges, g.n_merges), Q3_OK);
-    assert_int_equal(q3_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 151645), Q3_OK);
-    assert_int_equal(q3_gguf_set_u32(w, "tokenizer.ggml.padding_token_id", 151643), Q3_OK);
-    assert_int_equal(q3_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 151643), Q3_OK);
-    if (q3_gguf_write(w, gguf_path, NULL, NULL, &err)) fail_msg("write %s: %s", gguf_path, err.msg);
+    if (q3_tokenizer_json_to_gguf(w, json_path, fixture_path(3, "qwen3-tokenizer/tokenizer_config.json"), GGUF_VOCAB,
+                                  151643, &err) ||
+        q3_gguf_write(w, gguf_path, NULL, NULL, &err))
+        fail_msg("write %s: %s", gguf_path, err.msg);
     q3_gguf_writer_free(w);
-    free(g.tokens);
-    free(g.types);
-    free(g.pad_names);
-    free(g.merges);
-    free(g.merge_text);
-    json_decref(tj);
 }
 
 static q3_tokenizer *load_ok(const char *path) {

@@ -101,12 +101,6 @@ static bool parse_prompts(const char *s, bench_args *a) {
     return a->n_prompts > 0;
 }
 
-static bool parse_kv_type(const char *s, q3_type *out) {
-    if (q3_type_from_name(s, out) && (*out == Q3_TYPE_F16 || *out == Q3_TYPE_BF16 || *out == Q3_TYPE_F32)) return true;
-    fprintf(stderr, "q3moe bench: --kv-type: '%s' is not f16, bf16 or f32\n", s);
-    return false;
-}
-
 /* 0 to go on, else the exit code (0 after --help, 2 on bad usage). */
 static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
     enum { O_JSON = 600, O_REPEAT, O_PLOT, O_KV, O_CHUNK, O_SYNTH, O_TYPE, O_LAYERS, O_KEEP, O_SERVING, O_TTFT };
@@ -136,7 +130,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         case O_JSON: a->json = true; break;
         case O_REPEAT: ok = q3_cli_parse_int(optarg, "--repeat", 1, 1000, &a->repeat); break;
         case O_PLOT: a->plot = optarg; break;
-        case O_KV: ok = parse_kv_type(optarg, &a->kv_type); break;
+        case O_KV: ok = q3_cli_parse_kv_type(optarg, "--kv-type", &a->kv_type); break;
         case O_CHUNK: ok = q3_cli_parse_int(optarg, "--chunk-size", 1, 1 << 20, &a->chunk); break;
         case O_SYNTH: a->synthetic = optarg; break;
         case O_TYPE:

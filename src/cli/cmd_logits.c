@@ -80,12 +80,7 @@ int cmd_logits(int argc, char **argv) {
         case 'k': tokens = optarg; break;
         case 'o': out = optarg; break;
         case 'd': decode = true; break;
-        case 'v':
-            if (!strcmp(optarg, "f32")) kv_type = Q3_TYPE_F32;
-            else if (!strcmp(optarg, "f16")) kv_type = Q3_TYPE_F16;
-            else if (!strcmp(optarg, "bf16")) kv_type = Q3_TYPE_BF16;
-            else { fprintf(stderr, "q3moe logits: --kv-type must be f32, f16 or bf16\n"); return 2; }
-            break;
+        case 'v': if (!q3_cli_parse_kv_type(optarg, "--kv-type", &kv_type)) return 2; break;
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -15,18 +15,6 @@ static void usage(FILE *f) {
                "                        [--windows N] [--kl-base MODEL] [-t THREADS]\n");
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
-    fclose(f);
-    if (buf) buf[n] = 0, *len = (size_t)n;
-    return buf;
-}
 
 /* Token ids from a text file (with the model's tokenizer) or from an I32 safetensors tensor. */
 static bool load_ids(const char *model_path, const char *text_file, const char *ids_spec, int32_t **ids, int *n) {
@@ -51,8 +39,8 @@ static bool load_ids(const char *model_path, const char *text_file, const char *
         return ok;
     }
     size_t len;
-    char *text = slurp(text_file, &len);
-    if (!text) { fprintf(stderr, "q3moe perplexity: %s: cannot read\n", text_file); return false; }
+    char *text = q3_cli_read_file(text_file, &len);
+    if (!text) return false;
     q3_tokenizer *tok = NULL;
     bool ok = !q3_tok_load(&tok, model_path, &e) && !q3_tok_encode(tok, text, len, false, ids, n, &e);
     if (!ok) fprintf(stderr, "q3moe perplexity: %s\n", e.msg);

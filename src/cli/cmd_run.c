@@ -76,26 +76,6 @@ static char *chat_prompt(const char *user, const char *system, bool think) {
     return out;
 }
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "q3moe run: %s: cannot open\n", path);
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *more = realloc(buf, cap *= 2);
-            if (!more) { free(buf); buf = NULL; }
-            else buf = more;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
 
 /* --dataset: every prompt of the file in turn, through one engine (dataset.c). */
 static int run_dataset(const char *dataset, const char *model, const q3_prompt_style *style, int n_predict,
@@ -158,7 +138,7 @@ int cmd_run(int argc, char **argv) {
         q3_prompt_style style = {.chat = chat, .think = think, .system = system, .max_tokens = (int)truncate_to};
         return run_dataset(dataset, model, &style, (int)n_predict, &g);
     }
-    char *text = file ? read_file(file) : strdup(prompt_arg);
+    char *text = file ? q3_cli_read_file(file, NULL) : strdup(prompt_arg);
     if (!text) return 1;
     if (escape && !file) q3_cli_unescape(text);
     const char *path = q3_cli_model_path(model);

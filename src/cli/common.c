@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "model/model.h"
+#include "quant/types.h"
+#include "text/genconfig.h"
 
 static bool exists(const char *p) { return access(p, R_OK) == 0; }
 
@@ -79,8 +82,6 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
     return true;
 }
 
-#include "model/model.h"
-#include "text/genconfig.h"
 
 bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults) {
     q3_error e = {0};
@@ -126,4 +127,37 @@ void q3_cli_unescape(char *s) {
         }
     }
     *out = 0;
+}
+
+char *q3_cli_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "q3moe: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 < cap) continue;
+        char *more = realloc(buf, cap *= 2);
+        if (!more) free(buf);
+        buf = more;
+    }
+    bool failed = !buf || ferror(f);
+    fclose(f);
+    if (failed) {
+        fprintf(stderr, "q3moe: %s: cannot read\n", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+bool q3_cli_parse_kv_type(const char *s, const char *option, q3_type *out) {
+    if (q3_type_from_name(s, out) && (*out == Q3_TYPE_F16 || *out == Q3_TYPE_BF16 || *out == Q3_TYPE_F32)) return true;
+    fprintf(stderr, "q3moe: %s: '%s' is not f16, bf16 or f32\n", option, s);
+    return false;
 }

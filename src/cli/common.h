@@ -28,6 +28,12 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
  * (generation_config.json or GGUF general.sampling.*). Prints the error and returns false. */
 bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults);
 
+/* The whole file, NUL-terminated (*len without the NUL; len may be NULL), or NULL after
+ * printing why, naming the file. The caller frees. */
+char *q3_cli_read_file(const char *path, size_t *len);
+/* A KV cache type by name: f16, bf16 or f32. Prints an error naming option and returns false. */
+bool q3_cli_parse_kv_type(const char *s, const char *option, q3_type *out);
+
 /* Turns the escapes \n \t \r \\ \" \' in s into their characters, in place (llama.cpp's -p
  * convention); cannot fail. */
 void q3_cli_unescape(char *s);

@@ -101,12 +101,7 @@ int q3_gen_options_parse(q3_gen_options *g, int ch, const char *arg) {
     case O_IGNORE_EOS: g->ignore_eos = true; break;
     case 't': ok = parse_long(arg, "--threads", 1, 1024, &e->threads); break;
     case 'c': ok = parse_long(arg, "--ctx-size", 16, 1 << 24, &e->max_context); break;
-    case O_KV_TYPE:
-        if (!strcmp(arg, "f16")) e->kv_type = Q3_TYPE_F16;
-        else if (!strcmp(arg, "bf16")) e->kv_type = Q3_TYPE_BF16;
-        else if (!strcmp(arg, "f32")) e->kv_type = Q3_TYPE_F32;
-        else fprintf(stderr, "q3moe: --kv-type: '%s' is not f16, bf16 or f32\n", arg), ok = false;
-        break;
+    case O_KV_TYPE: ok = q3_cli_parse_kv_type(arg, "--kv-type", &e->kv_type); break;
     case O_BATCH: ok = parse_long(arg, "--batch-size", 1, 1024, &e->max_batch_size); break;
     case O_CHUNK: ok = parse_long(arg, "--chunk-size", 1, 1 << 20, &e->chunk_size); break;
     case O_PAGE: ok = parse_long(arg, "--page-size", 1, 4096, &e->page_size); break;

@@ -3,16 +3,11 @@
 
 #include <math.h>
 #include <stdatomic.h>
-#include "base/half.h"
+#include "quant/float_types.h"
 #include "quant/types.h"
 
-static void f16_to_f32(const uint16_t *src, float *dst, int n) {
-    for (int i = 0; i < n; i++) dst[i] = q3_f16_to_f32(src[i]);
-}
-
-static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
-    for (int i = 0; i < n; i++) dst[i] = q3_bf16_to_f32(src[i]);
-}
+static void f16_to_f32(const uint16_t *src, float *dst, int n) { q3_f16_to_float(src, dst, n); }
+static void bf16_to_f32(const uint16_t *src, float *dst, int n) { q3_bf16_to_float(src, dst, n); }
 
 static void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];

@@ -29,6 +29,7 @@ typedef struct seq {
     int32_t *tokens;          /* prompt, then generated tokens */
     int n_prompt, n_tokens, cap;
     int n_cached;             /* tokens whose keys and values are in the cache */
+    int in_batch;             /* tokens of this sequence in the step being built */
     int cached_prefix;        /* prompt tokens taken from the prefix cache */
     int max_tokens, top_logprobs;
     bool ignore_eos, cancelled;
@@ -322,6 +323,7 @@ static int build_batch(q3_engine *en, int *pages, int *rows) {
     int n = 0, budget = en->o.chunk_size;
     *pages = 0;
     *rows = 0;
+    for (int i = 0; i < en->n_running; i++) en->running[i]->in_batch = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < en->n_running; i++) {
             seq *s = en->running[i];
@@ -331,6 +333,7 @@ static int build_batch(q3_engine *en, int *pages, int *rows) {
             int take = decoding ? 1 : (left < budget ? left : budget);
             if (take <= 0) continue;
             if (!decoding) budget -= take;
+            s->in_batch = take;
             *pages += q3_kv_pages_needed(en->kv, s->slot, s->n_cached + take);
             for (int j = 0; j < take; j++, n++) {
                 en->b_tokens[n] = s->tokens[s->n_cached + j];
@@ -393,11 +396,7 @@ static void step(q3_engine *en) {
         for (int i = en->n_running - 1; i >= 0; i--) retire(en, i, Q3_FINISH_ERROR, err.msg);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < en->n_running; k++)
-            if (en->running[k]->slot == en->b_seq[i] && en->b_pos[i] + 1 > en->running[k]->n_cached)
-                en->running[k]->n_cached = en->b_pos[i] + 1;
-    }
+    for (int i = 0; i < en->n_running; i++) en->running[i]->n_cached += en->running[i]->in_batch;
     for (int r = 0; r < rows; r++) {
         seq *s = en->b_owner[r];
         q3_finish why = advance(en, s, en->logits + (size_t)r * en->vocab);
