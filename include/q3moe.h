@@ -92,8 +92,17 @@ typedef struct q3_config {
 
 typedef struct q3_model q3_model;
 
+/* Where the routed experts' weights go on a machine with several NUMA nodes: each expert on one
+ * node, computed first by the threads pinned there (with n_threads > 0, see q3_runner_new). */
+typedef enum q3_numa_mode {
+    Q3_NUMA_AUTO = 0,   /* distribute when libnuma reports several nodes; a failure only warns */
+    Q3_NUMA_DISTRIBUTE, /* the same, but a failure to place fails the load */
+    Q3_NUMA_OFF,        /* leave the pages where the kernel puts them */
+} q3_numa_mode;
+
 typedef struct q3_load_options {
-    bool verbose; /* progress lines on stderr */
+    bool verbose;      /* progress lines on stderr */
+    q3_numa_mode numa; /* zero: Q3_NUMA_AUTO */
 } q3_load_options;
 
 /* Opens a Hugging Face checkpoint directory (config.json + safetensors) or a GGUF file.

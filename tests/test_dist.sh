@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tensor and expert parallelism under mpirun on loopback (oversubscribed on 2 cores): logits of
 # every tp/ep split on 2 and 4 ranks equal the single process's within 1e-5 relative, prefill and
-# token-by-token decode; a file missing on one rank and a rank that dies both end every rank with
+# token-by-token decode, and a prefill long enough to run in slices whose sums overlap compute
+# (src/model/forward.c); a file missing on one rank and a rank that dies both end every rank with
 # a clear error, never a hang.
 set -uo pipefail
 BIN=${Q3_BIN:?} FIX=${Q3_FIXTURES:?} TMP=${Q3_TMP:-/tmp}
@@ -31,8 +32,8 @@ PY
 model="$FIX/tiny-qwen3moe"
 "$BIN" logits -m "$model" --tokens "$ids" --out "$work/single.bin" -t 1 || { echo "single-process run failed"; exit 1; }
 
-compare() {  # compare FILE LABEL
-  "$PY" - "$work/single.bin" "$1" "$2" <<'PY'
+compare() {  # compare FILE LABEL [REFERENCE]
+  "$PY" - "${3:-$work/single.bin}" "$1" "$2" <<'PY'
 import sys, struct
 a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
 if len(a) != len(b): print(f"{sys.argv[3]}: sizes differ"); sys.exit(1)
@@ -52,6 +53,18 @@ for split in "2 --tp 2" "2 --ep 2" "4 --tp 4" "4 --tp 2 --ep 2" "4 --tp 1 --ep 4
     if timeout 120 "${MPIRUN[@]}" -np "$np" "$BIN" logits -m "$model" --tokens "$ids" --out "$out" -t 1 "$@" "${extra[@]}" &&
        compare "$out" "np $np $* $mode"; then ok "np $np $* $mode"; else bad "np $np $* $mode"; fi
   done
+done
+
+# 300 tokens in one batch: every multi-rank run cuts the MoE layers into 4 slices of 75 tokens
+# (at least 64 each), summing one slice while the next computes.
+long_ids=$(for i in $(seq 0 299); do echo $(((i * 131 + 7) % 512)); done | paste -sd,)
+"$BIN" logits -m "$model" --tokens "$long_ids" --out "$work/single-long.bin" -t 1 || { echo "single-process long run failed"; exit 1; }
+for split in "2 --tp 2" "2 --ep 2" "4 --tp 2 --ep 2" "4 --tp 1 --ep 4"; do
+  set -- $split; np=$1; shift
+  out="$work/np$np-long.bin"
+  if timeout 120 "${MPIRUN[@]}" -np "$np" "$BIN" logits -m "$model" --tokens "$long_ids" --out "$out" -t 1 "$@" &&
+     compare "$out" "np $np $* sliced prefill of 300" "$work/single-long.bin"; then ok "np $np $* sliced prefill"
+  else bad "np $np $* sliced prefill"; fi
 done
 
 # A split that does not divide the heads: a clear error from rank 0, every rank ends.

@@ -3,6 +3,7 @@
  * count exactly what they hold. An MoE layer's expert tensors hold n_experts equal matrices, of
  * which a token reads top-k. */
 #include "bench/roofline.h"
+#include "quant/types.h"
 
 static double mat_bytes(const q3_mat *w) { return w->data ? (double)w->rows * (double)w->row_bytes : 0; }
 
@@ -16,12 +17,12 @@ static double layer_bytes(const q3_model *m, const q3_layer *L) {
     return norms + attn + mat_bytes(&L->router) + c->n_experts_used * ffn_bytes(&L->experts[0]);
 }
 
-q3_decode_bytes q3_roofline_decode_bytes(const q3_model *m, size_t kv_elem_bytes, double context) {
+q3_decode_bytes q3_roofline_decode_bytes(const q3_model *m, q3_type kv_type, double context) {
     const q3_config *c = &m->cfg;
     q3_decode_bytes b = {0, 0, 0};
     b.head = (double)m->embed.row_bytes + sizeof(float) * (double)c->hidden_size + mat_bytes(&m->lm_head);
     for (int l = 0; l < c->n_layers; l++) b.layers += layer_bytes(m, &m->layers[l]);
-    double kv_row = (double)c->n_kv_heads * c->head_dim * (double)kv_elem_bytes;
+    double kv_row = (double)c->n_kv_heads * (double)q3_row_bytes(kv_type, c->head_dim);
     b.kv = (double)c->n_layers * 2.0 * kv_row * context;
     return b;
 }

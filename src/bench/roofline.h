@@ -21,8 +21,8 @@ typedef struct q3_decode_bytes {
 } q3_decode_bytes;
 
 /* The bytes of a decode step that attends to `context` positions (its own included), with a KV
- * cache of kv_elem_bytes per element (2 for f16/bf16). Cannot fail for a loaded model. */
-q3_decode_bytes q3_roofline_decode_bytes(const q3_model *m, size_t kv_elem_bytes, double context);
+ * cache of kv_type (F32, F16, BF16 or Q8_0). Cannot fail for a loaded model. */
+q3_decode_bytes q3_roofline_decode_bytes(const q3_model *m, q3_type kv_type, double context);
 /* The same with the per-layer parts scaled from the model's layer count to n_layers: the
  * projection to the full architecture of a model built with its first few layers. */
 q3_decode_bytes q3_roofline_scale_layers(q3_decode_bytes b, int model_layers, int n_layers);

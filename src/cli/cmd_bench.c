@@ -42,7 +42,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: q3moe bench [-m MODEL | --synthetic CONFIG.json [--type TYPE] [--layers N] [--keep FILE.gguf]]\n"
             "                   [-p N[,N...]] [-n N] [-t|--threads N] [--repeat N] [--json] [--plot FILE.svg]\n"
-            "                   [--kv-type f16|bf16|f32] [-c|--ctx-size N] [--chunk-size N]\n"
+            "                   [--kv-type f16|bf16|f32|q8_0] [-c|--ctx-size N] [--chunk-size N]\n"
             "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml]\n"
             "  -p          prompt lengths to measure (default 512)\n"
             "  -n          tokens decoded after each prompt (default 128)\n"
@@ -293,7 +293,6 @@ static int measure_all(const bench_args *a, const q3_model *m, q3_speed *s, cons
                        double weights_bandwidth, bench_row *rows) {
     const q3_config *c = q3_model_config(m);
     bool project_depth = full && full->n_layers > c->n_layers;
-    size_t kv_elem = a->kv_type == Q3_TYPE_F32 ? 4 : 2;
     for (int i = 0; i < a->n_prompts; i++) {
         bench_row *r = &rows[i];
         q3_error e = {0};
@@ -304,7 +303,7 @@ static int measure_all(const bench_args *a, const q3_model *m, q3_speed *s, cons
             return 1;
         }
         if (!r->t.finite) fprintf(stderr, "q3moe bench: warning: non-finite logits at prompt %d\n", r->prompt);
-        r->bytes = q3_roofline_decode_bytes(m, kv_elem, decode_context(r->prompt, r->gen));
+        r->bytes = q3_roofline_decode_bytes(m, a->kv_type, decode_context(r->prompt, r->gen));
         r->prefill_tok_s = r->prompt / r->t.prefill_s;
         r->decode_tok_s = r->gen / r->t.decode_s;
         r->roofline_tok_s = bandwidth / q3_roofline_total(r->bytes);
@@ -511,12 +510,13 @@ static void report_ranks(double wall_s) {
     q3_dist_collect(d, s);
     printf("\nranks: %d (tp %d x ep %d); rank 0's peak includes the bandwidth probe's buffer\n", n, q3_dist_tp(d),
            q3_dist_ep(d));
-    printf("| rank | resident MiB | peak MiB | allreduces | MB reduced | comm s | comm %% of run |\n");
-    printf("|-----:|-------------:|---------:|-----------:|-----------:|-------:|--------------:|\n");
+    printf("| rank | resident MiB | peak MiB | allreduces | of them overlapped | MB reduced | comm s | comm %% of run |\n");
+    printf("|-----:|-------------:|---------:|-----------:|-------------------:|-----------:|-------:|--------------:|\n");
     for (int i = 0; i < n; i++)
-        printf("| %4d | %12.1f | %8.1f | %10llu | %10.1f | %6.2f | %12.1f%% |\n", i, s[i].rss_bytes / 1048576.0,
-               s[i].rss_peak_bytes / 1048576.0, (unsigned long long)s[i].comm.allreduces, s[i].comm.bytes / 1e6,
-               s[i].comm.seconds, wall_s > 0 ? 100 * s[i].comm.seconds / wall_s : 0);
+        printf("| %4d | %12.1f | %8.1f | %10llu | %18llu | %10.1f | %6.2f | %12.1f%% |\n", i, s[i].rss_bytes / 1048576.0,
+               s[i].rss_peak_bytes / 1048576.0, (unsigned long long)s[i].comm.allreduces,
+               (unsigned long long)s[i].comm.overlapped, s[i].comm.bytes / 1e6, s[i].comm.seconds,
+               wall_s > 0 ? 100 * s[i].comm.seconds / wall_s : 0);
     free(s);
 }
 

@@ -529,7 +529,7 @@ int cmd_chat(int argc, char **argv) {
     q3_model *m = NULL;
     q3_tokenizer *tok = NULL;
     q3_sampling defaults;
-    if (!path || !q3_cli_open_model(path, &m, &tok, &defaults)) return 1;
+    if (!path || !q3_cli_open_model(path, &a.g.load, &m, &tok, &defaults)) return 1;
     session s = {.tok = tok, .g = &a.g, .sampling = q3_gen_sampling(&a.g, &defaults), .max_new = (int)a.max_new,
                  .messages = json_array(), .system = a.system ? strdup(a.system) : NULL, .think = a.think};
     waker w;

@@ -57,7 +57,8 @@ int cmd_info(int argc, char **argv) {
     }
     q3_error err = {0};
     q3_model *m;
-    if (q3_model_load(&m, argv[1], NULL, &err)) {
+    /* Nothing is computed: placing the experts would only read them all in. */
+    if (q3_model_load(&m, argv[1], &(q3_load_options){.numa = Q3_NUMA_OFF}, &err)) {
         fprintf(stderr, "q3moe info: %s\n", err.msg);
         return 1;
     }

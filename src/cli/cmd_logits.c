@@ -9,7 +9,7 @@
 #include "q3moe.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16] [-t THREADS]\n");
+    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n");
 }
 
 static int run(const char *model_path, const int32_t *ids, int n, const char *out_path, bool decode,

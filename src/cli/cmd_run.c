@@ -84,7 +84,7 @@ static int run_dataset(const char *dataset, const char *model, const q3_prompt_s
     q3_model *m = NULL;
     q3_tokenizer *tok = NULL;
     q3_sampling defaults;
-    if (!path || !q3_cli_open_model(path, &m, &tok, &defaults)) return 1;
+    if (!path || !q3_cli_open_model(path, &g->load, &m, &tok, &defaults)) return 1;
     int rc = q3_dataset_run(dataset, style, n_predict, g, m, tok, &defaults);
     q3_tok_free(tok);
     q3_model_free(m);
@@ -146,7 +146,7 @@ int cmd_run(int argc, char **argv) {
     q3_tokenizer *tok = NULL;
     q3_sampling defaults;
     int rc = 1;
-    if (!path || !q3_cli_open_model(path, &m, &tok, &defaults)) goto done;
+    if (!path || !q3_cli_open_model(path, &g.load, &m, &tok, &defaults)) goto done;
     if (chat) {
         char *rendered = chat_prompt(text, system, think);
         if (!rendered) goto done;

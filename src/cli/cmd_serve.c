@@ -122,7 +122,7 @@ int cmd_serve(int argc, char **argv) {
     q3_sampling defaults;
     q3_error e = {0};
     rc = 1;
-    if (!path || !q3_cli_open_model(path, &m, &tok, &defaults)) goto done;
+    if (!path || !q3_cli_open_model(path, &a.gen.load, &m, &tok, &defaults)) goto done;
     if (!(name = a.model_name ? strdup(a.model_name) : model_name_of(path))) goto done;
     q3_engine_options eo = a.gen.engine;
     int model_context = q3_model_config(m)->max_context;

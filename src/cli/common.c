@@ -83,12 +83,13 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
 }
 
 
-bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults) {
+bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model **m, q3_tokenizer **tok,
+                       q3_sampling *defaults) {
     q3_error e = {0};
     *m = NULL;
     *tok = NULL;
     *defaults = q3_sampling_defaults();
-    if (q3_model_load(m, path, NULL, &e)) goto fail;
+    if (q3_model_load(m, path, opts, &e)) goto fail;
     if ((*m)->kind == Q3_SOURCE_GGUF) {
         if (q3_tok_load_gguf(tok, &(*m)->gguf, &e) || q3_genconfig_from_gguf(&(*m)->gguf, defaults, &e)) goto fail;
     } else if (q3_tok_load(tok, path, &e) || q3_genconfig_load(path, defaults, &e)) {
@@ -157,7 +158,9 @@ char *q3_cli_read_file(const char *path, size_t *len) {
 }
 
 bool q3_cli_parse_kv_type(const char *s, const char *option, q3_type *out) {
-    if (q3_type_from_name(s, out) && (*out == Q3_TYPE_F16 || *out == Q3_TYPE_BF16 || *out == Q3_TYPE_F32)) return true;
-    fprintf(stderr, "q3moe: %s: '%s' is not f16, bf16 or f32\n", option, s);
+    if (q3_type_from_name(s, out) &&
+        (*out == Q3_TYPE_F16 || *out == Q3_TYPE_BF16 || *out == Q3_TYPE_F32 || *out == Q3_TYPE_Q8_0))
+        return true;
+    fprintf(stderr, "q3moe: %s: '%s' is not f16, bf16, f32 or q8_0\n", option, s);
     return false;
 }

@@ -23,10 +23,12 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
 #include "text/sampler.h"
 #include "text/tokenizer.h"
 
-/* What generation needs, opened from one path: the model, its tokenizer (from the GGUF file or
- * the checkpoint directory's tokenizer.json) and the sampling defaults the model ships with
- * (generation_config.json or GGUF general.sampling.*). Prints the error and returns false. */
-bool q3_cli_open_model(const char *path, q3_model **m, q3_tokenizer **tok, q3_sampling *defaults);
+/* What generation needs, opened from one path: the model (loaded with opts, which may be NULL),
+ * its tokenizer (from the GGUF file or the checkpoint directory's tokenizer.json) and the
+ * sampling defaults the model ships with (generation_config.json or GGUF general.sampling.*).
+ * Prints the error and returns false. */
+bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model **m, q3_tokenizer **tok,
+                       q3_sampling *defaults);
 
 /* The whole file, NUL-terminated (*len without the NUL; len may be NULL), or NULL after
  * printing why, naming the file. The caller frees. */

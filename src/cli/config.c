@@ -61,6 +61,7 @@ static const struct config_key {
     {"page_size", "page-size", ONE_VALUE, SAMPLING},
     {"cache_lens", "cache-lens", ONE_VALUE, SAMPLING},
     {"max_queue", "max-queue", ONE_VALUE, SAMPLING},
+    {"numa", "numa", ONE_VALUE, SAMPLING},
     /* run and chat: how much to generate, from what */
     {"n_predict", "n-predict", ONE_VALUE, RUN | CHAT},
     {"max_new_tokens", "n-predict", ONE_VALUE, RUN | CHAT},

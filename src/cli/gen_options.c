@@ -9,7 +9,7 @@
 
 enum {
     O_TEMP = 400, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_LAST_N, O_PRESENCE, O_FREQUENCY, O_STOP, O_IGNORE_EOS,
-    O_KV_TYPE, O_BATCH, O_CHUNK, O_PAGE, O_CACHE, O_QUEUE
+    O_KV_TYPE, O_BATCH, O_CHUNK, O_PAGE, O_CACHE, O_QUEUE, O_NUMA
 };
 
 static const struct option SHARED[] = {
@@ -35,6 +35,7 @@ static const struct option SHARED[] = {
     {"page-size", required_argument, 0, O_PAGE},
     {"cache-lens", required_argument, 0, O_CACHE},
     {"max-queue", required_argument, 0, O_QUEUE},
+    {"numa", required_argument, 0, O_NUMA},
 };
 
 void q3_gen_options_init(q3_gen_options *g) {
@@ -58,6 +59,20 @@ static bool parse_float(const char *s, const char *opt, float min, float max, fl
         return false;
     }
     *out = v;
+    return true;
+}
+
+/* --numa: how to place the experts' weights on NUMA nodes. Asking for it also asks to be told
+ * what placement did. */
+static bool parse_numa(const char *s, q3_load_options *o) {
+    if (!strcmp(s, "distribute")) o->numa = Q3_NUMA_DISTRIBUTE;
+    else if (!strcmp(s, "off")) o->numa = Q3_NUMA_OFF;
+    else if (!strcmp(s, "auto")) o->numa = Q3_NUMA_AUTO;
+    else {
+        fprintf(stderr, "q3moe: --numa: '%s' is not distribute, off or auto\n", s);
+        return false;
+    }
+    o->verbose = true;
     return true;
 }
 
@@ -107,6 +122,7 @@ int q3_gen_options_parse(q3_gen_options *g, int ch, const char *arg) {
     case O_PAGE: ok = parse_long(arg, "--page-size", 1, 4096, &e->page_size); break;
     case O_CACHE: ok = parse_long(arg, "--cache-lens", 1, 1 << 26, &e->cache_tokens); break;
     case O_QUEUE: ok = parse_long(arg, "--max-queue", 0, 1 << 20, &e->max_queue); break;
+    case O_NUMA: ok = parse_numa(arg, &g->load); break;
     default: return -1;
     }
     return ok ? 0 : 1;

@@ -13,7 +13,8 @@
     "[--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n" \
     "                 [--presence-penalty P] [--frequency-penalty F] [-s|--seed S] [--stop TEXT]...\n" \
     "                 [--ignore-eos] [-t|--threads N] [-c|--ctx-size N] [--kv-type f16|bf16|f32]\n"  \
-    "                 [--batch-size N] [--chunk-size N] [--page-size N] [--cache-lens N] [--max-queue N]"
+    "                 [--batch-size N] [--chunk-size N] [--page-size N] [--cache-lens N] [--max-queue N]\n" \
+    "                 [--numa distribute|off]"
 
 typedef struct q3_gen_options {
     /* sampling overrides; unset ones keep the model's defaults */
@@ -24,6 +25,7 @@ typedef struct q3_gen_options {
     int n_stops;
     bool ignore_eos;
     q3_engine_options engine;
+    q3_load_options load; /* --numa */
     /* filled by q3_gen_generate */
     int prompt_tokens;
     double ttft_s;

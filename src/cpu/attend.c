@@ -1,14 +1,20 @@
 /* Grouped-query attention over the paged KV cache: softmax(q K^T / sqrt(d)) V for every token of
  * a batch, over its own sequence's positions 0..pos.
  *
- * Work is cut by (token, key/value head), so each cached K and V row is read once for all the
- * query heads that share it, and, within that, by fixed chunks of CHUNK positions. Each chunk
- * gives a partial softmax (its max, its sum of exponentials, its weighted sum of V rows); the
- * partials are folded left to right. Decoding a few tokens over a long context computes the
- * chunks in parallel and folds them afterwards; a prefill batch, which has work enough, folds
- * each token's chunks as it goes. Both do the very same arithmetic in the same order, and the
- * chunking depends only on the token's own position, so a token's output is bit-identical
- * whatever else shares its batch and however its prompt was split into steps. */
+ * Work is cut by (block of tokens, key/value head). A block is a run of the batch's consecutive
+ * tokens of one sequence, as many as make Q3_GEMM_COLS query rows with the heads that share a
+ * key/value head, so each cached key and value is read once for all of them: a prefill step
+ * reads the cache once per block rather than once per token. Within that, positions go in fixed
+ * chunks of CHUNK. Each chunk gives a partial softmax per query row (its max, its sum of
+ * exponentials, its weighted sum of value rows); the partials are folded left to right. Decoding
+ * a few tokens over a long context computes the chunks in parallel and folds them afterwards; a
+ * prefill step, which has work enough, folds each block's chunks as it goes.
+ *
+ * A query row's numbers never depend on the rows beside it: scores come from tile kernels that
+ * equal vec_dot, each row's softmax runs over its own positions only, value sums are per row in
+ * order of position, and a row joins a chunk's fold only when the chunk holds positions of its
+ * own. With the chunking fixed by position, a token's output is bit-identical whatever else
+ * shares its batch and however its prompt was split into steps. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +30,12 @@ typedef struct attn_job {
     q3_runner *r;
     const q3_kv_cache *kv;
     const q3_batch *b;
+    const q3_type_traits *tr; /* the cache's type */
     int layer;
-    int group;            /* query heads per key/value head */
-    int *chunk_start;     /* [n_tokens + 1] first chunk index of each token (parallel mode) */
+    int group;                /* query heads per key/value head */
+    int max_rows;             /* query rows of the largest block */
+    const int *block_start;   /* [n_blocks + 1] first batch token of each block */
+    int *chunk_start;         /* [n_blocks + 1] first chunk index of each block (parallel mode) */
 } attn_job;
 
 static int n_chunks(int len) { return (len + CHUNK - 1) / CHUNK; }
@@ -38,151 +47,234 @@ static void heads_of(const q3_shard *s, int group, int g, int *h0, int *h1) {
     *h1 = (hi < s->q_head0 + s->n_q_heads ? hi : s->q_head0 + s->n_q_heads) - s->q_head0;
 }
 
-/* Floats of one partial for one query head: max, sum, then head_dim accumulators. */
+/* Floats of one partial for one query row: max, sum, then head_dim accumulators. */
 static int partial_floats(int hd) { return hd + 2; }
 
-/* scores[t][p - p0] = K[p] . q_t for the chunk's positions: through the type's tile kernel over
- * runs of positions that are contiguous in one page (keys as its weight rows, the query heads as
- * its tokens), else one dot product at a time. Both give the same bits. */
-static void score_keys(const attn_job *j, const q3_type_traits *tr, int seq, int g, int p0, int p1, const float *q,
-                       int nh, float *scores) {
+/* Query rows of tokens per block: enough to fill a tile kernel's columns. */
+static int block_tokens(int group) { return Q3_GEMM_COLS / group > 1 ? Q3_GEMM_COLS / group : 1; }
+
+/* Bytes of one query row in the cache type's vec_dot operand type. */
+static size_t query_bytes(const attn_job *j) { return q3_row_bytes(j->tr->vec_dot_type, j->r->m->cfg.head_dim); }
+
+/* Per-thread scratch: scores [max_rows][CHUNK], values [CHUNK][hd] in f32, the running state and
+ * one partial [max_rows][hd + 2] each, and the block's queries in the kernels' operand type. */
+static size_t scratch_floats(int max_rows, int hd, size_t q_bytes) {
+    return (size_t)max_rows * CHUNK + (size_t)CHUNK * hd + 2 * (size_t)max_rows * partial_floats(hd) +
+           ((size_t)max_rows * q_bytes + sizeof(float) - 1) / sizeof(float);
+}
+
+typedef struct chunk_view {
+    int i0, n_tok, h0, nh; /* the block's tokens and the local query heads of this kv head */
+    int p0, p1;            /* the chunk's positions, up to the block's last token */
+    int rows;              /* n_tok * nh query rows; row t * nh + h is token i0 + t, head h0 + h */
+} chunk_view;
+
+static chunk_view view_of(const attn_job *j, int blk, int g, int c) {
+    chunk_view v;
+    v.i0 = j->block_start[blk];
+    v.n_tok = j->block_start[blk + 1] - v.i0;
+    int h1;
+    heads_of(&j->r->m->shard, j->group, g, &v.h0, &h1);
+    v.nh = h1 - v.h0;
+    v.rows = v.n_tok * v.nh;
+    v.p0 = c * CHUNK;
+    int last = j->b->pos[v.i0 + v.n_tok - 1] + 1;
+    v.p1 = v.p0 + CHUNK < last ? v.p0 + CHUNK : last;
+    return v;
+}
+
+/* Positions of this chunk that token t of the block sees (0 when the chunk lies past it). */
+static int seen_by(const attn_job *j, const chunk_view *v, int t) {
+    int end = j->b->pos[v->i0 + t] + 1;
+    if (end > v->p1) end = v->p1;
+    return end > v->p0 ? end - v->p0 : 0;
+}
+
+/* The block's query rows, row t * nh + h at qbuf + row * query_bytes, in the kernels' operand type. */
+static void block_queries(const attn_job *j, const chunk_view *v, unsigned char *qbuf) {
+    int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads;
+    size_t qb = query_bytes(j);
+    q3_from_float_fn convert = q3_type_get(j->tr->vec_dot_type)->from_float;
+    for (int t = 0; t < v->n_tok; t++)
+        for (int h = 0; h < v->nh; h++)
+            convert(j->r->q + ((size_t)(v->i0 + t) * nq + v->h0 + h) * hd, qbuf + (size_t)(t * v->nh + h) * qb, hd);
+}
+
+/* scores[row][p - p0] = K[p] . q_row over the chunk, with the page runs of key rows (contiguous
+ * per head) as the tile kernel's weight rows and the query rows as its columns. */
+static void score_keys(const attn_job *j, const chunk_view *v, int g, const unsigned char *qbuf, float *scores) {
     const q3_kv_cache *kv = j->kv;
-    int hd = j->r->m->cfg.head_dim;
-    size_t head_off = (size_t)g * hd * kv->elem_size, stride = (size_t)kv->kv_dim * kv->elem_size;
-    const void *qs[Q3_GEMM_COLS];
-    for (int t = 0; t < nh && t < Q3_GEMM_COLS; t++) qs[t] = q + (size_t)t * hd;
-    for (int p = p0; p < p1;) {
-        int in_page = kv->page_size - p % kv->page_size, run = p1 - p < in_page ? p1 - p : in_page;
+    int hd = kv->head_dim, seq = j->b->seq[v->i0];
+    size_t qb = query_bytes(j);
+    for (int p = v->p0; p < v->p1;) {
+        int in_page = kv->page_size - p % kv->page_size, run = v->p1 - p < in_page ? v->p1 - p : in_page;
         if (run > Q3_GEMM_ROWS) run = Q3_GEMM_ROWS;
-        const unsigned char *k = q3_kv_row(kv, kv->k, j->layer, seq, p) + head_off;
-        if (tr->gemm && nh <= Q3_GEMM_COLS) {
-            tr->gemm(hd, k, stride, run, qs, nh, scores + (p - p0), CHUNK);
-        } else {
-            for (int r = 0; r < run; r++)
-                for (int t = 0; t < nh; t++)
-                    scores[t * CHUNK + p - p0 + r] = tr->vec_dot(hd, k + r * stride, q + (size_t)t * hd);
+        const unsigned char *k = q3_kv_head_row(kv, kv->k, j->layer, seq, p, g);
+        for (int c0 = 0; c0 < v->rows; c0 += Q3_GEMM_COLS) {
+            int nc = v->rows - c0 < Q3_GEMM_COLS ? v->rows - c0 : Q3_GEMM_COLS;
+            float *out = scores + (size_t)c0 * CHUNK + (p - v->p0);
+            const void *qs[Q3_GEMM_COLS];
+            for (int c = 0; c < nc; c++) qs[c] = qbuf + (size_t)(c0 + c) * qb;
+            if (j->tr->gemm) {
+                j->tr->gemm(hd, k, kv->head_row_bytes, run, qs, nc, out, CHUNK);
+            } else {
+                for (int c = 0; c < nc; c++)
+                    for (int r = 0; r < run; r++)
+                        out[(size_t)c * CHUNK + r] = j->tr->vec_dot(hd, k + r * kv->head_row_bytes, qs[c]);
+            }
         }
         p += run;
     }
 }
 
-/* Chunk c of token i over key/value head g: a partial per query head into out [nh][hd + 2].
- * scratch holds nh * CHUNK scores and one V row in f32. */
-static void chunk_partial(const attn_job *j, int i, int g, int c, float *scratch, float *out) {
-    const q3_config *cfg = &j->r->m->cfg;
+/* The chunk's value rows of head g as f32 [p1 - p0][hd]: each page's run is contiguous. */
+static void load_values(const attn_job *j, const chunk_view *v, int g, float *vf) {
     const q3_kv_cache *kv = j->kv;
-    const q3_type_traits *tr = q3_type_get(kv->type);
-    int hd = cfg->head_dim, nq = j->r->m->shard.n_q_heads, seq = j->b->seq[i], h0, h1;
-    heads_of(&j->r->m->shard, j->group, g, &h0, &h1);
-    int nh = h1 - h0, p0 = c * CHUNK, p1 = p0 + CHUNK < j->b->pos[i] + 1 ? p0 + CHUNK : j->b->pos[i] + 1;
-    size_t head_off = (size_t)g * hd * kv->elem_size;
-    const float *q = j->r->q + ((size_t)i * nq + h0) * hd;
-    float *scores = scratch, *v = scratch + (size_t)nh * CHUNK, scale = 1.0f / sqrtf((float)hd);
-    score_keys(j, tr, seq, g, p0, p1, q, nh, scores);
-    for (int t = 0; t < nh; t++)
-        for (int p = 0; p < p1 - p0; p++) scores[t * CHUNK + p] *= scale;
-    int pf = partial_floats(hd);
+    int seq = j->b->seq[v->i0];
+    for (int p = v->p0; p < v->p1;) {
+        int in_page = kv->page_size - p % kv->page_size, run = v->p1 - p < in_page ? v->p1 - p : in_page;
+        j->tr->to_float(q3_kv_head_row(kv, kv->v, j->layer, seq, p, g), vf + (size_t)(p - v->p0) * kv->head_dim,
+                        (int64_t)run * kv->head_dim);
+        p += run;
+    }
+}
+
+/* Chunk c of block blk over key/value head g: a partial per query row into out [rows][hd + 2]. A
+ * row whose token lies before the chunk gets max -inf and sum 0 and is skipped when folding. */
+static void chunk_partial(const attn_job *j, int blk, int g, int c, float *scratch, float *out) {
+    int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
+    chunk_view v = view_of(j, blk, g, c);
+    float *scores = scratch, *vf = scores + (size_t)j->max_rows * CHUNK;
+    unsigned char *qbuf = (unsigned char *)(vf + (size_t)CHUNK * hd + 2 * (size_t)j->max_rows * pf);
+    block_queries(j, &v, qbuf);
+    score_keys(j, &v, g, qbuf, scores);
+    float scale = 1.0f / sqrtf((float)hd);
     const q3_vec_ops *vec = q3_vec();
-    for (int t = 0; t < nh; t++) {
-        float *s = scores + t * CHUNK, *o = out + (size_t)t * pf, m = -INFINITY;
-        for (int p = 0; p < p1 - p0; p++) m = s[p] > m ? s[p] : m;
-        o[0] = m;
-        o[1] = vec->exp_sum(s, m, p1 - p0);
-        memset(o + 2, 0, (size_t)hd * sizeof(float));
+    int len = v.p1 - v.p0;
+    for (int t = 0; t < v.n_tok; t++) {
+        int seen = seen_by(j, &v, t);
+        for (int h = 0; h < v.nh; h++) {
+            int row = t * v.nh + h;
+            float *s = scores + (size_t)row * CHUNK, *o = out + (size_t)row * pf, m = -INFINITY;
+            for (int p = 0; p < seen; p++) m = (s[p] *= scale) > m ? s[p] : m;
+            o[0] = m;
+            o[1] = seen ? vec->exp_sum(s, m, seen) : 0;
+            memset(s + seen, 0, (size_t)(len - seen) * sizeof(float)); /* positions past the token weigh 0 */
+        }
     }
-    for (int p = p0; p < p1; p++) {
-        const void *row = q3_kv_row(kv, kv->v, j->layer, seq, p) + head_off;
-        const float *vf = row;
-        if (kv->type == Q3_TYPE_F16) vec->f16_to_f32(row, v, hd), vf = v;
-        else if (kv->type == Q3_TYPE_BF16) vec->bf16_to_f32(row, v, hd), vf = v;
-        for (int t = 0; t < nh; t++) vec->axpy(out + (size_t)t * pf + 2, scores[t * CHUNK + p - p0], vf, hd);
+    load_values(j, &v, g, vf);
+    vec->mix_rows(out + 2, (size_t)pf, scores, CHUNK, v.rows, vf, len, hd);
+}
+
+/* state <- state (+) partial for one query row: the online-softmax merge. */
+static void fold_row(float *s, const float *p, int hd) {
+    float m = s[0] > p[0] ? s[0] : p[0], a = expf(s[0] - m), b = expf(p[0] - m);
+    s[0] = m;
+    s[1] = s[1] * a + p[1] * b;
+    for (int d = 0; d < hd; d++) s[2 + d] = s[2 + d] * a + p[2 + d] * b;
+}
+
+/* Folds chunk c's partial into the state of every row whose token reaches into that chunk. */
+static void fold(const attn_job *j, int blk, int g, int c, float *state, const float *part) {
+    int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
+    chunk_view v = view_of(j, blk, g, c);
+    for (int t = 0; t < v.n_tok; t++) {
+        if (!seen_by(j, &v, t)) continue;
+        for (int h = 0; h < v.nh; h++) {
+            size_t at = (size_t)(t * v.nh + h) * pf;
+            fold_row(state + at, part + at, hd);
+        }
     }
 }
 
-/* state <- state (+) partial, for nh query heads: the online-softmax merge. */
-static void fold(float *state, const float *part, int nh, int hd) {
-    int pf = partial_floats(hd);
-    for (int t = 0; t < nh; t++) {
-        float *s = state + (size_t)t * pf;
-        const float *p = part + (size_t)t * pf;
-        float m = s[0] > p[0] ? s[0] : p[0], a = expf(s[0] - m), b = expf(p[0] - m);
-        s[0] = m;
-        s[1] = s[1] * a + p[1] * b;
-        for (int d = 0; d < hd; d++) s[2 + d] = s[2 + d] * a + p[2 + d] * b;
-    }
-}
-
-static void finish(const attn_job *j, int i, int g, const float *state) {
-    int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads, pf = partial_floats(hd), h0, h1;
-    heads_of(&j->r->m->shard, j->group, g, &h0, &h1);
-    for (int t = 0; t < h1 - h0; t++) {
-        const float *s = state + (size_t)t * pf;
-        float *out = j->r->attn + ((size_t)i * nq + h0 + t) * hd;
-        for (int d = 0; d < hd; d++) out[d] = s[2 + d] / s[1];
-    }
+static void finish(const attn_job *j, int blk, int g, const float *state) {
+    int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads, pf = partial_floats(hd);
+    chunk_view v = view_of(j, blk, g, 0);
+    for (int t = 0; t < v.n_tok; t++)
+        for (int h = 0; h < v.nh; h++) {
+            const float *s = state + (size_t)(t * v.nh + h) * pf;
+            float *out = j->r->attn + ((size_t)(v.i0 + t) * nq + v.h0 + h) * hd;
+            for (int d = 0; d < hd; d++) out[d] = s[2 + d] / s[1];
+        }
 }
 
 static float *thread_scratch(const attn_job *j, int thread) {
     return j->r->attn_scratch + (size_t)thread * j->r->attn_scratch_floats;
 }
 
-/* Fold mode: one task per (token, kv head), chunks computed and folded in turn. */
+static int block_chunks(const attn_job *j, int blk) { return n_chunks(j->b->pos[j->block_start[blk + 1] - 1] + 1); }
+
+/* Fold mode: one task per (block, kv head), chunks computed and folded in turn. */
 static void fold_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, i = task / nkv, g = task % nkv;
-    int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
-    int h0, h1;
-    heads_of(&j->r->m->shard, j->group, g, &h0, &h1);
-    /* scratch: scores [group][CHUNK], a V row [hd], the running state and one partial */
-    float *scratch = thread_scratch(j, thread), *state = scratch + (size_t)j->group * CHUNK + hd;
-    float *part = state + (size_t)j->group * pf;
-    chunk_partial(j, i, g, 0, scratch, state);
-    for (int c = 1; c < n_chunks(j->b->pos[i] + 1); c++) {
-        chunk_partial(j, i, g, c, scratch, part);
-        fold(state, part, h1 - h0, hd);
+    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv, pf = partial_floats(j->r->m->cfg.head_dim);
+    float *scratch = thread_scratch(j, thread);
+    float *state = scratch + (size_t)j->max_rows * CHUNK + (size_t)CHUNK * j->r->m->cfg.head_dim;
+    float *part = state + (size_t)j->max_rows * pf;
+    chunk_partial(j, blk, g, 0, scratch, state);
+    for (int c = 1; c < block_chunks(j, blk); c++) {
+        chunk_partial(j, blk, g, c, scratch, part);
+        fold(j, blk, g, c, state, part);
     }
-    finish(j, i, g, state);
+    finish(j, blk, g, state);
 }
 
-/* Parallel mode: one task per (token, kv head, chunk) into the partials buffer ... */
-static float *partial_at(const attn_job *j, int i, int g, int c) {
-    size_t per = (size_t)j->group * partial_floats(j->r->m->cfg.head_dim);
-    return j->r->attn_partials + ((size_t)(j->chunk_start[i] + c) * j->r->m->shard.n_kv_heads + g) * per;
+/* Parallel mode: one task per (block, kv head, chunk) into the partials buffer ... */
+static float *partial_at(const attn_job *j, int blk, int g, int c) {
+    size_t per = (size_t)j->max_rows * partial_floats(j->r->m->cfg.head_dim);
+    return j->r->attn_partials + ((size_t)(j->chunk_start[blk] + c) * j->r->m->shard.n_kv_heads + g) * per;
 }
 
 static void chunk_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, flat = task / nkv, g = task % nkv, i = 0;
-    while (flat >= j->chunk_start[i + 1]) i++;
-    int c = flat - j->chunk_start[i];
-    chunk_partial(j, i, g, c, thread_scratch(j, thread), partial_at(j, i, g, c));
+    int nkv = j->r->m->shard.n_kv_heads, flat = task / nkv, g = task % nkv, blk = 0;
+    while (flat >= j->chunk_start[blk + 1]) blk++;
+    int c = flat - j->chunk_start[blk];
+    chunk_partial(j, blk, g, c, thread_scratch(j, thread), partial_at(j, blk, g, c));
 }
 
-/* ... then one per (token, kv head) folds its chunks left to right. */
+/* ... then one per (block, kv head) folds its chunks left to right. */
 static void merge_task(void *ctx, int task, int thread) {
     (void)thread;
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, i = task / nkv, g = task % nkv, hd = j->r->m->cfg.head_dim, h0, h1;
-    heads_of(&j->r->m->shard, j->group, g, &h0, &h1);
-    float *state = partial_at(j, i, g, 0);
-    for (int c = 1; c < n_chunks(j->b->pos[i] + 1); c++) fold(state, partial_at(j, i, g, c), h1 - h0, hd);
-    finish(j, i, g, state);
+    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
+    float *state = partial_at(j, blk, g, 0);
+    for (int c = 1; c < block_chunks(j, blk); c++) fold(j, blk, g, c, state, partial_at(j, blk, g, c));
+    finish(j, blk, g, state);
+}
+
+/* Cuts the batch into blocks: runs of one sequence's consecutive positions, at most
+ * block_tokens(group) long. Returns the number of blocks. */
+static int make_blocks(const q3_batch *b, int per_block, int *start) {
+    int n = 0;
+    for (int i = 0; i < b->n_tokens; i++) {
+        bool joins = i > 0 && i - start[n - 1] < per_block && b->seq[i] == b->seq[i - 1] && b->pos[i] == b->pos[i - 1] + 1;
+        if (!joins) start[n++] = i;
+    }
+    start[n] = b->n_tokens;
+    return n;
 }
 
 q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
     const q3_config *c = &r->m->cfg;
     int group = c->n_heads / c->n_kv_heads, hd = c->head_dim, pf = partial_floats(hd);
+    int max_rows = block_tokens(group) * group;
     if (!r->attn_scratch) {
-        r->attn_scratch_floats = (size_t)group * (CHUNK + 2 * pf) + hd;
+        /* room for queries in the widest operand type a cache may ask for (f32) */
+        r->attn_scratch_floats = scratch_floats(max_rows, hd, (size_t)hd * sizeof(float));
         r->attn_scratch = malloc(r->attn_scratch_floats * q3_pool_size(r->pool) * sizeof(float));
         r->attn_chunk_start = malloc(((size_t)r->max_tokens + 1) * sizeof(int));
-        if (!r->attn_scratch || !r->attn_chunk_start) return q3_fail(e, Q3_ENOMEM, "attention: out of memory");
+        r->attn_block_start = malloc(((size_t)r->max_tokens + 1) * sizeof(int));
+        if (!r->attn_scratch || !r->attn_chunk_start || !r->attn_block_start)
+            return q3_fail(e, Q3_ENOMEM, "attention: out of memory");
     }
+    int n_blocks = make_blocks(b, block_tokens(group), r->attn_block_start);
     size_t chunks = 0;
-    for (int i = 0; i < b->n_tokens; i++) chunks += (size_t)n_chunks(b->pos[i] + 1);
-    size_t need = chunks * r->m->shard.n_kv_heads * group * pf;
-    r->attn_parallel = need <= MAX_PARTIAL_FLOATS && b->n_tokens * r->m->shard.n_kv_heads < 4 * q3_pool_size(r->pool) &&
-                       chunks > (size_t)b->n_tokens;
+    for (int k = 0; k < n_blocks; k++) chunks += (size_t)n_chunks(b->pos[r->attn_block_start[k + 1] - 1] + 1);
+    size_t need = chunks * r->m->shard.n_kv_heads * max_rows * pf;
+    r->attn_parallel = need <= MAX_PARTIAL_FLOATS && n_blocks * r->m->shard.n_kv_heads < 4 * q3_pool_size(r->pool) &&
+                       chunks > (size_t)n_blocks;
+    r->attn_n_blocks = n_blocks;
     if (!r->attn_parallel || need <= r->attn_partials_floats) return Q3_OK;
     float *p = realloc(r->attn_partials, need * sizeof(float));
     if (!p) return q3_fail(e, Q3_ENOMEM, "attention: out of memory for %zu partials", chunks);
@@ -193,14 +285,15 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
 
 void q3_attend(q3_runner *r, const q3_kv_cache *kv, int layer, const q3_batch *b) {
     const q3_config *c = &r->m->cfg;
-    int nkv = r->m->shard.n_kv_heads, n = b->n_tokens;
-    attn_job j = {r, kv, b, layer, c->n_heads / c->n_kv_heads, r->attn_chunk_start};
+    int nkv = r->m->shard.n_kv_heads, n = r->attn_n_blocks, group = c->n_heads / c->n_kv_heads;
+    attn_job j = {r, kv, b, q3_type_get(kv->type), layer, group, block_tokens(group) * group, r->attn_block_start,
+                  r->attn_chunk_start};
     if (!r->attn_parallel) {
         q3_pool_run(r->pool, fold_task, &j, n * nkv);
         return;
     }
     j.chunk_start[0] = 0;
-    for (int i = 0; i < n; i++) j.chunk_start[i + 1] = j.chunk_start[i] + n_chunks(b->pos[i] + 1);
+    for (int k = 0; k < n; k++) j.chunk_start[k + 1] = j.chunk_start[k] + block_chunks(&j, k);
     q3_pool_run(r->pool, chunk_task, &j, j.chunk_start[n] * nkv);
     q3_pool_run(r->pool, merge_task, &j, n * nkv);
 }

@@ -248,24 +248,40 @@ static inline __m256i q4k_pair(__m256i low, __m256i high, const int8_t *y, __m25
     return _mm256_add_epi32(s, scaled_dot32(high, y + 32, one_scale(scales, 2 * c + 1)));
 }
 
+/* The exact integer sum of levels x activations x scales of one Q4_K block, in 8 int32 lanes. */
+static inline __m256i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m256i q = loadu(w->qs + 32 * c);
+        __m256i low = _mm256_and_si256(q, nibble);
+        __m256i high = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+        acc = _mm256_add_epi32(acc, q4k_pair(low, high, x->qs + 64 * c, scales, c));
+    }
+    return acc;
+}
+
 float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     const q3_block_q4_k *bw = w;
     const q3_block_q8_k *bx = x;
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
-        __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales_mins));
-        __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m256i q = loadu(bw[i].qs + 32 * c);
-            __m256i low = _mm256_and_si256(q, nibble);
-            __m256i high = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
-            acc = _mm256_add_epi32(acc, q4k_pair(low, high, bx[i].qs + 64 * c, scales, c));
+    for (; i + 4 <= nb; i += 4) { /* four blocks' float terms side by side */
+        __m128i qy[4], my[4];
+        for (int b = 0; b < 4; b++) {
+            __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
+            qy[b] = fold_to_128(q4_k_block_sums(&bw[i + b], &bx[i + b], scales_mins));
+            my[b] = q3_x86_kmin_terms(scales_mins, bx[i + b].bsums);
         }
+        sum = q3_x86_kdot_tail4(sum, bx + i, &bw[i].d, sizeof *bw, qy, my);
+    }
+    for (; i < nb; i++) {
+        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
-        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(fold_to_128(acc), min_terms));
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d,
+                               q3_x86_sum_pair(fold_to_128(q4_k_block_sums(&bw[i], &bx[i], scales_mins)), min_terms));
     }
     return sum;
 }

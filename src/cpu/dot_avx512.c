@@ -308,25 +308,40 @@ static inline float kquant_block_end(float sum, __m512i acc, __m128i scales_mins
     return q3_x86_kdot_tail(sum, x->d, d_dmin, q3_x86_sum_pair(fold_to_128(acc), min_terms));
 }
 
+/* The exact integer sum of levels x activations x scales of one Q4_K block, in 16 int32 lanes. */
+static inline __m512i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
+    __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int c = 0; c < 2; c++) {
+        __m512i q = loadu512(w->qs + 64 * c);
+        __m512i low = _mm512_and_si512(q, nibble);
+        __m512i high = _mm512_and_si512(_mm512_srli_epi16(q, 4), nibble);
+        __m512i s_low = kscale_pair(s16, 4 * c, 4 * c + 2), s_high = kscale_pair(s16, 4 * c + 1, 4 * c + 3);
+        acc_low = scaled_dot64(acc_low, low, k_activations_low(x->qs, c), s_low);
+        acc_high = scaled_dot64(acc_high, high, k_activations_high(x->qs, c), s_high);
+    }
+    return _mm512_add_epi32(acc_low, acc_high);
+}
+
 float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_q4_k *bw = w;
     const q3_block_q8_k *bx = x;
-    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
-        __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
-        __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
-#pragma GCC unroll 2
-        for (int c = 0; c < 2; c++) {
-            __m512i q = loadu512(bw[i].qs + 64 * c);
-            __m512i low = _mm512_and_si512(q, nibble);
-            __m512i high = _mm512_and_si512(_mm512_srli_epi16(q, 4), nibble);
-            __m512i s_low = kscale_pair(s16, 4 * c, 4 * c + 2), s_high = kscale_pair(s16, 4 * c + 1, 4 * c + 3);
-            acc_low = scaled_dot64(acc_low, low, k_activations_low(bx[i].qs, c), s_low);
-            acc_high = scaled_dot64(acc_high, high, k_activations_high(bx[i].qs, c), s_high);
+    for (; i + 4 <= nb; i += 4) { /* four blocks' float terms side by side */
+        __m128i qy[4], my[4];
+        for (int b = 0; b < 4; b++) {
+            __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
+            qy[b] = fold_to_128(q4_k_block_sums(&bw[i + b], &bx[i + b], scales_mins));
+            my[b] = q3_x86_kmin_terms(scales_mins, bx[i + b].bsums);
         }
-        sum = kquant_block_end(sum, _mm512_add_epi32(acc_low, acc_high), scales_mins, &bw[i].d, &bx[i]);
+        sum = q3_x86_kdot_tail4(sum, bx + i, &bw[i].d, sizeof *bw, qy, my);
+    }
+    for (; i < nb; i++) {
+        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
+        sum = kquant_block_end(sum, q4_k_block_sums(&bw[i], &bx[i], scales_mins), scales_mins, &bw[i].d, &bx[i]);
     }
     return sum;
 }

@@ -63,4 +63,25 @@ static inline float q3_x86_kdot_tail(float acc, float dx, const uint16_t *d_dmin
     return _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(acc), difference));
 }
 
+/* q3_x86_kdot_tail for four consecutive blocks at once: qy[b] and my[b] hold block b's sums in
+ * four lanes each (not yet summed); d_dmin points at the first block's fp16 d and dmin, the
+ * others follow every stride bytes. The products of the four blocks are computed side by side;
+ * only the running sum takes them one after another, as the reference adds. */
+static inline float q3_x86_kdot_tail4(float acc, const q3_block_q8_k *x, const uint16_t *d_dmin, size_t stride,
+                                      const __m128i qy[4], const __m128i my[4]) {
+    __m128 sum_qy = _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(qy[0], qy[1]), _mm_hadd_epi32(qy[2], qy[3])));
+    __m128 sum_my = _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(my[0], my[1]), _mm_hadd_epi32(my[2], my[3])));
+    uint32_t h[4];
+    for (int b = 0; b < 4; b++) memcpy(&h[b], (const unsigned char *)d_dmin + b * stride, 4);
+    __m256 halves = _mm256_cvtph_ps(_mm_setr_epi32((int)h[0], (int)h[1], (int)h[2], (int)h[3]));
+    __m128 lo = _mm256_castps256_ps128(halves), hi = _mm256_extractf128_ps(halves, 1);
+    __m128 d = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), dmin = _mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    __m128 dx = _mm_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d);
+    __m128 diff = _mm_sub_ps(_mm_mul_ps(_mm_mul_ps(dx, d), sum_qy), _mm_mul_ps(_mm_mul_ps(dx, dmin), sum_my));
+    float t[4];
+    _mm_storeu_ps(t, diff);
+    for (int b = 0; b < 4; b++) acc += t[b];
+    return acc;
+}
+
 #endif

@@ -45,26 +45,77 @@ void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, in
     }
 }
 
+typedef struct convert_job {
+    q3_type w_type;
+    const float *x;
+    int64_t cols;
+    void *dst;
+    size_t row_bytes;
+} convert_job;
+
+static void convert_task(void *ctx, int t, int thread) {
+    (void)thread;
+    convert_job *j = ctx;
+    q3_act_convert(j->w_type, j->x + (size_t)t * j->cols, j->cols, 1, (char *)j->dst + (size_t)t * j->row_bytes);
+}
+
+void q3_act_convert_pool(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst) {
+    if (n < 4) { /* not worth waking the pool */
+        q3_act_convert(w_type, x, cols, n, dst);
+        return;
+    }
+    convert_job j = {w_type, x, cols, dst, q3_act_row_bytes(w_type, cols)};
+    q3_pool_run(pool, convert_task, &j, n);
+}
+
+#define MAX_MATS 8
+
 typedef struct matmul_job {
-    const q3_mat *w;
+    int n_mats;
+    const q3_mat *const *w;
     const void *act;
     int n;
-    float *y;
-    int64_t y_stride, rows_per_task;
+    float *const *y;
+    const int64_t *y_stride;
+    int64_t rows_per_task;
+    int first_task[MAX_MATS + 1]; /* matrix i's tasks are [first_task[i], first_task[i + 1]) */
 } matmul_job;
 
 static void matmul_task(void *ctx, int task, int thread) {
     (void)thread;
     matmul_job *j = ctx;
-    int64_t r0 = (int64_t)task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > j->w->rows) r1 = j->w->rows;
-    q3_matmul_rows(j->w, r0, r1, j->act, j->n, j->y, j->y_stride);
+    int i = 0;
+    while (task >= j->first_task[i + 1]) i++;
+    const q3_mat *w = j->w[i];
+    int64_t r0 = (int64_t)(task - j->first_task[i]) * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > w->rows) r1 = w->rows;
+    q3_matmul_rows(w, r0, r1, j->act, j->n, j->y[i], j->y_stride[i]);
+}
+
+/* One job over every matrix's rows, in blocks of about a quarter of a thread's share (uneven
+ * progress balances out), whole tiles of rows a task. */
+static void run_matmul(q3_pool *pool, matmul_job *j) {
+    int64_t rows = 0;
+    for (int i = 0; i < j->n_mats; i++) rows += j->w[i]->rows;
+    int64_t tasks = (int64_t)q3_pool_size(pool) * 4, per = (rows + tasks - 1) / tasks;
+    j->rows_per_task = (per + Q3_GEMM_ROWS - 1) / Q3_GEMM_ROWS * Q3_GEMM_ROWS;
+    j->first_task[0] = 0;
+    for (int i = 0; i < j->n_mats; i++)
+        j->first_task[i + 1] = j->first_task[i] + (int)((j->w[i]->rows + j->rows_per_task - 1) / j->rows_per_task);
+    q3_pool_run(pool, matmul_task, j, j->first_task[j->n_mats]);
 }
 
 void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y, int64_t y_stride) {
-    /* About four tasks per thread balances uneven progress; whole tiles of rows a task. */
-    int64_t tasks = (int64_t)q3_pool_size(pool) * 4, per = (w->rows + tasks - 1) / tasks;
-    per = (per + Q3_GEMM_ROWS - 1) / Q3_GEMM_ROWS * Q3_GEMM_ROWS;
-    matmul_job j = {w, act, n, y, y_stride, per};
-    q3_pool_run(pool, matmul_task, &j, (int)((w->rows + per - 1) / per));
+    matmul_job j = {1, &w, act, n, &y, &y_stride, 0, {0}};
+    run_matmul(pool, &j);
+}
+
+void q3_matmul_multi(q3_pool *pool, int n_mats, const q3_mat *const *w, const void *act, int n, float *const *y) {
+    int64_t strides[MAX_MATS];
+    for (int done = 0; done < n_mats; done += MAX_MATS) {
+        int k = n_mats - done < MAX_MATS ? n_mats - done : MAX_MATS;
+        for (int i = 0; i < k; i++) strides[i] = w[done + i]->rows;
+        matmul_job j = {k, w + done, act, n, y + done, strides, 0, {0}};
+        run_matmul(pool, &j);
+    }
 }

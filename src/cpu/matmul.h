@@ -16,8 +16,16 @@ size_t q3_act_row_bytes(q3_type w_type, int64_t cols);
  * q3_act_row_bytes); cannot fail for a type the model loader accepted. */
 void q3_act_convert(q3_type w_type, const float *x, int64_t cols, int n, void *dst);
 
+/* q3_act_convert with the rows spread over the pool (a prefill batch converts thousands). */
+void q3_act_convert_pool(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst);
+
 /* y[t * y_stride + r] = W[r] . act[t] for r in [0, rows), t in [0, n). act holds n converted rows. */
 void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y, int64_t y_stride);
+
+/* The same for n_mats matrices that read the same activations (the same vec_dot_type): one job
+ * for all, so a decode step waits for the pool once instead of once per matrix. y[i] has a row
+ * of w[i]->rows per token. */
+void q3_matmul_multi(q3_pool *pool, int n_mats, const q3_mat *const *w, const void *act, int n, float *const *y);
 
 /* The same for rows [r0, r1) only, on the calling thread (for callers that split work themselves). */
 void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,

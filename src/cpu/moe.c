@@ -7,6 +7,7 @@
 #include <string.h>
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "dist/dist.h"
 #include "model/runner.h"
 #include "quant/types.h"
 
@@ -38,14 +39,15 @@ static void route_token(const float *logits, int n_experts, int k, bool renorm, 
     for (int j = 0; j < k; j++) w[j] /= s;
 }
 
-/* Counting sort of assignments by expert; returns the number of active experts. Assignments
- * to experts another process owns get slot -1: that process adds their outputs. */
-static int group_by_expert(q3_runner *r, int n, int n_experts, int k) {
+/* Counting sort of assignments by expert (top: the n tokens' choices); returns the number of
+ * active experts. Assignments to experts another process owns get slot -1: that process adds
+ * their outputs. */
+static int group_by_expert(q3_runner *r, const int32_t *top, int n, int n_experts, int k) {
     const q3_shard *sh = &r->m->shard;
     int *start = r->expert_start;
     memset(start, 0, (size_t)(n_experts + 1) * sizeof *start);
     for (int a = 0; a < n * k; a++)
-        if (q3_shard_owns_expert(sh, r->top_expert[a])) start[r->top_expert[a] + 1]++;
+        if (q3_shard_owns_expert(sh, top[a])) start[top[a] + 1]++;
     int n_active = 0;
     for (int x = 0; x < n_experts; x++) {
         if (start[x + 1]) r->active[n_active++] = x;
@@ -54,20 +56,41 @@ static int group_by_expert(q3_runner *r, int n, int n_experts, int k) {
     int fill[4096];
     memcpy(fill, start, (size_t)n_experts * sizeof *fill);
     for (int a = 0; a < n * k; a++) {
-        if (!q3_shard_owns_expert(sh, r->top_expert[a])) {
+        if (!q3_shard_owns_expert(sh, top[a])) {
             r->slot_of[a] = -1;
             continue;
         }
-        int slot = fill[r->top_expert[a]]++;
+        int slot = fill[top[a]]++;
         r->assign_token[slot] = a / k;
         r->slot_of[a] = slot;
     }
     return n_active;
 }
 
+/* The active experts by NUMA node (src/model/placement.c): r->active[first[g] .. first[g + 1])
+ * have their weights on node node[g]. One group of no node when the experts are not placed. */
+typedef struct node_groups {
+    int n;
+    int first[Q3_NUMA_MAX_NODES + 1];
+    int node[Q3_NUMA_MAX_NODES];
+} node_groups;
+
+/* Orders r->active by the node holding each expert's weights, when the model placed them. */
+static void group_by_node(q3_runner *r, int n_active, node_groups *g) {
+    const q3_model *m = r->m;
+    if (m->numa.n_nodes < 2) {
+        *g = (node_groups){1, {0, n_active}, {-1}};
+        return;
+    }
+    g->n = m->numa.n_nodes;
+    q3_numa_order_experts(r->active, n_active, m->shard.ep, g->n, g->first);
+    for (int k = 0; k < g->n; k++) g->node[k] = m->numa.node_id[k];
+}
+
 typedef struct ffn_job {
     q3_runner *r;
     const q3_ffn *experts; /* indexed by expert id */
+    const node_groups *groups;
     int n_experts_active;
     int64_t rows_per_task, row_tasks; /* row_tasks: tasks per expert */
     int ffn_dim, hidden;
@@ -95,11 +118,17 @@ static void slot_rows(const void *act, size_t ab, const int32_t *token_of, int s
     for (int i = 0; i < n; i++) x[i] = (const char *)act + (size_t)(token_of ? token_of[s0 + i] : s0 + i) * ab;
 }
 
+/* While an earlier slice's sum travels (forward.c), the calling thread, pool thread 0 and the
+ * only one allowed to call MPI, turns the progress engine once per task it takes. */
+static void let_sums_travel(const ffn_job *j, int thread) {
+    if (thread == 0) q3_dist_progress(j->r->m->dist);
+}
+
 /* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens, in tiles of up
  * to Q3_GEMM_COLS tokens x Q3_GEMM_ROWS rows: up straight into h, gate beside it. */
 static void gate_up_task(void *ctx, int task, int thread) {
-    (void)thread;
     ffn_job *j = ctx;
+    let_sums_travel(j, thread);
     q3_runner *r = j->r;
     int64_t r0, r1;
     int x = expert_of_task(j, task, j->ffn_dim, &r0, &r1);
@@ -122,8 +151,8 @@ static void gate_up_task(void *ctx, int task, int thread) {
 }
 
 static void down_task(void *ctx, int task, int thread) {
-    (void)thread;
     ffn_job *j = ctx;
+    let_sums_travel(j, thread);
     q3_runner *r = j->r;
     int64_t r0, r1;
     int x = expert_of_task(j, task, j->hidden, &r0, &r1);
@@ -145,36 +174,51 @@ static void convert_h_task(void *ctx, int slot, int thread) {
     q3_act_convert(d->type, j->r->h + (size_t)slot * j->ffn_dim, d->cols, 1, (char *)j->r->h_act + slot * ab);
 }
 
-/* Runs the grouped experts: assignments already grouped, r->act holds the converted inputs. */
-static void run_experts(q3_runner *r, const q3_ffn *experts, int n_active, int n_assign, int ffn_dim) {
-    int H = r->m->cfg.hidden_size;
-    ffn_job j = {r, experts, n_active, 0, 0, ffn_dim, H};
-    split_rows(&j, ffn_dim);
-    q3_pool_run(r->pool, gate_up_task, &j, (int)(n_active * j.row_tasks));
-    q3_pool_run(r->pool, convert_h_task, &j, n_assign);
-    split_rows(&j, H);
-    q3_pool_run(r->pool, down_task, &j, (int)(n_active * j.row_tasks));
+/* Runs fn over every (expert, rows) task; each node's threads take its experts' tasks first. */
+static void run_expert_tasks(ffn_job *j, q3_task_fn fn) {
+    int first[Q3_NUMA_MAX_NODES + 1];
+    for (int g = 0; g <= j->groups->n; g++) first[g] = (int)(j->groups->first[g] * j->row_tasks);
+    q3_pool_run_grouped(j->r->pool, fn, j, j->groups->n, first, j->groups->node);
 }
 
-void q3_moe_block(q3_runner *r, const q3_layer *L, int n) {
+/* Runs the grouped experts: assignments already grouped, r->act holds the converted inputs. */
+static void run_experts(q3_runner *r, const q3_ffn *experts, const node_groups *groups, int n_active, int n_assign,
+                        int ffn_dim) {
+    int H = r->m->cfg.hidden_size;
+    ffn_job j = {r, experts, groups, n_active, 0, 0, ffn_dim, H};
+    split_rows(&j, ffn_dim);
+    run_expert_tasks(&j, gate_up_task);
+    q3_pool_run(r->pool, convert_h_task, &j, n_assign);
+    split_rows(&j, H);
+    run_expert_tasks(&j, down_task);
+}
+
+/* Tokens [t0, t1) only: their rows of xn, router, top_expert/top_weight and out, so that a
+ * batch can run in slices (forward.c) while other rows of out are being summed. The grouping
+ * scratch (slot_of, h, y, ...) starts at 0 for each slice. */
+void q3_moe_block(q3_runner *r, const q3_layer *L, int t0, int t1) {
     const q3_config *c = &r->m->cfg;
-    int E = c->n_experts, k = c->n_experts_used, H = c->hidden_size;
-    q3_act_convert(L->router.type, r->xn, H, n, r->act);
-    q3_matmul(r->pool, &L->router, r->act, n, r->router, E);
+    int E = c->n_experts, k = c->n_experts_used, H = c->hidden_size, n = t1 - t0;
+    const float *xn = r->xn + (size_t)t0 * H;
+    float *logits = r->router + (size_t)t0 * E, *top_weight = r->top_weight + (size_t)t0 * k;
+    int32_t *top = r->top_expert + (size_t)t0 * k;
+    q3_act_convert(L->router.type, xn, H, n, r->act);
+    q3_matmul(r->pool, &L->router, r->act, n, logits, E);
     for (int i = 0; i < n; i++)
-        route_token(r->router + (size_t)i * E, E, k, c->norm_topk_prob, r->top_expert + (size_t)i * k,
-                    r->top_weight + (size_t)i * k);
-    int n_active = group_by_expert(r, n, E, k);
-    q3_act_convert(L->experts[0].gate.type, r->xn, H, n, r->act); /* all experts share one type */
+        route_token(logits + (size_t)i * E, E, k, c->norm_topk_prob, top + (size_t)i * k, top_weight + (size_t)i * k);
+    int n_active = group_by_expert(r, top, n, E, k);
+    q3_act_convert(L->experts[0].gate.type, xn, H, n, r->act); /* all experts share one type */
     int n_assign = r->expert_start[E];
-    if (n_active) run_experts(r, L->experts, n_active, n_assign, (int)L->experts[r->active[0]].gate.rows);
+    node_groups groups;
+    group_by_node(r, n_active, &groups);
+    if (n_active) run_experts(r, L->experts, &groups, n_active, n_assign, (int)L->experts[r->active[0]].gate.rows);
     for (int i = 0; i < n; i++) {
-        float *out = r->out + (size_t)i * H;
+        float *out = r->out + (size_t)(t0 + i) * H;
         memset(out, 0, (size_t)H * sizeof(float));
         for (int j = 0; j < k; j++) {
             if (r->slot_of[i * k + j] < 0) continue;
             const float *y = r->y + (size_t)r->slot_of[i * k + j] * H;
-            float w = r->top_weight[i * k + j];
+            float w = top_weight[i * k + j];
             for (int d = 0; d < H; d++) out[d] += w * y[d];
         }
     }
@@ -188,6 +232,6 @@ void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n) {
     r->expert_start[1] = n;
     for (int i = 0; i < n; i++) r->assign_token[i] = i;
     q3_act_convert(f->gate.type, r->xn, H, n, r->act);
-    run_experts(r, f, 1, n, (int)f->gate.rows);
+    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, (int)f->gate.rows);
     memcpy(r->out, r->y, (size_t)n * H * sizeof(float));
 }

@@ -9,8 +9,15 @@
 static void f16_to_f32(const uint16_t *src, float *dst, int n) { q3_f16_to_float(src, dst, n); }
 static void bf16_to_f32(const uint16_t *src, float *dst, int n) { q3_bf16_to_float(src, dst, n); }
 
-static void axpy(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
+                     int hd) {
+    for (int o = 0; o < n_out; o++) {
+        float *y = out + (size_t)o * out_stride;
+        const float *wo = w + (size_t)o * w_stride;
+        for (int d = 0; d < hd; d++) y[d] = 0;
+        for (int p = 0; p < n; p++)
+            for (int d = 0; d < hd; d++) y[d] += wo[p] * v[(size_t)p * hd + d];
+    }
 }
 
 static float exp_sum(float *x, float max, int n) {
@@ -19,7 +26,7 @@ static float exp_sum(float *x, float max, int n) {
     return s;
 }
 
-const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
 
 const q3_vec_ops *q3_vec_isa(int isa) {
     if (!q3_isa_supported((q3_isa)isa)) return NULL;

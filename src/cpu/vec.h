@@ -4,13 +4,18 @@
 #ifndef Q3_VEC_H
 #define Q3_VEC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct q3_vec_ops {
     void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
     void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
-    /* y += a * x */
-    void (*axpy)(float *y, float a, const float *x, int n);
+    /* out[o * out_stride + d] = sum over p < n of w[o * w_stride + p] * v[p * hd + d], for o < n_out
+     * and d < hd: the weighted sums of value rows that attention takes. Every output is summed in
+     * order of p with one rounding per term (fused multiply-add where the ISA has one), so it does
+     * not depend on which other outputs share the call. */
+    void (*mix_rows)(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
+                     int hd);
     /* x[i] = exp(x[i] - max); returns the sum of the new x (accurate to a few ulp of expf) */
     float (*exp_sum)(float *x, float max, int n);
 } q3_vec_ops;

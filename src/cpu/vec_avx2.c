@@ -2,6 +2,7 @@
  * when the CPU has them). exp uses the same range reduction and polynomial as vec_avx512.c. */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 #include "cpu/vec.h"
 
 static void f16_to_f32(const uint16_t *src, float *dst, int n) {
@@ -19,11 +20,46 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-static void axpy(float *y, float a, const float *x, int n) {
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    q3_vec_scalar_ops.axpy(y + i, a, x + i, n - i);
+/* Four outputs by 32 columns: the 16 accumulators stay in registers over all n rows. */
+static void mix_4x32(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+    __m256 a[4][4];
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) a[o][k] = _mm256_setzero_ps();
+    for (int p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * hd;
+        __m256 x[4];
+        for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_ps(vp + 8 * k);
+        for (int o = 0; o < 4; o++) {
+            __m256 wo = _mm256_set1_ps(w[o * ws + p]);
+            for (int k = 0; k < 4; k++) a[o][k] = _mm256_fmadd_ps(wo, x[k], a[o][k]);
+        }
+    }
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + o * os + 8 * k, a[o][k]);
+}
+
+/* One output, columns [d0, hd): 8 at a time, then one at a time with the same fused rounding. */
+static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
+    int d = d0;
+    for (; d + 8 <= hd; d += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (int p = 0; p < n; p++) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), _mm256_loadu_ps(v + (size_t)p * hd + d), a);
+        _mm256_storeu_ps(out + d, a);
+    }
+    for (; d < hd; d++) {
+        float a = 0;
+        for (int p = 0; p < n; p++) a = fmaf(w[p], v[(size_t)p * hd + d], a);
+        out[d] = a;
+    }
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    int wide = hd / 32 * 32, o = 0;
+    for (; o + 4 <= n_out; o += 4) {
+        for (int d = 0; d < wide; d += 32) mix_4x32(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+    }
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
 }
 
 /* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2], exp(r) by a degree-6 polynomial. */
@@ -57,5 +93,5 @@ static float exp_sum(float *x, float max, int n) {
     return s + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx2_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+const q3_vec_ops q3_vec_avx2_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
 #endif

@@ -19,11 +19,44 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
     q3_vec_avx2_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-static void axpy(float *y, float a, const float *x, int n) {
-    __m512 va = _mm512_set1_ps(a);
-    int i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    q3_vec_avx2_ops.axpy(y + i, a, x + i, n - i);
+/* Four outputs by 64 columns: the 16 accumulators stay in registers over all n rows, and each row
+ * of v is loaded once for the four. */
+static void mix_4x64(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+    __m512 a[4][4];
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) a[o][k] = _mm512_setzero_ps();
+    for (int p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * hd;
+        __m512 x[4];
+        for (int k = 0; k < 4; k++) x[k] = _mm512_loadu_ps(vp + 16 * k);
+        for (int o = 0; o < 4; o++) {
+            __m512 wo = _mm512_set1_ps(w[o * ws + p]);
+            for (int k = 0; k < 4; k++) a[o][k] = _mm512_fmadd_ps(wo, x[k], a[o][k]);
+        }
+    }
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + o * os + 16 * k, a[o][k]);
+}
+
+/* One output, columns [d0, hd), 16 at a time (the last masked): the same sums, for the outputs
+ * and columns the 4 x 64 blocks leave over. */
+static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
+    for (int d = d0; d < hd; d += 16) {
+        __mmask16 m = hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1);
+        __m512 a = _mm512_setzero_ps();
+        for (int p = 0; p < n; p++)
+            a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), _mm512_maskz_loadu_ps(m, v + (size_t)p * hd + d), a);
+        _mm512_mask_storeu_ps(out + d, m, a);
+    }
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    int wide = hd / 64 * 64, o = 0;
+    for (; o + 4 <= n_out; o += 4) {
+        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+    }
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
 }
 
 static __m512 exp16(__m512 x) {
@@ -52,5 +85,5 @@ static float exp_sum(float *x, float max, int n) {
     return _mm512_reduce_add_ps(acc) + q3_vec_avx2_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx512_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+const q3_vec_ops q3_vec_avx512_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
 #endif

@@ -3,6 +3,7 @@
  * ulp; conversions are exact. Tails shorter than a vector go to the portable versions. */
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <math.h>
 #include "cpu/vec.h"
 
 /* FCVTL widens IEEE halves exactly, subnormals included (the default FPCR keeps them). */
@@ -27,10 +28,44 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-static void axpy(float *y, float a, const float *x, int n) {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
-    q3_vec_scalar_ops.axpy(y + i, a, x + i, n - i);
+/* Four outputs by 16 columns: the 16 accumulators stay in registers over all n rows. */
+static void mix_4x16(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+    float32x4_t a[4][4];
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) a[o][k] = vdupq_n_f32(0);
+    for (int p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * hd;
+        float32x4_t x[4];
+        for (int k = 0; k < 4; k++) x[k] = vld1q_f32(vp + 4 * k);
+        for (int o = 0; o < 4; o++)
+            for (int k = 0; k < 4; k++) a[o][k] = vfmaq_n_f32(a[o][k], x[k], w[o * ws + p]);
+    }
+    for (int o = 0; o < 4; o++)
+        for (int k = 0; k < 4; k++) vst1q_f32(out + o * os + 4 * k, a[o][k]);
+}
+
+/* One output, columns [d0, hd): 4 at a time, then one at a time with the same fused rounding. */
+static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
+    int d = d0;
+    for (; d + 4 <= hd; d += 4) {
+        float32x4_t a = vdupq_n_f32(0);
+        for (int p = 0; p < n; p++) a = vfmaq_n_f32(a, vld1q_f32(v + (size_t)p * hd + d), w[p]);
+        vst1q_f32(out + d, a);
+    }
+    for (; d < hd; d++) {
+        float a = 0;
+        for (int p = 0; p < n; p++) a = fmaf(w[p], v[(size_t)p * hd + d], a);
+        out[d] = a;
+    }
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    int wide = hd / 16 * 16, o = 0;
+    for (; o + 4 <= n_out; o += 4) {
+        for (int d = 0; d < wide; d += 16) mix_4x16(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+    }
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
 }
 
 /* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 in two parts, so r is exact to a
@@ -63,5 +98,5 @@ static float exp_sum(float *x, float max, int n) {
     return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, axpy, exp_sum};
+const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
 #endif

@@ -38,11 +38,21 @@ typedef struct header {
     q3_kv_options kv;
 } header;
 
+/* Sums in flight at once: the forward pass has at most two per slice of a batch in flight. */
+#define MAX_PENDING 8
+
+struct q3_dist_pending {
+    MPI_Request req;
+    bool busy;
+};
+
 struct q3_dist {
     int rank, size, tp, ep;
     MPI_Comm world, tp_group;
     int next_id;
     q3_dist_stats stats;
+    q3_dist_pending pending[MAX_PENDING];
+    int in_flight;
 };
 
 static q3_dist *world;
@@ -119,17 +129,71 @@ int q3_dist_tp(const q3_dist *d) { return d ? d->tp : 1; }
 int q3_dist_ep(const q3_dist *d) { return d ? d->ep : 1; }
 bool q3_dist_is_follower(void) { return world && world->rank != 0; }
 
-void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) {
-    if (!d) return;
-    MPI_Comm c = g == Q3_GROUP_TP ? d->tp_group : d->world;
+static MPI_Comm comm_of(const q3_dist *d, q3_group g) { return g == Q3_GROUP_TP ? d->tp_group : d->world; }
+
+/* Whether summing n floats over g involves any other rank. */
+static bool sum_needs_others(const q3_dist *d, size_t n, q3_group g) {
+    if (!d || n == 0) return false;
     int size;
-    MPI_Comm_size(c, &size);
-    if (size == 1 || n == 0) return;
-    double t = now_s();
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, c);
-    d->stats.seconds += now_s() - t;
+    MPI_Comm_size(comm_of(d, g), &size);
+    return size > 1;
+}
+
+static void count_sum(q3_dist *d, size_t n, double started) {
+    d->stats.seconds += now_s() - started;
     d->stats.allreduces++;
     d->stats.bytes += n * sizeof(float);
+}
+
+void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) {
+    if (!sum_needs_others(d, n, g)) return;
+    double t = now_s();
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm_of(d, g));
+    count_sum(d, n, t);
+}
+
+q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_group g) {
+    if (!sum_needs_others(d, n, g)) return NULL;
+    q3_dist_pending *p = NULL;
+    for (int i = 0; i < MAX_PENDING && !p; i++)
+        if (!d->pending[i].busy) p = &d->pending[i];
+    if (!p) { /* every rank makes the same calls, so every rank falls back here alike */
+        q3_dist_allreduce(d, buf, n, g);
+        return NULL;
+    }
+    double t = now_s();
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm_of(d, g), &p->req);
+    p->busy = true;
+    d->in_flight++;
+    d->stats.overlapped++;
+    count_sum(d, n, t);
+    return p;
+}
+
+/* OpenMPI (4.1 in Debian 12) advances a non-blocking collective only inside MPI calls: its
+ * schedule (coll/libnbc) steps in opal_progress, which runs on the thread calling MPI, and the
+ * OPAL asynchronous progress thread has never been enabled (open-mpi/ompi#13074). A thread of our
+ * own polling MPI would need MPI_THREAD_MULTIPLE and would spin on a core the experts need. So
+ * the computing thread itself tests the requests between pieces of its work: each MPI_Test on an
+ * active request is one turn of the progress engine. */
+void q3_dist_progress(q3_dist *d) {
+    if (!d || !d->in_flight) return;
+    double t = now_s();
+    for (int i = 0; i < MAX_PENDING; i++) {
+        int done;
+        if (d->pending[i].busy && d->pending[i].req != MPI_REQUEST_NULL)
+            MPI_Test(&d->pending[i].req, &done, MPI_STATUS_IGNORE);
+    }
+    d->stats.seconds += now_s() - t;
+}
+
+void q3_dist_allreduce_wait(q3_dist *d, q3_dist_pending *p) {
+    if (!d || !p) return;
+    double t = now_s();
+    MPI_Wait(&p->req, MPI_STATUS_IGNORE); /* at once if an MPI_Test already completed it */
+    d->stats.seconds += now_s() - t;
+    p->busy = false;
+    d->in_flight--;
 }
 
 q3_dist_stats q3_dist_stats_get(const q3_dist *d) { return d ? d->stats : (q3_dist_stats){0}; }
@@ -334,6 +398,12 @@ bool q3_dist_is_follower(void) { return false; }
 int q3_dist_follow(void) { return 0; }
 void q3_dist_finalize(void) {}
 void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) { (void)d, (void)buf, (void)n, (void)g; }
+q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_group g) {
+    (void)d, (void)buf, (void)n, (void)g;
+    return NULL;
+}
+void q3_dist_progress(q3_dist *d) { (void)d; }
+void q3_dist_allreduce_wait(q3_dist *d, q3_dist_pending *p) { (void)d, (void)p; }
 q3_dist_stats q3_dist_stats_get(const q3_dist *d) { (void)d; return (q3_dist_stats){0}; }
 void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out) {
     (void)d;

@@ -4,8 +4,9 @@
  * repeats rank 0's steps: rank 0 broadcasts each call that changes shared state (load a model,
  * make a KV cache or runner, run a batch, truncate or share cache pages) and every rank executes
  * it, meeting in the collectives inside the forward pass (an allreduce after the attention output
- * projection and after the feed-forward). Because the KV cache's page allocator is deterministic,
- * replaying the same calls keeps every rank's page tables identical.
+ * projection and after the feed-forward; in a long batch the MoE layers run in slices of tokens,
+ * each slice's sums travelling while the next one computes). Because the KV cache's page
+ * allocator is deterministic, replaying the same calls keeps every rank's page tables identical.
  *
  *   mpirun -np 4 q3moe serve -m model.gguf --tp 2 --ep 2
  *
@@ -43,9 +44,33 @@ void q3_dist_finalize(void);
 /* Sums buf over the group, in place, on every member (a no-op for a group of one). */
 void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g);
 
+/* The same sum without waiting for it, so the caller can compute while it travels:
+ *
+ *   q3_dist_pending *p = q3_dist_allreduce_start(d, buf, n, g);
+ *   ... compute, not touching buf, calling q3_dist_progress(d) now and then ...
+ *   q3_dist_allreduce_wait(d, p);              buf now holds the sum
+ *
+ * Every member must start the same sums in the same order. The handle is opaque so that the
+ * backend can change under it: an MPI request today (MPI_Iallreduce); for GPU ranks an NCCL
+ * allreduce queued on a communication stream, whose wait is an event and whose progress is a
+ * no-op, would fit behind the same three calls.
+ * Returns NULL when there is nothing to wait for (no process group, a group of one, n == 0) and
+ * also when too many sums are already in flight, after summing at once; so it cannot fail. */
+typedef struct q3_dist_pending q3_dist_pending;
+q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_group g);
+/* Lets the sums in flight advance. OpenMPI moves a non-blocking collective only inside MPI
+ * calls, so a long computation should call this every so often, from the thread that started
+ * them (never from pool workers). Cheap when nothing is in flight; cannot fail. */
+void q3_dist_progress(q3_dist *d);
+/* Returns once p's sum is complete (NULL: at once); p is free again. Cannot fail: MPI errors
+ * abort the job, as they do in the blocking sum. */
+void q3_dist_allreduce_wait(q3_dist *d, q3_dist_pending *p);
+
 typedef struct q3_dist_stats {
     uint64_t allreduces, bytes;  /* collective calls and bytes reduced by this rank */
-    double seconds;              /* time spent in them */
+    uint64_t overlapped;         /* how many of those were started without waiting */
+    double seconds;              /* time spent in them: blocked in a sum, or starting, advancing
+                                    and waiting for one that travelled while computing */
 } q3_dist_stats;
 /* This rank's communication counters; cannot fail (zeros for NULL). */
 q3_dist_stats q3_dist_stats_get(const q3_dist *d);

@@ -5,25 +5,32 @@
 #include <string.h>
 #include "dist/dist.h"
 #include "model/model.h"
+#include "quant/types.h"
 
 q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_options *o, q3_error *e) {
     *out = NULL;
-    if (o->type != Q3_TYPE_F32 && o->type != Q3_TYPE_F16 && o->type != Q3_TYPE_BF16)
-        return q3_fail(e, Q3_EINVAL, "kv cache: type must be f32, f16 or bf16");
+    if (o->type != Q3_TYPE_F32 && o->type != Q3_TYPE_F16 && o->type != Q3_TYPE_BF16 && o->type != Q3_TYPE_Q8_0)
+        return q3_fail(e, Q3_EINVAL, "kv cache: type must be f32, f16, bf16 or q8_0");
     if (o->page_size <= 0 || o->n_pages <= 0 || o->max_seqs <= 0 || o->max_seq_len <= 0)
         return q3_fail(e, Q3_EINVAL, "kv cache: page size, pages, sequences and length must be positive");
     const q3_config *c = q3_model_config(m);
+    size_t head_row_bytes = q3_row_bytes(o->type, c->head_dim);
+    if (head_row_bytes == 0)
+        return q3_fail(e, Q3_EINVAL, "kv cache: type %s needs head_dim (%d) to be a multiple of %d", q3_type_name(o->type),
+                       c->head_dim, q3_type_get(o->type)->block_size);
     q3_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return q3_fail(e, Q3_ENOMEM, "kv cache: out of memory");
     kv->type = o->type;
     kv->n_layers = c->n_layers;
-    kv->kv_dim = m->shard.n_kv_heads * c->head_dim; /* this process's heads only */
+    kv->n_heads = m->shard.n_kv_heads; /* this process's heads only */
+    kv->head_dim = c->head_dim;
+    kv->kv_dim = kv->n_heads * c->head_dim;
     kv->page_size = o->page_size;
     kv->n_pages = o->n_pages;
     kv->max_seqs = o->max_seqs;
     kv->max_pages_per_seq = (o->max_seq_len + o->page_size - 1) / o->page_size;
-    kv->elem_size = o->type == Q3_TYPE_F32 ? 4 : 2;
-    kv->page_bytes = (size_t)o->page_size * kv->kv_dim * kv->elem_size;
+    kv->head_row_bytes = head_row_bytes;
+    kv->page_bytes = (size_t)o->page_size * kv->n_heads * head_row_bytes;
     size_t bytes = (size_t)kv->n_layers * kv->n_pages * kv->page_bytes;
     kv->k = malloc(bytes);
     kv->v = malloc(bytes);

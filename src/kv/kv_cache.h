@@ -8,12 +8,15 @@
 #include "base/error.h"
 
 struct q3_kv_cache {
-    q3_type type;          /* F32, F16 or BF16 */
-    int n_layers, kv_dim;  /* kv_dim = n_kv_heads * head_dim */
+    q3_type type;          /* F32, F16, BF16 or Q8_0 */
+    int n_layers, n_heads, head_dim, kv_dim; /* this process's key/value heads; kv_dim = n_heads * head_dim */
     int page_size, n_pages, max_seqs, max_pages_per_seq;
-    size_t elem_size;      /* bytes per element of `type` */
+    size_t head_row_bytes; /* one head's key (or value) at one position, in `type` */
     size_t page_bytes;     /* bytes of one page of one layer's keys (or values) */
-    unsigned char *k, *v;  /* [n_layers][n_pages][page_size][kv_dim] */
+    /* [n_layers][n_pages][n_heads][page_size] rows of head_row_bytes: head-major inside a page,
+     * so attention, which works per head, reads each page's positions as one contiguous run
+     * that the hardware prefetchers follow. */
+    unsigned char *k, *v;
     int32_t *page_table;   /* [max_seqs][max_pages_per_seq]; -1 where unmapped */
     int *seq_len;          /* [max_seqs] tokens held */
     int *refcount;         /* [n_pages] */
@@ -37,12 +40,13 @@ void q3_kv_cache_truncate_local(q3_kv_cache *kv, int seq, int pos);
 /* Marks positions [0, len) of seq as held (after the forward pass wrote them); cannot fail. */
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len);
 
-/* Address of the key or value row of (layer, seq, pos); the page must be mapped. */
-static inline unsigned char *q3_kv_row(const q3_kv_cache *kv, const unsigned char *base, int layer,
-                                       int seq, int pos) {
+/* Address of head's key or value row at (layer, seq, pos); the page must be mapped. The rows of
+ * the following positions of the same page come right after it. */
+static inline unsigned char *q3_kv_head_row(const q3_kv_cache *kv, const unsigned char *base, int layer,
+                                            int seq, int pos, int head) {
     int page = kv->page_table[(size_t)seq * kv->max_pages_per_seq + pos / kv->page_size];
     return (unsigned char *)base + ((size_t)layer * kv->n_pages + (size_t)page) * kv->page_bytes +
-           (size_t)(pos % kv->page_size) * kv->kv_dim * kv->elem_size;
+           ((size_t)head * kv->page_size + (size_t)(pos % kv->page_size)) * kv->head_row_bytes;
 }
 
 #endif

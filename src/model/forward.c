@@ -105,7 +105,7 @@ void q3_runner_free(q3_runner *r) {
     if (r->dist_id) q3_dist_runner_free(r->m->dist, r->dist_id);
     q3_pool_free(r->pool);
     void *bufs[] = {r->x, r->xn, r->q, r->k, r->v, r->attn, r->out, r->rope_cos, r->rope_sin, r->act,
-                    r->attn_scratch, r->attn_chunk_start, r->attn_partials, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
+                    r->attn_scratch, r->attn_chunk_start, r->attn_block_start, r->attn_partials, r->router, r->top_expert, r->top_weight, r->slot_of, r->expert_start,
                     r->assign_token, r->active, r->h, r->h_act, r->y};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(r);
@@ -172,7 +172,7 @@ static uint64_t ffn_bytes(const q3_ffn *f) { return mat_bytes(&f->gate) + mat_by
  * values. A memory-bound step can go no faster than these bytes allow. */
 static uint64_t layer_bytes(const q3_runner *r, const q3_kv_cache *kv, const q3_layer *L, const q3_batch *b) {
     uint64_t n = mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wo);
-    for (int i = 0; i < b->n_tokens; i++) n += (uint64_t)(b->pos[i] + 1) * kv->kv_dim * kv->elem_size * 2;
+    for (int i = 0; i < b->n_tokens; i++) n += (uint64_t)(b->pos[i] + 1) * kv->n_heads * kv->head_row_bytes * 2;
     if (!L->is_moe) return n + ffn_bytes(&L->dense);
     n += mat_bytes(&L->router);
     const q3_config *c = &r->m->cfg;
@@ -201,6 +201,67 @@ static void head(q3_runner *r, const q3_batch *b, float *logits) {
     q3_matmul(r->pool, &r->m->lm_head, r->act, rows, logits, c->vocab_size);
 }
 
+/* A multi-process batch runs its MoE layers in slices of at least this many tokens, so that each
+ * slice's sums travel while the next slice computes. Each slice reads its experts' weights again,
+ * which must cost little: on the 2-core EPYC of bench/RESULTS.md, Qwen3-30B-A3B's layers at
+ * Q4_K_M prefill at the same rate per token for 64, 128 and 256 tokens (648 / 653 / 629 tok/s, one
+ * process) and 11% slower for 32. Decode steps (a few tokens) stay in one piece. */
+#define OVERLAP_SLICE_TOKENS 64
+#define OVERLAP_MAX_SLICES 4
+
+static int overlap_slices(const q3_runner *r, int n) {
+    if (q3_dist_size(r->m->dist) == 1) return 1; /* nothing to overlap: one process */
+    int slices = n / OVERLAP_SLICE_TOKENS;
+    return slices < 1 ? 1 : slices > OVERLAP_MAX_SLICES ? OVERLAP_MAX_SLICES : slices;
+}
+
+/* The residual add of attention's output, the FFN norm, and the feed-forward block with its sums,
+ * for all n tokens at once: every rank waits while each sum travels. */
+static void ffn_whole(q3_runner *r, const q3_layer *L, int n) {
+    const q3_config *c = &r->m->cfg;
+    size_t H = (size_t)c->hidden_size;
+    /* Each rank's heads give a partial o_proj sum; the tp group adds them up. */
+    q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
+    add_into(r->x, r->out, (size_t)n * H);
+    for (int i = 0; i < n; i++)
+        q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+    if (L->is_moe) {
+        q3_moe_block(r, L, 0, n);
+        /* Experts are dealt over every rank, so the whole world adds up its outputs. */
+        q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_WORLD);
+    } else {
+        q3_dense_ffn_block(r, &L->dense, n);
+        q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
+    }
+}
+
+/* The same for an MoE layer in slices of tokens, each depending only on its own rows: all the
+ * o_proj sums start at once; slice s waits for its own, adds, norms and runs its experts (turning
+ * the progress engine as it goes), then starts its world sum. Slice s's experts thus hide the
+ * o_proj sums of the slices after it and the world sums of those before it; only the first o_proj
+ * sum and the last world sum are waited for in full. Every token's result is the same as in one
+ * piece (per-token kernels, the same sums), so the slicing never changes the output. */
+static void ffn_sliced(q3_runner *r, const q3_layer *L, int n, int slices) {
+    const q3_config *c = &r->m->cfg;
+    size_t H = (size_t)c->hidden_size;
+    q3_dist *d = r->m->dist;
+    q3_dist_pending *attn_sum[OVERLAP_MAX_SLICES], *moe_sum[OVERLAP_MAX_SLICES];
+    int start[OVERLAP_MAX_SLICES + 1];
+    for (int s = 0; s <= slices; s++) start[s] = (int)((int64_t)n * s / slices);
+    for (int s = 0; s < slices; s++)
+        attn_sum[s] = q3_dist_allreduce_start(d, r->out + start[s] * H, (size_t)(start[s + 1] - start[s]) * H, Q3_GROUP_TP);
+    for (int s = 0; s < slices; s++) {
+        size_t rows = (size_t)(start[s + 1] - start[s]) * H;
+        q3_dist_allreduce_wait(d, attn_sum[s]);
+        add_into(r->x + start[s] * H, r->out + start[s] * H, rows);
+        for (int i = start[s]; i < start[s + 1]; i++)
+            q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+        q3_moe_block(r, L, start[s], start[s + 1]);
+        moe_sum[s] = q3_dist_allreduce_start(d, r->out + start[s] * H, rows, Q3_GROUP_WORLD);
+    }
+    for (int s = 0; s < slices; s++) q3_dist_allreduce_wait(d, moe_sum[s]);
+}
+
 q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *logits, q3_error *e) {
     const q3_config *c = &r->m->cfg;
     q3_dist_forward(r->m->dist, r->dist_id, kv->dist_id, b);
@@ -213,22 +274,12 @@ q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *lo
     for (int l = 0; l < c->n_layers; l++) {
         const q3_layer *L = &r->m->layers[l];
         q3_attention_block(r, kv, l, b);
-        /* Each rank's heads give a partial o_proj sum; the tp group adds them up. */
-        q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
-        add_into(r->x, r->out, (size_t)n * H);
-        for (int i = 0; i < n; i++)
-            q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
-        if (L->is_moe) {
-            q3_moe_block(r, L, n);
-            /* Experts are dealt over every rank, so the whole world adds up its outputs. */
-            q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_WORLD);
-            if (r->trace && r->trace->router_logits)
-                memcpy(r->trace->router_logits + (size_t)l * n * c->n_experts, r->router,
-                       (size_t)n * c->n_experts * sizeof(float));
-        } else {
-            q3_dense_ffn_block(r, &L->dense, n);
-            q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
-        }
+        int slices = L->is_moe ? overlap_slices(r, n) : 1;
+        if (slices > 1) ffn_sliced(r, L, n, slices);
+        else ffn_whole(r, L, n);
+        if (L->is_moe && r->trace && r->trace->router_logits)
+            memcpy(r->trace->router_logits + (size_t)l * n * c->n_experts, r->router,
+                   (size_t)n * c->n_experts * sizeof(float));
         add_into(r->x, r->out, (size_t)n * H);
         r->bytes_read += layer_bytes(r, kv, L, b);
         if (l + 1 < c->n_layers) trace_hidden(r, l + 1, r->x, n);

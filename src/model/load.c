@@ -73,7 +73,6 @@ static q3_status open_source(q3_model *m, q3_error *e) {
 }
 
 q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
-    (void)opts;
     *out = NULL;
     q3_model *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
@@ -88,6 +87,8 @@ q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options 
     }
     q3_status st = open_source(m, e);
     if (!st) st = q3_model_apply_shard(m, q3_dist_rank(m->dist), q3_dist_tp(m->dist), q3_dist_ep(m->dist), e);
+    /* After the shard: each rank places only the experts it computes. */
+    if (!st) st = q3_model_apply_numa(m, opts ? opts->numa : Q3_NUMA_AUTO, opts && opts->verbose, e);
     st = q3_dist_agree(m->dist, st, e);
     if (st) {
         q3_model_free(m);

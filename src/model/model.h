@@ -8,6 +8,7 @@
 #define Q3_MODEL_H
 
 #include "base/error.h"
+#include "base/numa.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 
@@ -69,6 +70,9 @@ struct q3_model {
     q3_mat lm_head;      /* (vocab, hidden); the embedding when tied */
 
     q3_shard shard;
+    /* The NUMA nodes the routed experts were placed on (placement.c): expert x's weights on node
+     * numa.node_id[q3_numa_expert_node(x, shard.ep, numa.n_nodes)]; n_nodes 0 when not placed. */
+    q3_numa_topology numa;
     struct q3_dist *dist;  /* the process group this model is split over, or NULL */
     int dist_id;           /* the model's handle in that group */
 
@@ -101,6 +105,14 @@ q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *d
 /* Computes the shard for rank/tp/ep and narrows every weight view to it; Q3_EUNSUPPORTED naming
  * the tensor when a split would cut through quantization blocks. */
 q3_status q3_model_apply_shard(q3_model *m, int rank, int tp, int ep, q3_error *e);
+
+/* Puts each routed expert's weights this process computes on its node of t (placement.c) and
+ * records t in m->numa, so the MoE block groups its tasks by node. Fails naming the layer and
+ * expert whose pages could not be placed. */
+q3_status q3_model_place_experts(q3_model *m, const q3_numa_topology *t, bool verbose, q3_error *e);
+/* What q3_model_load does with the load options' numa mode: places the experts over the
+ * machine's nodes when there are several, or says (verbose) why not. */
+q3_status q3_model_apply_numa(q3_model *m, q3_numa_mode mode, bool verbose, q3_error *e);
 
 /* Parameter counts: all weights, and those one token reads (top-k experts only). */
 void q3_model_param_counts(const q3_model *m, int64_t *total, int64_t *active);

@@ -36,6 +36,8 @@ struct q3_runner {
     float *attn_scratch;        /* [threads][attn_scratch_floats] */
     size_t attn_scratch_floats;
     int *attn_chunk_start;      /* [max_tokens + 1] */
+    int *attn_block_start;      /* [max_tokens + 1] this batch's blocks of tokens (attend.c) */
+    int attn_n_blocks;
     bool attn_parallel;         /* this batch computes chunks in parallel, then folds */
     float *attn_partials;       /* the chunk partials of that mode */
     size_t attn_partials_floats;
@@ -64,7 +66,8 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e);
 /* Attention of every batch token over its sequence's cached positions: r->q -> r->attn. */
 void q3_attend(q3_runner *r, const q3_kv_cache *kv, int layer, const q3_batch *b);
 void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch *b);
-void q3_moe_block(q3_runner *r, const q3_layer *L, int n);
+/* Tokens [t0, t1) of the batch (rows of r->xn -> rows of r->out). */
+void q3_moe_block(q3_runner *r, const q3_layer *L, int t0, int t1);
 void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n);
 
 #endif

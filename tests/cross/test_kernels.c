@@ -6,8 +6,8 @@
  * What it checks, as tests/test_quant.c and tests/test_vec.c do natively: vec_dot on random
  * blocks (every bit pattern of levels and packed scales), exactly for the K-quants and within
  * rounding for the float types and the 32-wide formats; the activation quantizers byte for
- * byte on ordinary data and on the corner cases; the vector routines (conversions exact, axpy
- * within a rounding, exp within 1e-6). Also that the ISAs the command line expects to be
+ * byte on ordinary data and on the corner cases; the vector routines (conversions exact, value
+ * mixing within rounding of a double sum and row-independent, exp within 1e-6). Also that the ISAs the command line expects to be
  * there (--expect NAME) are detected, that those it expects to be missing (--lack NAME) are
  * not, and that the best one detected is the active one.
  *
@@ -268,11 +268,22 @@ static void test_vec_routines(q3_isa isa) {
     v->bf16_to_f32(b, got, VN);
     check(memcmp(want, got, sizeof want) == 0, "%s bf16_to_f32 differs from scalar", q3_isa_name(isa));
 
-    memcpy(y, y0, sizeof y);
-    v->axpy(y, 0.37f, x, VN);
-    int bad = 0;
-    for (int i = 0; i < VN; i++) bad += !(fabs(y[i] - (y0[i] + 0.37 * x[i])) <= 1e-6 * (fabs(y0[i]) + fabs(x[i]) + 1));
-    check(bad == 0, "%s axpy: %d of %d values off", q3_isa_name(isa), bad, VN);
+    /* mix_rows: 6 outputs (a block of four and two alone) over 12 rows of 72 values (wide blocks
+     * and a tail), weights from y0, rows from x */
+    enum { MP = 12, MD = 72, MO = 6 };
+    int bad = 0, dependent = 0;
+    v->mix_rows(y, MD, y0, MP, MO, x, MP, MD);
+    for (int o = 0; o < MO; o++) {
+        for (int d = 0; d < MD; d++) {
+            double s = 0, mag = 0;
+            for (int p = 0; p < MP; p++) s += (double)y0[o * MP + p] * x[p * MD + d], mag += fabs((double)y0[o * MP + p] * x[p * MD + d]);
+            bad += !(fabs(y[o * MD + d] - s) <= 1e-6 * mag + 1e-30);
+        }
+        v->mix_rows(got, MD, y0 + o * MP, MP, 1, x, MP, MD);
+        dependent += memcmp(got, y + o * MD, MD * sizeof(float)) != 0;
+    }
+    check(bad == 0, "%s mix_rows: %d of %d values off", q3_isa_name(isa), bad, MO * MD);
+    check(dependent == 0, "%s mix_rows: %d rows differ when computed alone", q3_isa_name(isa), dependent);
 
     memcpy(ex, e, sizeof ex);
     float sum = v->exp_sum(ex, 2.5f, VN);
