@@ -127,14 +127,22 @@ static void score_keys(const attn_job *j, const chunk_view *v, int g, const unsi
     }
 }
 
+/* n elements of the cache's type as f32: the vector routines for the half types (the traits'
+ * portable conversions would cost as much as the attention itself), the traits' otherwise. */
+static void cache_to_f32(const attn_job *j, const void *src, float *dst, int64_t n) {
+    if (j->kv->type == Q3_TYPE_F16) q3_vec()->f16_to_f32(src, dst, (int)n);
+    else if (j->kv->type == Q3_TYPE_BF16) q3_vec()->bf16_to_f32(src, dst, (int)n);
+    else j->tr->to_float(src, dst, n);
+}
+
 /* The chunk's value rows of head g as f32 [p1 - p0][hd]: each page's run is contiguous. */
 static void load_values(const attn_job *j, const chunk_view *v, int g, float *vf) {
     const q3_kv_cache *kv = j->kv;
     int seq = j->b->seq[v->i0];
     for (int p = v->p0; p < v->p1;) {
         int in_page = kv->page_size - p % kv->page_size, run = v->p1 - p < in_page ? v->p1 - p : in_page;
-        j->tr->to_float(q3_kv_head_row(kv, kv->v, j->layer, seq, p, g), vf + (size_t)(p - v->p0) * kv->head_dim,
-                        (int64_t)run * kv->head_dim);
+        cache_to_f32(j, q3_kv_head_row(kv, kv->v, j->layer, seq, p, g), vf + (size_t)(p - v->p0) * kv->head_dim,
+                     (int64_t)run * kv->head_dim);
         p += run;
     }
 }

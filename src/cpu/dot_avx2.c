@@ -270,6 +270,7 @@ float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (; i + 4 <= nb; i += 4) { /* four blocks' float terms side by side */
         __m128i qy[4], my[4];
+#pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
             __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
             qy[b] = fold_to_128(q4_k_block_sums(&bw[i + b], &bx[i + b], scales_mins));

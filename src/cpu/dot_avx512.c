@@ -332,6 +332,8 @@ float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (; i + 4 <= nb; i += 4) { /* four blocks' float terms side by side */
         __m128i qy[4], my[4];
+        q3_x86_prefetch_ahead(bw + i, 4 * sizeof *bw);
+#pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
             __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
             qy[b] = fold_to_128(q4_k_block_sums(&bw[i + b], &bx[i + b], scales_mins));
@@ -411,6 +413,7 @@ float q3_q6_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const __m512i shift_low = halves_epi16(4, 2), shift_high = halves_epi16(0, 2);
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw[i].scales));
         __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
 #pragma GCC unroll 2

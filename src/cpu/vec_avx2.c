@@ -23,18 +23,25 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
 /* Four outputs by 32 columns: the 16 accumulators stay in registers over all n rows. */
 static void mix_4x32(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
     __m256 a[4][4];
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = _mm256_setzero_ps();
     for (int p = 0; p < n; p++) {
         const float *vp = v + (size_t)p * hd;
         __m256 x[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_ps(vp + 8 * k);
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m256 wo = _mm256_set1_ps(w[o * ws + p]);
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) a[o][k] = _mm256_fmadd_ps(wo, x[k], a[o][k]);
         }
     }
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + o * os + 8 * k, a[o][k]);
 }
 

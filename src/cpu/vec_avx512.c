@@ -23,18 +23,25 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
  * of v is loaded once for the four. */
 static void mix_4x64(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
     __m512 a[4][4];
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = _mm512_setzero_ps();
     for (int p = 0; p < n; p++) {
         const float *vp = v + (size_t)p * hd;
         __m512 x[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) x[k] = _mm512_loadu_ps(vp + 16 * k);
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m512 wo = _mm512_set1_ps(w[o * ws + p]);
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) a[o][k] = _mm512_fmadd_ps(wo, x[k], a[o][k]);
         }
     }
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + o * os + 16 * k, a[o][k]);
 }
 

@@ -31,16 +31,22 @@ static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
 /* Four outputs by 16 columns: the 16 accumulators stay in registers over all n rows. */
 static void mix_4x16(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
     float32x4_t a[4][4];
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = vdupq_n_f32(0);
     for (int p = 0; p < n; p++) {
         const float *vp = v + (size_t)p * hd;
         float32x4_t x[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) x[k] = vld1q_f32(vp + 4 * k);
         for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) a[o][k] = vfmaq_n_f32(a[o][k], x[k], w[o * ws + p]);
     }
+#pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) vst1q_f32(out + o * os + 4 * k, a[o][k]);
 }
 
