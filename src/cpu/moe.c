@@ -21,7 +21,8 @@
 static void route_token(const float *logits, int n_experts, int k, bool renorm, int32_t *top, float *w) {
     float max = logits[0], sum = 0, p[4096];
     for (int x = 1; x < n_experts; x++) if (logits[x] > max) max = logits[x];
-    for (int x = 0; x < n_experts; x++) sum += (p[x] = expf(logits[x] - max));
+    /* below -104, expf is 0 (under the smallest subnormal): skip libm's slow underflow path */
+    for (int x = 0; x < n_experts; x++) sum += (p[x] = logits[x] - max < -104.0f ? 0.0f : expf(logits[x] - max));
     for (int x = 0; x < n_experts; x++) p[x] /= sum;
     for (int j = 0; j < k; j++) {
         int best = -1;

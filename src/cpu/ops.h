@@ -34,8 +34,9 @@ static inline void q3_rope_apply(float *x, const float *c, const float *s, int h
     }
 }
 
-/* Below -88.8, expf(-x) overflows to infinity and the result is -0 anyway; returning it directly
- * skips libm's slow overflow path (same bits). */
-static inline float q3_silu(float x) { return x < -88.8f ? -0.0f : x / (1.0f + expf(-x)); }
+/* Both ends skip libm's slow error paths with the same bits: below -88.8, expf(-x) overflows to
+ * infinity and the result is -0 anyway; above 88, expf(-x) < 2^-126 vanishes beside 1 (as it
+ * does from x = 17 on), so x / (1 + expf(-x)) is x itself. */
+static inline float q3_silu(float x) { return x < -88.8f ? -0.0f : x > 88.0f ? x : x / (1.0f + expf(-x)); }
 
 #endif
