@@ -33,7 +33,8 @@ typedef struct attn_job {
     const q3_type_traits *tr; /* the cache's type */
     int layer;
     int group;                /* query heads per key/value head */
-    int max_rows;             /* query rows of the largest block */
+    int max_rows;             /* query rows of the largest block any batch may have: scratch layout */
+    int partial_rows;         /* query rows of this batch's largest block: partials layout */
     const int *block_start;   /* [n_blocks + 1] first batch token of each block */
     int *chunk_start;         /* [n_blocks + 1] first chunk index of each block (parallel mode) */
 } attn_job;
@@ -229,7 +230,7 @@ static void fold_task(void *ctx, int task, int thread) {
 
 /* Parallel mode: one task per (block, kv head, chunk) into the partials buffer ... */
 static float *partial_at(const attn_job *j, int blk, int g, int c) {
-    size_t per = (size_t)j->max_rows * partial_floats(j->r->m->cfg.head_dim);
+    size_t per = (size_t)j->partial_rows * partial_floats(j->r->m->cfg.head_dim);
     return j->r->attn_partials + ((size_t)(j->chunk_start[blk] + c) * j->r->m->shard.n_kv_heads + g) * per;
 }
 
@@ -276,10 +277,16 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
         if (!r->attn_scratch || !r->attn_chunk_start || !r->attn_block_start)
             return q3_fail(e, Q3_ENOMEM, "attention: out of memory");
     }
-    int n_blocks = make_blocks(b, block_tokens(group), r->attn_block_start);
+    int n_blocks = make_blocks(b, block_tokens(group), r->attn_block_start), widest = 1;
     size_t chunks = 0;
-    for (int k = 0; k < n_blocks; k++) chunks += (size_t)n_chunks(b->pos[r->attn_block_start[k + 1] - 1] + 1);
-    size_t need = chunks * r->m->shard.n_kv_heads * max_rows * pf;
+    for (int k = 0; k < n_blocks; k++) {
+        int *s = r->attn_block_start;
+        chunks += (size_t)n_chunks(b->pos[s[k + 1] - 1] + 1);
+        widest = s[k + 1] - s[k] > widest ? s[k + 1] - s[k] : widest;
+    }
+    /* decode steps (one token a block) keep group rows per partial, not a prefill block's */
+    r->attn_partial_rows = widest * group;
+    size_t need = chunks * r->m->shard.n_kv_heads * (size_t)r->attn_partial_rows * pf;
     r->attn_parallel = need <= MAX_PARTIAL_FLOATS && n_blocks * r->m->shard.n_kv_heads < 4 * q3_pool_size(r->pool) &&
                        chunks > (size_t)n_blocks;
     r->attn_n_blocks = n_blocks;
@@ -294,8 +301,8 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
 void q3_attend(q3_runner *r, const q3_kv_cache *kv, int layer, const q3_batch *b) {
     const q3_config *c = &r->m->cfg;
     int nkv = r->m->shard.n_kv_heads, n = r->attn_n_blocks, group = c->n_heads / c->n_kv_heads;
-    attn_job j = {r, kv, b, q3_type_get(kv->type), layer, group, block_tokens(group) * group, r->attn_block_start,
-                  r->attn_chunk_start};
+    attn_job j = {r, kv, b, q3_type_get(kv->type), layer, group, block_tokens(group) * group, r->attn_partial_rows,
+                  r->attn_block_start, r->attn_chunk_start};
     if (!r->attn_parallel) {
         q3_pool_run(r->pool, fold_task, &j, n * nkv);
         return;

@@ -263,28 +263,13 @@ static inline __m256i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_
     return acc;
 }
 
+/* q4_k_block_sums folded to four lanes, for q3_x86_q4_k_dot. */
+static inline __attribute__((always_inline)) __m128i q4_k_block_folded(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
+    return fold_to_128(q4_k_block_sums(w, x, scales_mins));
+}
+
 float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_q4_k *bw = w;
-    const q3_block_q8_k *bx = x;
-    int64_t nb = n / Q3_QK_K, i = 0;
-    float sum = 0;
-    for (; i + 4 <= nb; i += 4) { /* four blocks' float terms side by side */
-        __m128i qy[4], my[4];
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) {
-            __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
-            qy[b] = fold_to_128(q4_k_block_sums(&bw[i + b], &bx[i + b], scales_mins));
-            my[b] = q3_x86_kmin_terms(scales_mins, bx[i + b].bsums);
-        }
-        sum = q3_x86_kdot_tail4(sum, bx + i, &bw[i].d, sizeof *bw, qy, my);
-    }
-    for (; i < nb; i++) {
-        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
-        __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
-        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d,
-                               q3_x86_sum_pair(fold_to_128(q4_k_block_sums(&bw[i], &bx[i], scales_mins)), min_terms));
-    }
-    return sum;
+    return q3_x86_q4_k_dot(n, w, x, q4_k_block_folded);
 }
 
 /* 16 where bit `bit` of the qh byte is set: the fifth bit of Q5_K's levels. */

@@ -98,4 +98,34 @@ static inline float q3_x86_kdot_tail4(float acc, const q3_block_q8_k *x, const u
     return acc;
 }
 
+/* An ISA's exact integer sums of one Q4_K block (levels x activations x scales) folded to four
+ * int32 lanes; scales_mins is q3_x86_kscales' result for the block. */
+typedef __m128i (*q3_x86_q4_k_sums_fn)(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins);
+
+/* The Q4_K dot product around an ISA's block sums: four blocks' float terms side by side, the
+ * blocks left over one at a time; either way the reference's additions in its order, so every
+ * ISA gives the scalar code's bits. Always inlined, so block_sums is inlined in turn. */
+static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, const q3_block_q4_k *bw, const q3_block_q8_k *bx,
+                                    q3_x86_q4_k_sums_fn block_sums) {
+    int64_t nb = n / Q3_QK_K, i = 0;
+    float sum = 0;
+    for (; i + 4 <= nb; i += 4) {
+        __m128i qy[4], my[4];
+        q3_x86_prefetch_ahead(bw + i, 4 * sizeof *bw);
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) {
+            __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
+            qy[b] = block_sums(&bw[i + b], &bx[i + b], scales_mins);
+            my[b] = q3_x86_kmin_terms(scales_mins, bx[i + b].bsums);
+        }
+        sum = q3_x86_kdot_tail4(sum, bx + i, &bw[i].d, sizeof *bw, qy, my);
+    }
+    for (; i < nb; i++) {
+        __m128i scales_mins = q3_x86_kscales(bw[i].scales);
+        __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(block_sums(&bw[i], &bx[i], scales_mins), min_terms));
+    }
+    return sum;
+}
+
 #endif

@@ -37,7 +37,7 @@ struct q3_runner {
     size_t attn_scratch_floats;
     int *attn_chunk_start;      /* [max_tokens + 1] */
     int *attn_block_start;      /* [max_tokens + 1] this batch's blocks of tokens (attend.c) */
-    int attn_n_blocks;
+    int attn_n_blocks, attn_partial_rows;
     bool attn_parallel;         /* this batch computes chunks in parallel, then folds */
     float *attn_partials;       /* the chunk partials of that mode */
     size_t attn_partials_floats;
