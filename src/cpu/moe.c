@@ -108,11 +108,17 @@ static void split_rows(ffn_job *j, int64_t rows) {
     j->row_tasks = (rows + per - 1) / per;
 }
 
-/* The task's expert and its rows [r0, r1) of a matrix with `rows` rows. */
+/* The task's expert and its rows [r0, r1) of a matrix with `rows` rows. Within a node's group,
+ * tasks go by row block first, expert second: every expert's full blocks come before the short
+ * last blocks, so a job ends on small tasks and no thread waits long for the last one. */
 static int expert_of_task(const ffn_job *j, int task, int64_t rows, int64_t *r0, int64_t *r1) {
-    *r0 = (task % j->row_tasks) * j->rows_per_task;
+    const node_groups *g = j->groups;
+    int k = 0;
+    while (task >= g->first[k + 1] * j->row_tasks) k++;
+    int local = task - (int)(g->first[k] * j->row_tasks), n_experts = g->first[k + 1] - g->first[k];
+    *r0 = (int64_t)(local / n_experts) * j->rows_per_task;
     *r1 = *r0 + j->rows_per_task < rows ? *r0 + j->rows_per_task : rows;
-    return j->r->active[task / j->row_tasks];
+    return j->r->active[g->first[k] + local % n_experts];
 }
 
 /* Pointers to the converted activation rows of slots [s0, s0 + n) of the grouping: rows of
