@@ -73,6 +73,40 @@ static void test_mix_rows(void **state) {
     }
 }
 
+/* dot_rows the same way: against a double sum, and each score alone equal to it beside others. */
+static void test_dot_rows(void **state) {
+    (void)state;
+    enum { OUTS = 11, KEYS = 19, MAXD = 200 };
+    static float q[OUTS * MAXD], k[KEYS * MAXD], out[OUTS * (KEYS + 2)], one[4];
+    for (int i = 0; i < OUTS * MAXD; i++) q[i] = uniform(-2, 2);
+    for (int i = 0; i < KEYS * MAXD; i++) k[i] = uniform(-2, 2);
+    const int dims[] = {128, 64, 200, 7, 48};
+    size_t os = KEYS + 2;
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        const q3_vec_ops *vo = q3_vec_isa(isa);
+        if (!vo) continue;
+        for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+            int hd = dims[t];
+            for (int n_out = 1; n_out <= OUTS; n_out += 3)
+                for (int n = 1; n <= KEYS; n += 6) {
+                    vo->dot_rows(out, os, q, n_out, k, n, hd);
+                    for (int o = 0; o < n_out; o++)
+                        for (int p = 0; p < n; p++) {
+                            double want = 0, mag = 0;
+                            for (int d = 0; d < hd; d++) {
+                                want += (double)q[o * hd + d] * k[p * hd + d];
+                                mag += fabs((double)q[o * hd + d] * k[p * hd + d]);
+                            }
+                            assert_true(fabs(out[o * os + p] - want) <= 1e-6 * mag + 1e-30);
+                            vo->dot_rows(one, 1, q + o * hd, 1, k + p * hd, 1, hd);
+                            assert_memory_equal(one, out + o * os + p, sizeof(float));
+                        }
+                }
+        }
+        printf("  %s dot_rows: within rounding, scores independent\n", q3_isa_name((q3_isa)isa));
+    }
+}
+
 static void test_exp(void **state) {
     (void)state;
     float e[N];
@@ -97,6 +131,6 @@ static void test_exp(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conversions), cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_exp)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conversions), cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_dot_rows), cmocka_unit_test(test_exp)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,8 +10,9 @@
  * a few tokens over a long context computes the chunks in parallel and folds them afterwards; a
  * prefill step, which has work enough, folds each block's chunks as it goes.
  *
- * A query row's numbers never depend on the rows beside it: scores come from tile kernels that
- * equal vec_dot, each row's softmax runs over its own positions only, value sums are per row in
+ * A query row's numbers never depend on the rows beside it: scores come from dot_rows (float
+ * caches) or the Q8_0 tile kernel (equal to vec_dot), both per score in a fixed order; each
+ * row's softmax runs over its own positions only, value sums are per row in
  * order of position, and a row joins a chunk's fold only when the chunk holds positions of its
  * own. With the chunking fixed by position, a token's output is bit-identical whatever else
  * shares its batch and however its prompt was split into steps. */
@@ -136,13 +137,14 @@ static void cache_to_f32(const attn_job *j, const void *src, float *dst, int64_t
     else j->tr->to_float(src, dst, n);
 }
 
-/* The chunk's value rows of head g as f32 [p1 - p0][hd]: each page's run is contiguous. */
-static void load_values(const attn_job *j, const chunk_view *v, int g, float *vf) {
+/* The chunk's key or value rows (base kv->k or kv->v) of head g as f32 [p1 - p0][hd]: each
+ * page's run is contiguous. */
+static void load_rows(const attn_job *j, const unsigned char *base, const chunk_view *v, int g, float *out) {
     const q3_kv_cache *kv = j->kv;
     int seq = j->b->seq[v->i0];
     for (int p = v->p0; p < v->p1;) {
         int in_page = kv->page_size - p % kv->page_size, run = v->p1 - p < in_page ? v->p1 - p : in_page;
-        cache_to_f32(j, q3_kv_head_row(kv, kv->v, j->layer, seq, p, g), vf + (size_t)(p - v->p0) * kv->head_dim,
+        cache_to_f32(j, q3_kv_head_row(kv, base, j->layer, seq, p, g), out + (size_t)(p - v->p0) * kv->head_dim,
                      (int64_t)run * kv->head_dim);
         p += run;
     }
@@ -156,7 +158,12 @@ static void chunk_partial(const attn_job *j, int blk, int g, int c, float *scrat
     float *scores = scratch, *vf = scores + (size_t)j->max_rows * CHUNK;
     unsigned char *qbuf = (unsigned char *)(vf + (size_t)CHUNK * hd + 2 * (size_t)j->max_rows * pf);
     block_queries(j, &v, qbuf);
-    score_keys(j, &v, g, qbuf, scores);
+    if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* float caches: keys as f32 through the score kernel */
+        load_rows(j, j->kv->k, &v, g, vf);
+        q3_vec()->dot_rows(scores, CHUNK, (const float *)qbuf, v.rows, vf, v.p1 - v.p0, hd);
+    } else { /* q8_0: its integer tile kernel against the quantized queries */
+        score_keys(j, &v, g, qbuf, scores);
+    }
     float scale = 1.0f / sqrtf((float)hd);
     const q3_vec_ops *vec = q3_vec();
     int len = v.p1 - v.p0;
@@ -171,7 +178,7 @@ static void chunk_partial(const attn_job *j, int blk, int g, int c, float *scrat
             memset(s + seen, 0, (size_t)(len - seen) * sizeof(float)); /* positions past the token weigh 0 */
         }
     }
-    load_values(j, &v, g, vf);
+    load_rows(j, j->kv->v, &v, g, vf);
     vec->mix_rows(out + 2, (size_t)pf, scores, CHUNK, v.rows, vf, len, hd);
 }
 

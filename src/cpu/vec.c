@@ -20,13 +20,22 @@ static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_str
     }
 }
 
+static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd) {
+    for (int o = 0; o < n_out; o++)
+        for (int p = 0; p < n; p++) {
+            float s = 0;
+            for (int d = 0; d < hd; d++) s += q[(size_t)o * hd + d] * k[(size_t)p * hd + d];
+            out[(size_t)o * out_stride + p] = s;
+        }
+}
+
 static float exp_sum(float *x, float max, int n) {
     float s = 0;
     for (int i = 0; i < n; i++) s += (x[i] = expf(x[i] - max));
     return s;
 }
 
-const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
+const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
 
 const q3_vec_ops *q3_vec_isa(int isa) {
     if (!q3_isa_supported((q3_isa)isa)) return NULL;

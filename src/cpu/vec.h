@@ -1,5 +1,5 @@
-/* Small vector routines the forward pass uses outside the matrix kernels (attention's softmax and
- * value sums, KV cache conversions), each with a portable version and AVX2 / AVX-512 / NEON
+/* Small vector routines the forward pass uses outside the matrix kernels (attention's scores,
+ * softmax and value sums, KV cache conversions), each with a portable version and AVX2 / AVX-512 / NEON
  * versions chosen once per process by the same CPU detection as the type kernels (q3_isa_active). */
 #ifndef Q3_VEC_H
 #define Q3_VEC_H
@@ -16,6 +16,10 @@ typedef struct q3_vec_ops {
      * not depend on which other outputs share the call. */
     void (*mix_rows)(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
                      int hd);
+    /* out[o * out_stride + p] = sum over d < hd of q[o * hd + d] * k[p * hd + d], for o < n_out and
+     * p < n: attention's scores of query rows against key rows. Every score is summed in one fixed
+     * order of d, so it does not depend on the other rows and positions of the call. */
+    void (*dot_rows)(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd);
     /* x[i] = exp(x[i] - max); returns the sum of the new x (accurate to a few ulp of expf) */
     float (*exp_sum)(float *x, float max, int n);
 } q3_vec_ops;

@@ -74,6 +74,22 @@ static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out
     for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
 }
 
+/* One score: 4 lanes over d, a fixed reduction, then the last d % 4 terms one at a time. */
+static float dot_one(const float *q, const float *k, int hd) {
+    float32x4_t a = vdupq_n_f32(0);
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) a = vfmaq_f32(a, vld1q_f32(q + d), vld1q_f32(k + d));
+    float32x2_t h = vadd_f32(vget_low_f32(a), vget_high_f32(a));
+    float s = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+    for (; d < hd; d++) s = fmaf(q[d], k[d], s);
+    return s;
+}
+
+static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd) {
+    for (int o = 0; o < n_out; o++)
+        for (int p = 0; p < n; p++) out[(size_t)o * out_stride + p] = dot_one(q + (size_t)o * hd, k + (size_t)p * hd, hd);
+}
+
 /* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 in two parts, so r is exact to a
  * few ulp), exp(r) by a degree-6 polynomial, 2^k built in the exponent bits. The clamp keeps k
  * within the normal exponents. */
@@ -104,5 +120,5 @@ static float exp_sum(float *x, float max, int n) {
     return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, mix_rows, exp_sum};
+const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
 #endif

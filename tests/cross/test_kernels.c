@@ -7,7 +7,8 @@
  * blocks (every bit pattern of levels and packed scales), exactly for the K-quants and within
  * rounding for the float types and the 32-wide formats; the activation quantizers byte for
  * byte on ordinary data and on the corner cases; the vector routines (conversions exact, value
- * mixing within rounding of a double sum and row-independent, exp within 1e-6). Also that the ISAs the command line expects to be
+ * mixing and scores within rounding of a double sum and row-independent, exp
+ * within 1e-6). Also that the ISAs the command line expects to be
  * there (--expect NAME) are detected, that those it expects to be missing (--lack NAME) are
  * not, and that the best one detected is the active one.
  *
@@ -284,6 +285,21 @@ static void test_vec_routines(q3_isa isa) {
     }
     check(bad == 0, "%s mix_rows: %d of %d values off", q3_isa_name(isa), bad, MO * MD);
     check(dependent == 0, "%s mix_rows: %d rows differ when computed alone", q3_isa_name(isa), dependent);
+
+    /* dot_rows: 6 query rows of 72 (from y0) against 5 key rows (from x), each score alone too */
+    enum { DK = 5 };
+    bad = 0, dependent = 0;
+    v->dot_rows(y, DK, y0, MO, x, DK, MD);
+    for (int o = 0; o < MO; o++)
+        for (int p = 0; p < DK; p++) {
+            double s = 0, mag = 0;
+            for (int d = 0; d < MD; d++) s += (double)y0[o * MD + d] * x[p * MD + d], mag += fabs((double)y0[o * MD + d] * x[p * MD + d]);
+            bad += !(fabs(y[o * DK + p] - s) <= 1e-6 * mag + 1e-30);
+            v->dot_rows(got, 1, y0 + o * MD, 1, x + p * MD, 1, MD);
+            dependent += memcmp(got, y + o * DK + p, sizeof(float)) != 0;
+        }
+    check(bad == 0, "%s dot_rows: %d of %d scores off", q3_isa_name(isa), bad, MO * DK);
+    check(dependent == 0, "%s dot_rows: %d scores differ when computed alone", q3_isa_name(isa), dependent);
 
     memcpy(ex, e, sizeof ex);
     float sum = v->exp_sum(ex, 2.5f, VN);
