@@ -58,12 +58,21 @@ static int block_tokens(int group) { return Q3_GEMM_COLS / group > 1 ? Q3_GEMM_C
 /* Bytes of one query row in the cache type's vec_dot operand type. */
 static size_t query_bytes(const attn_job *j) { return q3_row_bytes(j->tr->vec_dot_type, j->r->m->cfg.head_dim); }
 
-/* Per-thread scratch: scores [max_rows][CHUNK], values [CHUNK][hd] in f32, the running state and
- * one partial [max_rows][hd + 2] each, and the block's queries in the kernels' operand type. */
+/* Per-thread scratch: scores [max_rows][CHUNK], keys or values [CHUNK][hd] in f32, the running
+ * state and one partial [max_rows][hd + 2] each, and the block's queries in the kernels' operand
+ * type. */
 static size_t scratch_floats(int max_rows, int hd, size_t q_bytes) {
     return (size_t)max_rows * CHUNK + (size_t)CHUNK * hd + 2 * (size_t)max_rows * partial_floats(hd) +
            ((size_t)max_rows * q_bytes + sizeof(float) - 1) / sizeof(float);
 }
+
+/* One thread's part of r->attn_scratch, as scratch_floats counts it. */
+typedef struct thread_scratch {
+    float *scores;          /* [max_rows][CHUNK] */
+    float *rows;            /* [CHUNK][hd]: the chunk's keys, then its values, in f32 */
+    float *state, *part;    /* [max_rows][hd + 2] each: fold mode's running state and partial */
+    unsigned char *queries; /* the block's query rows in the kernels' operand type */
+} thread_scratch;
 
 typedef struct chunk_view {
     int i0, n_tok, h0, nh; /* the block's tokens and the local query heads of this kv head */
@@ -92,8 +101,10 @@ static int seen_by(const attn_job *j, const chunk_view *v, int t) {
     return end > v->p0 ? end - v->p0 : 0;
 }
 
-/* The block's query rows, row t * nh + h at qbuf + row * query_bytes, in the kernels' operand type. */
-static void block_queries(const attn_job *j, const chunk_view *v, unsigned char *qbuf) {
+/* The query rows of block blk for kv head g, row t * nh + h at qbuf + row * query_bytes, in the
+ * kernels' operand type. */
+static void block_queries(const attn_job *j, int blk, int g, unsigned char *qbuf) {
+    chunk_view view = view_of(j, blk, g, 0), *v = &view;
     int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads;
     size_t qb = query_bytes(j);
     q3_from_float_fn convert = q3_type_get(j->tr->vec_dot_type)->from_float;
@@ -129,14 +140,6 @@ static void score_keys(const attn_job *j, const chunk_view *v, int g, const unsi
     }
 }
 
-/* n elements of the cache's type as f32: the vector routines for the half types (the traits'
- * portable conversions would cost as much as the attention itself), the traits' otherwise. */
-static void cache_to_f32(const attn_job *j, const void *src, float *dst, int64_t n) {
-    if (j->kv->type == Q3_TYPE_F16) q3_vec()->f16_to_f32(src, dst, (int)n);
-    else if (j->kv->type == Q3_TYPE_BF16) q3_vec()->bf16_to_f32(src, dst, (int)n);
-    else j->tr->to_float(src, dst, n);
-}
-
 /* The chunk's key or value rows (base kv->k or kv->v) of head g as f32 [p1 - p0][hd]: each
  * page's run is contiguous. */
 static void load_rows(const attn_job *j, const unsigned char *base, const chunk_view *v, int g, float *out) {
@@ -144,25 +147,24 @@ static void load_rows(const attn_job *j, const unsigned char *base, const chunk_
     int seq = j->b->seq[v->i0];
     for (int p = v->p0; p < v->p1;) {
         int in_page = kv->page_size - p % kv->page_size, run = v->p1 - p < in_page ? v->p1 - p : in_page;
-        cache_to_f32(j, q3_kv_head_row(kv, base, j->layer, seq, p, g), out + (size_t)(p - v->p0) * kv->head_dim,
-                     (int64_t)run * kv->head_dim);
+        j->tr->to_float(q3_kv_head_row(kv, base, j->layer, seq, p, g), out + (size_t)(p - v->p0) * kv->head_dim,
+                        (int64_t)run * kv->head_dim);
         p += run;
     }
 }
 
-/* Chunk c of block blk over key/value head g: a partial per query row into out [rows][hd + 2]. A
- * row whose token lies before the chunk gets max -inf and sum 0 and is skipped when folding. */
-static void chunk_partial(const attn_job *j, int blk, int g, int c, float *scratch, float *out) {
+/* Chunk c of block blk over key/value head g: a partial per query row into out [rows][hd + 2],
+ * from the block's queries already in sc->queries. A row whose token lies before the chunk gets
+ * max -inf and sum 0 and is skipped when folding. */
+static void chunk_partial(const attn_job *j, int blk, int g, int c, const thread_scratch *sc, float *out) {
     int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
     chunk_view v = view_of(j, blk, g, c);
-    float *scores = scratch, *vf = scores + (size_t)j->max_rows * CHUNK;
-    unsigned char *qbuf = (unsigned char *)(vf + (size_t)CHUNK * hd + 2 * (size_t)j->max_rows * pf);
-    block_queries(j, &v, qbuf);
+    float *scores = sc->scores, *vf = sc->rows;
     if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* float caches: keys as f32 through the score kernel */
         load_rows(j, j->kv->k, &v, g, vf);
-        q3_vec()->dot_rows(scores, CHUNK, (const float *)qbuf, v.rows, vf, v.p1 - v.p0, hd);
+        q3_vec()->dot_rows(scores, CHUNK, (const float *)sc->queries, v.rows, vf, v.p1 - v.p0, hd);
     } else { /* q8_0: its integer tile kernel against the quantized queries */
-        score_keys(j, &v, g, qbuf, scores);
+        score_keys(j, &v, g, sc->queries, scores);
     }
     float scale = 1.0f / sqrtf((float)hd);
     const q3_vec_ops *vec = q3_vec();
@@ -214,8 +216,15 @@ static void finish(const attn_job *j, int blk, int g, const float *state) {
         }
 }
 
-static float *thread_scratch(const attn_job *j, int thread) {
-    return j->r->attn_scratch + (size_t)thread * j->r->attn_scratch_floats;
+static thread_scratch scratch_of(const attn_job *j, int thread) {
+    int pf = partial_floats(j->r->m->cfg.head_dim);
+    thread_scratch s;
+    s.scores = j->r->attn_scratch + (size_t)thread * j->r->attn_scratch_floats;
+    s.rows = s.scores + (size_t)j->max_rows * CHUNK;
+    s.state = s.rows + (size_t)CHUNK * j->r->m->cfg.head_dim;
+    s.part = s.state + (size_t)j->max_rows * pf;
+    s.queries = (unsigned char *)(s.part + (size_t)j->max_rows * pf);
+    return s;
 }
 
 static int block_chunks(const attn_job *j, int blk) { return n_chunks(j->b->pos[j->block_start[blk + 1] - 1] + 1); }
@@ -223,16 +232,15 @@ static int block_chunks(const attn_job *j, int blk) { return n_chunks(j->b->pos[
 /* Fold mode: one task per (block, kv head), chunks computed and folded in turn. */
 static void fold_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv, pf = partial_floats(j->r->m->cfg.head_dim);
-    float *scratch = thread_scratch(j, thread);
-    float *state = scratch + (size_t)j->max_rows * CHUNK + (size_t)CHUNK * j->r->m->cfg.head_dim;
-    float *part = state + (size_t)j->max_rows * pf;
-    chunk_partial(j, blk, g, 0, scratch, state);
+    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
+    thread_scratch s = scratch_of(j, thread);
+    block_queries(j, blk, g, s.queries);
+    chunk_partial(j, blk, g, 0, &s, s.state);
     for (int c = 1; c < block_chunks(j, blk); c++) {
-        chunk_partial(j, blk, g, c, scratch, part);
-        fold(j, blk, g, c, state, part);
+        chunk_partial(j, blk, g, c, &s, s.part);
+        fold(j, blk, g, c, s.state, s.part);
     }
-    finish(j, blk, g, state);
+    finish(j, blk, g, s.state);
 }
 
 /* Parallel mode: one task per (block, kv head, chunk) into the partials buffer ... */
@@ -246,7 +254,9 @@ static void chunk_task(void *ctx, int task, int thread) {
     int nkv = j->r->m->shard.n_kv_heads, flat = task / nkv, g = task % nkv, blk = 0;
     while (flat >= j->chunk_start[blk + 1]) blk++;
     int c = flat - j->chunk_start[blk];
-    chunk_partial(j, blk, g, c, thread_scratch(j, thread), partial_at(j, blk, g, c));
+    thread_scratch s = scratch_of(j, thread);
+    block_queries(j, blk, g, s.queries);
+    chunk_partial(j, blk, g, c, &s, partial_at(j, blk, g, c));
 }
 
 /* ... then one per (block, kv head) folds its chunks left to right. */

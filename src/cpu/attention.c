@@ -11,8 +11,7 @@
 #include "quant/types.h"
 
 static void project(q3_runner *r, const q3_mat *w, const float *x, int n, float *y) {
-    q3_act_convert_pool(r->pool, w->type, x, w->cols, n, r->act);
-    q3_matmul(r->pool, w, r->act, n, y, w->rows);
+    q3_matmul(r->pool, w, q3_act_prepare(r->pool, w->type, x, w->cols, n, r->act), n, y, w->rows);
 }
 
 /* q, k and v from the normed input: one conversion and one job when the three matrices take
@@ -25,10 +24,10 @@ static void project_qkv(q3_runner *r, const q3_layer *L, int n) {
         project(r, &L->wv, r->xn, n, r->v);
         return;
     }
-    q3_act_convert_pool(r->pool, L->wq.type, r->xn, L->wq.cols, n, r->act);
+    const void *act = q3_act_prepare(r->pool, L->wq.type, r->xn, L->wq.cols, n, r->act);
     const q3_mat *w[3] = {&L->wq, &L->wk, &L->wv};
     float *y[3] = {r->q, r->k, r->v};
-    q3_matmul_multi(r->pool, 3, w, r->act, n, y);
+    q3_matmul_multi(r->pool, 3, w, act, n, y);
 }
 
 /* Token i's keys and values, head by head, into the cache in its type. */
@@ -78,21 +77,12 @@ static void position_task(void *ctx, int i, int thread) {
     store_token(j->kv, j->layer, j->b, i, r->k + (size_t)i * j->kv->kv_dim, r->v + (size_t)i * j->kv->kv_dim);
 }
 
-/* Per-token work: a decode step's single token is not worth waking the pool for. */
-static void per_token(q3_runner *r, q3_task_fn fn, prologue_job *j, int n) {
-    if (n > 1) {
-        q3_pool_run(r->pool, fn, j, n);
-        return;
-    }
-    for (int i = 0; i < n; i++) fn(j, i, 0);
-}
-
 void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch *b) {
     prologue_job j = {r, kv, b, &r->m->layers[layer], layer};
     int n = b->n_tokens;
-    per_token(r, norm_task, &j, n);
+    q3_pool_run(r->pool, norm_task, &j, n); /* one token (decode) runs on this thread */
     project_qkv(r, j.L, n);
-    per_token(r, position_task, &j, n);
+    q3_pool_run(r->pool, position_task, &j, n);
     q3_attend(r, kv, layer, b);
     project(r, &j.L->wo, r->attn, n, r->out);
 }

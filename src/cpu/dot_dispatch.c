@@ -5,6 +5,7 @@
  * uses the widest units it finds. */
 #include "cpu/dot.h"
 #include "cpu/gemm.h"
+#include "cpu/vec.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -70,6 +71,8 @@ const char *q3_isa_name(q3_isa isa) {
 
 #ifdef Q3_X86
 static void install_avx2(q3_type_traits *t) {
+    t[Q3_TYPE_F16].to_float = q3_vec_avx2_ops.f16_to_f32;
+    t[Q3_TYPE_BF16].to_float = q3_vec_avx2_ops.bf16_to_f32;
     t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx2;
     t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx2;
     t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx2;
@@ -91,6 +94,8 @@ static void install_avx2(q3_type_traits *t) {
 }
 
 static void install_avx512(q3_type_traits *t) {
+    t[Q3_TYPE_F16].to_float = q3_vec_avx512_ops.f16_to_f32;
+    t[Q3_TYPE_BF16].to_float = q3_vec_avx512_ops.bf16_to_f32;
     t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx512;
     t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx512;
     t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx512;
@@ -118,6 +123,8 @@ static void install_avx512(q3_type_traits *t) {
 
 #ifdef Q3_ARM64
 static void install_neon(q3_type_traits *t) {
+    t[Q3_TYPE_F16].to_float = q3_vec_neon_ops.f16_to_f32;
+    t[Q3_TYPE_BF16].to_float = q3_vec_neon_ops.bf16_to_f32;
     t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_neon;
     t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_neon;
     t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_neon;

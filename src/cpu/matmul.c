@@ -59,13 +59,15 @@ static void convert_task(void *ctx, int t, int thread) {
     q3_act_convert(j->w_type, j->x + (size_t)t * j->cols, j->cols, 1, (char *)j->dst + (size_t)t * j->row_bytes);
 }
 
-void q3_act_convert_pool(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst) {
+const void *q3_act_prepare(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst) {
+    if (q3_type_get(w_type)->vec_dot_type == Q3_TYPE_F32) return x; /* the rows as they are */
     if (n < 4) { /* not worth waking the pool */
         q3_act_convert(w_type, x, cols, n, dst);
-        return;
+        return dst;
     }
     convert_job j = {w_type, x, cols, dst, q3_act_row_bytes(w_type, cols)};
     q3_pool_run(pool, convert_task, &j, n);
+    return dst;
 }
 
 #define MAX_MATS 8

@@ -16,8 +16,10 @@ size_t q3_act_row_bytes(q3_type w_type, int64_t cols);
  * q3_act_row_bytes); cannot fail for a type the model loader accepted. */
 void q3_act_convert(q3_type w_type, const float *x, int64_t cols, int n, void *dst);
 
-/* q3_act_convert with the rows spread over the pool (a prefill batch converts thousands). */
-void q3_act_convert_pool(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst);
+/* The n rows of x (stride cols) ready for weights of type w_type: x itself where those take f32
+ * rows, else q3_act_convert's rows in dst, converted on the pool (a prefill batch has
+ * thousands). Cannot fail for a type the model loader accepted. */
+const void *q3_act_prepare(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst);
 
 /* y[t * y_stride + r] = W[r] . act[t] for r in [0, rows), t in [0, n). act holds n converted rows. */
 void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y, int64_t y_stride);

@@ -94,6 +94,7 @@ typedef struct ffn_job {
     q3_runner *r;
     const q3_ffn *experts; /* indexed by expert id */
     const node_groups *groups;
+    const void *act, *h_act; /* the tokens' inputs and the gated hidden rows, ready for the kernels */
     int n_experts_active;
     int64_t rows_per_task, row_tasks; /* row_tasks: tasks per expert */
     int ffn_dim, hidden;
@@ -147,7 +148,7 @@ static void gate_up_task(void *ctx, int task, int thread) {
     float g[Q3_GEMM_COLS * Q3_GEMM_ROWS];
     for (int s0 = r->expert_start[x]; s0 < r->expert_start[x + 1]; s0 += Q3_GEMM_COLS) {
         int n = r->expert_start[x + 1] - s0 < Q3_GEMM_COLS ? r->expert_start[x + 1] - s0 : Q3_GEMM_COLS;
-        slot_rows(r->act, ab, r->assign_token, s0, n, xs);
+        slot_rows(j->act, ab, r->assign_token, s0, n, xs);
         for (int64_t row = r0; row < r1; row += Q3_GEMM_ROWS) {
             int64_t end = row + Q3_GEMM_ROWS < r1 ? row + Q3_GEMM_ROWS : r1;
             float *h = r->h + (size_t)s0 * F + row;
@@ -170,17 +171,9 @@ static void down_task(void *ctx, int task, int thread) {
     const void *xs[Q3_GEMM_COLS];
     for (int s0 = r->expert_start[x]; s0 < r->expert_start[x + 1]; s0 += Q3_GEMM_COLS) {
         int n = r->expert_start[x + 1] - s0 < Q3_GEMM_COLS ? r->expert_start[x + 1] - s0 : Q3_GEMM_COLS;
-        slot_rows(r->h_act, ab, NULL, s0, n, xs);
+        slot_rows(j->h_act, ab, NULL, s0, n, xs);
         q3_matmul_tile(d, r0, r1, xs, n, r->y + (size_t)s0 * j->hidden + r0, (size_t)j->hidden);
     }
-}
-
-static void convert_h_task(void *ctx, int slot, int thread) {
-    (void)thread;
-    ffn_job *j = ctx;
-    const q3_mat *d = &j->experts[j->r->active[0]].down;
-    size_t ab = q3_act_row_bytes(d->type, d->cols);
-    q3_act_convert(d->type, j->r->h + (size_t)slot * j->ffn_dim, d->cols, 1, (char *)j->r->h_act + slot * ab);
 }
 
 /* Runs fn over every (expert, rows) task; each node's threads take its experts' tasks first. */
@@ -190,14 +183,18 @@ static void run_expert_tasks(ffn_job *j, q3_task_fn fn) {
     q3_pool_run_grouped(j->r->pool, fn, j, j->groups->n, first, j->groups->node);
 }
 
-/* Runs the grouped experts: assignments already grouped, r->act holds the converted inputs. */
+/* Runs the grouped experts over the n tokens' rows of xn (assignments already grouped). */
 static void run_experts(q3_runner *r, const q3_ffn *experts, const node_groups *groups, int n_active, int n_assign,
-                        int ffn_dim) {
+                        const float *xn, int n) {
     int H = r->m->cfg.hidden_size;
-    ffn_job j = {r, experts, groups, n_active, 0, 0, ffn_dim, H};
+    const q3_ffn *f = &experts[r->active[0]]; /* all experts share one type */
+    int ffn_dim = (int)f->gate.rows;
+    ffn_job j = {r, experts, groups, q3_act_prepare(r->pool, f->gate.type, xn, H, n, r->act), NULL,
+                 n_active, 0, 0, ffn_dim, H};
     split_rows(&j, ffn_dim);
     run_expert_tasks(&j, gate_up_task);
-    q3_pool_run(r->pool, convert_h_task, &j, n_assign);
+    /* a hidden row is ffn_dim wide, as wide as the down projection's columns */
+    j.h_act = q3_act_prepare(r->pool, f->down.type, r->h, ffn_dim, n_assign, r->h_act);
     split_rows(&j, H);
     run_expert_tasks(&j, down_task);
 }
@@ -211,16 +208,13 @@ void q3_moe_block(q3_runner *r, const q3_layer *L, int t0, int t1) {
     const float *xn = r->xn + (size_t)t0 * H;
     float *logits = r->router + (size_t)t0 * E, *top_weight = r->top_weight + (size_t)t0 * k;
     int32_t *top = r->top_expert + (size_t)t0 * k;
-    q3_act_convert(L->router.type, xn, H, n, r->act);
-    q3_matmul(r->pool, &L->router, r->act, n, logits, E);
+    q3_matmul(r->pool, &L->router, q3_act_prepare(r->pool, L->router.type, xn, H, n, r->act), n, logits, E);
     for (int i = 0; i < n; i++)
         route_token(logits + (size_t)i * E, E, k, c->norm_topk_prob, top + (size_t)i * k, top_weight + (size_t)i * k);
     int n_active = group_by_expert(r, top, n, E, k);
-    q3_act_convert(L->experts[0].gate.type, xn, H, n, r->act); /* all experts share one type */
-    int n_assign = r->expert_start[E];
     node_groups groups;
     group_by_node(r, n_active, &groups);
-    if (n_active) run_experts(r, L->experts, &groups, n_active, n_assign, (int)L->experts[r->active[0]].gate.rows);
+    if (n_active) run_experts(r, L->experts, &groups, n_active, r->expert_start[E], xn, n);
     for (int i = 0; i < n; i++) {
         float *out = r->out + (size_t)(t0 + i) * H;
         memset(out, 0, (size_t)H * sizeof(float));
@@ -240,7 +234,6 @@ void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n) {
     r->expert_start[0] = 0;
     r->expert_start[1] = n;
     for (int i = 0; i < n; i++) r->assign_token[i] = i;
-    q3_act_convert(f->gate.type, r->xn, H, n, r->act);
-    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, (int)f->gate.rows);
+    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, r->xn, n);
     memcpy(r->out, r->y, (size_t)n * H * sizeof(float));
 }

@@ -6,9 +6,6 @@
 #include "quant/float_types.h"
 #include "quant/types.h"
 
-static void f16_to_f32(const uint16_t *src, float *dst, int n) { q3_f16_to_float(src, dst, n); }
-static void bf16_to_f32(const uint16_t *src, float *dst, int n) { q3_bf16_to_float(src, dst, n); }
-
 static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
                      int hd) {
     for (int o = 0; o < n_out; o++) {
@@ -35,7 +32,7 @@ static float exp_sum(float *x, float max, int n) {
     return s;
 }
 
-const q3_vec_ops q3_vec_scalar_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_scalar_ops = {q3_f16_to_float, q3_bf16_to_float, mix_rows, dot_rows, exp_sum};
 
 const q3_vec_ops *q3_vec_isa(int isa) {
     if (!q3_isa_supported((q3_isa)isa)) return NULL;

@@ -8,8 +8,10 @@
 #include <stdint.h>
 
 typedef struct q3_vec_ops {
-    void (*f16_to_f32)(const uint16_t *src, float *dst, int n);
-    void (*bf16_to_f32)(const uint16_t *src, float *dst, int n);
+    /* exact widening of n halves or bfloat16s; the SIMD ISAs install them as the F16 and BF16
+     * types' to_float (src/cpu/dot_dispatch.c) */
+    void (*f16_to_f32)(const void *src, float *dst, int64_t n);
+    void (*bf16_to_f32)(const void *src, float *dst, int64_t n);
     /* out[o * out_stride + d] = sum over p < n of w[o * w_stride + p] * v[p * hd + d], for o < n_out
      * and d < hd: the weighted sums of value rows that attention takes. Every output is summed in
      * order of p with one rounding per term (fused multiply-add where the ISA has one), so it does

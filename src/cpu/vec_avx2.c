@@ -5,14 +5,16 @@
 #include <math.h>
 #include "cpu/vec.h"
 
-static void f16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void f16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     q3_vec_scalar_ops.f16_to_f32(src + i, dst + i, n - i);
 }
 
-static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
         _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));

@@ -4,14 +4,16 @@
 #include <immintrin.h>
 #include "cpu/vec.h"
 
-static void f16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void f16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
     q3_vec_avx2_ops.f16_to_f32(src + i, dst + i, n - i);
 }
 
-static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
         _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));

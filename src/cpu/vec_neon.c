@@ -7,8 +7,9 @@
 #include "cpu/vec.h"
 
 /* FCVTL widens IEEE halves exactly, subnormals included (the default FPCR keeps them). */
-static void f16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void f16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
         vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
@@ -18,8 +19,9 @@ static void f16_to_f32(const uint16_t *src, float *dst, int n) {
 }
 
 /* bf16 is the top half of an f32: a widening shift by 16. */
-static void bf16_to_f32(const uint16_t *src, float *dst, int n) {
-    int i = 0;
+static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+    const uint16_t *src = half;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         uint16x8_t b = vld1q_u16(src + i);
         vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(b), 16)));
