@@ -10,13 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/clock.h"
 #include "quant/types.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static float random_value(uint64_t *state) {
     *state = *state * 6364136223846793005ull + 1442695040888963407ull;
@@ -50,14 +45,14 @@ static double measure(const q3_type_traits *tr, const void *w, const void *act, 
     size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
     volatile float sink = 0;
     int reps = 0;
-    double start = now_seconds(), elapsed;
+    double start = q3_now_s(), elapsed;
     do {
         float s = 0;
         for (int64_t r = 0; r < rows; r++)
             s += tr->vec_dot(cols, (const char *)w + row_bytes * (size_t)r, act);
         sink += s;
         reps++;
-        elapsed = now_seconds() - start;
+        elapsed = q3_now_s() - start;
     } while (elapsed < min_seconds);
     (void)sink;
     return (double)row_bytes * (double)rows * reps / elapsed / 1e9;

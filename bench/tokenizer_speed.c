@@ -12,15 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/clock.h"
 #include "text/tokenizer.h"
 
 #define CHUNK 4096
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng_state = 88172645463325252ull;
 
@@ -105,7 +100,7 @@ static size_t repeat(char *out, size_t n, const char *src, size_t len) {
  * MB/s and the token count. */
 static double encode_speed(const q3_tokenizer *tok, const char *text, size_t len, size_t chunk,
                            size_t *n_tokens) {
-    double t0 = now();
+    double t0 = q3_now_s();
     *n_tokens = 0;
     for (size_t at = 0; at < len;) {
         size_t n = len - at < chunk ? len - at : chunk;
@@ -121,7 +116,7 @@ static double encode_speed(const q3_tokenizer *tok, const char *text, size_t len
         free(ids);
         at += n;
     }
-    return (double)len / 1e6 / (now() - t0);
+    return (double)len / 1e6 / (q3_now_s() - t0);
 }
 
 static double decode_speed(const q3_tokenizer *tok, const char *text, size_t len) {
@@ -129,11 +124,11 @@ static double decode_speed(const q3_tokenizer *tok, const char *text, size_t len
     int n;
     q3_error err = {0};
     if (q3_tok_encode(tok, text, len, true, &ids, &n, &err)) exit(1);
-    double t0 = now();
+    double t0 = q3_now_s();
     char *back;
     size_t back_len;
     if (q3_tok_decode(tok, ids, n, &back, &back_len, &err)) exit(1);
-    double mbs = (double)back_len / 1e6 / (now() - t0);
+    double mbs = (double)back_len / 1e6 / (q3_now_s() - t0);
     if (back_len != len || memcmp(back, text, len))
         fprintf(stderr, "tokenizer_speed: round trip differs\n");
     free(back);
@@ -161,13 +156,13 @@ int main(int argc, char **argv) {
 
     q3_tokenizer *tok;
     q3_error err = {0};
-    double t0 = now();
+    double t0 = q3_now_s();
     if (q3_tok_load(&tok, tok_path, &err)) {
         fprintf(stderr, "tokenizer_speed: %s\n", err.msg);
         return 1;
     }
     printf("tokenizer: %s (%d tokens), loaded in %.2f s\n", tok_path, q3_tok_vocab_size(tok),
-           now() - t0);
+           q3_now_s() - t0);
 
     size_t n = megabytes << 20, py_len;
     char *text = malloc(n), *py = read_file(py_path, &py_len);

@@ -6,24 +6,12 @@ import json, os, pty, re, select, signal, subprocess, tempfile, time, unittest
 
 BIN = os.environ["Q3_BIN"]
 ROOT = os.environ["Q3_ROOT"]
-FIX = os.environ["Q3_FIXTURES"]
 TMP = tempfile.mkdtemp(dir=os.environ.get("Q3_TMP"))
 DATASETS = os.path.join(ROOT, "datasets")
 THREADS = ["-t", "2"]
 
 
-def demo_model():
-    bundled = os.path.join(ROOT, "models", "qwen3-moe-demo-py.gguf")
-    if os.path.exists(bundled):
-        return bundled
-    out = os.path.join(TMP, "demo.gguf")
-    source = os.path.join(ROOT, "..", "shared", "models", "qwen3-moe-demo-py")
-    subprocess.run([BIN, "convert", source, "-o", out, "--type", "bf16", "--tokenizer",
-                    os.path.join(FIX, "qwen3-tokenizer")], check=True, capture_output=True, timeout=300)
-    return out
-
-
-MODEL = demo_model()
+MODEL = os.path.join(ROOT, "models", "qwen3-moe-demo-py.gguf")  # the bundled demo, as shipped
 
 
 def q3(*args, stdin=None, timeout=120):

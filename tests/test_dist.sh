@@ -67,6 +67,13 @@ for split in "2 --tp 2" "2 --ep 2" "4 --tp 2 --ep 2" "4 --tp 1 --ep 4"; do
   else bad "np $np $* sliced prefill"; fi
 done
 
+# Equal logits alone would also pass if the batch were never sliced: bench's per-rank table must
+# show sums that overlapped compute on every rank (column 6 of the table after "ranks:").
+table=$(timeout 120 "${MPIRUN[@]}" -np 2 "$BIN" bench -m "$model" -p 300 -n 1 -t 1 --ep 2 2>&1)
+overlapped=$(awk -F'|' '/^ranks:/ {r = 1} r && $2 ~ /^ *[0-9]+ *$/ && $6 + 0 > 0 {n++} END {print n + 0}' <<<"$table")
+if [ "$overlapped" -eq 2 ]; then ok "both ranks overlapped sums with compute"
+else bad "overlapped sums on $overlapped of 2 ranks: $table"; fi
+
 # A split that does not divide the heads: a clear error from rank 0, every rank ends.
 msg=$(timeout 60 "${MPIRUN[@]}" -np 3 "$BIN" logits -m "$model" --tokens 1,2 --out "$work/x.bin" -t 1 --tp 3 2>&1)
 rc=$?

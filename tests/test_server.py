@@ -51,20 +51,7 @@ def sanitized():
         return b"__asan_init" in f.read()
 
 
-def demo_model():
-    """The bundled demo model, or one converted from the shared checkpoint into $Q3_TMP."""
-    bundled = os.path.join(ROOT, "models", "qwen3-moe-demo-py.gguf")
-    if os.path.exists(bundled):
-        return bundled
-    out = os.path.join(TMP, "demo.gguf")
-    if not os.path.exists(out):
-        src = os.path.join(ROOT, "..", "shared", "models", "qwen3-moe-demo-py")
-        if not os.path.isdir(src):
-            src = "/work/shared/models/qwen3-moe-demo-py"
-        tok = os.path.join(ROOT, "tests", "fixtures", "qwen3-tokenizer")
-        subprocess.run([BIN, "convert", src, "-o", out, "--type", "bf16", "--tokenizer", tok], check=True,
-                       capture_output=True, timeout=120)
-    return out
+DEMO_MODEL = os.path.join(ROOT, "models", "qwen3-moe-demo-py.gguf")  # the bundled demo, as shipped
 
 
 class Server:
@@ -201,7 +188,7 @@ def sse_events(data):
 class ServerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.model = demo_model()
+        cls.model = DEMO_MODEL
         cls.srv = Server(cls.model, "--batch-size", "4", "--max-queue", "64")
         cls.client = cls.srv.client()
         cls.name = os.path.basename(cls.model).removesuffix(".gguf")
@@ -569,7 +556,7 @@ class ServerOptionsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.model = demo_model()
+        cls.model = DEMO_MODEL
         cls.name = os.path.basename(cls.model).removesuffix(".gguf")
         cls.srv = Server(cls.model, key="sekret",
                          config={"max_batch_size": 1, "max_queue": 1, "max_body": 4096, "max_connections": 4,

@@ -165,10 +165,6 @@ void q3_pool_free(q3_pool *p) {
 
 int q3_pool_size(const q3_pool *p) { return p->n_threads; }
 
-int q3_pool_thread_node(const q3_pool *p, int thread) {
-    return thread >= 0 && thread < p->n_threads ? p->thread_node[thread] : -1;
-}
-
 void q3_pool_set_thread_node(q3_pool *p, int thread, int node) {
     if (thread >= 0 && thread < p->n_threads) p->thread_node[thread] = node;
 }

@@ -28,9 +28,6 @@ int q3_pool_size(const q3_pool *p);
 /* Runs fn for every task and returns when all are done; cannot fail. */
 void q3_pool_run(q3_pool *p, q3_task_fn fn, void *ctx, int n_tasks);
 
-/* The NUMA node (the kernel's number) of the CPU thread is pinned to; -1 for a thread that is not
- * pinned or whose node is unknown. Cannot fail. */
-int q3_pool_thread_node(const q3_pool *p, int thread);
 /* Says that thread runs on node, for a caller that binds threads itself and for tests, which
  * have one node to run on; call it between jobs. Cannot fail (ignores a thread out of range). */
 void q3_pool_set_thread_node(q3_pool *p, int thread, int node);

@@ -7,6 +7,7 @@
  * The width of the loads matters: 16-byte SSE loads cannot keep up with memory on recent cores
  * (about 33 GB/s against 44 GB/s with 32-byte loads on two Zen 5 cores), and the kernels read
  * weights with AVX2 or AVX-512, so the AVX2 build of the loop runs wherever the CPU has it. */
+#include "base/clock.h"
 #include "bench/bandwidth.h"
 
 #include <stdint.h>
@@ -27,12 +28,6 @@ typedef struct read_job {
     uint64_t (*fold)(const unsigned char *p, size_t bytes);
     uint64_t sink[64];         /* one folded value per thread, read after the runs */
 } read_job;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Inlined into both builds below, so it is written once. */
 static inline __attribute__((always_inline)) uint64_t fold_slice(const unsigned char *p, size_t bytes) {
@@ -76,9 +71,9 @@ static double best_of_runs(q3_pool *pool, read_job *job, int runs) {
     int slices = (int)(job->bytes / SLICE_BYTES);
     double best = 0;
     for (int r = 0; r < runs; r++) {
-        double t0 = now_seconds();
+        double t0 = q3_now_s();
         q3_pool_run(pool, read_task, job, slices);
-        double dt = now_seconds() - t0;
+        double dt = q3_now_s() - t0;
         if (dt > 0 && (double)job->bytes / dt > best) best = (double)job->bytes / dt;
     }
     /* Makes the folded values observable: without this the reads are dead code. */

@@ -8,6 +8,7 @@
  *    the single-stream roofline.
  *  - time to first token of a long prompt, idle and while other streams decode: chunked
  *    prefill must not stall the decoders, and the decoders must not starve the prefill. */
+#include "base/clock.h"
 #include "bench/serving.h"
 
 #include <pthread.h>
@@ -15,12 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include "engine/engine.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* What the callbacks record about one stream. */
 typedef struct stream {
@@ -34,7 +29,7 @@ typedef struct stream {
 
 static void on_event(void *ctx, const q3_event *ev) {
     stream *s = ctx;
-    double t = now_s();
+    double t = q3_now_s();
     pthread_mutex_lock(s->lock);
     if (ev->token >= 0) {
         if (s->tokens++ == 0) s->t_first = t, s->ttft = ev->ttft_s;
@@ -116,7 +111,7 @@ q3_status q3_bench_serving(const q3_model *m, const q3_bench_serving_options *o,
     wait_for(&lock, &cv, s, streams, all_decoding);
     q3_engine_stats a, b;
     q3_engine_stats_get(en, &a);
-    double t0 = now_s();
+    double t0 = q3_now_s();
     int tokens0 = 0;
     pthread_mutex_lock(&lock);
     for (int i = 0; i < streams; i++) tokens0 += s[i].tokens;

@@ -1,6 +1,7 @@
 /* The speed measurement: one sequence in a KV cache of its own, a prompt of random ids prefilled
  * in chunks with logits for its last token only, then greedy decode steps of one token each.
  * Every buffer is made once in q3_speed_new; the timed loops only call the forward pass. */
+#include "base/clock.h"
 #include "bench/speed.h"
 
 #include <math.h>
@@ -22,12 +23,6 @@ struct q3_speed {
     int32_t *seq;    /* [chunk]: zeros, the one sequence */
     bool *want;      /* [chunk] */
 };
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -180,20 +175,20 @@ q3_status q3_speed_measure(q3_speed *s, int prompt_tokens, int gen_tokens, int r
                        prompt_tokens, gen_tokens, s->max_context);
     for (int rep = 0; rep < repeat; rep++) {
         q3_kv_cache_truncate(s->kv, 0, 0);
-        double t0 = now_seconds();
+        double t0 = q3_now_s();
         q3_status st = prefill(s, prompt_tokens, e);
-        double t1 = now_seconds();
+        double t1 = q3_now_s();
         if (!st && !all_finite(s->logits, s->vocab)) out->finite = false;
         if (!st) st = decode(s, prompt_tokens, gen_tokens, true, &out->finite, e);
-        double t2 = now_seconds();
+        double t2 = q3_now_s();
         if (st) return st;
         keep_min(&out->prefill_s, t1 - t0);
         keep_min(&out->decode_s, t2 - t1);
         if (!with_body) continue;
         q3_kv_cache_truncate(s->kv, 0, prompt_tokens);
-        t0 = now_seconds();
+        t0 = q3_now_s();
         st = decode(s, prompt_tokens, gen_tokens, false, &out->finite, e);
-        t1 = now_seconds();
+        t1 = q3_now_s();
         if (st) return st;
         keep_min(&out->decode_body_s, t1 - t0);
     }

@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/clock.h"
 #include "bench/bandwidth.h"
 #include "bench/machine.h"
 #include "bench/plot.h"
@@ -547,12 +548,6 @@ static q3_status measure_weights_read(bench_report *rep, int threads, q3_error *
     return q3_bandwidth_measure_region(&rep->weights_bw, data, bytes, threads, BANDWIDTH_RUNS, e);
 }
 
-static double clock_gettime_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int bench_model(const bench_args *a, const char *path, const q3_config *full) {
     q3_error e = {0};
     q3_model *m = NULL;
@@ -561,7 +556,7 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
     bench_report rep = {.a = a, .path = path, .full = full, .rows = rows};
     int rc = 1;
     if (q3_model_load(&m, path, NULL, &e)) goto fail;
-    double t0 = clock_gettime_s(); /* the ranks' communication counters start here too */
+    double t0 = q3_now_s(); /* the ranks' communication counters start here too */
     rep.m = m;
     q3_machine_describe(&rep.mach);
     fprintf(stderr, "q3moe bench: measuring streaming-read bandwidth...\n");
@@ -578,7 +573,7 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
     rc = a->json ? print_json(&rep) : (print_text(&rep), 0);
     if (!rc && a->plot) rc = write_plot(&rep);
     if (!rc && a->serving) rc = report_serving(a, m, rep.bw.gbs);
-    if (!rc && q3_dist_world()) report_ranks(clock_gettime_s() - t0);
+    if (!rc && q3_dist_world()) report_ranks(q3_now_s() - t0);
     goto done;
 fail:
     fprintf(stderr, "q3moe bench: %s\n", e.msg);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <wchar.h>
+#include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/config.h"
@@ -241,12 +242,6 @@ typedef struct reply {
     char error[256];
 } reply;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void reply_append(reply *r, const char *text, size_t n) {
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 1024;
@@ -269,7 +264,7 @@ static void on_event(void *ctx, const q3_event *ev) {
     reply *r = ctx;
     pthread_mutex_lock(&r->lock);
     if (ev->token >= 0) {
-        double t = now_s();
+        double t = q3_now_s();
         if (r->tokens++ == 0) r->t_first = t;
         r->t_last = t;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/config.h"
@@ -34,12 +35,6 @@ typedef struct printer {
     double t_first, t_last;
 } printer;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Reasoning goes to stderr, dimmed on a terminal, so stdout is the answer alone. */
 static void print_part(void *user, q3_chat_part part, const char *text, size_t len) {
     (void)user;
@@ -51,7 +46,7 @@ static void on_event(void *ctx, const q3_event *ev) {
     printer *p = ctx;
     if (ev->token >= 0) {
         p->tokens++;
-        double t = now_s();
+        double t = q3_now_s();
         if (p->tokens == 1) p->t_first = t;
         p->t_last = t;
     }

@@ -1,5 +1,6 @@
 /* Prompt datasets: loading the two file forms, building (and truncating) each prompt, and
  * running them all with a per-prompt report (see dataset.h). */
+#include "base/clock.h"
 #include "cli/dataset.h"
 
 #include <errno.h>
@@ -264,12 +265,6 @@ char *q3_dataset_prompt(const q3_dataset_item *item, const q3_tokenizer *tok, co
 
 /* ---- running ---- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* What one prompt's generation printed and measured. */
 typedef struct answer {
     q3_chat_stream chat;
@@ -287,7 +282,7 @@ static void print_part(void *user, q3_chat_part part, const char *text, size_t l
 static void on_event(void *ctx, const q3_event *ev) {
     answer *a = ctx;
     if (ev->token >= 0) {
-        double t = now_s();
+        double t = q3_now_s();
         if (a->tokens++ == 0) a->t_first = t;
         a->t_last = t;
     }

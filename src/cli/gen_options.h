@@ -12,9 +12,9 @@
 #define Q3_GEN_OPTIONS_USAGE                                                                    \
     "[--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n" \
     "                 [--presence-penalty P] [--frequency-penalty F] [-s|--seed S] [--stop TEXT]...\n" \
-    "                 [--ignore-eos] [-t|--threads N] [-c|--ctx-size N] [--kv-type f16|bf16|f32]\n"  \
+    "                 [--ignore-eos] [-t|--threads N] [-c|--ctx-size N] [--kv-type f16|bf16|f32|q8_0]\n"  \
     "                 [--batch-size N] [--chunk-size N] [--page-size N] [--cache-lens N] [--max-queue N]\n" \
-    "                 [--numa distribute|off]"
+    "                 [--numa auto|distribute|off]"
 
 typedef struct q3_gen_options {
     /* sampling overrides; unset ones keep the model's defaults */

@@ -74,7 +74,7 @@ static void position_task(void *ctx, int i, int thread) {
         q3_rmsnorm(k, k, j->L->k_norm, hd, c->rms_eps);
         q3_rope_apply(k, cs, sn, hd);
     }
-    store_token(j->kv, j->layer, j->b, i, r->k + (size_t)i * j->kv->kv_dim, r->v + (size_t)i * j->kv->kv_dim);
+    store_token(j->kv, j->layer, j->b, i, r->k + (size_t)i * nkv * hd, r->v + (size_t)i * nkv * hd);
 }
 
 void q3_attention_block(q3_runner *r, q3_kv_cache *kv, int layer, const q3_batch *b) {

@@ -70,8 +70,6 @@ const void *q3_act_prepare(q3_pool *pool, q3_type w_type, const float *x, int64_
     return dst;
 }
 
-#define MAX_MATS 8
-
 typedef struct matmul_job {
     int n_mats;
     const q3_mat *const *w;
@@ -80,7 +78,7 @@ typedef struct matmul_job {
     float *const *y;
     const int64_t *y_stride;
     int64_t rows_per_task;
-    int first_task[MAX_MATS + 1]; /* matrix i's tasks are [first_task[i], first_task[i + 1]) */
+    int first_task[Q3_MATMUL_MAX_MATS + 1]; /* matrix i's tasks are [first_task[i], first_task[i + 1]) */
 } matmul_job;
 
 static void matmul_task(void *ctx, int task, int thread) {
@@ -113,11 +111,8 @@ void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y,
 }
 
 void q3_matmul_multi(q3_pool *pool, int n_mats, const q3_mat *const *w, const void *act, int n, float *const *y) {
-    int64_t strides[MAX_MATS];
-    for (int done = 0; done < n_mats; done += MAX_MATS) {
-        int k = n_mats - done < MAX_MATS ? n_mats - done : MAX_MATS;
-        for (int i = 0; i < k; i++) strides[i] = w[done + i]->rows;
-        matmul_job j = {k, w + done, act, n, y + done, strides, 0, {0}};
-        run_matmul(pool, &j);
-    }
+    int64_t strides[Q3_MATMUL_MAX_MATS];
+    for (int i = 0; i < n_mats; i++) strides[i] = w[i]->rows;
+    matmul_job j = {n_mats, w, act, n, y, strides, 0, {0}};
+    run_matmul(pool, &j);
 }

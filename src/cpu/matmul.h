@@ -24,9 +24,10 @@ const void *q3_act_prepare(q3_pool *pool, q3_type w_type, const float *x, int64_
 /* y[t * y_stride + r] = W[r] . act[t] for r in [0, rows), t in [0, n). act holds n converted rows. */
 void q3_matmul(q3_pool *pool, const q3_mat *w, const void *act, int n, float *y, int64_t y_stride);
 
-/* The same for n_mats matrices that read the same activations (the same vec_dot_type): one job
- * for all, so a decode step waits for the pool once instead of once per matrix. y[i] has a row
- * of w[i]->rows per token. */
+/* The same for n_mats <= Q3_MATMUL_MAX_MATS matrices that read the same activations (the same
+ * vec_dot_type): one job for all, so a decode step waits for the pool once instead of once per
+ * matrix. y[i] has a row of w[i]->rows per token. Cannot fail. */
+#define Q3_MATMUL_MAX_MATS 8
 void q3_matmul_multi(q3_pool *pool, int n_mats, const q3_mat *const *w, const void *act, int n, float *const *y);
 
 /* The same for rows [r0, r1) only, on the calling thread (for callers that split work themselves). */

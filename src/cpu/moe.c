@@ -212,6 +212,9 @@ void q3_moe_block(q3_runner *r, const q3_layer *L, int t0, int t1) {
     for (int i = 0; i < n; i++)
         route_token(logits + (size_t)i * E, E, k, c->norm_topk_prob, top + (size_t)i * k, top_weight + (size_t)i * k);
     int n_active = group_by_expert(r, top, n, E, k);
+    /* the router, and each expert this slice runs once, however many of its tokens chose it */
+    r->bytes_read += q3_mat_bytes(&L->router);
+    for (int a = 0; a < n_active; a++) r->bytes_read += q3_ffn_bytes(&L->experts[r->active[a]]);
     node_groups groups;
     group_by_node(r, n_active, &groups);
     if (n_active) run_experts(r, L->experts, &groups, n_active, r->expert_start[E], xn, n);
@@ -235,5 +238,6 @@ void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n) {
     r->expert_start[1] = n;
     for (int i = 0; i < n; i++) r->assign_token[i] = i;
     run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, r->xn, n);
+    r->bytes_read += q3_ffn_bytes(f);
     memcpy(r->out, r->y, (size_t)n * H * sizeof(float));
 }

@@ -2,6 +2,7 @@
  * broadcast from rank 0, then its payload if it has one. Followers wait for the next header with
  * a non-blocking broadcast and back off into short sleeps, so an idle server's followers do not
  * spin on a core. */
+#include "base/clock.h"
 #include "dist/dist.h"
 
 #include <stdio.h>
@@ -52,16 +53,9 @@ struct q3_dist {
     int next_id;
     q3_dist_stats stats;
     q3_dist_pending pending[MAX_PENDING];
-    int in_flight;
 };
 
 static q3_dist *world;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* --tp N / --ep N, wherever they are, removed from argv. */
 static q3_status take_split(int *argc, char **argv, int *tp, int *ep, q3_error *e) {
@@ -133,21 +127,18 @@ static MPI_Comm comm_of(const q3_dist *d, q3_group g) { return g == Q3_GROUP_TP 
 
 /* Whether summing n floats over g involves any other rank. */
 static bool sum_needs_others(const q3_dist *d, size_t n, q3_group g) {
-    if (!d || n == 0) return false;
-    int size;
-    MPI_Comm_size(comm_of(d, g), &size);
-    return size > 1;
+    return d && n > 0 && (g == Q3_GROUP_TP ? d->tp : d->size) > 1;
 }
 
 static void count_sum(q3_dist *d, size_t n, double started) {
-    d->stats.seconds += now_s() - started;
+    d->stats.seconds += q3_now_s() - started;
     d->stats.allreduces++;
     d->stats.bytes += n * sizeof(float);
 }
 
 void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) {
     if (!sum_needs_others(d, n, g)) return;
-    double t = now_s();
+    double t = q3_now_s();
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm_of(d, g));
     count_sum(d, n, t);
 }
@@ -161,10 +152,9 @@ q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_gr
         q3_dist_allreduce(d, buf, n, g);
         return NULL;
     }
-    double t = now_s();
+    double t = q3_now_s();
     MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, comm_of(d, g), &p->req);
     p->busy = true;
-    d->in_flight++;
     d->stats.overlapped++;
     count_sum(d, n, t);
     return p;
@@ -177,23 +167,23 @@ q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_gr
  * the computing thread itself tests the requests between pieces of its work: each MPI_Test on an
  * active request is one turn of the progress engine. */
 void q3_dist_progress(q3_dist *d) {
-    if (!d || !d->in_flight) return;
-    double t = now_s();
+    if (!d) return;
+    double t = 0; /* the clock is read only when a sum is in flight: this runs once per expert task */
     for (int i = 0; i < MAX_PENDING; i++) {
         int done;
-        if (d->pending[i].busy && d->pending[i].req != MPI_REQUEST_NULL)
-            MPI_Test(&d->pending[i].req, &done, MPI_STATUS_IGNORE);
+        if (!d->pending[i].busy || d->pending[i].req == MPI_REQUEST_NULL) continue;
+        if (t == 0) t = q3_now_s();
+        MPI_Test(&d->pending[i].req, &done, MPI_STATUS_IGNORE);
     }
-    d->stats.seconds += now_s() - t;
+    if (t != 0) d->stats.seconds += q3_now_s() - t;
 }
 
 void q3_dist_allreduce_wait(q3_dist *d, q3_dist_pending *p) {
     if (!d || !p) return;
-    double t = now_s();
+    double t = q3_now_s();
     MPI_Wait(&p->req, MPI_STATUS_IGNORE); /* at once if an MPI_Test already completed it */
-    d->stats.seconds += now_s() - t;
+    d->stats.seconds += q3_now_s() - t;
     p->busy = false;
-    d->in_flight--;
 }
 
 q3_dist_stats q3_dist_stats_get(const q3_dist *d) { return d ? d->stats : (q3_dist_stats){0}; }

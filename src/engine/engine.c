@@ -11,6 +11,7 @@
  * Finished sequences leave their pages behind as a prefix cache: a new request whose prompt
  * starts with the same tokens maps those pages instead of recomputing them. The cache gives its
  * pages back, least recently used first, whenever a running sequence needs them. */
+#include "base/clock.h"
 #include "engine/engine.h"
 
 #include <pthread.h>
@@ -33,7 +34,6 @@ typedef struct seq {
     int cached_prefix;        /* prompt tokens taken from the prefix cache */
     int max_tokens, top_logprobs;
     bool ignore_eos, cancelled;
-    q3_sampling sampling;
     q3_sampler *sampler;
     q3_stop stop;
     q3_tok_stream text;
@@ -52,7 +52,6 @@ typedef struct cached_prefix {
 } cached_prefix;
 
 struct q3_engine {
-    const q3_model *m;
     const q3_tokenizer *tok;
     q3_engine_options o;
     q3_kv_cache *kv;
@@ -86,12 +85,6 @@ struct q3_engine {
     size_t text_cap;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 q3_engine_options q3_engine_defaults(void) {
     return (q3_engine_options){.max_batch_size = 8, .chunk_size = 512, .page_size = 64, .cache_tokens = 16384,
                                .max_queue = 64, .max_context = 0, .threads = 0, .kv_type = Q3_TYPE_F16,
@@ -100,13 +93,12 @@ q3_engine_options q3_engine_defaults(void) {
 
 /* ---- events ---- */
 
-static void emit(q3_engine *en, seq *s, q3_event *ev) {
+static void emit(seq *s, q3_event *ev) {
     ev->id = s->id;
     ev->prompt_tokens = s->n_prompt;
     ev->completion_tokens = s->n_tokens - s->n_prompt;
     ev->cached_tokens = s->cached_prefix;
     ev->ttft_s = s->ttft;
-    (void)en;
     s->on_event(s->ctx, ev);
 }
 
@@ -120,9 +112,14 @@ static void seq_free(seq *s) {
 
 /* ---- prefix cache ---- */
 
+/* Empties a sequence slot's pages and gives the slot back. */
+static void release_slot(q3_engine *en, int slot) {
+    q3_kv_cache_truncate(en->kv, slot, 0);
+    en->free_slots[en->n_free_slots++] = slot;
+}
+
 static void cache_drop(q3_engine *en, cached_prefix *c) {
-    q3_kv_cache_truncate(en->kv, c->slot, 0);
-    en->free_slots[en->n_free_slots++] = c->slot;
+    release_slot(en, c->slot);
     free(c->tokens);
     c->tokens = NULL;
     c->slot = -1;
@@ -138,25 +135,23 @@ static bool cache_evict_one(q3_engine *en) {
     return true;
 }
 
+static cached_prefix *free_cache_entry(q3_engine *en) {
+    for (int i = 0; i < en->o.max_batch_size; i++)
+        if (en->cache[i].slot < 0) return &en->cache[i];
+    return NULL;
+}
+
 /* Keeps a finished sequence's pages as a cached prefix (or frees them). */
 static void cache_keep(q3_engine *en, seq *s) {
     if (!en->o.prefix_cache || s->n_cached == 0) {
-        q3_kv_cache_truncate(en->kv, s->slot, 0);
-        en->free_slots[en->n_free_slots++] = s->slot;
+        release_slot(en, s->slot);
         return;
     }
-    cached_prefix *c = NULL;
-    for (int i = 0; i < en->o.max_batch_size && !c; i++)
-        if (en->cache[i].slot < 0) c = &en->cache[i];
-    if (!c) {
-        cache_evict_one(en);
-        for (int i = 0; i < en->o.max_batch_size && !c; i++)
-            if (en->cache[i].slot < 0) c = &en->cache[i];
-    }
+    cached_prefix *c = free_cache_entry(en);
+    if (!c && cache_evict_one(en)) c = free_cache_entry(en);
     int32_t *copy = malloc((size_t)s->n_cached * sizeof *copy);
     if (!copy) {
-        q3_kv_cache_truncate(en->kv, s->slot, 0);
-        en->free_slots[en->n_free_slots++] = s->slot;
+        release_slot(en, s->slot);
         return;
     }
     memcpy(copy, s->tokens, (size_t)s->n_cached * sizeof *copy);
@@ -204,7 +199,7 @@ static void finish(q3_engine *en, seq *s, q3_finish why, const char *error) {
     }
     q3_event ev = {.token = -1, .text = en->text_buf, .text_len = out, .finish = why,
                    .stop_index = q3_stop_matched(&s->stop), .error = error};
-    emit(en, s, &ev);
+    emit(s, &ev);
 }
 
 static void remove_running(q3_engine *en, int i) {
@@ -235,8 +230,7 @@ static void push_front(q3_engine *en, seq *s) {
 static void preempt_youngest(q3_engine *en) {
     seq *s = en->running[en->n_running - 1];
     en->n_running--;
-    q3_kv_cache_truncate(en->kv, s->slot, 0);
-    en->free_slots[en->n_free_slots++] = s->slot;
+    release_slot(en, s->slot);
     s->slot = -1;
     s->n_cached = 0;
     push_front(en, s);
@@ -358,11 +352,10 @@ static q3_finish advance(q3_engine *en, seq *s, float *row) {
     q3_event ev = {.token = -1, .stop_index = -1};
     int32_t t = q3_sampler_sample(s->sampler, row, en->vocab);
     if (s->top_logprobs >= 0) {
-        ev.logprob = q3_logprob_of(row, en->vocab, t);
-        ev.n_top = q3_logprobs_top(row, en->vocab, s->top_logprobs, ev.top_ids, ev.top_logprobs);
+        ev.n_top = q3_logprobs(row, en->vocab, t, &ev.logprob, s->top_logprobs, ev.top_ids, ev.top_logprobs);
     }
     q3_sampler_accept(s->sampler, t);
-    if (s->ttft == 0) s->ttft = now_s() - s->t_submit;
+    if (s->ttft == 0) s->ttft = q3_now_s() - s->t_submit;
     s->tokens[s->n_tokens++] = t;
     ev.token = t;
     bool eos = !s->ignore_eos && is_eos(en, t), matched = false;
@@ -374,7 +367,7 @@ static q3_finish advance(q3_engine *en, seq *s, float *row) {
         ev.text = dst;
         ev.text_len = out;
     }
-    emit(en, s, &ev);
+    emit(s, &ev);
     if (eos || matched) return Q3_FINISH_STOP;
     if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= en->o.max_context) return Q3_FINISH_LENGTH;
     return Q3_FINISH_NONE;
@@ -485,7 +478,6 @@ q3_status q3_engine_new(q3_engine **out, const q3_model *m, const q3_tokenizer *
     *out = NULL;
     q3_engine *en = calloc(1, sizeof *en);
     if (!en) return q3_fail(e, Q3_ENOMEM, "engine: out of memory");
-    en->m = m;
     en->tok = tok;
     en->o = *opts;
     en->vocab = q3_model_config(m)->vocab_size;
@@ -567,11 +559,10 @@ static q3_status make_seq(q3_engine *en, const q3_request *req, seq **out, q3_er
     s->max_tokens = req->max_tokens;
     s->top_logprobs = req->top_logprobs;
     s->ignore_eos = req->ignore_eos;
-    s->sampling = req->sampling;
     s->on_event = req->on_event;
     s->ctx = req->ctx;
     s->slot = -1;
-    s->t_submit = now_s();
+    s->t_submit = q3_now_s();
     q3_tok_stream_init(&s->text);
     q3_sampler_accept_prompt(s->sampler, req->prompt, req->n_prompt);
     *out = s;

@@ -24,7 +24,6 @@ q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_opti
     kv->n_layers = c->n_layers;
     kv->n_heads = m->shard.n_kv_heads; /* this process's heads only */
     kv->head_dim = c->head_dim;
-    kv->kv_dim = kv->n_heads * c->head_dim;
     kv->page_size = o->page_size;
     kv->n_pages = o->n_pages;
     kv->max_seqs = o->max_seqs;
@@ -121,12 +120,24 @@ q3_status q3_kv_reserve(q3_kv_cache *kv, int seq, int new_len, q3_error *e) {
     return Q3_OK;
 }
 
+/* Truncation without telling the followers (for calls that already told them). */
+static void truncate_local(q3_kv_cache *kv, int seq, int pos) {
+    if (seq < 0 || seq >= kv->max_seqs || pos < 0) return;
+    int32_t *t = table(kv, seq);
+    for (int p = (pos + kv->page_size - 1) / kv->page_size; p < kv->max_pages_per_seq; p++) {
+        if (t[p] < 0) continue;
+        release(kv, t[p]);
+        t[p] = -1;
+    }
+    if (kv->seq_len[seq] > pos) kv->seq_len[seq] = pos;
+}
+
 q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e) {
     if (dst < 0 || dst >= kv->max_seqs || src < 0 || src >= kv->max_seqs || dst == src)
         return q3_fail(e, Q3_EINVAL, "kv cache: bad sequences %d <- %d", dst, src);
     if (n_tokens > kv->seq_len[src]) n_tokens = kv->seq_len[src];
     q3_dist_kv_share(kv->dist, kv->dist_id, dst, src, n_tokens);
-    q3_kv_cache_truncate_local(kv, dst, 0);
+    truncate_local(kv, dst, 0);
     int full = n_tokens / kv->page_size, rest = n_tokens % kv->page_size;
     if (rest && kv->n_free == 0) return q3_fail(e, Q3_EFULL, "kv cache: no free page to share a prefix");
     int32_t *d = table(kv, dst), *s = table(kv, src);
@@ -147,19 +158,9 @@ void q3_kv_set_len(q3_kv_cache *kv, int seq, int len) { kv->seq_len[seq] = len; 
 void q3_kv_cache_truncate(q3_kv_cache *kv, int seq, int pos) {
     if (!kv) return;
     q3_dist_kv_truncate(kv->dist, kv->dist_id, seq, pos);
-    q3_kv_cache_truncate_local(kv, seq, pos);
+    truncate_local(kv, seq, pos);
 }
 
-void q3_kv_cache_truncate_local(q3_kv_cache *kv, int seq, int pos) {
-    if (seq < 0 || seq >= kv->max_seqs || pos < 0) return;
-    int32_t *t = table(kv, seq);
-    for (int p = (pos + kv->page_size - 1) / kv->page_size; p < kv->max_pages_per_seq; p++) {
-        if (t[p] < 0) continue;
-        release(kv, t[p]);
-        t[p] = -1;
-    }
-    if (kv->seq_len[seq] > pos) kv->seq_len[seq] = pos;
-}
 
 int q3_kv_cache_seq_len(const q3_kv_cache *kv, int seq) {
     return seq >= 0 && seq < kv->max_seqs ? kv->seq_len[seq] : 0;

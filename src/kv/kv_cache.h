@@ -9,7 +9,7 @@
 
 struct q3_kv_cache {
     q3_type type;          /* F32, F16, BF16 or Q8_0 */
-    int n_layers, n_heads, head_dim, kv_dim; /* this process's key/value heads; kv_dim = n_heads * head_dim */
+    int n_layers, n_heads, head_dim; /* this process's key/value heads */
     int page_size, n_pages, max_seqs, max_pages_per_seq;
     size_t head_row_bytes; /* one head's key (or value) at one position, in `type` */
     size_t page_bytes;     /* bytes of one page of one layer's keys (or values) */
@@ -35,8 +35,6 @@ int q3_kv_pages_needed(const q3_kv_cache *kv, int seq, int new_len);
 /* Shares the first n_tokens of src with dst (which must be empty): whole pages by reference,
  * the partial last page by copy. Q3_EFULL when no page is free for the copy. */
 q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e);
-/* Truncation without telling the followers (for calls that already told them). */
-void q3_kv_cache_truncate_local(q3_kv_cache *kv, int seq, int pos);
 /* Marks positions [0, len) of seq as held (after the forward pass wrote them); cannot fail. */
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len);
 

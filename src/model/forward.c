@@ -164,25 +164,11 @@ static void trace_hidden(q3_runner *r, int index, const float *src, int n) {
     memcpy(r->trace->hidden + (size_t)index * n * H, src, (size_t)n * H * sizeof(float));
 }
 
-static uint64_t mat_bytes(const q3_mat *w) { return (uint64_t)w->rows * q3_row_bytes(w->type, w->cols); }
-static uint64_t ffn_bytes(const q3_ffn *f) { return mat_bytes(&f->gate) + mat_bytes(&f->up) + mat_bytes(&f->down); }
-
-/* Bytes one layer read for this batch: its attention weights once, the experts the batch's
- * tokens were routed to (each once, however many tokens chose it), and every token's keys and
- * values. A memory-bound step can go no faster than these bytes allow. */
-static uint64_t layer_bytes(const q3_runner *r, const q3_kv_cache *kv, const q3_layer *L, const q3_batch *b) {
-    uint64_t n = mat_bytes(&L->wq) + mat_bytes(&L->wk) + mat_bytes(&L->wv) + mat_bytes(&L->wo);
+/* Bytes each layer's attention reads for this batch: every token's cached keys and values (the
+ * feed-forward blocks count their own weights as they run, src/cpu/moe.c). */
+static uint64_t kv_bytes(const q3_kv_cache *kv, const q3_batch *b) {
+    uint64_t n = 0;
     for (int i = 0; i < b->n_tokens; i++) n += (uint64_t)(b->pos[i] + 1) * kv->n_heads * kv->head_row_bytes * 2;
-    if (!L->is_moe) return n + ffn_bytes(&L->dense);
-    n += mat_bytes(&L->router);
-    const q3_config *c = &r->m->cfg;
-    uint8_t seen[4096] = {0};
-    for (int a = 0; a < b->n_tokens * c->n_experts_used; a++) {
-        int x = r->top_expert[a];
-        if (seen[x] || !q3_shard_owns_expert(&r->m->shard, x)) continue;
-        seen[x] = 1;
-        n += ffn_bytes(&L->experts[x]);
-    }
     return n;
 }
 
@@ -217,14 +203,19 @@ static int overlap_slices(const q3_runner *r, int n) {
 
 /* The residual add of attention's output, the FFN norm, and the feed-forward block with its sums,
  * for all n tokens at once: every rank waits while each sum travels. */
-static void ffn_whole(q3_runner *r, const q3_layer *L, int n) {
+/* Rows [t0, t1): attention's summed output into the residual stream, then the FFN norm. */
+static void residual_and_norm(q3_runner *r, const q3_layer *L, int t0, int t1) {
     const q3_config *c = &r->m->cfg;
     size_t H = (size_t)c->hidden_size;
+    add_into(r->x + t0 * H, r->out + t0 * H, (size_t)(t1 - t0) * H);
+    for (int i = t0; i < t1; i++) q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+}
+
+static void ffn_whole(q3_runner *r, const q3_layer *L, int n) {
+    size_t H = (size_t)r->m->cfg.hidden_size;
     /* Each rank's heads give a partial o_proj sum; the tp group adds them up. */
     q3_dist_allreduce(r->m->dist, r->out, (size_t)n * H, Q3_GROUP_TP);
-    add_into(r->x, r->out, (size_t)n * H);
-    for (int i = 0; i < n; i++)
-        q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+    residual_and_norm(r, L, 0, n);
     if (L->is_moe) {
         q3_moe_block(r, L, 0, n);
         /* Experts are dealt over every rank, so the whole world adds up its outputs. */
@@ -242,8 +233,7 @@ static void ffn_whole(q3_runner *r, const q3_layer *L, int n) {
  * sum and the last world sum are waited for in full. Every token's result is the same as in one
  * piece (per-token kernels, the same sums), so the slicing never changes the output. */
 static void ffn_sliced(q3_runner *r, const q3_layer *L, int n, int slices) {
-    const q3_config *c = &r->m->cfg;
-    size_t H = (size_t)c->hidden_size;
+    size_t H = (size_t)r->m->cfg.hidden_size;
     q3_dist *d = r->m->dist;
     q3_dist_pending *attn_sum[OVERLAP_MAX_SLICES], *moe_sum[OVERLAP_MAX_SLICES];
     int start[OVERLAP_MAX_SLICES + 1];
@@ -251,13 +241,10 @@ static void ffn_sliced(q3_runner *r, const q3_layer *L, int n, int slices) {
     for (int s = 0; s < slices; s++)
         attn_sum[s] = q3_dist_allreduce_start(d, r->out + start[s] * H, (size_t)(start[s + 1] - start[s]) * H, Q3_GROUP_TP);
     for (int s = 0; s < slices; s++) {
-        size_t rows = (size_t)(start[s + 1] - start[s]) * H;
         q3_dist_allreduce_wait(d, attn_sum[s]);
-        add_into(r->x + start[s] * H, r->out + start[s] * H, rows);
-        for (int i = start[s]; i < start[s + 1]; i++)
-            q3_rmsnorm(r->xn + i * H, r->x + i * H, L->ffn_norm, (int)H, c->rms_eps);
+        residual_and_norm(r, L, start[s], start[s + 1]);
         q3_moe_block(r, L, start[s], start[s + 1]);
-        moe_sum[s] = q3_dist_allreduce_start(d, r->out + start[s] * H, rows, Q3_GROUP_WORLD);
+        moe_sum[s] = q3_dist_allreduce_start(d, r->out + start[s] * H, (size_t)(start[s + 1] - start[s]) * H, Q3_GROUP_WORLD);
     }
     for (int s = 0; s < slices; s++) q3_dist_allreduce_wait(d, moe_sum[s]);
 }
@@ -271,9 +258,12 @@ q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *lo
     size_t H = (size_t)c->hidden_size;
     embed(r, b);
     trace_hidden(r, 0, r->x, n);
+    uint64_t layer_kv_bytes = kv_bytes(kv, b);
     for (int l = 0; l < c->n_layers; l++) {
         const q3_layer *L = &r->m->layers[l];
         q3_attention_block(r, kv, l, b);
+        r->bytes_read += q3_mat_bytes(&L->wq) + q3_mat_bytes(&L->wk) + q3_mat_bytes(&L->wv) + q3_mat_bytes(&L->wo) +
+                         layer_kv_bytes;
         int slices = L->is_moe ? overlap_slices(r, n) : 1;
         if (slices > 1) ffn_sliced(r, L, n, slices);
         else ffn_whole(r, L, n);
@@ -281,11 +271,10 @@ q3_status q3_forward(q3_runner *r, q3_kv_cache *kv, const q3_batch *b, float *lo
             memcpy(r->trace->router_logits + (size_t)l * n * c->n_experts, r->router,
                    (size_t)n * c->n_experts * sizeof(float));
         add_into(r->x, r->out, (size_t)n * H);
-        r->bytes_read += layer_bytes(r, kv, L, b);
         if (l + 1 < c->n_layers) trace_hidden(r, l + 1, r->x, n);
     }
     head(r, b, logits);
-    if (logits) r->bytes_read += mat_bytes(&r->m->lm_head) + (uint64_t)n * q3_row_bytes(r->m->embed.type, H);
+    if (logits) r->bytes_read += q3_mat_bytes(&r->m->lm_head) + (uint64_t)n * q3_row_bytes(r->m->embed.type, H);
     for (int i = 0; i < n; i++)
         if (b->pos[i] + 1 > kv->seq_len[b->seq[i]]) q3_kv_set_len(kv, b->seq[i], b->pos[i] + 1);
     return Q3_OK;

@@ -8,6 +8,10 @@
 #include "dist/dist.h"
 #include "quant/types.h"
 
+uint64_t q3_mat_bytes(const q3_mat *w) { return (uint64_t)w->rows * q3_row_bytes(w->type, w->cols); }
+
+uint64_t q3_ffn_bytes(const q3_ffn *f) { return q3_mat_bytes(&f->gate) + q3_mat_bytes(&f->up) + q3_mat_bytes(&f->down); }
+
 q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
                       int64_t rows, int64_t cols, const char *path, q3_error *e) {
     const q3_type_traits *tr = q3_type_get(type);

@@ -93,6 +93,12 @@ q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e);
 /* Checks the config's numbers against each other; names the field at fault. */
 q3_status q3_config_validate(const q3_config *c, const char *source, q3_error *e);
 
+/* Bytes a pass over w reads: its rows of cols elements in its type (a column slice under --tp
+ * reads its own columns only); cannot fail. */
+uint64_t q3_mat_bytes(const q3_mat *w);
+/* The same for a feed-forward block's gate, up and down; cannot fail. */
+uint64_t q3_ffn_bytes(const q3_ffn *f);
+
 /* Weight binding per source (load_hf.c, load_gguf.c); called by q3_model_load. */
 q3_status q3_model_bind_hf(q3_model *m, q3_error *e);
 q3_status q3_model_bind_gguf(q3_model *m, q3_error *e);

@@ -25,7 +25,7 @@ struct q3_runner {
     float *x;          /* [T][hidden] the residual stream */
     float *xn;         /* [T][hidden] normed input of a block */
     float *q;          /* [T][n_heads * head_dim] */
-    float *k, *v;      /* [T][kv_dim] */
+    float *k, *v;      /* [T][n_kv_heads * head_dim] of this process's heads */
     float *attn;       /* [T][n_heads * head_dim] attention output */
     float *out;        /* [T][hidden] a block's output before the residual add */
     float *rope_cos, *rope_sin; /* [T][head_dim / 2] */

@@ -1,6 +1,7 @@
 /* A request in flight (see job.h): a mutex-guarded queue of copied events, filled on the engine
  * thread, emptied on the HTTP thread. The engine thread only copies and signals, so it is never
  * held up by a slow client; latencies are measured here, where events arrive. */
+#include "base/clock.h"
 #include "server/job.h"
 
 #include <errno.h>
@@ -21,12 +22,6 @@ struct job {
     bool got_token;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 job *job_new(q3_metrics *metrics) {
     job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
@@ -38,7 +33,7 @@ job *job_new(q3_metrics *metrics) {
     pthread_condattr_destroy(&attr);
     j->owners = 2;
     j->metrics = metrics;
-    j->t_start = now_s();
+    j->t_start = q3_now_s();
     return j;
 }
 
@@ -57,7 +52,7 @@ void job_release(job *j) {
 }
 
 static void observe_latency(job *j, const q3_event *ev) {
-    double t = now_s();
+    double t = q3_now_s();
     if (ev->token >= 0) {
         if (!j->got_token) metrics_observe(j->metrics, &j->metrics->ttft, ev->ttft_s);
         else metrics_observe(j->metrics, &j->metrics->itl, t - j->t_last_token);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "server/openai.h"
 
 #define WAIT_SLICE_S 0.2 /* how often a waiting thread looks at its client and the clock */
@@ -29,24 +30,18 @@ struct answer {
     job *job;
     uint64_t seq;              /* the engine's id for the request */
     bool submitted, ended, cancelled, timed_out, head_sent;
-    bool chat, stream, include_usage, offers_tools;
+    bool chat, include_usage, offers_tools;
     int logprobs;              /* -1: none */
     char id[48];
     long long created;
     double deadline;           /* monotonic seconds; 0: none */
     q3_chat_stream split;
     sbuf reasoning, content, tool_text; /* since the last chunk (stream) or all of it (whole) */
-    sbuf raw;                  /* everything generated, for the tool-call parser */
+    sbuf raw;                  /* everything generated, when tools were offered: for the tool-call parser */
     json_t *all_logprobs;      /* a whole reply's logprobs object */
     size_t text_offset;        /* the legacy logprobs' text_offset */
     job_end end;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- log-probabilities ---- */
 
@@ -164,7 +159,7 @@ static void on_split(void *user, q3_chat_part part, const char *text, size_t len
 }
 
 static void take_text(answer *a, const char *text, size_t len) {
-    sbuf_put(&a->raw, text, len);
+    if (a->offers_tools) sbuf_put(&a->raw, text, len); /* settle() parses it only then */
     if (a->chat) q3_chat_stream_feed(&a->split, text, len);
     else sbuf_put(&a->content, text, len);
 }
@@ -198,7 +193,7 @@ static bool wait_events(answer *a, sbuf *out) {
     }
     /* Out of time, or the server stops: the sequence is cancelled, and the reply still ends
      * properly ("length" or "abort") once the engine confirms. */
-    bool stopping = atomic_load(&a->srv->stopping), late = a->deadline > 0 && now_s() > a->deadline;
+    bool stopping = atomic_load(&a->srv->stopping), late = a->deadline > 0 && q3_now_s() > a->deadline;
     if ((stopping || late) && !a->cancelled) {
         a->cancelled = true;
         a->timed_out = !stopping;
@@ -324,10 +319,10 @@ static stream_step stream_produce(void *ctx, sbuf *out) {
             return STREAM_MORE;
         }
     }
-    double quiet_since = now_s();
+    double quiet_since = q3_now_s();
     while (out->len == 0 && !a->ended) {
         if (!wait_events(a, out)) return STREAM_ABORT;
-        if (out->len == 0 && now_s() - quiet_since > KEEPALIVE_S) sbuf_puts(out, ": keep-alive\n\n");
+        if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) sbuf_puts(out, ": keep-alive\n\n");
     }
     if (!a->ended) return STREAM_MORE;
     write_stream_end(a, out);
@@ -356,14 +351,13 @@ answer *answer_new(const http_request *r, const completion_request *c, bool in_r
     a->srv = r->srv;
     a->conn = (http_request){.srv = r->srv, .fd = r->fd};
     a->chat = c->chat;
-    a->stream = c->stream;
     a->include_usage = c->include_usage;
     a->offers_tools = c->tools != NULL;
     a->logprobs = c->logprobs;
     a->created = (long long)time(NULL);
     snprintf(a->id, sizeof a->id, "%s%llx%08x", c->chat ? "chatcmpl-" : "cmpl-", (unsigned long long)a->created,
              atomic_fetch_add(&serial, 1));
-    if (r->srv->o.timeout_s > 0) a->deadline = now_s() + r->srv->o.timeout_s;
+    if (r->srv->o.timeout_s > 0) a->deadline = q3_now_s() + r->srv->o.timeout_s;
     if (c->logprobs >= 0 && !c->stream && !(a->all_logprobs = logprobs_new(c->chat))) {
         answer_submitted(a, false, 0);
         answer_free(a);

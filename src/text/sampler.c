@@ -527,14 +527,22 @@ static double log_sum_exp(const float *logits, int n) {
     return (double)top + log(sum);
 }
 
-int q3_logprobs_top(const float *logits, int n_vocab, int k, int32_t *ids, float *logprobs) {
+int q3_logprobs(const float *logits, int n_vocab, int32_t chosen, float *chosen_logprob, int k, int32_t *ids,
+                float *logprobs) {
+    double lse = log_sum_exp(logits, n_vocab); /* one pass over the vocabulary for both */
+    if (chosen_logprob) *chosen_logprob = (float)((double)logits[chosen] - lse);
     if (k > n_vocab) k = n_vocab;
-    int m = select_best(logits, n_vocab, k, logprobs, ids);
-    double lse = log_sum_exp(logits, n_vocab);
+    int m = k > 0 ? select_best(logits, n_vocab, k, logprobs, ids) : 0;
     for (int i = 0; i < m; i++) logprobs[i] = (float)((double)logprobs[i] - lse);
     return m;
 }
 
+int q3_logprobs_top(const float *logits, int n_vocab, int k, int32_t *ids, float *logprobs) {
+    return q3_logprobs(logits, n_vocab, 0, NULL, k, ids, logprobs);
+}
+
 float q3_logprob_of(const float *logits, int n_vocab, int32_t id) {
-    return (float)((double)logits[id] - log_sum_exp(logits, n_vocab));
+    float lp;
+    q3_logprobs(logits, n_vocab, id, &lp, 0, NULL, NULL);
+    return lp;
 }

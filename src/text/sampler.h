@@ -76,5 +76,10 @@ int32_t q3_sampler_sample(q3_sampler *s, float *logits, int n_vocab);
 int q3_logprobs_top(const float *logits, int n_vocab, int k, int32_t *ids, float *logprobs);
 /* The log-softmax value of token id. Cannot fail for 0 <= id < n_vocab. */
 float q3_logprob_of(const float *logits, int n_vocab, int32_t id);
+/* Both of the above with one pass for the normaliser (a decode step asks for both): token
+ * chosen's value into *chosen_logprob (skipped when NULL), and the top k as q3_logprobs_top, whose
+ * count it returns. Cannot fail for 0 <= chosen < n_vocab. */
+int q3_logprobs(const float *logits, int n_vocab, int32_t chosen, float *chosen_logprob, int k, int32_t *ids,
+                float *logprobs);
 
 #endif
