@@ -36,6 +36,7 @@ PY=${Q3_PYTHON:-$ROOT/.venv/bin/python}
 MODEL="$OUT/scripted-qwen3moe"
 Q3_BIN="$BIN" "$PY" -c "import sys; sys.path.insert(0, '$ROOT/tests'); import test_server_tools as t; \
 t.write_scripted_model('$MODEL')"
+: >"$OUT/server.log" # the background job opens it itself, maybe after the first look below
 "$BIN" serve -m "$MODEL" --host 127.0.0.1 --port 0 --threads 2 2>"$OUT/server.log" &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true' EXIT
