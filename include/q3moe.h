@@ -132,6 +132,10 @@ void q3_kv_cache_free(q3_kv_cache *kv);
 /* Drops every token of sequence seq from position pos on, returning its pages to the pool;
  * pos 0 empties it. Cannot fail for a valid seq (an invalid one is ignored). */
 void q3_kv_cache_truncate(q3_kv_cache *kv, int seq, int pos);
+/* Shares the first n_tokens of sequence src with sequence dst, which it empties first: whole
+ * pages by reference (copied when either writes into them), the partial last page by copy.
+ * Q3_EINVAL for bad sequences, Q3_EFULL when no page is free for the copy. */
+q3_status q3_kv_cache_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *err);
 /* Tokens held for sequence seq; cannot fail. */
 int q3_kv_cache_seq_len(const q3_kv_cache *kv, int seq);
 /* Pages in use and free; cannot fail. */

@@ -10,6 +10,7 @@
 #include "base/mapfile.h"
 #include "base/numa.h"
 #include "base/pool.h"
+#include "cpu/cpu_backend.h"
 #include "model/runner.h"
 #include "testutil.h"
 
@@ -313,8 +314,8 @@ static float *demo_logits(q3_model *m) {
     q3_runner *r = NULL;
     q3_kv_options ko = {.type = Q3_TYPE_F32, .page_size = 16, .n_pages = 2, .max_seqs = 1, .max_seq_len = 32};
     if (q3_kv_cache_new(&kv, m, &ko, &e) || q3_runner_new(&r, m, n, 2, &e)) fail_msg("%s", e.msg);
-    q3_pool_set_thread_node(r->pool, 0, 0);
-    q3_pool_set_thread_node(r->pool, 1, 1);
+    q3_pool_set_thread_node(q3_cpu_backend_pool(r->be), 0, 0);
+    q3_pool_set_thread_node(q3_cpu_backend_pool(r->be), 1, 1);
     float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof *logits);
     int32_t pos[8], seq[8] = {0};
     for (int i = 0; i < n; i++) pos[i] = i;

@@ -13,7 +13,7 @@
 #include <utf8proc.h>
 
 #include "testutil.h"
-#include "model/export.h"
+#include "text/tokenizer_gguf.h"
 #include "text/tokenizer.h"
 
 /* ---- fixtures shared by the tests ---- */

@@ -73,7 +73,7 @@ void q3_speed_free(q3_speed *s) {
     free(s);
 }
 
-int q3_speed_threads(const q3_speed *s) { return q3_pool_size(s->r->pool); }
+int q3_speed_threads(const q3_speed *s) { return q3_runner_threads(s->r); }
 
 /* ---- warming up ---- */
 

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "cli/commands.h"
 #include "dist/dist.h"
+#include "dist/replica.h"
 
 static const struct command {
     const char *name;

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu/vec.h"
-#include "model/runner.h"
+#include "cpu/cpu_backend.h"
 #include "quant/types.h"
 
 #define CHUNK 256
@@ -28,7 +28,8 @@
 #define MAX_PARTIAL_FLOATS (4u << 20)
 
 typedef struct attn_job {
-    q3_runner *r;
+    q3_cpu *c;
+    const q3_model *m;
     const q3_kv_cache *kv;
     const q3_batch *b;
     const q3_type_traits *tr; /* the cache's type */
@@ -38,6 +39,8 @@ typedef struct attn_job {
     int partial_rows;         /* query rows of this batch's largest block: partials layout */
     const int *block_start;   /* [n_blocks + 1] first batch token of each block */
     int *chunk_start;         /* [n_blocks + 1] first chunk index of each block (parallel mode) */
+    const float *q;           /* [T][n_q_heads][head_dim] the step's queries */
+    float *out;               /* [T][n_q_heads][head_dim] their attention outputs */
 } attn_job;
 
 static int n_chunks(int len) { return (len + CHUNK - 1) / CHUNK; }
@@ -56,7 +59,7 @@ static int partial_floats(int hd) { return hd + 2; }
 static int block_tokens(int group) { return Q3_GEMM_COLS / group > 1 ? Q3_GEMM_COLS / group : 1; }
 
 /* Bytes of one query row in the cache type's vec_dot operand type. */
-static size_t query_bytes(const attn_job *j) { return q3_row_bytes(j->tr->vec_dot_type, j->r->m->cfg.head_dim); }
+static size_t query_bytes(const attn_job *j) { return q3_row_bytes(j->tr->vec_dot_type, j->m->cfg.head_dim); }
 
 /* Per-thread scratch: scores [max_rows][CHUNK], keys or values [CHUNK][hd] in f32, the running
  * state and one partial [max_rows][hd + 2] each, and the block's queries in the kernels' operand
@@ -66,7 +69,7 @@ static size_t scratch_floats(int max_rows, int hd, size_t q_bytes) {
            ((size_t)max_rows * q_bytes + sizeof(float) - 1) / sizeof(float);
 }
 
-/* One thread's part of r->attn_scratch, as scratch_floats counts it. */
+/* One thread's part of the backend's attn_scratch, as scratch_floats counts it. */
 typedef struct thread_scratch {
     float *scores;          /* [max_rows][CHUNK] */
     float *rows;            /* [CHUNK][hd]: the chunk's keys, then its values, in f32 */
@@ -85,7 +88,7 @@ static chunk_view view_of(const attn_job *j, int blk, int g, int c) {
     v.i0 = j->block_start[blk];
     v.n_tok = j->block_start[blk + 1] - v.i0;
     int h1;
-    heads_of(&j->r->m->shard, j->group, g, &v.h0, &h1);
+    heads_of(&j->m->shard, j->group, g, &v.h0, &h1);
     v.nh = h1 - v.h0;
     v.rows = v.n_tok * v.nh;
     v.p0 = c * CHUNK;
@@ -105,12 +108,12 @@ static int seen_by(const attn_job *j, const chunk_view *v, int t) {
  * kernels' operand type. */
 static void block_queries(const attn_job *j, int blk, int g, unsigned char *qbuf) {
     chunk_view view = view_of(j, blk, g, 0), *v = &view;
-    int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads;
+    int hd = j->m->cfg.head_dim, nq = j->m->shard.n_q_heads;
     size_t qb = query_bytes(j);
     q3_from_float_fn convert = q3_type_get(j->tr->vec_dot_type)->from_float;
     for (int t = 0; t < v->n_tok; t++)
         for (int h = 0; h < v->nh; h++)
-            convert(j->r->q + ((size_t)(v->i0 + t) * nq + v->h0 + h) * hd, qbuf + (size_t)(t * v->nh + h) * qb, hd);
+            convert(j->q + ((size_t)(v->i0 + t) * nq + v->h0 + h) * hd, qbuf + (size_t)(t * v->nh + h) * qb, hd);
 }
 
 /* scores[row][p - p0] = K[p] . q_row over the chunk, with the page runs of key rows (contiguous
@@ -157,7 +160,7 @@ static void load_rows(const attn_job *j, const unsigned char *base, const chunk_
  * from the block's queries already in sc->queries. A row whose token lies before the chunk gets
  * max -inf and sum 0 and is skipped when folding. */
 static void chunk_partial(const attn_job *j, int blk, int g, int c, const thread_scratch *sc, float *out) {
-    int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
+    int hd = j->m->cfg.head_dim, pf = partial_floats(hd);
     chunk_view v = view_of(j, blk, g, c);
     float *scores = sc->scores, *vf = sc->rows;
     if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* float caches: keys as f32 through the score kernel */
@@ -194,7 +197,7 @@ static void fold_row(float *s, const float *p, int hd) {
 
 /* Folds chunk c's partial into the state of every row whose token reaches into that chunk. */
 static void fold(const attn_job *j, int blk, int g, int c, float *state, const float *part) {
-    int hd = j->r->m->cfg.head_dim, pf = partial_floats(hd);
+    int hd = j->m->cfg.head_dim, pf = partial_floats(hd);
     chunk_view v = view_of(j, blk, g, c);
     for (int t = 0; t < v.n_tok; t++) {
         if (!seen_by(j, &v, t)) continue;
@@ -206,22 +209,22 @@ static void fold(const attn_job *j, int blk, int g, int c, float *state, const f
 }
 
 static void finish(const attn_job *j, int blk, int g, const float *state) {
-    int hd = j->r->m->cfg.head_dim, nq = j->r->m->shard.n_q_heads, pf = partial_floats(hd);
+    int hd = j->m->cfg.head_dim, nq = j->m->shard.n_q_heads, pf = partial_floats(hd);
     chunk_view v = view_of(j, blk, g, 0);
     for (int t = 0; t < v.n_tok; t++)
         for (int h = 0; h < v.nh; h++) {
             const float *s = state + (size_t)(t * v.nh + h) * pf;
-            float *out = j->r->attn + ((size_t)(v.i0 + t) * nq + v.h0 + h) * hd;
+            float *out = j->out + ((size_t)(v.i0 + t) * nq + v.h0 + h) * hd;
             for (int d = 0; d < hd; d++) out[d] = s[2 + d] / s[1];
         }
 }
 
 static thread_scratch scratch_of(const attn_job *j, int thread) {
-    int pf = partial_floats(j->r->m->cfg.head_dim);
+    int pf = partial_floats(j->m->cfg.head_dim);
     thread_scratch s;
-    s.scores = j->r->attn_scratch + (size_t)thread * j->r->attn_scratch_floats;
+    s.scores = j->c->attn_scratch + (size_t)thread * j->c->attn_scratch_floats;
     s.rows = s.scores + (size_t)j->max_rows * CHUNK;
-    s.state = s.rows + (size_t)CHUNK * j->r->m->cfg.head_dim;
+    s.state = s.rows + (size_t)CHUNK * j->m->cfg.head_dim;
     s.part = s.state + (size_t)j->max_rows * pf;
     s.queries = (unsigned char *)(s.part + (size_t)j->max_rows * pf);
     return s;
@@ -232,7 +235,7 @@ static int block_chunks(const attn_job *j, int blk) { return n_chunks(j->b->pos[
 /* Fold mode: one task per (block, kv head), chunks computed and folded in turn. */
 static void fold_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
+    int nkv = j->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
     thread_scratch s = scratch_of(j, thread);
     block_queries(j, blk, g, s.queries);
     chunk_partial(j, blk, g, 0, &s, s.state);
@@ -245,13 +248,13 @@ static void fold_task(void *ctx, int task, int thread) {
 
 /* Parallel mode: one task per (block, kv head, chunk) into the partials buffer ... */
 static float *partial_at(const attn_job *j, int blk, int g, int c) {
-    size_t per = (size_t)j->partial_rows * partial_floats(j->r->m->cfg.head_dim);
-    return j->r->attn_partials + ((size_t)(j->chunk_start[blk] + c) * j->r->m->shard.n_kv_heads + g) * per;
+    size_t per = (size_t)j->partial_rows * partial_floats(j->m->cfg.head_dim);
+    return j->c->attn_partials + ((size_t)(j->chunk_start[blk] + c) * j->m->shard.n_kv_heads + g) * per;
 }
 
 static void chunk_task(void *ctx, int task, int thread) {
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, flat = task / nkv, g = task % nkv, blk = 0;
+    int nkv = j->m->shard.n_kv_heads, flat = task / nkv, g = task % nkv, blk = 0;
     while (flat >= j->chunk_start[blk + 1]) blk++;
     int c = flat - j->chunk_start[blk];
     thread_scratch s = scratch_of(j, thread);
@@ -263,7 +266,7 @@ static void chunk_task(void *ctx, int task, int thread) {
 static void merge_task(void *ctx, int task, int thread) {
     (void)thread;
     attn_job *j = ctx;
-    int nkv = j->r->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
+    int nkv = j->m->shard.n_kv_heads, blk = task / nkv, g = task % nkv;
     float *state = partial_at(j, blk, g, 0);
     for (int c = 1; c < block_chunks(j, blk); c++) fold(j, blk, g, c, state, partial_at(j, blk, g, c));
     finish(j, blk, g, state);
@@ -281,8 +284,17 @@ static int make_blocks(const q3_batch *b, int per_block, int *start) {
     return n;
 }
 
-q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
-    const q3_config *c = &r->m->cfg;
+/* Bytes one layer's attention reads in this step: every token's cached keys and values. */
+static uint64_t kv_bytes(const q3_kv_cache *kv, const q3_batch *b) {
+    uint64_t n = 0;
+    for (int i = 0; i < b->n_tokens; i++) n += (uint64_t)(b->pos[i] + 1) * kv->n_heads * kv->head_row_bytes * 2;
+    return n;
+}
+
+q3_status q3_cpu_attention_plan(q3_cpu *r, q3_error *e) {
+    const q3_model *m = r->base.m;
+    const q3_config *c = &m->cfg;
+    const q3_batch *b = r->b;
     int group = c->n_heads / c->n_kv_heads, hd = c->head_dim, pf = partial_floats(hd);
     int max_rows = block_tokens(group) * group;
     if (!r->attn_scratch) {
@@ -294,6 +306,7 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
         if (!r->attn_scratch || !r->attn_chunk_start || !r->attn_block_start)
             return q3_fail(e, Q3_ENOMEM, "attention: out of memory");
     }
+    r->attn_kv_bytes = kv_bytes(r->kv, b);
     int n_blocks = make_blocks(b, block_tokens(group), r->attn_block_start), widest = 1;
     size_t chunks = 0;
     for (int k = 0; k < n_blocks; k++) {
@@ -303,8 +316,8 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
     }
     /* decode steps (one token a block) keep group rows per partial, not a prefill block's */
     r->attn_partial_rows = widest * group;
-    size_t need = chunks * r->m->shard.n_kv_heads * (size_t)r->attn_partial_rows * pf;
-    r->attn_parallel = need <= MAX_PARTIAL_FLOATS && n_blocks * r->m->shard.n_kv_heads < 4 * q3_pool_size(r->pool) &&
+    size_t need = chunks * m->shard.n_kv_heads * (size_t)r->attn_partial_rows * pf;
+    r->attn_parallel = need <= MAX_PARTIAL_FLOATS && n_blocks * m->shard.n_kv_heads < 4 * q3_pool_size(r->pool) &&
                        chunks > (size_t)n_blocks;
     r->attn_n_blocks = n_blocks;
     if (!r->attn_parallel || need <= r->attn_partials_floats) return Q3_OK;
@@ -315,11 +328,13 @@ q3_status q3_attention_prepare(q3_runner *r, const q3_batch *b, q3_error *e) {
     return Q3_OK;
 }
 
-void q3_attend(q3_runner *r, const q3_kv_cache *kv, int layer, const q3_batch *b) {
-    const q3_config *c = &r->m->cfg;
-    int nkv = r->m->shard.n_kv_heads, n = r->attn_n_blocks, group = c->n_heads / c->n_kv_heads;
-    attn_job j = {r, kv, b, q3_type_get(kv->type), layer, group, block_tokens(group) * group, r->attn_partial_rows,
-                  r->attn_block_start, r->attn_chunk_start};
+void q3_cpu_attend(q3_backend *be, int layer, const float *q, float *out) {
+    q3_cpu *r = (q3_cpu *)be;
+    const q3_config *c = &be->m->cfg;
+    int nkv = be->m->shard.n_kv_heads, n = r->attn_n_blocks, group = c->n_heads / c->n_kv_heads;
+    attn_job j = {r, be->m, r->kv, r->b, q3_type_get(r->kv->type), layer, group, block_tokens(group) * group,
+                  r->attn_partial_rows, r->attn_block_start, r->attn_chunk_start, q, out};
+    be->bytes_read += r->attn_kv_bytes;
     if (!r->attn_parallel) {
         q3_pool_run(r->pool, fold_task, &j, n * nkv);
         return;

@@ -1,14 +1,14 @@
-/* The feed-forward blocks on the CPU. MoE: route the whole batch (float32 softmax over all
- * experts, top-k, optional renormalisation), group the (token, expert) assignments by expert,
- * run each active expert once over all its tokens with gate, up and SiLU fused, then the down
- * projection, and sum each token's k outputs weighted, in a fixed order. Threads take
- * (expert, block of rows) tasks from one queue, so busy and idle experts balance out. */
+/* The feed-forward operations on the CPU. route: float32 softmax over all experts, top-k,
+ * optional renormalisation. experts: group the (token, expert) assignments by expert, run each
+ * active expert once over all its tokens with gate, up and SiLU fused, then the down projection,
+ * and sum each token's k outputs weighted, in a fixed order. Threads take (expert, block of
+ * rows) tasks from one queue, so busy and idle experts balance out. A dense feed-forward is the
+ * same machinery with one expert that every token takes. */
 #include <math.h>
 #include <string.h>
+#include "cpu/cpu_backend.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
-#include "dist/dist.h"
-#include "model/runner.h"
 #include "quant/types.h"
 
 /* Rows per (expert, rows) task: the largest that still gives each thread about eight tasks, down
@@ -45,8 +45,8 @@ static void route_token(const float *logits, int n_experts, int k, bool renorm, 
 /* Counting sort of assignments by expert (top: the n tokens' choices); returns the number of
  * active experts. Assignments to experts another process owns get slot -1: that process adds
  * their outputs. */
-static int group_by_expert(q3_runner *r, const int32_t *top, int n, int n_experts, int k) {
-    const q3_shard *sh = &r->m->shard;
+static int group_by_expert(q3_cpu *r, const int32_t *top, int n, int n_experts, int k) {
+    const q3_shard *sh = &r->base.m->shard;
     int *start = r->expert_start;
     memset(start, 0, (size_t)(n_experts + 1) * sizeof *start);
     for (int a = 0; a < n * k; a++)
@@ -79,8 +79,8 @@ typedef struct node_groups {
 } node_groups;
 
 /* Orders r->active by the node holding each expert's weights, when the model placed them. */
-static void group_by_node(q3_runner *r, int n_active, node_groups *g) {
-    const q3_model *m = r->m;
+static void group_by_node(q3_cpu *r, int n_active, node_groups *g) {
+    const q3_model *m = r->base.m;
     if (m->numa.n_nodes < 2) {
         *g = (node_groups){1, {0, n_active}, {-1}};
         return;
@@ -91,7 +91,7 @@ static void group_by_node(q3_runner *r, int n_active, node_groups *g) {
 }
 
 typedef struct ffn_job {
-    q3_runner *r;
+    q3_cpu *r;
     const q3_ffn *experts; /* indexed by expert id */
     const node_groups *groups;
     const void *act, *h_act; /* the tokens' inputs and the gated hidden rows, ready for the kernels */
@@ -128,10 +128,11 @@ static void slot_rows(const void *act, size_t ab, const int32_t *token_of, int s
     for (int i = 0; i < n; i++) x[i] = (const char *)act + (size_t)(token_of ? token_of[s0 + i] : s0 + i) * ab;
 }
 
-/* While an earlier slice's sum travels (forward.c), the calling thread, pool thread 0 and the
- * only one allowed to call MPI, turns the progress engine once per task it takes. */
+/* While an earlier slice's sum travels (model/forward.c), the calling thread, pool thread 0 and
+ * the only one allowed to call MPI, turns the progress engine once per task it takes. */
 static void let_sums_travel(const ffn_job *j, int thread) {
-    if (thread == 0) q3_dist_progress(j->r->m->dist);
+    const q3_backend *be = &j->r->base;
+    if (thread == 0 && be->progress) be->progress(be->progress_ctx);
 }
 
 /* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens, in tiles of up
@@ -139,7 +140,7 @@ static void let_sums_travel(const ffn_job *j, int thread) {
 static void gate_up_task(void *ctx, int task, int thread) {
     ffn_job *j = ctx;
     let_sums_travel(j, thread);
-    q3_runner *r = j->r;
+    q3_cpu *r = j->r;
     int64_t r0, r1;
     int x = expert_of_task(j, task, j->ffn_dim, &r0, &r1);
     const q3_ffn *f = &j->experts[x];
@@ -163,7 +164,7 @@ static void gate_up_task(void *ctx, int task, int thread) {
 static void down_task(void *ctx, int task, int thread) {
     ffn_job *j = ctx;
     let_sums_travel(j, thread);
-    q3_runner *r = j->r;
+    q3_cpu *r = j->r;
     int64_t r0, r1;
     int x = expert_of_task(j, task, j->hidden, &r0, &r1);
     const q3_mat *d = &j->experts[x].down;
@@ -184,9 +185,9 @@ static void run_expert_tasks(ffn_job *j, q3_task_fn fn) {
 }
 
 /* Runs the grouped experts over the n tokens' rows of xn (assignments already grouped). */
-static void run_experts(q3_runner *r, const q3_ffn *experts, const node_groups *groups, int n_active, int n_assign,
+static void run_experts(q3_cpu *r, const q3_ffn *experts, const node_groups *groups, int n_active, int n_assign,
                         const float *xn, int n) {
-    int H = r->m->cfg.hidden_size;
+    int H = r->base.m->cfg.hidden_size;
     const q3_ffn *f = &experts[r->active[0]]; /* all experts share one type */
     int ffn_dim = (int)f->gate.rows;
     ffn_job j = {r, experts, groups, q3_act_prepare(r->pool, f->gate.type, xn, H, n, r->act), NULL,
@@ -199,45 +200,51 @@ static void run_experts(q3_runner *r, const q3_ffn *experts, const node_groups *
     run_expert_tasks(&j, down_task);
 }
 
-/* Tokens [t0, t1) only: their rows of xn, router, top_expert/top_weight and out, so that a
- * batch can run in slices (forward.c) while other rows of out are being summed. The grouping
- * scratch (slot_of, h, y, ...) starts at 0 for each slice. */
-void q3_moe_block(q3_runner *r, const q3_layer *L, int t0, int t1) {
-    const q3_config *c = &r->m->cfg;
-    int E = c->n_experts, k = c->n_experts_used, H = c->hidden_size, n = t1 - t0;
-    const float *xn = r->xn + (size_t)t0 * H;
-    float *logits = r->router + (size_t)t0 * E, *top_weight = r->top_weight + (size_t)t0 * k;
-    int32_t *top = r->top_expert + (size_t)t0 * k;
-    q3_matmul(r->pool, &L->router, q3_act_prepare(r->pool, L->router.type, xn, H, n, r->act), n, logits, E);
+void q3_cpu_route(q3_backend *be, const float *logits, int n, int32_t *top, float *weight) {
+    const q3_config *c = &be->m->cfg;
+    int E = c->n_experts, k = c->n_experts_used;
     for (int i = 0; i < n; i++)
-        route_token(logits + (size_t)i * E, E, k, c->norm_topk_prob, top + (size_t)i * k, top_weight + (size_t)i * k);
-    int n_active = group_by_expert(r, top, n, E, k);
-    /* the router, and each expert this slice runs once, however many of its tokens chose it */
-    r->bytes_read += q3_mat_bytes(&L->router);
-    for (int a = 0; a < n_active; a++) r->bytes_read += q3_ffn_bytes(&L->experts[r->active[a]]);
-    node_groups groups;
-    group_by_node(r, n_active, &groups);
-    if (n_active) run_experts(r, L->experts, &groups, n_active, r->expert_start[E], xn, n);
+        route_token(logits + (size_t)i * E, E, k, c->norm_topk_prob, top + (size_t)i * k, weight + (size_t)i * k);
+}
+
+/* out[t] = sum of token t's k expert outputs, weighted, in the order of its choices. */
+static void weighted_sum(const q3_cpu *r, const float *weight, int n, int k, int H, float *out) {
     for (int i = 0; i < n; i++) {
-        float *out = r->out + (size_t)(t0 + i) * H;
-        memset(out, 0, (size_t)H * sizeof(float));
+        float *o = out + (size_t)i * H;
+        memset(o, 0, (size_t)H * sizeof(float));
         for (int j = 0; j < k; j++) {
             if (r->slot_of[i * k + j] < 0) continue;
             const float *y = r->y + (size_t)r->slot_of[i * k + j] * H;
-            float w = top_weight[i * k + j];
-            for (int d = 0; d < H; d++) out[d] += w * y[d];
+            float w = weight[i * k + j];
+            for (int d = 0; d < H; d++) o[d] += w * y[d];
         }
     }
 }
 
-/* A dense layer is the same machinery with one expert that every token takes. */
-void q3_dense_ffn_block(q3_runner *r, const q3_ffn *f, int n) {
-    int H = r->m->cfg.hidden_size;
+/* The grouping scratch (slot_of, h, y, ...) starts at 0 for each call, so a batch may run in
+ * slices of tokens (model/forward.c) while other rows of out are being summed. */
+void q3_cpu_experts(q3_backend *be, const q3_ffn *experts, const float *xn, int n, const int32_t *top,
+                    const float *weight, float *out) {
+    q3_cpu *r = (q3_cpu *)be;
+    const q3_config *c = &be->m->cfg;
+    int E = c->n_experts, k = c->n_experts_used;
+    int n_active = group_by_expert(r, top, n, E, k);
+    /* each expert this call runs is read once, however many of its tokens chose it */
+    for (int a = 0; a < n_active; a++) be->bytes_read += q3_ffn_bytes(&experts[r->active[a]]);
+    node_groups groups;
+    group_by_node(r, n_active, &groups);
+    if (n_active) run_experts(r, experts, &groups, n_active, r->expert_start[E], xn, n);
+    weighted_sum(r, weight, n, k, c->hidden_size, out);
+}
+
+void q3_cpu_ffn(q3_backend *be, const q3_ffn *f, const float *xn, int n, float *out) {
+    q3_cpu *r = (q3_cpu *)be;
+    int H = be->m->cfg.hidden_size;
     r->active[0] = 0;
     r->expert_start[0] = 0;
     r->expert_start[1] = n;
     for (int i = 0; i < n; i++) r->assign_token[i] = i;
-    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, r->xn, n);
-    r->bytes_read += q3_ffn_bytes(f);
-    memcpy(r->out, r->y, (size_t)n * H * sizeof(float));
+    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, xn, n);
+    be->bytes_read += q3_ffn_bytes(f);
+    memcpy(out, r->y, (size_t)n * H * sizeof(float));
 }

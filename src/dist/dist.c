@@ -1,7 +1,7 @@
-/* The process group (OpenMPI) and the follower protocol. Each message is a fixed header
- * broadcast from rank 0, then its payload if it has one. Followers wait for the next header with
- * a non-blocking broadcast and back off into short sleeps, so an idle server's followers do not
- * spin on a core. */
+/* The process group (OpenMPI): sums, counters, and the messages rank 0 sends its followers.
+ * Each message is a fixed header broadcast from rank 0, then its payload if it has one.
+ * Followers wait for the next header with a non-blocking broadcast and back off into short
+ * sleeps, so an idle server's followers do not spin on a core. What the messages mean is api.c's. */
 #include "base/clock.h"
 #include "dist/dist.h"
 
@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "kv/kv_cache.h"
-#include "model/model.h"
-#include "model/runner.h"
 
 /* Resident memory of this process from /proc (Linux); zeros elsewhere. */
 static void own_memory(uint64_t *rss, uint64_t *peak) {
@@ -29,15 +26,6 @@ static void own_memory(uint64_t *rss, uint64_t *peak) {
 
 #ifdef Q3_HAVE_MPI
 #include <mpi.h>
-
-enum op { OP_STOP, OP_STATS, OP_LOAD, OP_FREE_MODEL, OP_KV_NEW, OP_KV_FREE, OP_KV_TRUNCATE, OP_KV_SHARE, OP_RUNNER_NEW,
-          OP_RUNNER_FREE, OP_FORWARD };
-
-typedef struct header {
-    int32_t op, id, a, b, c, d;
-    int64_t payload;  /* bytes that follow */
-    q3_kv_options kv;
-} header;
 
 /* Sums in flight at once: the forward pass has at most two per slice of a batch in flight. */
 #define MAX_PENDING 8
@@ -190,48 +178,16 @@ q3_dist_stats q3_dist_stats_get(const q3_dist *d) { return d ? d->stats : (q3_di
 
 int q3_dist_next_id(q3_dist *d) { return d->next_id++; }
 
-/* ---- rank 0: sending ---- */
+/* ---- messages ---- */
 
-static void send(q3_dist *d, header h, const void *payload) {
+void q3_dist_send(q3_dist *d, const q3_dist_msg *m, const void *payload) {
     if (!d || d->rank != 0) return;
     /* Non-blocking like the followers' side: MPI matches a broadcast only with its own kind. */
+    q3_dist_msg h = *m;
     MPI_Request req;
     MPI_Ibcast(&h, sizeof h, MPI_BYTE, 0, d->world, &req);
     MPI_Wait(&req, MPI_STATUS_IGNORE);
     if (h.payload) MPI_Bcast((void *)payload, (int)h.payload, MPI_BYTE, 0, d->world);
-}
-
-void q3_dist_load(q3_dist *d, int id, const char *path) {
-    send(d, (header){.op = OP_LOAD, .id = id, .payload = (int64_t)strlen(path) + 1}, path);
-}
-void q3_dist_free_model(q3_dist *d, int id) { send(d, (header){.op = OP_FREE_MODEL, .id = id}, NULL); }
-void q3_dist_kv_new(q3_dist *d, int id, int model_id, const q3_kv_options *o) {
-    send(d, (header){.op = OP_KV_NEW, .id = id, .a = model_id, .kv = *o}, NULL);
-}
-void q3_dist_kv_free(q3_dist *d, int id) { send(d, (header){.op = OP_KV_FREE, .id = id}, NULL); }
-void q3_dist_kv_truncate(q3_dist *d, int id, int seq, int pos) {
-    send(d, (header){.op = OP_KV_TRUNCATE, .id = id, .a = seq, .b = pos}, NULL);
-}
-void q3_dist_kv_share(q3_dist *d, int id, int dst, int src, int n) {
-    send(d, (header){.op = OP_KV_SHARE, .id = id, .a = dst, .b = src, .c = n}, NULL);
-}
-void q3_dist_runner_new(q3_dist *d, int id, int model_id, int max_tokens, int threads) {
-    send(d, (header){.op = OP_RUNNER_NEW, .id = id, .a = model_id, .b = max_tokens, .c = threads}, NULL);
-}
-void q3_dist_runner_free(q3_dist *d, int id) { send(d, (header){.op = OP_RUNNER_FREE, .id = id}, NULL); }
-
-/* A batch travels as tokens, positions, sequences and the logits flags, back to back. */
-void q3_dist_forward(q3_dist *d, int runner_id, int kv_id, const q3_batch *b) {
-    if (!d || d->rank != 0) return;
-    size_t n = (size_t)b->n_tokens, bytes = n * (3 * sizeof(int32_t) + 1);
-    unsigned char *p = malloc(bytes);
-    if (!p) MPI_Abort(d->world, 1); /* followers would wait forever otherwise */
-    memcpy(p, b->tokens, n * 4);
-    memcpy(p + n * 4, b->pos, n * 4);
-    memcpy(p + n * 8, b->seq, n * 4);
-    for (size_t i = 0; i < n; i++) p[n * 12 + i] = b->want_logits ? b->want_logits[i] : 1;
-    send(d, (header){.op = OP_FORWARD, .id = runner_id, .a = kv_id, .b = b->n_tokens, .payload = (int64_t)bytes}, p);
-    free(p);
 }
 
 static q3_dist_rank_stats own_stats(const q3_dist *d) {
@@ -245,7 +201,7 @@ void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out) {
         out[0] = own_stats(NULL);
         return;
     }
-    send(d, (header){.op = OP_STATS}, NULL);
+    q3_dist_send(d, &(q3_dist_msg){.op = Q3_MSG_STATS}, NULL);
     q3_dist_rank_stats mine = own_stats(d);
     MPI_Gather(&mine, sizeof mine, MPI_BYTE, out, sizeof mine, MPI_BYTE, 0, d->world);
 }
@@ -273,7 +229,7 @@ q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e) {
 void q3_dist_finalize(void) {
     q3_dist *d = world;
     if (!d) return;
-    send(d, (header){.op = OP_STOP}, NULL);
+    q3_dist_send(d, &(q3_dist_msg){.op = Q3_MSG_STOP}, NULL);
     MPI_Comm_free(&d->tp_group);
     MPI_Finalize();
     free(d);
@@ -282,27 +238,8 @@ void q3_dist_finalize(void) {
 
 /* ---- followers ---- */
 
-typedef struct objects {
-    void **p;
-    int cap;
-} objects;
-
-static void *get(objects *o, int id) { return id >= 0 && id < o->cap ? o->p[id] : NULL; }
-
-static void put(objects *o, int id, void *v) {
-    if (id >= o->cap) {
-        int cap = id * 2 + 8;
-        void **p = realloc(o->p, (size_t)cap * sizeof *p);
-        if (!p) MPI_Abort(MPI_COMM_WORLD, 1);
-        memset(p + o->cap, 0, (size_t)(cap - o->cap) * sizeof *p);
-        o->p = p;
-        o->cap = cap;
-    }
-    o->p[id] = v;
-}
-
 /* The next header: polls a non-blocking broadcast, sleeping a little longer each idle round. */
-static void receive_header(header *h) {
+static void receive_header(q3_dist_msg *h) {
     MPI_Request req;
     MPI_Ibcast(h, sizeof *h, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
     int done = 0;
@@ -312,63 +249,22 @@ static void receive_header(header *h) {
     }
 }
 
-static void *payload(const header *h) {
-    if (!h->payload) return NULL;
-    void *p = malloc((size_t)h->payload);
+void *q3_dist_receive(q3_dist *d, q3_dist_msg *m) {
+    (void)d;
+    receive_header(m);
+    if (!m->payload) return NULL;
+    void *p = malloc((size_t)m->payload);
     if (!p) MPI_Abort(MPI_COMM_WORLD, 1);
-    MPI_Bcast(p, (int)h->payload, MPI_BYTE, 0, MPI_COMM_WORLD);
+    MPI_Bcast(p, (int)m->payload, MPI_BYTE, 0, MPI_COMM_WORLD);
     return p;
 }
 
-static void follow_forward(objects *runners, objects *caches, const header *h, unsigned char *p) {
-    size_t n = (size_t)h->b;
-    q3_batch b = {h->b, (int32_t *)p, (int32_t *)(p + n * 4), (int32_t *)(p + n * 8), (bool *)(p + n * 12)};
-    q3_error e = {0};
-    /* Errors here are rank 0's errors too (same state, same checks): it reports them. */
-    q3_forward(get(runners, h->id), get(caches, h->a), &b, NULL, &e);
+void q3_dist_answer_stats(q3_dist *d) {
+    q3_dist_rank_stats mine = own_stats(d);
+    MPI_Gather(&mine, sizeof mine, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD);
 }
 
-int q3_dist_follow(void) {
-    objects models = {0}, caches = {0}, runners = {0};
-    for (;;) {
-        header h;
-        receive_header(&h);
-        unsigned char *p = payload(&h);
-        q3_error e = {0};
-        switch (h.op) {
-        case OP_STOP: free(p); return 0;
-        case OP_STATS: {
-            q3_dist_rank_stats mine = own_stats(world);
-            MPI_Gather(&mine, sizeof mine, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD);
-            break;
-        }
-        case OP_LOAD: {
-            q3_model *m = NULL;
-            if (q3_model_load(&m, (const char *)p, NULL, &e) == Q3_OK) put(&models, h.id, m);
-            break;
-        }
-        case OP_FREE_MODEL: q3_model_free(get(&models, h.id)); put(&models, h.id, NULL); break;
-        case OP_KV_NEW: {
-            q3_kv_cache *kv = NULL;
-            if (q3_kv_cache_new(&kv, get(&models, h.a), &h.kv, &e) == Q3_OK) kv->dist_id = h.id;
-            put(&caches, h.id, kv);
-            break;
-        }
-        case OP_KV_FREE: q3_kv_cache_free(get(&caches, h.id)); put(&caches, h.id, NULL); break;
-        case OP_KV_TRUNCATE: q3_kv_cache_truncate(get(&caches, h.id), h.a, h.b); break;
-        case OP_KV_SHARE: q3_kv_share_prefix(get(&caches, h.id), h.a, h.b, h.c, NULL); break;
-        case OP_RUNNER_NEW: {
-            q3_runner *r = NULL;
-            if (q3_runner_new(&r, get(&models, h.a), h.b, h.c, &e) == Q3_OK) q3_runner_set_dist_id(r, h.id);
-            put(&runners, h.id, r);
-            break;
-        }
-        case OP_RUNNER_FREE: q3_runner_free(get(&runners, h.id)); put(&runners, h.id, NULL); break;
-        case OP_FORWARD: follow_forward(&runners, &caches, &h, p); break;
-        }
-        free(p);
-    }
-}
+void q3_dist_abort(q3_dist *d) { MPI_Abort(d ? d->world : MPI_COMM_WORLD, 1); }
 
 #else /* built without MPI: one process, always */
 
@@ -385,7 +281,6 @@ int q3_dist_size(const q3_dist *d) { (void)d; return 1; }
 int q3_dist_tp(const q3_dist *d) { (void)d; return 1; }
 int q3_dist_ep(const q3_dist *d) { (void)d; return 1; }
 bool q3_dist_is_follower(void) { return false; }
-int q3_dist_follow(void) { return 0; }
 void q3_dist_finalize(void) {}
 void q3_dist_allreduce(q3_dist *d, float *buf, size_t n, q3_group g) { (void)d, (void)buf, (void)n, (void)g; }
 q3_dist_pending *q3_dist_allreduce_start(q3_dist *d, float *buf, size_t n, q3_group g) {
@@ -401,17 +296,25 @@ void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out) {
     own_memory(&out[0].rss_bytes, &out[0].rss_peak_bytes);
 }
 int q3_dist_next_id(q3_dist *d) { (void)d; return 0; }
-void q3_dist_load(q3_dist *d, int id, const char *path) { (void)d, (void)id, (void)path; }
 q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e) { (void)d, (void)e; return local; }
-void q3_dist_free_model(q3_dist *d, int id) { (void)d, (void)id; }
-void q3_dist_kv_new(q3_dist *d, int id, int model_id, const q3_kv_options *o) { (void)d, (void)id, (void)model_id, (void)o; }
-void q3_dist_kv_free(q3_dist *d, int id) { (void)d, (void)id; }
-void q3_dist_kv_truncate(q3_dist *d, int id, int seq, int pos) { (void)d, (void)id, (void)seq, (void)pos; }
-void q3_dist_kv_share(q3_dist *d, int id, int dst, int src, int n) { (void)d, (void)id, (void)dst, (void)src, (void)n; }
-void q3_dist_runner_new(q3_dist *d, int id, int model_id, int max_tokens, int threads) {
-    (void)d, (void)id, (void)model_id, (void)max_tokens, (void)threads;
+void q3_dist_send(q3_dist *d, const q3_dist_msg *m, const void *payload) { (void)d, (void)m, (void)payload; }
+void *q3_dist_receive(q3_dist *d, q3_dist_msg *m) {
+    (void)d;
+    *m = (q3_dist_msg){.op = Q3_MSG_STOP};
+    return NULL;
 }
-void q3_dist_runner_free(q3_dist *d, int id) { (void)d, (void)id; }
-void q3_dist_forward(q3_dist *d, int runner_id, int kv_id, const q3_batch *b) { (void)d, (void)runner_id, (void)kv_id, (void)b; }
+void q3_dist_answer_stats(q3_dist *d) { (void)d; }
+void q3_dist_abort(q3_dist *d) { (void)d; exit(EXIT_FAILURE); }
 
 #endif
+
+/* ---- the forward pass's view of the group ---- */
+
+static void sum_all(void *ctx, float *buf, size_t n, q3_group g) { q3_dist_allreduce(ctx, buf, n, g); }
+static void *sum_start(void *ctx, float *buf, size_t n, q3_group g) { return q3_dist_allreduce_start(ctx, buf, n, g); }
+static void sum_wait(void *ctx, void *pending) { q3_dist_allreduce_wait(ctx, pending); }
+static void sums_progress(void *ctx) { q3_dist_progress(ctx); }
+
+q3_collective q3_dist_collective(q3_dist *d) {
+    return (q3_collective){q3_dist_size(d), d, sum_all, sum_start, sum_wait, sums_progress};
+}

@@ -1,11 +1,10 @@
-/* Running one model across several processes or machines (MPI). Rank 0 is the program the user
- * runs: it owns the tokenizer, the scheduler and the HTTP server. Every other rank is a follower
- * that holds its shard of the weights (src/model/shard.c) and its part of the KV cache, and
- * repeats rank 0's steps: rank 0 broadcasts each call that changes shared state (load a model,
- * make a KV cache or runner, run a batch, truncate or share cache pages) and every rank executes
- * it, meeting in the collectives inside the forward pass (an allreduce after the attention output
- * projection and after the feed-forward; in a long batch the MoE layers run in slices of tokens,
- * each slice's sums travelling while the next one computes). Because the KV cache's page
+/* Running one model across several processes or machines (MPI): the process group. Rank 0 is
+ * the program the user runs: it owns the tokenizer, the scheduler and the HTTP server. Every
+ * other rank is a follower that holds its shard of the weights (src/model/shard.c) and its part
+ * of the KV cache, and repeats rank 0's calls of the public API (api.c, replica.c), meeting in
+ * the sums the forward pass takes through its collective (an allreduce after the attention
+ * output projection and after the feed-forward; in a long batch the MoE layers run in slices of
+ * tokens, each slice's sums travelling while the next one computes). Because the KV cache's page
  * allocator is deterministic, replaying the same calls keeps every rank's page tables identical.
  *
  *   mpirun -np 4 q3moe serve -m model.gguf --tp 2 --ep 2
@@ -16,13 +15,9 @@
 #define Q3_DIST_H
 
 #include "base/error.h"
+#include "model/runner.h"
 
 typedef struct q3_dist q3_dist;
-
-typedef enum q3_group {
-    Q3_GROUP_WORLD, /* every rank: experts are dealt over all of them */
-    Q3_GROUP_TP,    /* the ranks that split one copy of attention (and dense layers) */
-} q3_group;
 
 /* Starts the process group when launched by mpirun (and strips --tp N / --ep N from argv);
  * otherwise does nothing. A bad --tp/--ep is Q3_EINVAL. */
@@ -33,10 +28,8 @@ int q3_dist_rank(const q3_dist *d);
 int q3_dist_size(const q3_dist *d);
 int q3_dist_tp(const q3_dist *d);
 int q3_dist_ep(const q3_dist *d);
-/* True on ranks other than 0: they run q3_dist_follow instead of the command. */
+/* True on ranks other than 0: they run q3_dist_follow (replica.h) instead of the command. */
 bool q3_dist_is_follower(void);
-/* A follower's whole life: execute rank 0's calls until it says stop. Returns the exit code. */
-int q3_dist_follow(void);
 /* At exit, on every rank: rank 0 tells the followers to stop; then the group shuts down.
  * Cannot fail. */
 void q3_dist_finalize(void);
@@ -85,23 +78,38 @@ typedef struct q3_dist_rank_stats {
  * process group, this process alone in out[0]. Cannot fail. */
 void q3_dist_collect(q3_dist *d, q3_dist_rank_stats *out);
 
-/* ---- rank 0's side of the protocol, called by the public API functions ---- */
+/* ---- messages from rank 0 to its followers (what they mean: api.c) ---- */
+
+typedef enum q3_dist_op {
+    Q3_MSG_STOP, Q3_MSG_STATS, Q3_MSG_LOAD, Q3_MSG_FREE_MODEL, Q3_MSG_KV_NEW, Q3_MSG_KV_FREE, Q3_MSG_KV_TRUNCATE,
+    Q3_MSG_KV_SHARE, Q3_MSG_RUNNER_NEW, Q3_MSG_RUNNER_FREE, Q3_MSG_FORWARD,
+} q3_dist_op;
+
+typedef struct q3_dist_msg {
+    int32_t op, id, a, b, c, d; /* the operation, the object's handle, small arguments */
+    int64_t payload;            /* bytes that follow */
+    q3_kv_options kv;
+} q3_dist_msg;
 
 /* Object handles: each model, KV cache and runner rank 0 makes gets the next id, and every
- * follower makes its copy under the same id. */
+ * follower makes its copy under the same id. Cannot fail. */
 int q3_dist_next_id(q3_dist *d);
-/* Asks every follower to load path as model id. */
-void q3_dist_load(q3_dist *d, int id, const char *path);
+/* Rank 0: broadcasts m and its m->payload bytes to every follower (nothing on other ranks or
+ * with no group). Cannot fail: MPI errors abort the job. */
+void q3_dist_send(q3_dist *d, const q3_dist_msg *m, const void *payload);
+/* Followers: waits for rank 0's next message; returns its payload (malloc'd) or NULL. */
+void *q3_dist_receive(q3_dist *d, q3_dist_msg *m);
+/* Followers, on Q3_MSG_STATS: sends this rank's counters for q3_dist_collect. */
+void q3_dist_answer_stats(q3_dist *d);
+/* Ends every process of the job: for states the followers cannot be told about (out of memory
+ * while sending them a batch). Does not return. */
+void q3_dist_abort(q3_dist *d);
+
+/* The sums of the group as the forward pass takes them (model/runner.h); d NULL: one process. */
+q3_collective q3_dist_collective(q3_dist *d);
+
 /* Every rank, after loading: agree on the outcome. Returns the first failing rank's status with
  * its message (prefixed by the rank) on every rank, or Q3_OK. */
 q3_status q3_dist_agree(q3_dist *d, q3_status local, q3_error *e);
-void q3_dist_free_model(q3_dist *d, int id);
-void q3_dist_kv_new(q3_dist *d, int id, int model_id, const q3_kv_options *o);
-void q3_dist_kv_free(q3_dist *d, int id);
-void q3_dist_kv_truncate(q3_dist *d, int id, int seq, int pos);
-void q3_dist_kv_share(q3_dist *d, int id, int dst, int src, int n);
-void q3_dist_runner_new(q3_dist *d, int id, int model_id, int max_tokens, int threads);
-void q3_dist_runner_free(q3_dist *d, int id);
-void q3_dist_forward(q3_dist *d, int runner_id, int kv_id, const q3_batch *b);
 
 #endif

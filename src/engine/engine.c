@@ -171,7 +171,7 @@ static void cache_reuse(q3_engine *en, seq *s) {
         if (n > best_n) best = c, best_n = n;
     }
     if (!best || best_n < en->o.page_size / 2) return;
-    if (q3_kv_share_prefix(en->kv, s->slot, best->slot, best_n, NULL)) return;
+    if (q3_kv_cache_share_prefix(en->kv, s->slot, best->slot, best_n, NULL)) return;
     best->last_used = ++en->use_clock;
     s->n_cached = best_n;
     pthread_mutex_lock(&en->lock);
@@ -400,7 +400,7 @@ static void step(q3_engine *en) {
     pthread_mutex_lock(&en->lock);
     en->stats.steps++;
     en->stats.generated_tokens += (uint64_t)rows;
-    en->stats.bytes_read = en->runner->bytes_read;
+    en->stats.bytes_read = q3_runner_bytes_read(en->runner);
     pthread_mutex_unlock(&en->lock);
 }
 

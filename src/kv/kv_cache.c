@@ -3,17 +3,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include "dist/dist.h"
-#include "model/model.h"
 #include "quant/types.h"
 
-q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_options *o, q3_error *e) {
+q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *c, const q3_kv_options *o, q3_error *e) {
     *out = NULL;
     if (o->type != Q3_TYPE_F32 && o->type != Q3_TYPE_F16 && o->type != Q3_TYPE_BF16 && o->type != Q3_TYPE_Q8_0)
         return q3_fail(e, Q3_EINVAL, "kv cache: type must be f32, f16, bf16 or q8_0");
     if (o->page_size <= 0 || o->n_pages <= 0 || o->max_seqs <= 0 || o->max_seq_len <= 0)
         return q3_fail(e, Q3_EINVAL, "kv cache: page size, pages, sequences and length must be positive");
-    const q3_config *c = q3_model_config(m);
     size_t head_row_bytes = q3_row_bytes(o->type, c->head_dim);
     if (head_row_bytes == 0)
         return q3_fail(e, Q3_EINVAL, "kv cache: type %s needs head_dim (%d) to be a multiple of %d", q3_type_name(o->type),
@@ -22,7 +19,7 @@ q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_opti
     if (!kv) return q3_fail(e, Q3_ENOMEM, "kv cache: out of memory");
     kv->type = o->type;
     kv->n_layers = c->n_layers;
-    kv->n_heads = m->shard.n_kv_heads; /* this process's heads only */
+    kv->n_heads = c->n_heads;
     kv->head_dim = c->head_dim;
     kv->page_size = o->page_size;
     kv->n_pages = o->n_pages;
@@ -38,25 +35,19 @@ q3_status q3_kv_cache_new(q3_kv_cache **out, const q3_model *m, const q3_kv_opti
     kv->refcount = calloc((size_t)kv->n_pages, sizeof *kv->refcount);
     kv->free_pages = malloc((size_t)kv->n_pages * sizeof *kv->free_pages);
     if (!kv->k || !kv->v || !kv->page_table || !kv->seq_len || !kv->refcount || !kv->free_pages) {
-        q3_kv_cache_free(kv);
+        q3_kv_cache_destroy(kv);
         return q3_fail(e, Q3_ENOMEM, "kv cache: cannot allocate %zu MiB", 2 * bytes >> 20);
     }
     memset(kv->page_table, 0xff, (size_t)kv->max_seqs * kv->max_pages_per_seq * sizeof *kv->page_table);
     /* Low page ids on top of the stack, so a fresh cache fills memory in order. */
     for (int i = 0; i < kv->n_pages; i++) kv->free_pages[i] = kv->n_pages - 1 - i;
     kv->n_free = kv->n_pages;
-    kv->dist = m->dist;
-    if (kv->dist && q3_dist_rank(kv->dist) == 0) {
-        kv->dist_id = q3_dist_next_id(kv->dist);
-        q3_dist_kv_new(kv->dist, kv->dist_id, m->dist_id, o);
-    }
     *out = kv;
     return Q3_OK;
 }
 
-void q3_kv_cache_free(q3_kv_cache *kv) {
+void q3_kv_cache_destroy(q3_kv_cache *kv) {
     if (!kv) return;
-    if (kv->dist_id) q3_dist_kv_free(kv->dist, kv->dist_id);
     free(kv->k);
     free(kv->v);
     free(kv->page_table);
@@ -120,8 +111,7 @@ q3_status q3_kv_reserve(q3_kv_cache *kv, int seq, int new_len, q3_error *e) {
     return Q3_OK;
 }
 
-/* Truncation without telling the followers (for calls that already told them). */
-static void truncate_local(q3_kv_cache *kv, int seq, int pos) {
+void q3_kv_truncate(q3_kv_cache *kv, int seq, int pos) {
     if (seq < 0 || seq >= kv->max_seqs || pos < 0) return;
     int32_t *t = table(kv, seq);
     for (int p = (pos + kv->page_size - 1) / kv->page_size; p < kv->max_pages_per_seq; p++) {
@@ -132,12 +122,11 @@ static void truncate_local(q3_kv_cache *kv, int seq, int pos) {
     if (kv->seq_len[seq] > pos) kv->seq_len[seq] = pos;
 }
 
-q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e) {
+q3_status q3_kv_share(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e) {
     if (dst < 0 || dst >= kv->max_seqs || src < 0 || src >= kv->max_seqs || dst == src)
         return q3_fail(e, Q3_EINVAL, "kv cache: bad sequences %d <- %d", dst, src);
     if (n_tokens > kv->seq_len[src]) n_tokens = kv->seq_len[src];
-    q3_dist_kv_share(kv->dist, kv->dist_id, dst, src, n_tokens);
-    truncate_local(kv, dst, 0);
+    q3_kv_truncate(kv, dst, 0);
     int full = n_tokens / kv->page_size, rest = n_tokens % kv->page_size;
     if (rest && kv->n_free == 0) return q3_fail(e, Q3_EFULL, "kv cache: no free page to share a prefix");
     int32_t *d = table(kv, dst), *s = table(kv, src);
@@ -154,12 +143,6 @@ q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3
 }
 
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len) { kv->seq_len[seq] = len; }
-
-void q3_kv_cache_truncate(q3_kv_cache *kv, int seq, int pos) {
-    if (!kv) return;
-    q3_dist_kv_truncate(kv->dist, kv->dist_id, seq, pos);
-    truncate_local(kv, seq, pos);
-}
 
 
 int q3_kv_cache_seq_len(const q3_kv_cache *kv, int seq) {

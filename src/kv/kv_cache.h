@@ -22,9 +22,20 @@ struct q3_kv_cache {
     int *refcount;         /* [n_pages] */
     int *free_pages;       /* stack of free page ids */
     int n_free;
-    struct q3_dist *dist;  /* followers repeat every change (src/dist/) */
-    int dist_id;
+    int replica_id;        /* the handle followers know this cache by (src/dist/); 0 alone */
 };
+
+/* The cache's geometry: this process's key/value heads of every layer. */
+typedef struct q3_kv_shape {
+    int n_layers, n_heads, head_dim;
+} q3_kv_shape;
+
+/* A cache of this process alone (q3_kv_cache_new is it, replicated under mpirun). */
+q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *shape, const q3_kv_options *o, q3_error *e);
+/* Frees it; NULL is fine. */
+void q3_kv_cache_destroy(q3_kv_cache *kv);
+/* Drops seq's tokens from pos on in this process's cache (q3_kv_cache_truncate, replicated). */
+void q3_kv_truncate(q3_kv_cache *kv, int seq, int pos);
 
 /* Makes sure sequence seq can hold positions [0, new_len): maps pages for the new positions and
  * gives the sequence its own copy of any shared page it will write into. Q3_EFULL when the pool
@@ -33,8 +44,9 @@ q3_status q3_kv_reserve(q3_kv_cache *kv, int seq, int new_len, q3_error *e);
 /* Pages still needed to grow seq to new_len; cannot fail. */
 int q3_kv_pages_needed(const q3_kv_cache *kv, int seq, int new_len);
 /* Shares the first n_tokens of src with dst (which must be empty): whole pages by reference,
- * the partial last page by copy. Q3_EFULL when no page is free for the copy. */
-q3_status q3_kv_share_prefix(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e);
+ * the partial last page by copy. Q3_EFULL when no page is free for the copy. In this process's
+ * cache only: q3_kv_cache_share_prefix is the call that followers repeat. */
+q3_status q3_kv_share(q3_kv_cache *kv, int dst, int src, int n_tokens, q3_error *e);
 /* Marks positions [0, len) of seq as held (after the forward pass wrote them); cannot fail. */
 void q3_kv_set_len(q3_kv_cache *kv, int seq, int len);
 

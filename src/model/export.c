@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include "quant/types.h"
 #include "text/genconfig.h"
+#include "text/tokenizer_gguf.h"
 
 void q3_export_options_uniform(q3_export_options *o, q3_type t) {
     memset(o, 0, sizeof *o);

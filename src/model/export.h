@@ -46,12 +46,4 @@ q3_status q3_export_add_metadata(q3_gguf_writer *w, const q3_config *c, int file
 q3_status q3_export_gguf(const q3_model *m, const char *out_path, const q3_export_options *o,
                          q3_error *e);
 
-/* Tokenizer metadata (tokenizer.ggml.*) from a Hugging Face tokenizer.json, as llama.cpp's
- * converter writes it: tokens padded with [PADn] up to vocab_size (the embedding's rows), token
- * types, merges, special ids, and the chat template from tokenizer_config.json when that path
- * is not NULL. bos_id is config.json's bos_token_id (-1: none). */
-q3_status q3_tokenizer_json_to_gguf(q3_gguf_writer *w, const char *tokenizer_json,
-                                    const char *tokenizer_config_json, int vocab_size, int bos_id,
-                                    q3_error *e);
-
 #endif

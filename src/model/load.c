@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "model/model.h"
-#include "dist/dist.h"
 #include "quant/types.h"
 
 uint64_t q3_mat_bytes(const q3_mat *w) { return (uint64_t)w->rows * q3_row_bytes(w->type, w->cols); }
@@ -76,35 +75,28 @@ static q3_status open_source(q3_model *m, q3_error *e) {
     return q3_model_bind_gguf(m, e);
 }
 
-q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
+q3_status q3_model_open(q3_model **out, const char *path, const q3_load_options *opts, int rank, int tp, int ep,
+                        q3_error *e) {
     *out = NULL;
     q3_model *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);
         return q3_fail(e, Q3_ENOMEM, "%s: out of memory", path);
     }
-    /* Under mpirun every rank loads its own shard; rank 0 asks the others first. */
-    m->dist = q3_dist_world();
-    if (m->dist && q3_dist_rank(m->dist) == 0) {
-        m->dist_id = q3_dist_next_id(m->dist);
-        q3_dist_load(m->dist, m->dist_id, path);
-    }
     q3_status st = open_source(m, e);
-    if (!st) st = q3_model_apply_shard(m, q3_dist_rank(m->dist), q3_dist_tp(m->dist), q3_dist_ep(m->dist), e);
-    /* After the shard: each rank places only the experts it computes. */
+    if (!st) st = q3_model_apply_shard(m, rank, tp, ep, e);
+    /* After the shard: each process places only the experts it computes. */
     if (!st) st = q3_model_apply_numa(m, opts ? opts->numa : Q3_NUMA_AUTO, opts && opts->verbose, e);
-    st = q3_dist_agree(m->dist, st, e);
     if (st) {
-        q3_model_free(m);
+        q3_model_close(m);
         return st;
     }
     *out = m;
     return Q3_OK;
 }
 
-void q3_model_free(q3_model *m) {
+void q3_model_close(q3_model *m) {
     if (!m) return;
-    if (m->dist_id) q3_dist_free_model(m->dist, m->dist_id);
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) free(m->layers[l].experts);
     free(m->layers);
     free(m->norm_storage);

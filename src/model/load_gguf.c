@@ -1,68 +1,10 @@
-/* Binding a GGUF file in llama.cpp's qwen3moe naming: hyper-parameters from `qwen3moe.*`
- * metadata, experts stacked in 3-D tensors (ne = [cols, rows, n_experts]) that we view one
+/* Binding a GGUF file in llama.cpp's qwen3moe naming (its metadata is read by config.c),
+ * experts stacked in 3-D tensors (ne = [cols, rows, n_experts]) that we view one
  * expert at a time. */
 #include <stdio.h>
 #include <string.h>
 #include "model/model.h"
 #include "quant/types.h"
-
-static q3_status get_int(const q3_gguf *g, const char *key, int *out, bool required, int fallback, q3_error *e) {
-    int64_t v;
-    if (!q3_gguf_find_kv(g, key) && !required) {
-        *out = fallback;
-        return Q3_OK;
-    }
-    q3_status st = q3_gguf_get_int(g, key, &v, e);
-    if (st) return st;
-    if (v < 0 || v > (1 << 30)) return q3_fail(e, Q3_EFORMAT, "%s: metadata %s = %lld out of range", g->path, key, (long long)v);
-    *out = (int)v;
-    return Q3_OK;
-}
-
-q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e) {
-    memset(c, 0, sizeof *c);
-    q3_gguf_str arch;
-    q3_status st = q3_gguf_get_str(g, "general.architecture", &arch, e);
-    if (st) return st;
-    if (arch.len != 8 || memcmp(arch.ptr, "qwen3moe", 8))
-        return q3_fail(e, Q3_EUNSUPPORTED, "%s: architecture %.*s is not qwen3moe", g->path,
-                       (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
-    double theta, eps;
-    if ((st = get_int(g, "qwen3moe.block_count", &c->n_layers, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.embedding_length", &c->hidden_size, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.attention.head_count", &c->n_heads, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.attention.head_count_kv", &c->n_kv_heads, false, c->n_heads, e)) ||
-        (st = get_int(g, "qwen3moe.attention.key_length", &c->head_dim, false,
-                      c->n_heads ? c->hidden_size / c->n_heads : 0, e)) ||
-        (st = get_int(g, "qwen3moe.expert_count", &c->n_experts, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.expert_used_count", &c->n_experts_used, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.expert_feed_forward_length", &c->moe_intermediate, true, 0, e)) ||
-        (st = get_int(g, "qwen3moe.feed_forward_length", &c->intermediate, false, 0, e)) ||
-        (st = get_int(g, "qwen3moe.context_length", &c->max_context, false, 32768, e)) ||
-        (st = get_int(g, "tokenizer.ggml.bos_token_id", &c->bos_token, false, -1, e)) ||
-        (st = get_int(g, "tokenizer.ggml.eos_token_id", &c->eos_token, false, -1, e)) ||
-        (st = q3_gguf_get_float(g, "qwen3moe.rope.freq_base", &theta, e)) ||
-        (st = q3_gguf_get_float(g, "qwen3moe.attention.layer_norm_rms_epsilon", &eps, e)))
-        return st;
-    c->rope_theta = (float)theta;
-    c->rms_eps = (float)eps;
-    /* llama.cpp's qwen3moe always renormalises the top-k weights; our writer records a false. */
-    const q3_gguf_kv *norm = q3_gguf_find_kv(g, "qwen3moe.expert_weights_norm");
-    c->norm_topk_prob = norm ? norm->v.u != 0 : true;
-    if (c->n_layers > Q3_MAX_LAYERS)
-        return q3_fail(e, Q3_EUNSUPPORTED, "%s: %d layers exceed %d", g->path, c->n_layers, Q3_MAX_LAYERS);
-    /* A layer is dense when it has no router tensor. */
-    for (int l = 0; l < c->n_layers; l++) {
-        char name[64];
-        snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", l);
-        c->is_moe[l] = q3_gguf_find_tensor(g, name) != NULL;
-    }
-    const q3_gguf_tensor *embd = q3_gguf_find_tensor(g, "token_embd.weight");
-    if (!embd) return q3_fail(e, Q3_EFORMAT, "%s: tensor token_embd.weight is missing", g->path);
-    c->vocab_size = (int)embd->ne[1];
-    c->tied_embeddings = q3_gguf_find_tensor(g, "output.weight") == NULL;
-    return q3_config_validate(c, g->path, e);
-}
 
 typedef struct binder {
     q3_model *m;

@@ -60,8 +60,6 @@ typedef struct q3_shard {
 /* Whether this process computes expert x; cannot fail. */
 static inline bool q3_shard_owns_expert(const q3_shard *s, int x) { return x % s->ep == s->ep_rank; }
 
-struct q3_dist;
-
 struct q3_model {
     q3_config cfg;
     q3_mat embed;        /* (vocab, hidden): row t is token t's embedding */
@@ -73,8 +71,7 @@ struct q3_model {
     /* The NUMA nodes the routed experts were placed on (placement.c): expert x's weights on node
      * numa.node_id[q3_numa_expert_node(x, shard.ep, numa.n_nodes)]; n_nodes 0 when not placed. */
     q3_numa_topology numa;
-    struct q3_dist *dist;  /* the process group this model is split over, or NULL */
-    int dist_id;           /* the model's handle in that group */
+    int replica_id;        /* the handle followers know this model by (src/dist/); 0 alone */
 
     q3_source_kind kind;
     char *path;
@@ -84,7 +81,7 @@ struct q3_model {
     float *norm_storage; /* one allocation behind every norm vector */
 };
 
-/* Reading config.json (hfconfig.c) and GGUF metadata (load_gguf.c) into a q3_config. */
+/* Reading config.json and GGUF metadata into a q3_config (config.c). */
 q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e);
 /* The same from bytes in memory (the fuzzer's entry point); path names them in errors. */
 q3_status q3_config_from_json_buffer(q3_config *c, const char *data, size_t len, const char *path,
@@ -107,6 +104,14 @@ q3_status q3_model_bind_gguf(q3_model *m, q3_error *e);
 q3_status q3_model_alloc_norms(q3_model *m, q3_error *e);
 q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
                       int64_t rows, int64_t cols, const char *path, q3_error *e);
+
+/* Opens the model for this process alone (q3_model_load is it, replicated under mpirun): the
+ * source, its config and weights, narrowed to the shard of rank among tp x ep processes (0, 1, 1:
+ * the whole model), experts placed over NUMA nodes as opts asks. */
+q3_status q3_model_open(q3_model **out, const char *path, const q3_load_options *opts, int rank, int tp, int ep,
+                        q3_error *e);
+/* Frees it; NULL is fine. */
+void q3_model_close(q3_model *m);
 
 /* Computes the shard for rank/tp/ep and narrows every weight view to it; Q3_EUNSUPPORTED naming
  * the tensor when a split would cut through quantization blocks. */
