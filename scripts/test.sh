@@ -13,17 +13,17 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 step() { printf '\n=== %s\n' "$*"; }
 
 step "release build (gcc)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_WERROR=ON >/dev/null
 cmake --build build -j "$JOBS"
 (cd build && ctest --output-on-failure -j "$JOBS")
 
 step "AddressSanitizer + UBSan build"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQ3_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQ3_SANITIZE=ON -DQ3_WERROR=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$JOBS" -LE slow)
 
 step "clang build (-Werror)"
-CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_FUZZ=ON >/dev/null
+CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_FUZZ=ON -DQ3_WERROR=ON >/dev/null
 cmake --build build-clang -j "$JOBS"
 
 step "fuzzing (${FUZZ_SECONDS}s per target)"

@@ -224,6 +224,13 @@ class BadFiles(unittest.TestCase):
         write_safetensors(self.shard(d), {"model.norm.weight": {"dtype": "F8_E4M3", "shape": [128], "data_offsets": [0, 128]}}, bytes(128))
         self.expect_error(d, "model.norm.weight", "F8_E4M3")
 
+    def test_shape_that_wraps_around(self):
+        """[2^32, 2^32] elements multiply to 2^64, which wraps to 0 in 64 bits: still refused."""
+        d = self.broken_copy("wrap")
+        write_safetensors(self.shard(d), {"model.norm.weight": {"dtype": "BF16", "shape": [1 << 32, 1 << 32],
+                                                                "data_offsets": [0, 0]}}, bytes(0))
+        self.expect_error(d, "model.norm.weight", "shape too large")
+
     def test_shape_disagrees_with_config(self):
         d = self.broken_copy("shape")
         cfg = json.loads(open_text(os.path.join(d, "config.json")))
@@ -256,6 +263,14 @@ class BadFiles(unittest.TestCase):
         del cfg["num_experts_per_tok"]
         write_text(os.path.join(d, "config.json"), json.dumps(cfg))
         self.expect_error(d, "config.json", "num_experts_per_tok")
+
+    def test_path_too_long_for_its_files(self):
+        """A checkpoint directory whose files' paths would not fit: refused, not cut short."""
+        d = TMP
+        while len(d) < 4090:  # a legal directory (under PATH_MAX, 4096), but not with /config.json on it
+            d = os.path.join(d, "d" * min(200, 4089 - len(d)))
+        os.makedirs(d, exist_ok=True)
+        self.expect_error(d, "path too long")
 
     def test_missing_directory(self):
         self.expect_error(os.path.join(TMP, "no-such-model"), "no-such-model")
@@ -296,6 +311,16 @@ class BadFiles(unittest.TestCase):
         r = q3("info", path)
         self.assertEqual(r.returncode, 1)
         self.assertTrue("blk.0.attn_q.weight" in r.stderr or "beyond" in r.stderr or "overlap" in r.stderr, r.stderr)
+
+    def test_gguf_dimensions_that_wrap_around(self):
+        data = self.gguf_copy()
+        name = b"blk.0.attn_q.weight"
+        at = data.find(struct.pack("<Q", len(name)) + name)
+        dims_at = at + 8 + len(name) + 4
+        data[dims_at:dims_at + 16] = struct.pack("<QQ", 1 << 32, 1 << 32)
+        path = os.path.join(TMP, "wrap.gguf")
+        write_bytes(path, data)
+        self.expect_error(path, "blk.0.attn_q.weight", "dimension too large")
 
     def test_gguf_offset_out_of_bounds(self):
         data = self.gguf_copy()

@@ -119,8 +119,10 @@ static q3_status read_tensor_info(cursor *c, q3_gguf_tensor *t) {
     for (uint32_t i = 0; i < n_dims; i++) {
         uint64_t d;
         if ((st = rd(c, &d, 8, t->name))) return st;
-        if (d > (1ull << 40) || (numel *= d) > (1ull << 42))
+        /* checked before multiplying: [2^32, 2^32] must not wrap around to 0 elements */
+        if (d > (1ull << 40) || (d && numel > (1ull << 42) / d))
             return q3_fail(c->e, Q3_EFORMAT, "%s: tensor %s: dimension too large", c->path, t->name);
+        numel *= d;
         t->ne[i] = (int64_t)d;
     }
     if ((st = rd(c, &type, 4, t->name)) || (st = rd(c, &t->offset, 8, t->name))) return st;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/path.h"
 #include "formats/gguf.h"
 #include "quant/types.h"
 
@@ -230,10 +231,11 @@ q3_status q3_gguf_write(q3_gguf_writer *w, const char *path,
     /* general.alignment states what we do, so any reader agrees. */
     if (q3_gguf_set_u32(w, "general.alignment", ALIGNMENT)) return q3_fail(e, Q3_ENOMEM, "out of memory");
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    q3_status st = q3_pathf(tmp, sizeof tmp, e, "%s.tmp", path);
+    if (st) return st;
     FILE *f = fopen(tmp, "wb");
     if (!f) return q3_fail(e, Q3_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    q3_status st = write_header(w, f);
+    st = write_header(w, f);
     if (st) {
         q3_fail(e, st, "%s: cannot write the header", tmp);
         goto fail;

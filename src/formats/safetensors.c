@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/path.h"
 #include "quant/types.h"
 
 #define MAX_HEADER_BYTES (512u << 20)
@@ -52,8 +53,10 @@ static q3_status parse_entry(const char *path, const char *key, json_t *v, const
         if (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > (1ll << 40))
             return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: bad shape", path, key);
         t->shape[i] = json_integer_value(d);
+        /* checked before multiplying: [2^32, 2^32] must not wrap around to 0 elements */
+        if (t->shape[i] && numel > (1ull << 42) / (uint64_t)t->shape[i])
+            return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: shape too large", path, key);
         numel *= (uint64_t)t->shape[i];
-        if (numel > (1ull << 42)) return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: shape too large", path, key);
     }
     json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);
     if (!json_is_integer(b) || !json_is_integer(en))
@@ -207,8 +210,8 @@ static q3_status open_shards(q3_st_checkpoint *c, const char *dir, const char *i
     }
     for (int k = 0; k < n && !st; k++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, shards[k]);
-        st = q3_st_open(&c->files[k], path, e);
+        st = q3_pathf(path, sizeof path, e, "%s/%s", dir, shards[k]);
+        if (!st) st = q3_st_open(&c->files[k], path, e);
         if (!st) c->n_files++;
     }
     /* Every tensor the index names must be in the shard it names. */
@@ -229,9 +232,9 @@ done:
 q3_status q3_st_checkpoint_open(q3_st_checkpoint *c, const char *dir, q3_error *e) {
     memset(c, 0, sizeof *c);
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    q3_status st = q3_pathf(path, sizeof path, e, "%s/model.safetensors.index.json", dir);
+    if (st) return st;
     FILE *probe = fopen(path, "rb");
-    q3_status st;
     if (probe) {
         fclose(probe);
         st = open_shards(c, dir, path, e);

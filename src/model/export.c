@@ -3,6 +3,8 @@
  * while the file is written, so memory holds one output tensor at a time. */
 #include "model/export.h"
 
+#include "base/path.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,12 +213,13 @@ static q3_status add_tokenizer(q3_gguf_writer *w, const q3_model *m, const char 
     char tj[4096], tc[4096];
     const char *dir = given ? given : m->path;
     if (given && stat(given, &st) == 0 && S_ISREG(st.st_mode)) {
-        snprintf(tj, sizeof tj, "%s", given);
         const char *slash = strrchr(given, '/');
-        snprintf(tc, sizeof tc, "%.*stokenizer_config.json", slash ? (int)(slash - given + 1) : 0, given);
+        q3_status err = q3_pathf(tj, sizeof tj, e, "%s", given);
+        if (err || (err = q3_pathf(tc, sizeof tc, e, "%.*stokenizer_config.json", slash ? (int)(slash - given + 1) : 0, given)))
+            return err;
     } else if (given || m->kind == Q3_SOURCE_HF) {
-        snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-        snprintf(tc, sizeof tc, "%s/tokenizer_config.json", dir);
+        q3_status err = q3_pathf(tj, sizeof tj, e, "%s/tokenizer.json", dir);
+        if (err || (err = q3_pathf(tc, sizeof tc, e, "%s/tokenizer_config.json", dir))) return err;
     } else {
         for (int64_t i = 0; i < m->gguf.n_kv; i++) {
             const char *k = m->gguf.kv[i].key;
@@ -235,8 +238,7 @@ static q3_status add_tokenizer(q3_gguf_writer *w, const q3_model *m, const char 
 static bool has_generation_config(const char *dir) {
     char p[4096];
     struct stat st;
-    snprintf(p, sizeof p, "%s/generation_config.json", dir);
-    return stat(p, &st) == 0;
+    return q3_pathf(p, sizeof p, NULL, "%s/generation_config.json", dir) == Q3_OK && stat(p, &st) == 0;
 }
 
 q3_status q3_export_gguf(const q3_model *m, const char *out_path, const q3_export_options *o, q3_error *e) {

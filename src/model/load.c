@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "base/path.h"
 #include "model/model.h"
 #include "quant/types.h"
 
@@ -58,9 +59,8 @@ static q3_status open_source(q3_model *m, q3_error *e) {
     if (is_directory(m->path)) {
         m->kind = Q3_SOURCE_HF;
         char cfg[4096];
-        snprintf(cfg, sizeof cfg, "%s/config.json", m->path);
-        q3_status st = q3_config_from_json_file(&m->cfg, cfg, e);
-        if (st) return st;
+        q3_status st = q3_pathf(cfg, sizeof cfg, e, "%s/config.json", m->path);
+        if (st || (st = q3_config_from_json_file(&m->cfg, cfg, e))) return st;
         if ((st = q3_st_checkpoint_open(&m->hf, m->path, e))) return st;
         m->file_bytes = q3_st_checkpoint_bytes(&m->hf);
         if ((st = q3_model_alloc_norms(m, e))) return st;

@@ -2,6 +2,7 @@
  * Values are read into a copy and checked as a request's would be; the caller's q3_sampling
  * changes only when the whole file is good. */
 #include "text/genconfig.h"
+#include "base/path.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -77,8 +78,8 @@ static bool is_directory(const char *path) {
 q3_status q3_genconfig_load(const char *model_path, q3_sampling *s, q3_error *e) {
     if (!is_directory(model_path)) return Q3_OK;
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/generation_config.json", model_path) >= (int)sizeof path)
-        return q3_fail(e, Q3_EINVAL, "%s: path too long", model_path);
+    q3_status st = q3_pathf(path, sizeof path, e, "%s/generation_config.json", model_path);
+    if (st) return st;
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (errno == ENOENT) return Q3_OK;
@@ -89,7 +90,7 @@ q3_status q3_genconfig_load(const char *model_path, q3_sampling *s, q3_error *e)
     fclose(f);
     if (!root) return q3_fail(e, Q3_EFORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
     q3_sampling t = *s;
-    q3_status st = read_generation_config(root, path, &t, e);
+    st = read_generation_config(root, path, &t, e);
     json_decref(root);
     if (st) return st;
     q3_error why;

@@ -4,6 +4,7 @@
  * tokenizer.json, added tokens at their ids; token_type 3 = control, 4 = user-defined,
  * 5 = unused; merges as "left right" strings; the pre-tokenizer named, not spelled).
  * Anything outside what Qwen2/Qwen3 use is refused by name rather than half-honoured. */
+#include "base/path.h"
 #include "text/tok_internal.h"
 
 #include <errno.h>
@@ -330,8 +331,8 @@ q3_status q3_tok_load(q3_tokenizer **out, const char *path, q3_error *e) {
     if (stat(path, &sb)) return q3_fail(e, Q3_EIO, "%s: %s", path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         char json[4096];
-        if ((size_t)snprintf(json, sizeof json, "%s/tokenizer.json", path) >= sizeof json)
-            return q3_fail(e, Q3_EINVAL, "%s: path too long", path);
+        q3_status st = q3_pathf(json, sizeof json, e, "%s/tokenizer.json", path);
+        if (st) return st;
         if (stat(json, &sb))
             return q3_fail(e, Q3_EIO, "%s: no tokenizer.json in this directory", path);
         return q3_tok_load_json(out, json, e);
