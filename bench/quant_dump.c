@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* All of stdin in one malloc'd buffer. */
 static unsigned char *read_stdin(size_t *len) {

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "base/clock.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 static float random_value(uint64_t *state) {
     *state = *state * 6364136223846793005ull + 1442695040888963407ull;

@@ -26,7 +26,7 @@ trap 'rm -rf "$out"' EXIT
 
 # The type kernels and what they need (the tile kernels next to them, where there are any).
 shopt -s nullglob
-SOURCES=(src/quant/*.c src/cpu/dot_*.c src/cpu/gemm*.c src/cpu/vec*.c src/base/error.c tests/cross/test_kernels.c)
+SOURCES=(src/quant/*.c src/cpu/kernel_table.c src/cpu/dot_*.c src/cpu/gemm*.c src/cpu/vec*.c src/base/error.c tests/cross/test_kernels.c)
 # The flags of the CMake build (-Wno-format-truncation is its GCC exception for error.c).
 FLAGS=(-O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -static)
 if $CC --version 2>/dev/null | grep -qi "gcc"; then FLAGS+=(-Wno-format-truncation); fi

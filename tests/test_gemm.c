@@ -7,7 +7,7 @@
 #include "bench/synth.h"
 #include "model/runner.h"
 #include "quant/blocks.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 #include "testutil.h"
 
 /* ---- random data ---- */

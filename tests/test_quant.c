@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "quant/blocks.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* ---- random data ---- */
 

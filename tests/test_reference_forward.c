@@ -6,7 +6,7 @@
 #include <math.h>
 #include "model/model.h"
 #include "model/runner.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- the model, token by token */

@@ -5,7 +5,7 @@
 #include <math.h>
 #include "base/half.h"
 #include "cpu/vec.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 #include "testutil.h"
 
 #define N 1000 /* not a multiple of any vector width: the tails run too */

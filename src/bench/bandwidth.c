@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include "base/pool.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 #define SLICE_BYTES ((size_t)16 << 20)
 

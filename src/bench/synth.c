@@ -11,7 +11,7 @@
 #include <strings.h>
 #include "base/half.h"
 #include "model/export.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 static const q3_synth_type TYPES[] = {
     {"q4_k_m", Q3_TYPE_Q4_K, Q3_TYPE_Q6_K, 15}, /* llama.cpp's MOSTLY_Q4_K_M */

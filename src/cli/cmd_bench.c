@@ -33,7 +33,7 @@
 #include "cli/progress.h"
 #include "dist/dist.h"
 #include "model/model.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 #define MAX_PROMPTS 64
 #define BANDWIDTH_RUNS 5

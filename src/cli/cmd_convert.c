@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "model/presets.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -21,7 +21,7 @@
 #include <string.h>
 #include "cpu/vec.h"
 #include "cpu/cpu_backend.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 #define CHUNK 256
 /* Partials kept for parallel decoding: beyond this the batch is big enough to fold in place. */

@@ -3,7 +3,7 @@
  * paged cache in its type. One pool task per token. The attention itself is attend.c. */
 #include "cpu/cpu_backend.h"
 #include "cpu/ops.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* Token i's keys and values, head by head, into the cache in its type. */
 static void store_token(const q3_kv_cache *kv, int layer, const q3_batch *b, int i, const float *k, const float *v) {

@@ -6,7 +6,7 @@
 #include <string.h>
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* Bytes per converted activation row, over every matrix a step multiplies by x or xn. */
 static size_t max_act_bytes(const q3_model *m) {

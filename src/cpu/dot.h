@@ -6,7 +6,7 @@
 #define Q3_CPU_DOT_H
 
 #include <stdint.h>
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* Overrides the kernels of table (indexed by type id) that isa has versions of. The caller
  * checks q3_isa_supported(isa) first. */

@@ -3,7 +3,7 @@
 #include "cpu/matmul.h"
 
 #include <string.h>
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* Tokens per tile: a tile of converted activations stays in L2 while the rows run past it. */
 #define TOKEN_TILE Q3_GEMM_COLS

@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include "quant/float_types.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
                      int hd) {

@@ -168,7 +168,7 @@ q3_status q3_gguf_copy_kv(q3_gguf_writer *w, const q3_gguf_kv *kv) {
 q3_status q3_gguf_add_tensor(q3_gguf_writer *w, const char *name, q3_type type, int n_dims,
                              const int64_t *ne, const void *data, q3_gguf_fill_fn fill, void *ctx,
                              q3_error *e) {
-    const q3_type_traits *tr = q3_type_get(type);
+    const q3_type_traits *tr = q3_type_info(type);
     if (!tr) return q3_fail(e, Q3_EINVAL, "gguf writer: tensor %s: unknown type %d", name, (int)type);
     if (n_dims < 1 || n_dims > 4) return q3_fail(e, Q3_EINVAL, "gguf writer: tensor %s: %d dims", name, n_dims);
     if (ne[0] % tr->block_size)

@@ -66,7 +66,7 @@ static q3_status parse_entry(const char *path, const char *key, json_t *v, const
         return q3_fail(e, Q3_EFORMAT,
                        "%s: tensor %s: data_offsets [%lld, %lld] outside the %zu data bytes", path,
                        key, (long long)begin, (long long)end, data_size);
-    uint64_t want = numel * q3_type_get(t->type)->type_size;
+    uint64_t want = numel * q3_type_info(t->type)->type_size;
     if ((uint64_t)(end - begin) != want)
         return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: %lld bytes stored, shape needs %llu", path, key,
                        (long long)(end - begin), (unsigned long long)want);

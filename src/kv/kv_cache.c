@@ -14,7 +14,7 @@ q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *c, const q3_k
     size_t head_row_bytes = q3_row_bytes(o->type, c->head_dim);
     if (head_row_bytes == 0)
         return q3_fail(e, Q3_EINVAL, "kv cache: type %s needs head_dim (%d) to be a multiple of %d", q3_type_name(o->type),
-                       c->head_dim, q3_type_get(o->type)->block_size);
+                       c->head_dim, q3_type_info(o->type)->block_size);
     q3_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return q3_fail(e, Q3_ENOMEM, "kv cache: out of memory");
     kv->type = o->type;

@@ -37,7 +37,7 @@ void q3_export_options_uniform(q3_export_options *o, q3_type t) {
 }
 
 q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
-    const q3_type_traits *tr = q3_type_get(want);
+    const q3_type_traits *tr = q3_type_info(want);
     if (tr && cols % tr->block_size == 0) return want;
     q3_type next;
     switch (want) {
@@ -47,7 +47,7 @@ q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
     case Q3_TYPE_Q6_K: next = Q3_TYPE_Q8_0; break;
     default: next = Q3_TYPE_F16; break;
     }
-    return cols % q3_type_get(next)->block_size == 0 ? next : Q3_TYPE_F16;
+    return cols % q3_type_info(next)->block_size == 0 ? next : Q3_TYPE_F16;
 }
 
 /* ---- tensors ---- */
@@ -81,7 +81,7 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
         memcpy(dst, t->vec, nbytes);
         return Q3_OK;
     }
-    const q3_type_traits *out = q3_type_get(t->type);
+    const q3_type_traits *out = q3_type_info(t->type);
     int64_t cols = source_mat(t, 0)->cols;
     float *row = malloc((size_t)cols * sizeof(float));
     if (!row) return q3_fail(e, Q3_ENOMEM, "export: out of memory");
@@ -89,7 +89,7 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
     char *p = dst;
     for (int i = 0; i < t->n_mats; i++) {
         const q3_mat *w = source_mat(t, i);
-        const q3_type_traits *in = q3_type_get(w->type);
+        const q3_type_traits *in = q3_type_info(w->type);
         for (int64_t r = 0; r < w->rows; r++, p += out_row) {
             const char *src = (const char *)w->data + (size_t)r * w->row_bytes;
             if (w->type == t->type) {
@@ -108,7 +108,7 @@ static q3_status add(exporter *x, q3_gguf_writer *w, const char *name, out_tenso
                      const int64_t *ne, q3_error *e) {
     if (!t.vec) {
         t.type = q3_export_fallback_type(t.type, ne[0]);
-        if (!q3_type_get(t.type)->from_float)
+        if (!q3_type_info(t.type)->from_float)
             return q3_fail(e, Q3_EUNSUPPORTED, "export: tensor %s: cannot write type %s", name, q3_type_name(t.type));
     }
     x->tensors[x->n] = t;

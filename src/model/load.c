@@ -14,7 +14,7 @@ uint64_t q3_ffn_bytes(const q3_ffn *f) { return q3_mat_bytes(&f->gate) + q3_mat_
 
 q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *data, size_t nbytes,
                       int64_t rows, int64_t cols, const char *path, q3_error *e) {
-    const q3_type_traits *tr = q3_type_get(type);
+    const q3_type_traits *tr = q3_type_info(type);
     if (!tr) return q3_fail(e, Q3_EUNSUPPORTED, "%s: tensor %s has an unknown type", path, name);
     if (!tr->vec_dot || !tr->to_float)
         return q3_fail(e, Q3_EUNSUPPORTED, "%s: tensor %s has type %s, not supported yet", path, name, tr->name);

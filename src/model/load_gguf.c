@@ -37,7 +37,7 @@ static q3_status bind_mat(binder *b, q3_mat *w, const char *name, int64_t rows, 
 static q3_status bind_norm(binder *b, float *dst, const char *name, int64_t n) {
     const q3_gguf_tensor *t = find(b, name, 1, &n);
     if (!t) return Q3_EFORMAT;
-    const q3_type_traits *tr = q3_type_get(t->type);
+    const q3_type_traits *tr = q3_type_info(t->type);
     if (!tr->to_float)
         return q3_fail(b->e, Q3_EUNSUPPORTED, "%s: tensor %s has type %s, not supported yet", b->m->path, name, tr->name);
     tr->to_float(t->data, dst, n);

@@ -30,7 +30,7 @@ static q3_status bind_norm(binder *b, float *dst, const char *name, int64_t n) {
     if (!t) return Q3_EFORMAT;
     if (t->n_dims != 1 || t->shape[0] != n)
         return q3_fail(b->e, Q3_EFORMAT, "%s: tensor %s should have shape [%lld]", b->m->path, name, (long long)n);
-    const q3_type_traits *tr = q3_type_get(t->type);
+    const q3_type_traits *tr = q3_type_info(t->type);
     if (!tr->to_float)
         return q3_fail(b->e, Q3_EUNSUPPORTED, "%s: tensor %s has type %s", b->m->path, name, tr->name);
     tr->to_float(t->data, dst, n);

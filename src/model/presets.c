@@ -38,7 +38,7 @@ bool q3_export_preset(const char *name, int n_layers, q3_export_options *o) {
         return true;
     }
     q3_type t;
-    if (!q3_type_from_name(name, &t) || t == Q3_TYPE_Q8_K || t == Q3_TYPE_Q8_1 || !q3_type_get(t)->from_float)
+    if (!q3_type_from_name(name, &t) || t == Q3_TYPE_Q8_K || t == Q3_TYPE_Q8_1 || !q3_type_info(t)->from_float)
         return false;
     q3_export_options_uniform(o, t);
     return true;

@@ -13,7 +13,7 @@ static q3_status row_slice(q3_mat *w, int64_t r0, int64_t n) {
 }
 
 static q3_status col_slice(q3_mat *w, int64_t c0, int64_t n, const char *what, int layer, q3_error *e) {
-    const q3_type_traits *tr = q3_type_get(w->type);
+    const q3_type_traits *tr = q3_type_info(w->type);
     if (c0 % tr->block_size || n % tr->block_size)
         return q3_fail(e, Q3_EUNSUPPORTED,
                        "layer %d %s: columns [%lld, %lld) do not fall on %s block boundaries (%d); use fewer tp ranks",

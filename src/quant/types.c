@@ -1,15 +1,12 @@
-/* The traits table: every tensor type q3moe reads, indexed by its GGML id, with its kernels.
- * TRAITS holds the portable reference kernels; at first use one copy per instruction set the
- * CPU runs gets that ISA's kernels patched in (src/cpu/dot_dispatch.c), and q3_type_get serves
- * the copy of the chosen ISA. */
+/* The traits table: every tensor type q3moe reads, indexed by its GGML id, with its portable
+ * reference kernels. src/cpu/kernel_table.c makes one copy per instruction set with that ISA's
+ * kernels put in. */
 #include "quant/types.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "cpu/dot.h"
 #include "quant/float_types.h"
 #include "quant/quants.h"
 
@@ -64,55 +61,8 @@ static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [39] = {"MXFP4", 32, 17, NULL, NULL, NULL, Q3_TYPE_Q8_0, NULL},
 };
 
-static q3_type_traits isa_traits[Q3_ISA_COUNT][Q3_TYPE_COUNT];
-static q3_isa active_isa = Q3_ISA_SCALAR;
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-
-/* The ISA Q3_ISA asks for, or the best one supported. */
-static q3_isa choose_isa(void) {
-    q3_isa best = Q3_ISA_SCALAR;
-    for (int isa = 0; isa < Q3_ISA_COUNT; isa++)
-        if (q3_isa_supported((q3_isa)isa)) best = (q3_isa)isa;
-    const char *want = getenv("Q3_ISA");
-    if (!want || !*want) return best;
-    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
-        if (strcasecmp(want, q3_isa_name((q3_isa)isa)) != 0) continue;
-        if (q3_isa_supported((q3_isa)isa)) return (q3_isa)isa;
-        fprintf(stderr, "q3moe: Q3_ISA=%s: this CPU cannot run it; using %s\n", want,
-                q3_isa_name(best));
-        return best;
-    }
-    fprintf(stderr, "q3moe: Q3_ISA=%s: unknown (scalar, avx2, avx512, neon, dotprod); using %s\n", want,
-            q3_isa_name(best));
-    return best;
-}
-
-static void build_tables(void) {
-    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
-        memcpy(isa_traits[isa], TRAITS, sizeof TRAITS);
-        if (q3_isa_supported((q3_isa)isa)) q3_dot_install(isa_traits[isa], (q3_isa)isa);
-    }
-    active_isa = choose_isa();
-}
-
-void q3_quant_init(void) { pthread_once(&init_once, build_tables); }
-
-q3_isa q3_isa_active(void) {
-    q3_quant_init();
-    return active_isa;
-}
-
-const q3_type_traits *q3_type_get_isa(q3_type t, q3_isa isa) {
-    if ((unsigned)t >= Q3_TYPE_COUNT || !TRAITS[t].name) return NULL;
-    if ((unsigned)isa >= Q3_ISA_COUNT || !q3_isa_supported(isa)) return NULL;
-    q3_quant_init();
-    return &isa_traits[isa][t];
-}
-
-const q3_type_traits *q3_type_get(q3_type t) {
-    if ((unsigned)t >= Q3_TYPE_COUNT || !TRAITS[t].name) return NULL;
-    q3_quant_init();
-    return &isa_traits[active_isa][t];
+const q3_type_traits *q3_type_info(q3_type t) {
+    return (unsigned)t < Q3_TYPE_COUNT && TRAITS[t].name ? &TRAITS[t] : NULL;
 }
 
 bool q3_type_from_name(const char *name, q3_type *out) {
@@ -126,14 +76,14 @@ bool q3_type_from_name(const char *name, q3_type *out) {
 }
 
 size_t q3_row_bytes(q3_type t, int64_t n) {
-    const q3_type_traits *tr = q3_type_get(t);
+    const q3_type_traits *tr = q3_type_info(t);
     if (!tr || n % tr->block_size) return 0;
     return (size_t)(n / tr->block_size) * tr->type_size;
 }
 
 const char *q3_type_name(q3_type t) {
     static _Thread_local char buf[32];
-    const q3_type_traits *tr = q3_type_get(t);
+    const q3_type_traits *tr = q3_type_info(t);
     if (tr) return tr->name;
     snprintf(buf, sizeof buf, "unknown(%d)", (int)t);
     return buf;

@@ -1,5 +1,6 @@
 /* Tensor types: one row of traits per type (block size, bytes per block, conversions, dot
- * product). Adding a quant format is one row here plus its kernels in its own file.
+ * product). Adding a quant format is one row here plus its kernels in its own file; the SIMD
+ * versions of the kernels are installed over these by src/cpu/kernel_table.c.
  * Weights are stored as rows of blocks; a row of `n` elements takes n / block_size blocks. */
 #ifndef Q3_TYPES_H
 #define Q3_TYPES_H
@@ -36,9 +37,10 @@ typedef struct q3_type_traits {
     q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
 } q3_type_traits;
 
-/* Traits of t, or NULL for an id we do not know (not every GGML id is a type we read). The
- * kernels are those of the active instruction set (q3_isa_active). */
-const q3_type_traits *q3_type_get(q3_type t);
+/* Traits of t with the portable reference kernels, or NULL for an id we do not know (not every
+ * GGML id is a type we read): the block geometry, and kernels that are right on every CPU. The
+ * fastest kernels for this CPU are src/cpu/kernel_table.h's q3_type_get. */
+const q3_type_traits *q3_type_info(q3_type t);
 /* Type by case-insensitive name ("bf16", "q4_k"); returns false when unknown. */
 bool q3_type_from_name(const char *name, q3_type *out);
 /* Bytes taken by a row of n elements; 0 when n is not a whole number of blocks. */
@@ -46,34 +48,5 @@ size_t q3_row_bytes(q3_type t, int64_t n);
 /* Name of t, or "unknown(N)" in a static buffer for unknown ids; cannot fail. */
 const char *q3_type_name(q3_type t);
 
-
-/* ---- instruction sets: the kernels behind the table are chosen once per process ---- */
-
-/* Instruction sets with their own kernels, from the portable reference up. Every ISA's kernels
- * agree with the scalar ones: exactly for the K-quants and the quantizers, within float rounding
- * (another summation order) for the float types and the 32-wide formats (Q4_0 .. Q8_0). */
-typedef enum q3_isa {
-    Q3_ISA_SCALAR, /* portable C: the reference */
-    Q3_ISA_AVX2,   /* AVX2 + FMA + F16C (Haswell and later) */
-    Q3_ISA_AVX512, /* AVX-512 F/BW/VL/DQ + VNNI (Ice Lake, Zen 4 and later) */
-    Q3_ISA_NEON,   /* AArch64 Advanced SIMD (every ARMv8-A CPU) */
-    Q3_ISA_DOTPROD, /* NEON + the ARMv8.2 dot product, SDOT (Kunpeng 920, Neoverse, Apple M) */
-    Q3_ISA_COUNT,
-} q3_isa;
-
-/* Chooses the kernels: the best ISA this CPU runs, or the one the environment variable
- * Q3_ISA=scalar|avx2|avx512|neon|dotprod names (for tests and benchmarks; an ISA the CPU lacks
- * falls back to the best it has, with a warning on stderr). Thread-safe, idempotent, and called
- * by every function here, so calling it is optional. */
-void q3_quant_init(void);
-/* The ISA whose kernels q3_type_get returns; cannot fail. */
-q3_isa q3_isa_active(void);
-/* Whether this CPU (and this build) runs isa; cannot fail. */
-bool q3_isa_supported(q3_isa isa);
-/* "scalar", "avx2", "avx512", "neon", "dotprod"; "unknown" for other values. */
-const char *q3_isa_name(q3_isa isa);
-/* Traits of t with isa's kernels, whatever the active ISA: lets tests and benchmarks compare
- * ISAs in one process. NULL when t is unknown or this CPU cannot run isa. */
-const q3_type_traits *q3_type_get_isa(q3_type t, q3_isa isa);
 
 #endif

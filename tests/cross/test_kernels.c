@@ -22,7 +22,7 @@
 #include <string.h>
 #include "cpu/vec.h"
 #include "quant/blocks.h"
-#include "quant/types.h"
+#include "cpu/kernel_table.h"
 
 /* ---- checks ---- */
 
