@@ -6,6 +6,7 @@
 #include <string.h>
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "model/rope.h"
 #include "cpu/kernel_table.h"
 
 /* Bytes per converted activation row, over every matrix a step multiplies by x or xn. */
@@ -72,8 +73,7 @@ static q3_status cpu_begin(q3_backend *be, const q3_batch *b, q3_kv_cache *kv, q
     c->b = b;
     c->kv = kv;
     for (int i = 0; i < b->n_tokens; i++)
-        q3_rope_angles(c->rope_cos + (size_t)i * half, c->rope_sin + (size_t)i * half, b->pos[i], cfg->head_dim,
-                       cfg->rope_theta);
+        q3_rope_angles(cfg, b->pos[i], c->rope_cos + (size_t)i * half, c->rope_sin + (size_t)i * half);
     return q3_cpu_attention_plan(c, e);
 }
 

@@ -13,18 +13,7 @@ static inline void q3_rmsnorm(float *out, const float *x, const float *w, int n,
     for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
-/* The rotation angles' cos and sin for one position, over head_dim / 2 frequencies, computed in
- * float32 like transformers' default RoPE (inv_freq = 1 / theta^(2i/d), angle = pos * inv_freq). */
-static inline void q3_rope_angles(float *cos_out, float *sin_out, int pos, int head_dim, float theta) {
-    for (int i = 0; i < head_dim / 2; i++) {
-        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
-        float angle = (float)pos * inv_freq;
-        cos_out[i] = cosf(angle);
-        sin_out[i] = sinf(angle);
-    }
-}
-
-/* NeoX ("rotate half") RoPE over a whole head: pairs (i, i + d/2). */
+/* NeoX ("rotate half") RoPE over a whole head: pairs (i, i + d/2), angles from model/rope.h. */
 static inline void q3_rope_apply(float *x, const float *c, const float *s, int head_dim) {
     int half = head_dim / 2;
     for (int i = 0; i < half; i++) {
