@@ -302,10 +302,10 @@ static void print_part(void *user, q3_chat_part part, const char *text, size_t l
 }
 
 /* Prints the reply as it grows until its last event; Ctrl-C on the way cancels it. */
-static void stream_reply(reply *r, q3_engine *en, uint64_t id, const waker *w) {
+static void stream_reply(reply *r, q3_engine *en, uint64_t id, const waker *w, bool in_reasoning) {
     printer p = {.color = isatty(STDERR_FILENO)};
     q3_chat_stream stream;
-    q3_chat_stream_init(&stream, false, print_part, &p);
+    q3_chat_stream_init(&stream, in_reasoning, print_part, &p);
     size_t shown = 0;
     bool cancelled = false, done = false;
     while (!done) {
@@ -353,7 +353,8 @@ static char *render_conversation(const session *s) {
     json_t *all = json_array();
     if (s->system) json_array_append_new(all, json_pack("{s:s, s:s}", "role", "system", "content", s->system));
     json_array_extend(all, s->messages);
-    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = s->think};
+    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = s->think,
+                         .template = q3_tok_chat_template(s->tok)};
     char *out = NULL;
     q3_error e = {0};
     if (q3_chat_render(all, NULL, &o, &out, &e)) fprintf(stderr, "q3moe chat: %s\n", e.msg);
@@ -386,6 +387,7 @@ static bool generate_answer(session *s, reply *r) {
     int32_t *ids = NULL;
     int n = 0;
     q3_status st = q3_tok_encode(s->tok, prompt, strlen(prompt), true, &ids, &n, &e);
+    bool in_reasoning = q3_chat_opens_reasoning(prompt);
     free(prompt);
     if (st) {
         fprintf(stderr, "q3moe chat: %s\n", e.msg);
@@ -402,7 +404,7 @@ static bool generate_answer(session *s, reply *r) {
         fprintf(stderr, "q3moe chat: %s (/reset starts a new conversation)\n", e.msg);
         return false;
     }
-    stream_reply(r, s->en, id, s->waker);
+    stream_reply(r, s->en, id, s->waker, in_reasoning);
     s->g->prompt_tokens = n - r->cached_tokens; /* the rate is of the tokens actually prefilled */
     s->g->ttft_s = r->ttft_s;
     if (r->finish == Q3_FINISH_ERROR || r->out_of_memory) {

@@ -58,12 +58,12 @@ static void on_event(void *ctx, const q3_event *ev) {
     fflush(stdout);
 }
 
-/* The user's text as a one-turn (or system + user) conversation, rendered by the template. */
-static char *chat_prompt(const char *user, const char *system, bool think) {
+/* The user's text as a one-turn (or system + user) conversation, rendered by the model's template. */
+static char *chat_prompt(const q3_tokenizer *tok, const char *user, const char *system, bool think) {
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", user));
-    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = think};
+    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = think, .template = q3_tok_chat_template(tok)};
     char *out = NULL;
     q3_error e = {0};
     if (q3_chat_render(msgs, NULL, &o, &out, &e)) fprintf(stderr, "q3moe run: %s\n", e.msg);
@@ -143,14 +143,14 @@ int cmd_run(int argc, char **argv) {
     int rc = 1;
     if (!path || !q3_cli_open_model(path, &g.load, &m, &tok, &defaults)) goto done;
     if (chat) {
-        char *rendered = chat_prompt(text, system, think);
+        char *rendered = chat_prompt(tok, text, system, think);
         if (!rendered) goto done;
         free(text);
         text = rendered;
     }
     printer p = {.chat_mode = chat, .raw = raw};
     if (!chat) fputs(text, stdout); /* a completion reads on from its prompt */
-    q3_chat_stream_init(&p.chat, chat && think, print_part, &p);
+    q3_chat_stream_init(&p.chat, chat && q3_chat_opens_reasoning(text), print_part, &p);
     rc = q3_gen_run_one(&g, m, tok, &defaults, text, chat, (int)n_predict, on_event, &p);
     if (rc == 0) {
         putchar('\n');

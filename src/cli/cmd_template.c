@@ -1,31 +1,35 @@
-/* q3moe template: prints the prompt that the built-in Qwen3 chat template makes from a
- * conversation, byte for byte what the engine tokenizes, so a prompt can be inspected or diffed
- * against transformers' apply_chat_template without loading a model. The model argument is taken
- * for symmetry with the other commands and only checked to exist: every Qwen3-MoE checkpoint
- * ships the same template. */
+/* q3moe template: prints the prompt a chat template makes from a conversation, byte for byte
+ * what the engine tokenizes, so a prompt can be inspected or diffed against transformers'
+ * apply_chat_template without loading a model. The template is the model's own (-m: its
+ * tokenizer_config.json, chat_template.jinja or GGUF metadata), any template file (--template),
+ * or the built-in Qwen3 one. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "text/chat.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: q3moe template [-m MODEL] --messages FILE.json [--tools FILE.json] [--no-think]\n"
-            "                      [--no-generation-prompt]\n\n"
-            "Prints the Qwen3 chat prompt for a conversation to stdout.\n\n"
-            "  -m, --model PATH          model directory, GGUF or tokenizer directory (checked to exist;\n"
-            "                            the template is built in)\n"
+            "usage: q3moe template [-m MODEL | --template FILE.jinja] --messages FILE.json [--tools FILE.json]\n"
+            "                      [--no-think] [--no-generation-prompt] [--kwargs JSON]\n\n"
+            "Prints the chat prompt for a conversation to stdout.\n\n"
+            "  -m, --model PATH          use the chat template of this model: a checkpoint or tokenizer\n"
+            "                            directory, or a GGUF file (the built-in Qwen3 template when the\n"
+            "                            files carry none, and when neither -m nor --template is given)\n"
+            "  --template FILE.jinja     use this Jinja chat template instead\n"
             "  --messages FILE.json      a JSON array of OpenAI-style messages, or an object\n"
             "                            {\"messages\": [...], \"tools\": [...]}; '-' reads stdin\n"
             "  --tools FILE.json         a JSON array of tool schemas (or {\"tools\": [...]});\n"
             "                            replaces tools given in the messages file\n"
-            "  --no-think                close an empty think block in the generation prompt\n"
-            "                            (enable_thinking=false)\n"
-            "  --no-generation-prompt    stop after the last message (add_generation_prompt=false)\n");
+            "  --no-think                pass enable_thinking=false to the template (Qwen3 then closes an\n"
+            "                            empty think block in the generation prompt)\n"
+            "  --no-generation-prompt    stop after the last message (add_generation_prompt=false)\n"
+            "  --kwargs JSON             more template variables, as a JSON object (transformers'\n"
+            "                            apply_chat_template keyword arguments), e.g. '{\"enable_thinking\": true}'\n");
 }
 
 /* The whole file as JSON; on failure one line naming the file (and where it stops being JSON). */
@@ -60,11 +64,11 @@ static json_t *array_or_member(json_t *root, const char *key, const char *path) 
 
 static bool takes_value(const char *arg) {
     return !strcmp(arg, "-m") || !strcmp(arg, "--model") || !strcmp(arg, "--messages") ||
-           !strcmp(arg, "--tools");
+           !strcmp(arg, "--tools") || !strcmp(arg, "--template") || !strcmp(arg, "--kwargs");
 }
 
 typedef struct template_args {
-    const char *model, *messages, *tools;
+    const char *model, *messages, *tools, *template_file, *kwargs;
     q3_chat_options opt;
 } template_args;
 
@@ -90,6 +94,10 @@ static int parse_args(int argc, char **argv, template_args *a, int *exit_code) {
             a->messages = argv[++i];
         } else if (!strcmp(arg, "--tools")) {
             a->tools = argv[++i];
+        } else if (!strcmp(arg, "--template")) {
+            a->template_file = argv[++i];
+        } else if (!strcmp(arg, "--kwargs")) {
+            a->kwargs = argv[++i];
         } else if (!strcmp(arg, "--no-think")) {
             a->opt.enable_thinking = false;
         } else if (!strcmp(arg, "--no-generation-prompt")) {
@@ -101,8 +109,11 @@ static int parse_args(int argc, char **argv, template_args *a, int *exit_code) {
             return 1;
         }
     }
-    if (!a->messages) {
-        fprintf(stderr, "q3moe template: --messages FILE.json is required\n\n");
+    const char *problem = !a->messages                 ? "--messages FILE.json is required"
+                          : a->model && a->template_file ? "-m and --template both name a template: give one"
+                                                         : NULL;
+    if (problem) {
+        fprintf(stderr, "q3moe template: %s\n\n", problem);
         usage(stderr);
         *exit_code = 2;
         return 1;
@@ -127,31 +138,61 @@ static int load_conversation(const template_args *a, json_t **messages, json_t *
     return *tools ? 0 : 1;
 }
 
+/* The template named on the command line: a file, the model's, or NULL for the built-in one. */
+static int load_template(const template_args *a, q3_chat_template **t) {
+    q3_error err = {0};
+    *t = NULL;
+    if (a->model && q3_chat_template_load(a->model, t, &err)) {
+        fprintf(stderr, "q3moe template: %s\n", err.msg);
+        return 1;
+    }
+    if (!a->template_file) return 0;
+    size_t len;
+    char *text = q3_cli_read_file(a->template_file, &len);
+    if (!text) return 1;
+    q3_status st = q3_chat_template_parse(text, len, a->template_file, t, &err);
+    free(text);
+    if (st) fprintf(stderr, "q3moe template: %s\n", err.msg);
+    return st ? 1 : 0;
+}
+
+static json_t *parse_kwargs(const char *text) {
+    json_error_t err;
+    json_t *v = json_loads(text, 0, &err);
+    if (json_is_object(v)) return v;
+    if (v) fprintf(stderr, "q3moe template: --kwargs: expected a JSON object\n");
+    else fprintf(stderr, "q3moe template: --kwargs: not valid JSON: %s\n", err.text);
+    json_decref(v);
+    return NULL;
+}
+
 int cmd_template(int argc, char **argv) {
     template_args a;
     int code;
     if (parse_args(argc, argv, &a, &code)) return code;
-    struct stat st;
-    if (a.model && stat(a.model, &st) != 0) {
-        fprintf(stderr, "q3moe template: %s: %s\n", a.model, strerror(errno));
-        return 1;
-    }
-    json_t *messages, *tools;
-    if (load_conversation(&a, &messages, &tools)) {
-        json_decref(messages);
-        return 1;
-    }
+    json_t *messages = NULL, *tools = NULL, *kwargs = NULL;
+    q3_chat_template *t = NULL;
     char *prompt = NULL;
+    if (load_template(&a, &t) || (a.kwargs && !(kwargs = parse_kwargs(a.kwargs))) ||
+        load_conversation(&a, &messages, &tools))
+        goto done;
+    a.opt.template = t;
+    a.opt.template_kwargs = kwargs;
     q3_error err;
     if (q3_chat_render(messages, tools, &a.opt, &prompt, &err)) {
-        /* The error names the field; name the file it came from. */
+        /* The error names the field (or the template's line); name the file it came from. */
         bool in_tools_file = a.tools && !strncmp(err.msg, "tools", 5);
-        fprintf(stderr, "q3moe template: %s: %s\n", in_tools_file ? a.tools : a.messages, err.msg);
+        bool in_messages = !strncmp(err.msg, "messages", 8) || in_tools_file;
+        if (in_messages) fprintf(stderr, "q3moe template: %s: %s\n", in_tools_file ? a.tools : a.messages, err.msg);
+        else fprintf(stderr, "q3moe template: %s\n", err.msg);
     } else {
         fwrite(prompt, 1, strlen(prompt), stdout);
     }
+done:
     json_decref(messages);
     json_decref(tools);
+    json_decref(kwargs);
+    q3_chat_template_free(t);
     int failed = !prompt || fflush(stdout) != 0 || ferror(stdout);
     free(prompt);
     return failed;

@@ -182,13 +182,14 @@ static char *cut_middle(const q3_tokenizer *tok, const int32_t *ids, int n, int 
 
 /* The prompt as the model will see it: body then question, raw or rendered by the chat
  * template; NULL after printing why. */
-static char *render(const char *body, const char *question, const q3_prompt_style *st) {
+static char *render(const char *body, const char *question, const q3_tokenizer *tok, const q3_prompt_style *st) {
     char *user = concat3(body, strlen(body), "", 0, question);
     if (!user || !st->chat) return user;
     json_t *msgs = json_array();
     if (st->system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", st->system));
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", user));
-    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = st->think};
+    q3_chat_options o = {.add_generation_prompt = true, .enable_thinking = st->think,
+                         .template = q3_tok_chat_template(tok)};
     char *out = NULL;
     q3_error e = {0};
     if (q3_chat_render(msgs, NULL, &o, &out, &e)) fprintf(stderr, "q3moe: the prompt: %s\n", e.msg);
@@ -230,7 +231,7 @@ static char *fit(const char *body, const char *question, const q3_tokenizer *tok
             break;
         }
         char *cut = cut_middle(tok, ids, n_body, keep);
-        prompt = cut ? render(cut, question, st) : NULL;
+        prompt = cut ? render(cut, question, tok, st) : NULL;
         free(cut);
         if (!prompt || (*n = count_tokens(tok, prompt, st->chat, NULL)) < 0) break;
     }
@@ -249,7 +250,7 @@ char *q3_dataset_prompt(const q3_dataset_item *item, const q3_tokenizer *tok, co
     const char *body = item->context ? item->context : item->input;
     const char *question = item->context ? item->input : "";
     char *after = concat3("\n\n", *question ? 2 : 0, question, strlen(question), "");
-    char *prompt = after ? render(body, after, st) : NULL;
+    char *prompt = after ? render(body, after, tok, st) : NULL;
     int n = prompt ? count_tokens(tok, prompt, st->chat, NULL) : -1;
     if (n < 0) {
         free(prompt);
@@ -340,7 +341,7 @@ static int run_prompts(const q3_dataset *d, char **prompts, const q3_prompt_styl
         printf("=== prompt %d/%d ===\n", i + 1, d->n);
         fflush(stdout);
         answer a = {.chat_mode = st->chat};
-        q3_chat_stream_init(&a.chat, false, print_part, &a);
+        q3_chat_stream_init(&a.chat, st->chat && q3_chat_opens_reasoning(prompts[i]), print_part, &a);
         if (q3_gen_generate(g, en, tok, defaults, prompts[i], st->chat, max_new, on_event, &a)) {
             rc = 1;
             continue;

@@ -275,7 +275,8 @@ bool prompt_tokens(const q3_server *srv, const completion_request *c, int32_t **
     *n = 0;
     *in_reasoning = false;
     if (!c->chat) return completion_prompt(srv, c->prompt, ids, n, err);
-    q3_chat_options opt = {.add_generation_prompt = c->add_generation_prompt, .enable_thinking = c->enable_thinking};
+    q3_chat_options opt = {.add_generation_prompt = c->add_generation_prompt, .enable_thinking = c->enable_thinking,
+                           .template = q3_tok_chat_template(srv->tok)};
     char *text;
     q3_error e;
     if (q3_chat_render(c->messages, c->tools, &opt, &text, &e))

@@ -1,41 +1,92 @@
-/* The Qwen3 chat template, both ways.
+/* Chat templates, both ways.
  *
  * Forward: q3_chat_render turns a conversation in the OpenAI chat format (a jansson array of
  * {"role", "content", ...} objects, plus optional tool schemas) into the prompt text that Hugging
- * Face's apply_chat_template makes from the Jinja template shipped with Qwen3
- * (tokenizer_config.json, key chat_template), byte for byte. The template is built in as C code;
- * there is no Jinja interpreter. Like the template, it keeps the reasoning of assistant turns only
- * after the last real user query, and prints tool schemas and call arguments with Python's
- * json.dumps (q3_chat_tojson).
+ * Face's apply_chat_template makes, byte for byte, by rendering the checkpoint's own Jinja chat
+ * template (q3_chat_template: tokenizer_config.json's chat_template, chat_template.jinja, or the
+ * GGUF's tokenizer.chat_template) with the renderer of jinja.h. Files that carry no template get
+ * Qwen3's, built in as template text and rendered the same way. Before rendering, the messages
+ * are checked and brought to the shape templates expect, as vLLM does: content given as text parts
+ * joined into one string, an assistant's missing content made "", and tool-call arguments given
+ * as a JSON string parsed into an object.
  *
  * Back: q3_chat_parse_reply splits a finished reply into reasoning (<think>...</think>), content
- * and tool calls (<tool_call>{"name": ..., "arguments": ...}</tool_call>); q3_chat_stream does the
- * reasoning / content / tool-call split piece by piece while a reply is streamed.
+ * and tool calls; q3_chat_stream does the reasoning / content / tool-call split piece by piece
+ * while a reply is streamed. Both read Qwen3's JSON tool calls; tool_call.h has the parser that
+ * follows a template's own tool-call format (JSON or XML) and streams tool-call deltas.
  */
 #ifndef Q3_CHAT_H
 #define Q3_CHAT_H
 
 #include <jansson.h>
 
+#include "formats/gguf.h"
 #include "q3moe.h"
+#include "text/tool_call.h"
+
+/* ---- a checkpoint's chat template ---- */
+
+typedef struct q3_chat_template q3_chat_template;
+
+/* The template text built in for files that carry none (Qwen3's). */
+extern const char q3_chat_builtin_template[];
+
+/* Compiles template text; name is how errors call it. A syntax error is Q3_EFORMAT naming the
+ * line and column. Once made, a template is read-only: any number of threads may render it. */
+q3_status q3_chat_template_parse(const char *source, size_t len, const char *name, q3_chat_template **out,
+                                 q3_error *e);
+/* The template a model carries. path: a checkpoint directory (chat_template.jinja, with
+ * additional_chat_templates/tool_use.jinja, else tokenizer_config.json's chat_template: one
+ * string, or a list of {"name", "template"} of which "default" and "tool_use" are used), a
+ * tokenizer.json (its directory), or a GGUF file (tokenizer.chat_template and
+ * tokenizer.chat_template.tool_use). *out is NULL when there is none. The special tokens the
+ * config names (bos_token, eos_token, pad_token, unk_token, additional_special_tokens) become
+ * template variables, as transformers passes them. A template that does not compile still loads:
+ * rendering with it fails with the compile error (q3_chat_template_error), so a model whose
+ * template this renderer refuses still serves plain completions. Unreadable or malformed files are
+ * Q3_EIO / Q3_EFORMAT naming the file. */
+q3_status q3_chat_template_load(const char *path, q3_chat_template **out, q3_error *e);
+q3_status q3_chat_template_from_gguf(const q3_gguf *g, q3_chat_template **out, q3_error *e);
+/* Sets a variable every render of t sees (the tokenizer's special tokens); takes value's reference. */
+q3_status q3_chat_template_set_var(q3_chat_template *t, const char *name, json_t *value, q3_error *e);
+/* The compile error of a template that loaded without compiling, else NULL; cannot fail. */
+const char *q3_chat_template_error(const q3_chat_template *t);
+/* The tool-call format the template teaches the model: XML when its text (the tool_use variant's,
+ * if any) holds "<function=", as Qwen3-Coder's and Qwen3.5's do, else Qwen3's JSON. NULL means
+ * the built-in template (JSON). Cannot fail. */
+q3_tool_format q3_chat_template_tool_format(const q3_chat_template *t);
+/* Frees NULL happily. */
+void q3_chat_template_free(q3_chat_template *t);
 
 /* ---- rendering a conversation into a prompt ---- */
 
 typedef struct q3_chat_options {
-    bool add_generation_prompt; /* end with "<|im_start|>assistant\n" for the model to go on */
-    bool enable_thinking;       /* false: the generation prompt also closes an empty think block */
+    bool add_generation_prompt; /* end with the assistant's turn opened for the model to go on */
+    bool enable_thinking;       /* false: the template gets enable_thinking=False (Qwen3 then closes an
+                                 * empty think block); true: the variable is left out, as transformers
+                                 * leaves it without kwargs, and the template's default holds */
+    const json_t *template_kwargs;    /* NULL, or an object of more template variables (the API's
+                                       * chat_template_kwargs); they win over enable_thinking */
+    const q3_chat_template *template; /* NULL: the built-in Qwen3 template */
 } q3_chat_options;
 
 /* Renders messages (an array of objects with "role" system | user | assistant | tool and
  * "content"; assistants may also carry "reasoning_content" and "tool_calls") and tools (NULL, or
  * an array of tool objects such as {"type": "function", "function": {...}}) into *out, a string
- * the caller frees. opt NULL means a generation prompt with thinking enabled.
+ * the caller frees. opt NULL means the built-in template, a generation prompt, thinking enabled.
  * Content is a string, or an array of {"type": "text", "text": ...} parts (joined with "\n", as
  * vLLM does); an assistant's content may be null or absent when it only calls tools.
  * Fails with Q3_EINVAL, naming the message index and field, when messages is not a non-empty
- * array, a message has no role or an unknown one, or a field has the wrong type. */
+ * array, a message has no role or an unknown one, or a field has the wrong type; and with
+ * Q3_EINVAL naming the template's line and column when the template refuses the conversation
+ * (raise_exception) or fails on it. */
 q3_status q3_chat_render(const json_t *messages, const json_t *tools, const q3_chat_options *opt,
                          char **out, q3_error *e);
+
+/* Whether a rendered prompt leaves the model inside a <think> block: after the start of the last
+ * turn, a <think> with no </think> after it (Qwen3.5's and QwQ's generation prompts do this; the
+ * reply then starts as reasoning). Cannot fail. */
+bool q3_chat_opens_reasoning(const char *prompt);
 
 /* Writes v as Python's json.dumps(v, ensure_ascii=False) does, which is what the template's
  * tojson filter prints under transformers: ", " and ": " separators, keys in insertion order,

@@ -58,6 +58,8 @@ struct q3_tokenizer {
     pcre2_code *pretok;
     bool nfc;
     int32_t eos, bos, pad;
+
+    struct q3_chat_template *chat_template; /* what the files carry; NULL: none */
 };
 
 /* ---- building (tokenizer.c); src names the file in error messages ---- */

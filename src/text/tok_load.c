@@ -6,6 +6,7 @@
  * Anything outside what Qwen2/Qwen3 use is refused by name rather than half-honoured. */
 #include "base/path.h"
 #include "text/tok_internal.h"
+#include "text/chat.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -206,6 +207,11 @@ q3_status q3_tok_load_json(q3_tokenizer **out, const char *path, q3_error *e) {
     q3_status st = json_is_object(root) ? build_from_json(out, root, path, e)
                                         : q3_fail(e, Q3_EFORMAT, "%s: not a JSON object", path);
     json_decref(root);
+    /* The chat template lives beside tokenizer.json (tokenizer_config.json, chat_template.jinja). */
+    if (!st && (st = q3_chat_template_load(path, &(*out)->chat_template, e))) {
+        q3_tok_free(*out);
+        *out = NULL;
+    }
     return st;
 }
 
@@ -287,6 +293,21 @@ static int32_t gguf_token_id(const q3_gguf *g, const char *key, int n_vocab) {
     return (int32_t)v;
 }
 
+/* The GGUF's chat template, with the special tokens its ids name as template variables (what
+ * transformers passes from tokenizer_config.json). */
+static q3_status load_gguf_template(q3_tokenizer *t, const q3_gguf *g, q3_error *e) {
+    q3_status st = q3_chat_template_from_gguf(g, &t->chat_template, e);
+    static const char *const NAMES[] = {"eos_token", "bos_token", "pad_token"};
+    const int32_t ids[] = {t->eos, t->bos, t->pad};
+    for (size_t i = 0; !st && t->chat_template && i < sizeof ids / sizeof *ids; i++) {
+        if (ids[i] < 0) continue;
+        const tok_entry *tok = &t->tokens[ids[i]];
+        st = q3_chat_template_set_var(t->chat_template, NAMES[i],
+                                      json_stringn(t->text_pool + tok->text, tok->text_len), e);
+    }
+    return st;
+}
+
 q3_status q3_tok_load_gguf(q3_tokenizer **out, const q3_gguf *g, q3_error *e) {
     *out = NULL;
     const q3_gguf_kv *tokens, *merges;
@@ -310,6 +331,10 @@ q3_status q3_tok_load_gguf(q3_tokenizer **out, const q3_gguf *g, q3_error *e) {
     t->eos = gguf_token_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab);
     t->bos = gguf_token_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab);
     t->pad = gguf_token_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab);
+    if ((st = load_gguf_template(t, g, e))) {
+        q3_tok_free(t);
+        return st;
+    }
     *out = t;
     return Q3_OK;
 }

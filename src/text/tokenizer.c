@@ -4,6 +4,7 @@
  * tok_index / tok_add_merge; the encoder (tok_encode.c) reads it. Decoding, whole and streamed,
  * lives here too: it needs nothing but the pieces. */
 #include "text/tok_internal.h"
+#include "text/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,6 +340,7 @@ void q3_tok_free(q3_tokenizer *t) {
     free(t->merges);
     free(t->added);
     pcre2_code_free(t->pretok);
+    q3_chat_template_free(t->chat_template);
     free(t);
 }
 
@@ -363,6 +365,7 @@ const char *q3_tok_piece(const q3_tokenizer *t, int32_t id, size_t *len) {
 int32_t q3_tok_eos(const q3_tokenizer *t) { return t->eos; }
 int32_t q3_tok_bos(const q3_tokenizer *t) { return t->bos; }
 int32_t q3_tok_pad(const q3_tokenizer *t) { return t->pad; }
+const q3_chat_template *q3_tok_chat_template(const q3_tokenizer *t) { return t->chat_template; }
 
 /* ---- decoding ---- */
 

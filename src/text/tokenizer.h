@@ -16,6 +16,7 @@
 #include "formats/gguf.h"
 
 typedef struct q3_tokenizer q3_tokenizer;
+typedef struct q3_chat_template q3_chat_template; /* text/chat.h */
 
 /* path: a GGUF file, a tokenizer.json, or a directory holding tokenizer.json. */
 q3_status q3_tok_load(q3_tokenizer **out, const char *path, q3_error *e);
@@ -75,5 +76,10 @@ const char *q3_tok_piece(const q3_tokenizer *tok, int32_t id, size_t *len);
 int32_t q3_tok_eos(const q3_tokenizer *tok);
 int32_t q3_tok_bos(const q3_tokenizer *tok);
 int32_t q3_tok_pad(const q3_tokenizer *tok);
+/* The chat template the model's files carry (tokenizer_config.json or chat_template.jinja beside
+ * a tokenizer.json, or the GGUF's tokenizer.chat_template), loaded with the tokenizer, special
+ * tokens included; NULL when they carry none, which means the built-in Qwen3 template
+ * (q3_chat_options.template = NULL). */
+const q3_chat_template *q3_tok_chat_template(const q3_tokenizer *tok);
 
 #endif
