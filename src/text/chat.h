@@ -112,7 +112,8 @@ typedef struct q3_chat_reply {
  * the first </think> when the prompt already opened the block; a reply that opens <think> and
  * never closes it is all reasoning. Each <tool_call> block of the content whose JSON is an object
  * with a string "name" becomes a tool call (missing arguments read as {}); a block that does not
- * parse stays in the content. Fails only with Q3_ENOMEM. Free with q3_chat_reply_free. */
+ * parse stays in the content. This is q3_reply_parse (tool_call.h) in the JSON format. Fails
+ * only with Q3_ENOMEM. Free with q3_chat_reply_free. */
 q3_status q3_chat_parse_reply(const char *text, size_t len, q3_chat_reply *out, q3_error *e);
 void q3_chat_reply_free(q3_chat_reply *r);
 

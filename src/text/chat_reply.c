@@ -1,5 +1,6 @@
 /* The way back from the Qwen3 template (see chat.h): a generated reply split into reasoning,
- * content and tool calls, whole (q3_chat_parse_reply) or piece by piece (q3_chat_stream).
+ * content and tool calls, whole (q3_chat_parse_reply, through the JSON-format parser of
+ * tool_call.h) or piece by piece (q3_chat_stream, which passes tool-call blocks on as raw text).
  *
  * The model writes "<think>\nreasoning\n</think>\n\ncontent" and, to call tools, blocks of
  * "<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>" after the content. Both readers
@@ -19,123 +20,31 @@
 #define CALL_OPEN "<tool_call>"
 #define CALL_CLOSE "</tool_call>"
 
-/* ---- helpers over (pointer, length) ---- */
-
-static const char *find(const char *s, const char *end, const char *needle) {
-    return memmem(s, (size_t)(end - s), needle, strlen(needle));
-}
-
-static const char *find_last(const char *s, const char *end, const char *needle) {
-    const char *last = NULL;
-    for (const char *at; (at = find(s, end, needle)); s = at + 1) last = at;
-    return last;
-}
+/* ---- the whole reply: the JSON-format parser of tool_call.h ---- */
 
 static bool starts_with(const char *s, const char *end, const char *prefix) {
     size_t n = strlen(prefix);
     return (size_t)(end - s) >= n && !memcmp(s, prefix, n);
 }
 
-static char *copy_stripped(const char *s, const char *end) {
-    while (s < end && *s == '\n') s++;
-    while (end > s && end[-1] == '\n') end--;
-    return strndup(s, (size_t)(end - s));
-}
-
-/* ---- the whole reply ---- */
-
-/* Where the reasoning and the rest lie: after a leading <think> up to the first </think> (or to
- * the end, when thinking was cut off), or, when the prompt opened the block, everything before
- * the first </think>. */
-static void split_reasoning(const char *s, const char *end, const char **reasoning,
-                            const char **reasoning_end, const char **rest) {
+/* Whether the prompt opened the think block: the reply closes one it never opened. */
+static bool reasoning_opened_by_prompt(const char *s, const char *end) {
     const char *body = s;
     while (body < end && *body == '\n') body++;
-    bool opened = starts_with(body, end, THINK_OPEN);
-    if (opened) body += strlen(THINK_OPEN);
-    else body = s;
-    const char *close = find(body, end, THINK_CLOSE);
-    if (!close && !opened) {
-        *reasoning = *reasoning_end = *rest = s;
-        return;
-    }
-    *reasoning = body;
-    *reasoning_end = close ? close : end;
-    *rest = close ? close + strlen(THINK_CLOSE) : end;
+    return !starts_with(body, end, THINK_OPEN) && memmem(s, (size_t)(end - s), THINK_CLOSE, strlen(THINK_CLOSE));
 }
 
-/* One <tool_call> block's inside: a JSON object with a string "name" and, usually, "arguments"
- * (kept as written when a string, re-serialised as the template prints it otherwise). Returns
- * Q3_EFORMAT, with nothing set, when it is not a call; that text then stays content. */
-static q3_status parse_tool_call(const char *s, const char *end, q3_chat_tool_call *call,
-                                 q3_error *e) {
-    json_t *obj = json_loadb(s, (size_t)(end - s), 0, NULL);
-    const json_t *name = json_object_get(obj, "name");
-    const json_t *arguments = json_object_get(obj, "arguments");
-    if (!json_is_object(obj) || !json_is_string(name)) {
-        json_decref(obj);
-        return Q3_EFORMAT;
-    }
-    q3_status st = Q3_OK;
-    call->name = strdup(json_string_value(name));
-    if (!arguments) call->arguments = strdup("{}");
-    else if (json_is_string(arguments)) call->arguments = strdup(json_string_value(arguments));
-    else st = q3_chat_tojson(arguments, &call->arguments, e);
-    json_decref(obj);
-    if (!st && (!call->name || !call->arguments)) st = q3_fail(e, Q3_ENOMEM, "reply: out of memory");
-    if (st) {
-        free(call->name);
-        free(call->arguments);
-    }
-    return st;
-}
-
-static q3_status add_tool_call(q3_chat_reply *r, const q3_chat_tool_call *call, q3_error *e) {
-    q3_chat_tool_call *calls = realloc(r->tool_calls, (r->n_tool_calls + 1) * sizeof *calls);
-    if (!calls) {
-        free(call->name);
-        free(call->arguments);
+static q3_status copy_reply(q3_reply *r, q3_chat_reply *out, q3_error *e) {
+    out->reasoning = r->reasoning;
+    out->content = r->content;
+    r->reasoning = r->content = NULL;
+    if (r->n_calls && !(out->tool_calls = calloc(r->n_calls, sizeof *out->tool_calls)))
         return q3_fail(e, Q3_ENOMEM, "reply: out of memory");
+    for (size_t i = 0; i < r->n_calls; i++, out->n_tool_calls++) {
+        out->tool_calls[i] = (q3_chat_tool_call){r->calls[i].name, r->calls[i].arguments};
+        r->calls[i].name = r->calls[i].arguments = NULL;
     }
-    calls[r->n_tool_calls++] = *call;
-    r->tool_calls = calls;
     return Q3_OK;
-}
-
-/* Takes the tool-call blocks out of s..end into r->tool_calls, and copies the text around them
- * (and any block that is not a call) into kept, which has room for all of s..end. Each block
- * ends at a </tool_call> and opens at the last <tool_call> before it, so an unclosed block
- * earlier on stays text rather than swallowing the next one. */
-static q3_status take_tool_calls(const char *s, const char *end, q3_chat_reply *r, char *kept,
-                                 size_t *kept_len, q3_error *e) {
-    const char *close;
-    *kept_len = 0;
-    while ((close = find(s, end, CALL_CLOSE))) {
-        const char *after = close + strlen(CALL_CLOSE);
-        const char *open = find_last(s, close, CALL_OPEN);
-        q3_chat_tool_call call = {0};
-        q3_status st = open ? parse_tool_call(open + strlen(CALL_OPEN), close, &call, e) : Q3_EFORMAT;
-        if (st && st != Q3_EFORMAT) return st;
-        const char *text_end = st == Q3_EFORMAT ? after : open;
-        memcpy(kept + *kept_len, s, (size_t)(text_end - s));
-        *kept_len += (size_t)(text_end - s);
-        if (!st && (st = add_tool_call(r, &call, e))) return st;
-        s = after;
-    }
-    memcpy(kept + *kept_len, s, (size_t)(end - s));
-    *kept_len += (size_t)(end - s);
-    return Q3_OK;
-}
-
-static q3_status parse_content(const char *s, const char *end, q3_chat_reply *r, q3_error *e) {
-    char *kept = malloc((size_t)(end - s) + 1);
-    if (!kept) return q3_fail(e, Q3_ENOMEM, "reply: out of memory");
-    size_t kept_len;
-    q3_status st = take_tool_calls(s, end, r, kept, &kept_len, e);
-    if (!st && !(r->content = copy_stripped(kept, kept + kept_len)))
-        st = q3_fail(e, Q3_ENOMEM, "reply: out of memory");
-    free(kept);
-    return st;
 }
 
 q3_status q3_chat_parse_reply(const char *text, size_t len, q3_chat_reply *out, q3_error *e) {
@@ -146,11 +55,12 @@ q3_status q3_chat_parse_reply(const char *text, size_t len, q3_chat_reply *out, 
         size_t n = strlen(STOPS[i]);
         if ((size_t)(end - text) >= n && !memcmp(end - n, STOPS[i], n)) end -= n;
     }
-    const char *reasoning, *reasoning_end, *rest;
-    split_reasoning(text, end, &reasoning, &reasoning_end, &rest);
-    out->reasoning = copy_stripped(reasoning, reasoning_end);
-    q3_status st = out->reasoning ? parse_content(rest, end, out, e)
-                                  : q3_fail(e, Q3_ENOMEM, "reply: out of memory");
+    q3_reply_options o = {.format = Q3_TOOL_FORMAT_JSON, .tool_calls = true,
+                          .in_reasoning = reasoning_opened_by_prompt(text, end)};
+    q3_reply r;
+    q3_status st = q3_reply_parse(&o, text, (size_t)(end - text), &r, e);
+    if (!st) st = copy_reply(&r, out, e);
+    q3_reply_free(&r);
     if (st) q3_chat_reply_free(out);
     return st;
 }

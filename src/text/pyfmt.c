@@ -118,6 +118,11 @@ static const char *json_escape(unsigned char c) {
 
 void q3_py_json_string(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) {
     q3_sb_putc(b, '"');
+    q3_py_json_chars(b, s, n, ensure_ascii);
+    q3_sb_putc(b, '"');
+}
+
+void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) {
     size_t plain = 0; /* start of the bytes that need no escape, written in one go */
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
@@ -139,7 +144,6 @@ void q3_py_json_string(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii)
         plain = i;
     }
     q3_sb_put(b, s + plain, n - plain);
-    q3_sb_putc(b, '"');
 }
 
 /* str.isprintable() of one character: not a control, format, surrogate, private, unassigned or

@@ -18,6 +18,9 @@ void q3_py_float(q3_strbuf *b, double x);
  * as \u00XX; with ensure_ascii, every non-ASCII character as \uXXXX (surrogate pairs above
  * U+FFFF), else the UTF-8 as it is. */
 void q3_py_json_string(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii);
+/* The same without the quotes: the inside of a string literal, for text that arrives in pieces
+ * (a piece may end inside a UTF-8 character only when ensure_ascii is false). */
+void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii);
 
 /* repr(str): single quotes unless the text holds ' and no ", backslash escapes for the quote,
  * \\, \t, \n, \r, and \xXX / \uXXXX / \UXXXXXXXX for characters Python does not print. */
