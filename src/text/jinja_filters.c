@@ -260,7 +260,7 @@ static bool f_map(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     }
     if (!attribute && (args->n_pos == 0 || args->pos[0].type != JT_STR))
         return jx_fail(c, at, "map needs a filter name or attribute=");
-    jargs rest = {.pos = args->pos + (attribute ? 0 : 1), .n_pos = attribute ? 0 : args->n_pos - 1,
+    jargs rest = {.pos = attribute ? NULL : args->pos + 1, .n_pos = attribute ? 0 : args->n_pos - 1,
                   .kw_names = args->kw_names, .kw_vals = args->kw_vals, .n_kw = attribute ? 0 : args->n_kw};
     for (size_t i = 0; i < n; i++) {
         jv *slot = &out->u.list->items[i];
@@ -283,7 +283,7 @@ static bool filter_items(jctx *c, const jnode *at, jv v, const jargs *args, bool
     if (args->n_pos > first && args->pos[first].type != JT_STR) return jx_fail(c, at, "the test name must be a string");
     if (!jv_items(c, at, v, &items, &n) || !jv_new_list(c, n, false, out)) return false;
     bool has_test = args->n_pos > first;
-    jargs rest = {.pos = args->pos + first + 1, .n_pos = has_test ? args->n_pos - first - 1 : 0,
+    jargs rest = {.pos = has_test ? args->pos + first + 1 : NULL, .n_pos = has_test ? args->n_pos - first - 1 : 0,
                   .kw_names = args->kw_names, .kw_vals = args->kw_vals, .n_kw = args->n_kw};
     for (size_t i = 0; i < n; i++) {
         jv subject = items[i];

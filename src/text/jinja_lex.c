@@ -29,6 +29,10 @@ typedef struct lexer {
 } lexer;
 
 static void locate(lexer *lx, size_t pos, int *line, int *col) {
+    if (pos < lx->seen) { /* an error reported at an earlier place: count again from the top */
+        lx->seen = lx->line_pos = 0;
+        lx->line = 1;
+    }
     for (; lx->seen < pos; lx->seen++) {
         if (lx->src[lx->seen] == '\n') {
             lx->line++;
