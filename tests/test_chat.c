@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "model/export.h"
 #include "text/chat.h"
+#include "text/tokenizer.h"
 
 /* ---- helpers ---- */
 
@@ -509,6 +512,79 @@ static void test_cli(void **state) {
     assert_non_null(strstr(out, "no-such-file.json"));
 }
 
+/* ---- the model's own template, from its files and through the converter ---- */
+
+static void write_text_file(const char *dir, const char *name, const char *text) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Renders "Hi" (with one tool or none) by the template the tokenizer at path carries. */
+static char *render_with_model(const char *path, bool with_tools) {
+    q3_tokenizer *tok = NULL;
+    q3_error err = {0};
+    if (q3_tok_load(&tok, path, &err)) fail_msg("%s: %s", path, err.msg);
+    json_t *messages = parse("[{\"role\": \"user\", \"content\": \"Hi\"}]");
+    json_t *tools = with_tools ? parse("[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]") : NULL;
+    q3_chat_options opt = {.add_generation_prompt = true, .enable_thinking = true, .template = q3_tok_chat_template(tok)};
+    char *out = NULL;
+    if (q3_chat_render(messages, tools, &opt, &out, &err)) fail_msg("%s: %s", path, err.msg);
+    json_decref(messages);
+    json_decref(tools);
+    q3_tok_free(tok);
+    return out;
+}
+
+/* tokenizer_config.json's named templates (tool_use chosen with tools) and chat_template.jinja
+ * (which replaces them) reach the prompt from a checkpoint directory, and through q3moe convert's
+ * tokenizer metadata from a GGUF, special tokens included. */
+static void test_model_templates(void **state) {
+    (void)state;
+    const char *tmp = getenv("Q3_TMP"), *fixtures = getenv("Q3_FIXTURES");
+    if (!tmp || !fixtures) skip();
+    char dir[4096], link[4096], target[4096], gguf[4096];
+    snprintf(dir, sizeof dir, "%s/chat_model_templates", tmp);
+    snprintf(link, sizeof link, "%s/tokenizer.json", dir);
+    snprintf(target, sizeof target, "%s/qwen3-tokenizer/tokenizer.json", fixtures);
+    snprintf(gguf, sizeof gguf, "%s/tokenizer.gguf", dir);
+    mkdir(dir, 0755);
+    unlink(link);
+    char stale[4200];
+    snprintf(stale, sizeof stale, "%s/chat_template.jinja", dir);
+    unlink(stale); /* from an earlier run */
+    assert_int_equal(symlink(target, link), 0);
+    write_text_file(dir, "tokenizer_config.json",
+                    "{\"eos_token\": \"<|im_end|>\", \"chat_template\": ["
+                    "{\"name\": \"default\", \"template\": \"D:{{ messages[0].content }}{{ eos_token }}\"},"
+                    "{\"name\": \"tool_use\", \"template\": \"T:{{ tools[0].function.name }}{{ eos_token }}\"}]}");
+    for (int pass = 0; pass < 2; pass++) { /* without, then with chat_template.jinja */
+        char config[4096];
+        snprintf(config, sizeof config, "%s/tokenizer_config.json", dir);
+        q3_gguf_writer *w;
+        q3_error err = {0};
+        assert_int_equal(q3_gguf_writer_new(&w, &err), Q3_OK);
+        assert_int_equal(q3_gguf_set_str(w, "general.architecture", "qwen3moe"), Q3_OK);
+        if (q3_tokenizer_json_to_gguf(w, link, config, 151936, 151643, &err) || q3_gguf_write(w, gguf, NULL, NULL, &err))
+            fail_msg("%s: %s", gguf, err.msg);
+        q3_gguf_writer_free(w);
+        /* chat_template.jinja replaces the config's templates, tool_use too, as transformers loads it */
+        const char *want_plain = pass ? "J:Hi" : "D:Hi<|im_end|>", *want_tools = pass ? "J:Hi" : "T:f<|im_end|>";
+        for (int from_gguf = 0; from_gguf < 2; from_gguf++) {
+            const char *path = from_gguf ? gguf : dir;
+            char *plain = render_with_model(path, false), *with_tools = render_with_model(path, true);
+            assert_same_text(path, plain, want_plain);
+            assert_same_text(path, with_tools, want_tools);
+            free(plain);
+            free(with_tools);
+        }
+        write_text_file(dir, "chat_template.jinja", "J:{{ messages[0].content }}");
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_cases),
@@ -521,6 +597,7 @@ int main(void) {
         cmocka_unit_test(test_reply_round_trip),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_model_templates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

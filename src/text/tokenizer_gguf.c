@@ -88,7 +88,26 @@ static int token_id(const vocab_table *v, json_t *tok) {
     return -1;
 }
 
-static q3_status add_config(q3_gguf_writer *w, const vocab_table *v, const char *config_path, int bos, q3_error *e) {
+/* tokenizer_config.json's chat_template as llama.cpp stores it: one string as
+ * tokenizer.chat_template; a list of {"name", "template"} with "default" there and each other one
+ * under tokenizer.chat_template.NAME. */
+static q3_status add_config_templates(q3_gguf_writer *w, const json_t *tmpl) {
+    if (json_is_string(tmpl)) return q3_gguf_set_str(w, "tokenizer.chat_template", json_string_value(tmpl));
+    q3_status st = 0;
+    for (size_t i = 0; i < json_array_size(tmpl); i++) {
+        const json_t *name = json_object_get(json_array_get(tmpl, i), "name");
+        const json_t *text = json_object_get(json_array_get(tmpl, i), "template");
+        if (!json_is_string(name) || !json_is_string(text)) continue;
+        char key[256];
+        if (!strcmp(json_string_value(name), "default")) snprintf(key, sizeof key, "tokenizer.chat_template");
+        else snprintf(key, sizeof key, "tokenizer.chat_template.%.200s", json_string_value(name));
+        st |= q3_gguf_set_str(w, key, json_string_value(text));
+    }
+    return st;
+}
+
+static q3_status add_config(q3_gguf_writer *w, const vocab_table *v, const char *config_path, int bos,
+                            const bool *has_template_files, q3_error *e) {
     json_error_t je;
     json_t *cfg = config_path ? json_load_file(config_path, 0, &je) : NULL;
     if (config_path && !cfg) return q3_fail(e, Q3_EFORMAT, "%s: not JSON: %s", config_path, je.text);
@@ -98,10 +117,40 @@ static q3_status add_config(q3_gguf_writer *w, const vocab_table *v, const char 
     if (eos >= 0) st |= q3_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
     if (pad >= 0) st |= q3_gguf_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)pad);
     st |= q3_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", false);
-    json_t *tmpl = json_object_get(cfg, "chat_template");
-    if (json_is_string(tmpl)) st |= q3_gguf_set_str(w, "tokenizer.chat_template", json_string_value(tmpl));
+    if (!*has_template_files) st |= add_config_templates(w, json_object_get(cfg, "chat_template"));
     json_decref(cfg);
     return st ? q3_fail(e, Q3_ENOMEM, "out of memory") : Q3_OK;
+}
+
+/* The template files transformers writes beside the tokenizer (chat_template.jinja, and
+ * additional_chat_templates/tool_use.jinja): where they exist, they replace tokenizer_config.json's
+ * templates, as transformers loads them. *found says whether there were any. */
+static q3_status add_template_files(q3_gguf_writer *w, const char *tokenizer_json, bool *found, q3_error *e) {
+    *found = false;
+    static const char *const FILES[][2] = {{"chat_template.jinja", "tokenizer.chat_template"},
+                                           {"additional_chat_templates/tool_use.jinja", "tokenizer.chat_template.tool_use"}};
+    const char *slash = strrchr(tokenizer_json, '/');
+    int dir_len = slash ? (int)(slash - tokenizer_json) : 1;
+    for (size_t i = 0; i < sizeof FILES / sizeof *FILES; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%.*s/%s", dir_len, slash ? tokenizer_json : ".", FILES[i][0]);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        *found = true;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&text, &len);
+        char buf[8192];
+        for (size_t n; mem && (n = fread(buf, 1, sizeof buf, f)) > 0;) fwrite(buf, 1, n, mem);
+        bool failed = ferror(f) || !mem;
+        fclose(f);
+        if (mem) fclose(mem);
+        q3_status st = failed ? q3_fail(e, Q3_EIO, "%s: read error", path)
+                              : q3_gguf_set_str(w, FILES[i][1], text) ? q3_fail(e, Q3_ENOMEM, "out of memory") : Q3_OK;
+        free(text);
+        if (st) return st;
+    }
+    return Q3_OK;
 }
 
 q3_status q3_tokenizer_json_to_gguf(q3_gguf_writer *w, const char *path, const char *config_path, int vocab_size,
@@ -118,8 +167,10 @@ q3_status q3_tokenizer_json_to_gguf(q3_gguf_writer *w, const char *path, const c
             q3_gguf_set_arr_str(w, "tokenizer.ggml.tokens", v.tokens, (uint64_t)v.n) ||
             q3_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", v.types, (uint64_t)v.n))
             st = q3_fail(e, Q3_ENOMEM, "out of memory");
-        else
-            st = add_config(w, &v, config_path, bos_id, e);
+        else {
+            bool files;
+            if (!(st = add_template_files(w, path, &files, e))) st = add_config(w, &v, config_path, bos_id, &files, e);
+        }
     }
     free(v.tokens);
     free(v.types);
