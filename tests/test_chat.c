@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "model/export.h"
+#include "text/tokenizer_gguf.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/path.h"
 #include "text/chat_internal.h"
 
 struct q3_chat_template {
@@ -187,12 +188,12 @@ static q3_status read_file(const char *path, char **text, size_t *len, bool *mis
 static q3_status add_file(q3_chat_template *t, q3_jinja **slot, const char *dir, const char *name, bool *found,
                           q3_error *e) {
     char path[4200];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
-        return q3_fail(e, Q3_EINVAL, "%s: path too long", dir);
+    q3_status st = q3_pathf(path, sizeof path, e, "%s/%s", dir, name);
+    if (st) return st;
     char *text;
     size_t len = 0;
     bool missing;
-    q3_status st = read_file(path, &text, &len, &missing, e);
+    st = read_file(path, &text, &len, &missing, e);
     *found = !st && !missing;
     if (st || missing) return st;
     st = add_text(t, slot, text, len, path, e);
@@ -202,8 +203,8 @@ static q3_status add_file(q3_chat_template *t, q3_jinja **slot, const char *dir,
 
 static q3_status load_config(const char *dir, json_t **cfg, char *path, size_t size, q3_error *e) {
     *cfg = NULL;
-    if ((size_t)snprintf(path, size, "%s/tokenizer_config.json", dir) >= size)
-        return q3_fail(e, Q3_EINVAL, "%s: path too long", dir);
+    q3_status st = q3_pathf(path, size, e, "%s/tokenizer_config.json", dir);
+    if (st) return st;
     struct stat sb;
     if (stat(path, &sb)) return Q3_OK;
     json_error_t je;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/path.h"
 #include "text/tokenizer_gguf.h"
 
 enum { TOKEN_NORMAL = 1, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4, TOKEN_UNUSED = 5 };
@@ -133,7 +134,8 @@ static q3_status add_template_files(q3_gguf_writer *w, const char *tokenizer_jso
     int dir_len = slash ? (int)(slash - tokenizer_json) : 1;
     for (size_t i = 0; i < sizeof FILES / sizeof *FILES; i++) {
         char path[4200];
-        snprintf(path, sizeof path, "%.*s/%s", dir_len, slash ? tokenizer_json : ".", FILES[i][0]);
+        q3_status st = q3_pathf(path, sizeof path, e, "%.*s/%s", dir_len, slash ? tokenizer_json : ".", FILES[i][0]);
+        if (st) return st;
         FILE *f = fopen(path, "rb");
         if (!f) continue;
         *found = true;
@@ -145,8 +147,8 @@ static q3_status add_template_files(q3_gguf_writer *w, const char *tokenizer_jso
         bool failed = ferror(f) || !mem;
         fclose(f);
         if (mem) fclose(mem);
-        q3_status st = failed ? q3_fail(e, Q3_EIO, "%s: read error", path)
-                              : q3_gguf_set_str(w, FILES[i][1], text) ? q3_fail(e, Q3_ENOMEM, "out of memory") : Q3_OK;
+        st = failed ? q3_fail(e, Q3_EIO, "%s: read error", path)
+                    : q3_gguf_set_str(w, FILES[i][1], text) ? q3_fail(e, Q3_ENOMEM, "out of memory") : Q3_OK;
         free(text);
         if (st) return st;
     }
