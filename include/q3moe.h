@@ -69,6 +69,24 @@ typedef enum q3_type {
 
 #define Q3_MAX_LAYERS 256
 
+/* RoPE scaling beyond the trained context. YaRN (arXiv 2309.00071) as transformers computes it:
+ * frequencies of dimension pairs that turn fewer than beta_slow times over original_context are
+ * divided by factor, those turning more than beta_fast times are kept, a linear ramp between; and
+ * cos and sin are multiplied by attention_factor, which scales every q.k by its square. */
+typedef enum q3_rope_scaling_type {
+    Q3_ROPE_SCALING_NONE = 0,
+    Q3_ROPE_SCALING_YARN,
+} q3_rope_scaling_type;
+
+typedef struct q3_rope_scaling {
+    q3_rope_scaling_type type;
+    float factor;           /* the context extension, e.g. 4: 32768 -> 131072 */
+    int original_context;   /* the context the model was trained at */
+    float beta_fast;        /* rotations where the ramp ends (kept frequencies); 0: 32 */
+    float beta_slow;        /* rotations where it begins (divided frequencies); 0: 1 */
+    float attention_factor; /* multiplies cos and sin; 0: 0.1 ln(factor) + 1 */
+} q3_rope_scaling;
+
 /* The architecture, as read from config.json or GGUF metadata. */
 typedef struct q3_config {
     int vocab_size;
@@ -83,6 +101,7 @@ typedef struct q3_config {
     int intermediate;     /* dense FFN width (dense layers only) */
     int max_context;      /* max_position_embeddings */
     float rope_theta;
+    q3_rope_scaling rope_scaling; /* type NONE: plain RoPE */
     float rms_eps;
     bool norm_topk_prob;  /* renormalise the top-k routing weights to sum to 1 */
     bool tied_embeddings; /* lm_head shares token embeddings */
@@ -103,6 +122,10 @@ typedef enum q3_numa_mode {
 typedef struct q3_load_options {
     bool verbose;      /* progress lines on stderr */
     q3_numa_mode numa; /* zero: Q3_NUMA_AUTO */
+    /* RoPE scaling to use instead of the file's (type NONE: the file's own), as Qwen's model
+     * cards ask for on checkpoints that do not declare it: --rope-scaling yarn --rope-scale 4
+     * --yarn-orig-ctx 32768. The context limit grows to factor * original_context. */
+    q3_rope_scaling rope_scaling;
 } q3_load_options;
 
 /* Opens a Hugging Face checkpoint directory (config.json + safetensors) or a GGUF file.

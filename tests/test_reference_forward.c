@@ -38,10 +38,29 @@ static void rmsnorm(float *out, const float *x, const float *w, int n, float eps
     for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * scale);
 }
 
-/* NeoX RoPE: dimension i pairs with i + d/2, angle pos / theta^(2i/d). */
-static void rope(float *v, int pos, int d, float theta) {
+/* YaRN (arXiv 2309.00071, as transformers computes it): the frequency of pair i is divided by
+ * `factor` when it turns fewer than beta_slow times over the original context, kept when it turns
+ * more than beta_fast times, blended linearly between (in pair indices, bounds rounded outwards);
+ * cos and sin are scaled by the attention factor. */
+static float yarn_freq(const q3_rope_scaling *y, int i, int d, float theta, float freq) {
+    double dim_of_rotations[2], rot[2] = {y->beta_fast, y->beta_slow};
+    for (int k = 0; k < 2; k++)
+        dim_of_rotations[k] = d * log(y->original_context / (rot[k] * 2 * M_PI)) / (2 * log(theta));
+    double lo = fmax(floor(dim_of_rotations[0]), 0), hi = fmin(ceil(dim_of_rotations[1]), d - 1);
+    if (lo == hi) hi += 0.001;
+    float ramp = fminf(fmaxf(((float)i - (float)lo) / (float)(hi - lo), 0), 1); /* 0: kept, 1: divided */
+    float kept = 1 - ramp;
+    return freq / y->factor * (1 - kept) + freq * kept;
+}
+
+/* NeoX RoPE: dimension i pairs with i + d/2, angle pos / theta^(2i/d) (scaled by YaRN if set). */
+static void rope(float *v, int pos, int d, float theta, const q3_rope_scaling *y) {
+    bool yarn = y->type == Q3_ROPE_SCALING_YARN;
     for (int i = 0; i < d / 2; i++) {
-        float angle = pos / powf(theta, (float)(2 * i) / d), c = cosf(angle), sn = sinf(angle);
+        float freq = 1.0f / powf(theta, (float)(2 * i) / d);
+        if (yarn) freq = yarn_freq(y, i, d, theta, freq);
+        float angle = pos * freq, c = cosf(angle), sn = sinf(angle);
+        if (yarn) c *= y->attention_factor, sn *= y->attention_factor;
         float a = v[i], b = v[i + d / 2];
         v[i] = a * c - b * sn;
         v[i + d / 2] = b * c + a * sn;
@@ -68,8 +87,8 @@ static void attention(ref_state *s, const q3_layer *L, int l, int pos) {
     matvec(s, &L->wv, s->xn, s->v);
     for (int h = 0; h < c->n_heads; h++) rmsnorm(s->q + h * hd, s->q + h * hd, L->q_norm, hd, c->rms_eps);
     for (int h = 0; h < c->n_kv_heads; h++) rmsnorm(s->k + h * hd, s->k + h * hd, L->k_norm, hd, c->rms_eps);
-    for (int h = 0; h < c->n_heads; h++) rope(s->q + h * hd, pos, hd, c->rope_theta);
-    for (int h = 0; h < c->n_kv_heads; h++) rope(s->k + h * hd, pos, hd, c->rope_theta);
+    for (int h = 0; h < c->n_heads; h++) rope(s->q + h * hd, pos, hd, c->rope_theta, &c->rope_scaling);
+    for (int h = 0; h < c->n_kv_heads; h++) rope(s->k + h * hd, pos, hd, c->rope_theta, &c->rope_scaling);
     float *kc = s->key_cache + (size_t)l * s->max_pos * kvd, *vc = s->value_cache + (size_t)l * s->max_pos * kvd;
     memcpy(kc + (size_t)pos * kvd, s->k, kvd * sizeof(float));
     memcpy(vc + (size_t)pos * kvd, s->v, kvd * sizeof(float));
@@ -170,27 +189,35 @@ static float *engine_logits(q3_model *m, const int32_t *ids, int n, int chunk) {
         q3_runner_new(&r, m, chunk, 2, &e))
         fail_msg("%s", e.msg);
     float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
-    int32_t pos[512], seq[512] = {0};
+    int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
     for (int i = 0; i < n; i++) pos[i] = i;
     for (int i = 0; i < n; i += chunk) {
         q3_batch b = {n - i < chunk ? n - i : chunk, ids + i, pos + i, seq + i, NULL};
         if (q3_forward(r, kv, &b, logits + (size_t)i * c->vocab_size, &e)) fail_msg("%s", e.msg);
     }
+    free(pos);
+    free(seq);
     q3_runner_free(r);
     q3_kv_cache_free(kv);
     return logits;
 }
 
-/* The oracle against the engine (prefill in chunks of 5) and, where the fixture has them, against
- * transformers' logits, over the first n tokens of the fixture's prompt. */
-static void agree(const char *model, const char *reference, const char *ids_name, int n, float engine_tol, float hf_tol) {
+/* The oracle against the engine (prefill in chunks of 5) and against transformers' logits, over
+ * the first n tokens of the fixture's prompt; transformers' rows are <prompt>.logits from
+ * position 0 or, in fixtures that keep only the end of a long prompt, <prompt>.logits_tail,
+ * its last rows. opts: load options (NULL: the file as it is). */
+static void agree_with(const char *model, const q3_load_options *opts, const char *reference, const char *ids_name,
+                       int n, float engine_tol, float hf_tol) {
     q3_error e = {0};
     q3_model *m;
     q3_st_file ref;
-    if (q3_model_load(&m, model, NULL, &e) || q3_st_open(&ref, reference, &e)) fail_msg("%s", e.msg);
-    char prompt[64];
+    if (q3_model_load(&m, model, opts, &e) || q3_st_open(&ref, reference, &e)) fail_msg("%s", e.msg);
+    char prompt[64], tail_name[96];
     snprintf(prompt, sizeof prompt, "%.*s", (int)(strchr(ids_name, '.') - ids_name), ids_name);
-    const q3_tensor_view *idv = ref_tensor(&ref, "%s", ids_name), *hf = ref_tensor(&ref, "%s.logits", prompt);
+    snprintf(tail_name, sizeof tail_name, "%s.logits_tail", prompt);
+    const q3_tensor_view *idv = ref_tensor(&ref, "%s", ids_name), *hf = q3_st_find(&ref, tail_name);
+    int hf_from = hf ? n - (int)hf->shape[0] : 0;
+    if (!hf) hf = ref_tensor(&ref, "%s.logits", prompt);
     if (idv->type != Q3_TYPE_I32 || idv->shape[0] < n) fail_msg("%s: %s: need %d int32 ids", reference, ids_name, n);
     int V = m->cfg.vocab_size;
     const int32_t *ids = idv->data;
@@ -198,11 +225,11 @@ static void agree(const char *model, const char *reference, const char *ids_name
     ref_state s;
     ref_init(&s, m, n);
     for (int t = 0; t < n; t++) {
-        const float *want = ref_forward(&s, ids[t], t), *hf_row = (const float *)hf->data + (size_t)t * V;
+        const float *want = ref_forward(&s, ids[t], t), *hf_row = (const float *)hf->data + (size_t)(t - hf_from) * V;
         for (int v = 0; v < V; v++) {
             scale = fmaxf(scale, fabsf(want[v]));
             worst_engine = fmaxf(worst_engine, fabsf(ours[(size_t)t * V + v] - want[v]));
-            worst_hf = fmaxf(worst_hf, fabsf(hf_row[v] - want[v]));
+            if (t >= hf_from) worst_hf = fmaxf(worst_hf, fabsf(hf_row[v] - want[v]));
         }
     }
     print_message("%s: %d tokens, |engine - oracle| %.3g, |transformers - oracle| %.3g (logit scale %.3g)\n", model, n,
@@ -213,6 +240,10 @@ static void agree(const char *model, const char *reference, const char *ids_name
     free(ours);
     q3_st_close(&ref);
     q3_model_free(m);
+}
+
+static void agree(const char *model, const char *reference, const char *ids_name, int n, float engine_tol, float hf_tol) {
+    agree_with(model, NULL, reference, ids_name, n, engine_tol, hf_tol);
 }
 
 /* The tiny random checkpoint in bf16: float activations, so only summation order differs. */
@@ -238,8 +269,27 @@ static void test_demo_model(void **state) {
     agree(model, fixture_path(1, "demo/reference.safetensors"), "prompt.ids", 8, 1e-5f, 5e-2f);
 }
 
+/* YaRN declared in config.json (factor 4 over an original 256-token context): a 700-token
+ * prompt, transformers' logits at its last 160 positions, all past the original context. */
+static void test_yarn_checkpoint(void **state) {
+    (void)state;
+    agree(fixture_path(0, "yarn-qwen3moe"), fixture_path(1, "yarn-qwen3moe/reference.safetensors"), "p700.input_ids", 700,
+          1e-5f, 2e-3f);
+}
+
+/* The same scaling asked for on the command line's behalf (q3_load_options) on the plain tiny
+ * checkpoint, as --rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 256 does. */
+static void test_yarn_override(void **state) {
+    (void)state;
+    q3_load_options o = {.numa = Q3_NUMA_OFF, .rope_scaling = {.type = Q3_ROPE_SCALING_YARN, .factor = 4, .original_context = 256}};
+    agree_with(fixture_path(0, "tiny-qwen3moe"), &o, fixture_path(1, "yarn-qwen3moe/reference.safetensors"), "p700.input_ids",
+               700, 1e-5f, 2e-3f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_yarn_checkpoint),
+        cmocka_unit_test(test_yarn_override),
         cmocka_unit_test(test_tiny_checkpoint),
         cmocka_unit_test(test_variant_checkpoint),
         cmocka_unit_test(test_demo_model),

@@ -50,6 +50,16 @@ static void print_layers(const q3_config *c) {
     printf(")\n");
 }
 
+static void print_rope_scaling(const q3_rope_scaling *y) {
+    if (y->type == Q3_ROPE_SCALING_NONE) {
+        printf("  rope scaling          none\n");
+        return;
+    }
+    printf("  rope scaling          yarn, factor %g over an original context of %d (beta_fast %g, beta_slow %g,\n"
+           "                        attention factor %.6g)\n",
+           y->factor, y->original_context, y->beta_fast, y->beta_slow, y->attention_factor);
+}
+
 int cmd_info(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
         fprintf(argc == 2 ? stdout : stderr, "usage: q3moe info MODEL   (a checkpoint directory or a .gguf file)\n");
@@ -75,6 +85,7 @@ int cmd_info(int argc, char **argv) {
     printf("  vocab_size            %d\n", c->vocab_size);
     printf("  tied embeddings       %s\n", c->tied_embeddings ? "yes" : "no");
     printf("  rope_theta            %g\n", c->rope_theta);
+    print_rope_scaling(&c->rope_scaling);
     printf("  rms_norm_eps          %g\n", c->rms_eps);
     printf("  max context           %d\n", c->max_context);
     printf("  bos / eos token       %d / %d\n", c->bos_token, c->eos_token);

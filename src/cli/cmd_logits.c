@@ -6,14 +6,16 @@
 #include <string.h>
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/rope_options.h"
 #include "q3moe.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n");
+    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n"
+               "                    " Q3_ROPE_OPTIONS_USAGE "\n");
 }
 
-static int run(const char *model_path, const int32_t *ids, int n, const char *out_path, bool decode,
-               q3_type kv_type, int threads) {
+static int run(const char *model_path, const q3_load_options *lo, const int32_t *ids, int n, const char *out_path,
+               bool decode, q3_type kv_type, int threads) {
     q3_error err = {0};
     q3_model *m = NULL;
     q3_kv_cache *kv = NULL;
@@ -21,7 +23,7 @@ static int run(const char *model_path, const int32_t *ids, int n, const char *ou
     float *logits = NULL;
     FILE *f = NULL;
     int rc = 1;
-    if (q3_model_load(&m, model_path, NULL, &err)) goto fail;
+    if (q3_model_load(&m, model_path, lo, &err)) goto fail;
     const q3_config *c = q3_model_config(m);
     q3_kv_options ko = {kv_type, 256, (n + 255) / 256, 1, n};
     if (q3_kv_cache_new(&kv, m, &ko, &err) || q3_runner_new(&r, m, decode ? 1 : n, threads, &err)) goto fail;
@@ -67,8 +69,9 @@ int cmd_logits(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 'k'},
         {"out", required_argument, 0, 'o'},   {"decode", no_argument, 0, 'd'},
         {"kv-type", required_argument, 0, 'v'}, {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},        Q3_ROPE_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *model = NULL, *tokens = NULL, *out = NULL;
+    q3_load_options lo = {0};
     bool decode = false;
     q3_type kv_type = Q3_TYPE_F32;
     long threads = 0;
@@ -83,7 +86,10 @@ int cmd_logits(int argc, char **argv) {
         case 'v': if (!q3_cli_parse_kv_type(optarg, "--kv-type", &kv_type)) return 2; break;
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (q3_rope_options_parse(&lo.rope_scaling, ch, optarg) == 0) break;
+            usage(stderr);
+            return 2;
         }
     }
     if (!tokens || !out || optind < argc) {
@@ -95,7 +101,7 @@ int cmd_logits(int argc, char **argv) {
     int32_t *ids;
     int n;
     if (!q3_cli_parse_ids(tokens, "--tokens", &ids, &n)) return 1;
-    int rc = run(path, ids, n, out, decode, kv_type, (int)threads);
+    int rc = run(path, &lo, ids, n, out, decode, kv_type, (int)threads);
     free(ids);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "model/model.h"
+#include "model/rope.h"
 
 /* ---- config.json ---- */
 
@@ -51,26 +52,67 @@ static q3_status get_bool(reader *r, const char *key, bool *out, bool fallback) 
     return Q3_OK;
 }
 
-/* rope_theta moved under rope_parameters in newer writers; only default RoPE is supported. */
-static q3_status read_rope(reader *r, q3_config *c) {
-    bool found;
-    q3_status st = get_float(r, r->root, "rope_theta", &c->rope_theta, &found);
-    if (st || found) goto scaling;
-    json_t *rp = json_object_get(r->root, "rope_parameters");
-    if (json_is_object(rp)) {
-        if ((st = get_float(r, rp, "rope_theta", &c->rope_theta, &found))) return st;
-        json_t *type = json_object_get(rp, "rope_type");
-        if (json_is_string(type) && strcmp(json_string_value(type), "default"))
-            return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: rope_parameters.rope_type %s is not supported",
-                           r->path, json_string_value(type));
-    }
-    if (!found) return q3_fail(r->e, Q3_EFORMAT, "%s: field rope_theta is missing", r->path);
-scaling:
-    if (st) return st;
-    json_t *rs = json_object_get(r->root, "rope_scaling");
-    if (rs && !json_is_null(rs))
-        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: rope_scaling is set; only plain RoPE is supported", r->path);
+/* ---- RoPE and its scaling ---- */
+
+/* rope_scaling (or, from newer writers, rope_parameters) names its kind in rope_type or, from
+ * older ones, type; "default" (or none) is plain RoPE. */
+static q3_status read_rope_kind(reader *r, json_t *obj, const char *where, bool *yarn) {
+    json_t *type = json_object_get(obj, "rope_type");
+    if (!type || json_is_null(type)) type = json_object_get(obj, "type");
+    *yarn = false;
+    if (!type || json_is_null(type)) return Q3_OK;
+    if (!json_is_string(type)) return q3_fail(r->e, Q3_EFORMAT, "%s: %s.rope_type must be a string", r->path, where);
+    const char *t = json_string_value(type);
+    if (!strcmp(t, "default")) return Q3_OK;
+    if (strcmp(t, "yarn"))
+        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: %s.rope_type %s is not supported (only yarn and default)",
+                       r->path, where, t);
+    *yarn = true;
     return Q3_OK;
+}
+
+/* YaRN's fields as transformers reads them: factor (else max_position_embeddings over
+ * original_max_position_embeddings), original_max_position_embeddings (else
+ * max_position_embeddings), beta_fast / beta_slow, and attention_factor, else DeepSeek's
+ * mscale / mscale_all_dim ratio, else 0.1 ln(factor) + 1. */
+static q3_status read_yarn(reader *r, json_t *obj, const char *where, q3_config *c) {
+    q3_rope_scaling s = {.type = Q3_ROPE_SCALING_YARN, .original_context = c->max_context};
+    reader sub = {obj, r->path, r->e};
+    bool has_factor, found;
+    float mscale = 0, mscale_all = 0;
+    q3_status st;
+    if ((st = get_int(&sub, "original_max_position_embeddings", &s.original_context, false, c->max_context)) ||
+        (st = get_float(r, obj, "factor", &s.factor, &has_factor)) ||
+        (st = get_float(r, obj, "beta_fast", &s.beta_fast, &found)) ||
+        (st = get_float(r, obj, "beta_slow", &s.beta_slow, &found)) ||
+        (st = get_float(r, obj, "attention_factor", &s.attention_factor, &found)) ||
+        (st = get_float(r, obj, "mscale", &mscale, &found)) ||
+        (st = get_float(r, obj, "mscale_all_dim", &mscale_all, &found)))
+        return st;
+    if (!has_factor && s.original_context > 0) s.factor = (float)c->max_context / (float)s.original_context;
+    json_t *truncate = json_object_get(obj, "truncate");
+    if (json_is_false(truncate))
+        return q3_fail(r->e, Q3_EUNSUPPORTED, "%s: %s.truncate false is not supported", r->path, where);
+    if (s.attention_factor == 0 && mscale != 0 && mscale_all != 0)
+        s.attention_factor = q3_yarn_mscale(s.factor, mscale) / q3_yarn_mscale(s.factor, mscale_all);
+    return q3_config_set_rope_scaling(c, &s, r->path, r->e);
+}
+
+/* rope_theta at the top level or, from newer writers, under rope_parameters; the scaling in
+ * rope_scaling, or in rope_parameters beside rope_theta. */
+static q3_status read_rope(reader *r, q3_config *c) {
+    bool found, yarn;
+    json_t *rp = json_object_get(r->root, "rope_parameters"), *rs = json_object_get(r->root, "rope_scaling");
+    q3_status st = get_float(r, r->root, "rope_theta", &c->rope_theta, &found);
+    if (!st && !found && json_is_object(rp)) st = get_float(r, rp, "rope_theta", &c->rope_theta, &found);
+    if (st) return st;
+    if (!found) return q3_fail(r->e, Q3_EFORMAT, "%s: field rope_theta is missing", r->path);
+    const char *where = "rope_scaling";
+    if (!rs || json_is_null(rs)) rs = rp, where = "rope_parameters";
+    if (!rs || json_is_null(rs)) return Q3_OK;
+    if (!json_is_object(rs)) return q3_fail(r->e, Q3_EFORMAT, "%s: field %s must be an object", r->path, where);
+    if ((st = read_rope_kind(r, rs, where, &yarn)) || !yarn) return st;
+    return read_yarn(r, rs, where, c);
 }
 
 /* A layer is MoE unless listed in mlp_only_layers or off the decoder_sparse_step grid. */
@@ -167,6 +209,39 @@ static q3_status gguf_int(const q3_gguf *g, const char *key, int *out, bool requ
     return Q3_OK;
 }
 
+static q3_status gguf_opt_float(const q3_gguf *g, const char *key, float *out, q3_error *e) {
+    double v;
+    if (!q3_gguf_find_kv(g, key)) return Q3_OK;
+    q3_status st = q3_gguf_get_float(g, key, &v, e);
+    if (!st) *out = (float)v;
+    return st;
+}
+
+/* llama.cpp's keys: rope.scaling.type ("none", "linear", "yarn", ...), .factor,
+ * .original_context_length, .yarn_beta_fast / .yarn_beta_slow, and .yarn_attn_factor (or
+ * .attn_factor), which llama.cpp multiplies into the 0.1 ln(factor) + 1 it derives itself. */
+static q3_status gguf_rope_scaling(q3_config *c, const q3_gguf *g, q3_error *e) {
+    if (!q3_gguf_find_kv(g, "qwen3moe.rope.scaling.type")) return Q3_OK;
+    q3_gguf_str type;
+    q3_status st = q3_gguf_get_str(g, "qwen3moe.rope.scaling.type", &type, e);
+    if (st) return st;
+    if (type.len == 4 && !memcmp(type.ptr, "none", 4)) return Q3_OK;
+    if (type.len != 4 || memcmp(type.ptr, "yarn", 4))
+        return q3_fail(e, Q3_EUNSUPPORTED, "%s: rope scaling type %.*s is not supported (only yarn and none)", g->path,
+                       (int)(type.len > 64 ? 64 : type.len), type.ptr);
+    q3_rope_scaling s = {.type = Q3_ROPE_SCALING_YARN, .factor = 1};
+    float attn = 1;
+    if ((st = gguf_int(g, "qwen3moe.rope.scaling.original_context_length", &s.original_context, false, c->max_context, e)) ||
+        (st = gguf_opt_float(g, "qwen3moe.rope.scaling.factor", &s.factor, e)) ||
+        (st = gguf_opt_float(g, "qwen3moe.rope.scaling.yarn_beta_fast", &s.beta_fast, e)) ||
+        (st = gguf_opt_float(g, "qwen3moe.rope.scaling.yarn_beta_slow", &s.beta_slow, e)) ||
+        (st = gguf_opt_float(g, "qwen3moe.rope.scaling.attn_factor", &attn, e)) ||
+        (st = gguf_opt_float(g, "qwen3moe.rope.scaling.yarn_attn_factor", &attn, e)))
+        return st;
+    s.attention_factor = attn * q3_yarn_mscale(s.factor, 1);
+    return q3_config_set_rope_scaling(c, &s, g->path, e);
+}
+
 q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e) {
     memset(c, 0, sizeof *c);
     q3_gguf_str arch;
@@ -194,6 +269,7 @@ q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e) {
         return st;
     c->rope_theta = (float)theta;
     c->rms_eps = (float)eps;
+    if ((st = gguf_rope_scaling(c, g, e))) return st;
     /* llama.cpp's qwen3moe always renormalises the top-k weights; our writer records a false. */
     const q3_gguf_kv *norm = q3_gguf_find_kv(g, "qwen3moe.expert_weights_norm");
     c->norm_topk_prob = norm ? norm->v.u != 0 : true;
@@ -213,6 +289,30 @@ q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e) {
 }
 
 /* ---- one validation for both ---- */
+
+q3_status q3_config_set_rope_scaling(q3_config *c, const q3_rope_scaling *s, const char *src, q3_error *e) {
+    if (s->type == Q3_ROPE_SCALING_NONE) {
+        c->rope_scaling = *s;
+        return Q3_OK;
+    }
+    q3_rope_scaling y = *s;
+    if (!(y.factor >= 1 && y.factor <= 1024))
+        return q3_fail(e, Q3_EINVAL, "%s: YaRN factor %g must be in 1..1024", src, y.factor);
+    if (y.original_context <= 0) y.original_context = c->max_context;
+    if (y.original_context <= 0 || (double)y.original_context * y.factor > (double)(1 << 30))
+        return q3_fail(e, Q3_EINVAL, "%s: YaRN original context %d out of range", src, y.original_context);
+    if (y.beta_fast == 0) y.beta_fast = 32;
+    if (y.beta_slow == 0) y.beta_slow = 1;
+    if (y.attention_factor == 0) y.attention_factor = q3_yarn_mscale(y.factor, 1);
+    if (!(y.beta_fast > 0 && y.beta_slow > 0 && y.attention_factor > 0 && y.attention_factor < 100))
+        return q3_fail(e, Q3_EINVAL, "%s: YaRN beta_fast %g, beta_slow %g and attention_factor %g must be positive",
+                       src, y.beta_fast, y.beta_slow, y.attention_factor);
+    c->rope_scaling = y;
+    /* The context the scaling is for: Qwen3 declares 40960 positions and YaRN x4 over 32768. */
+    int extended = (int)((double)y.original_context * y.factor);
+    if (extended > c->max_context) c->max_context = extended;
+    return Q3_OK;
+}
 
 q3_status q3_config_validate(const q3_config *c, const char *src, q3_error *e) {
 #define REQUIRE(cond, ...) \

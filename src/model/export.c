@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "model/rope.h"
 #include "quant/types.h"
 #include "text/genconfig.h"
 #include "text/tokenizer_gguf.h"
@@ -194,6 +195,18 @@ q3_status q3_export_add_metadata(q3_gguf_writer *w, const q3_config *c, int file
     st |= q3_gguf_set_u32(w, "qwen3moe.attention.key_length", (uint32_t)c->head_dim);
     st |= q3_gguf_set_u32(w, "qwen3moe.attention.value_length", (uint32_t)c->head_dim);
     st |= q3_gguf_set_u32(w, "qwen3moe.expert_feed_forward_length", (uint32_t)c->moe_intermediate);
+    const q3_rope_scaling *y = &c->rope_scaling;
+    if (y->type == Q3_ROPE_SCALING_YARN) { /* llama.cpp's keys, as its converter writes them */
+        st |= q3_gguf_set_str(w, "qwen3moe.rope.scaling.type", "yarn");
+        st |= q3_gguf_set_f32(w, "qwen3moe.rope.scaling.factor", y->factor);
+        st |= q3_gguf_set_u32(w, "qwen3moe.rope.scaling.original_context_length", (uint32_t)y->original_context);
+        if (y->beta_fast != 32) st |= q3_gguf_set_f32(w, "qwen3moe.rope.scaling.yarn_beta_fast", y->beta_fast);
+        if (y->beta_slow != 1) st |= q3_gguf_set_f32(w, "qwen3moe.rope.scaling.yarn_beta_slow", y->beta_slow);
+        /* llama.cpp multiplies this into the 0.1 ln(factor) + 1 it derives itself */
+        float derived = q3_yarn_mscale(y->factor, 1);
+        if (y->attention_factor != derived)
+            st |= q3_gguf_set_f32(w, "qwen3moe.rope.scaling.yarn_attn_factor", y->attention_factor / derived);
+    }
     /* llama.cpp assumes renormalised top-k for qwen3moe; say so explicitly when it is not. */
     if (!c->norm_topk_prob) st |= q3_gguf_set_bool(w, "qwen3moe.expert_weights_norm", false);
     return st ? Q3_ENOMEM : Q3_OK;

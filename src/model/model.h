@@ -87,6 +87,10 @@ q3_status q3_config_from_json_file(q3_config *c, const char *path, q3_error *e);
 q3_status q3_config_from_json_buffer(q3_config *c, const char *data, size_t len, const char *path,
                                      q3_error *e);
 q3_status q3_config_from_gguf(q3_config *c, const q3_gguf *g, q3_error *e);
+/* Sets c's RoPE scaling to s with its defaults filled in (YaRN: beta_fast 32, beta_slow 1,
+ * attention_factor 0.1 ln(factor) + 1, original_context the file's context) and extends
+ * max_context to factor * original_context; Q3_EINVAL naming src for values out of range. */
+q3_status q3_config_set_rope_scaling(q3_config *c, const q3_rope_scaling *s, const char *src, q3_error *e);
 /* Checks the config's numbers against each other; names the field at fault. */
 q3_status q3_config_validate(const q3_config *c, const char *source, q3_error *e);
 
