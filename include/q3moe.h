@@ -62,7 +62,12 @@ typedef enum q3_type {
     Q3_TYPE_Q8_K = 15,
     Q3_TYPE_I32 = 26, /* token ids in reference files; not a weight type */
     Q3_TYPE_BF16 = 30,
-    Q3_TYPE_COUNT = 40,
+    Q3_TYPE_GGML_END = 40, /* ids from here on are q3moe's own, never in a GGUF file: */
+    Q3_TYPE_F8_E4M3 = 64,     /* safetensors' float8 e4m3 elements, as FP8 checkpoints store them */
+    Q3_TYPE_F8_E4M3_B32 = 65, /* an FP8 checkpoint's weights repacked at load: per 32 e4m3 a scale */
+    Q3_TYPE_GPTQ4_B32 = 66,   /* a GPTQ-Int4 checkpoint's weights repacked at load: Q4_0's blocks,
+                                 float activations */
+    Q3_TYPE_COUNT = 67,
 } q3_type;
 
 /* ---- the model ---- */

@@ -286,8 +286,25 @@ static void test_yarn_override(void **state) {
                700, 1e-5f, 2e-3f);
 }
 
+/* The tiny checkpoint as Qwen's FP8 checkpoints store it (e4m3, 128x128 block scales) and as
+ * GPTQ-Int4 (tests/gen/make_quantized_fixtures.py), run directly, against transformers' logits
+ * of the dequantized weights: within 5e-4 of the logit scale, under 2e-3 absolute. */
+static void test_fp8_checkpoint(void **state) {
+    (void)state;
+    agree(fixture_path(0, "fp8-qwen3moe"), fixture_path(1, "fp8-qwen3moe/reference.safetensors"), "p64.input_ids", 64, 1e-5f,
+          5e-4f);
+}
+
+static void test_gptq_checkpoint(void **state) {
+    (void)state;
+    agree(fixture_path(0, "gptq-qwen3moe"), fixture_path(1, "gptq-qwen3moe/reference.safetensors"), "p64.input_ids", 64,
+          1e-5f, 5e-4f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp8_checkpoint),
+        cmocka_unit_test(test_gptq_checkpoint),
         cmocka_unit_test(test_yarn_checkpoint),
         cmocka_unit_test(test_yarn_override),
         cmocka_unit_test(test_tiny_checkpoint),

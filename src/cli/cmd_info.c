@@ -60,6 +60,48 @@ static void print_rope_scaling(const q3_rope_scaling *y) {
            y->factor, y->original_context, y->beta_fast, y->beta_slow, y->attention_factor);
 }
 
+/* llama.cpp's names for general.file_type (its llama_ftype enum: "mostly" this type). */
+static const char *file_type_name(int64_t ft) {
+    static const char *const names[] = {
+        [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1",
+        [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M",
+        [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K", [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S",
+        [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M",
+        [28] = "IQ2_S", [29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16", [36] = "TQ1_0",
+        [37] = "TQ2_0", [38] = "MXFP4_MOE"};
+    return ft >= 0 && ft < (int64_t)(sizeof names / sizeof *names) && names[ft] ? names[ft] : "unknown";
+}
+
+/* What the weights are stored as: a GGUF's file type, or a checkpoint's quantization_config and
+ * what loading made of it. */
+static void print_quantization(const q3_model *m) {
+    if (m->kind == Q3_SOURCE_GGUF) {
+        int64_t ft;
+        q3_error ignored;
+        if (q3_gguf_find_kv(&m->gguf, "general.file_type") && !q3_gguf_get_int(&m->gguf, "general.file_type", &ft, &ignored))
+            printf("  quantization          GGUF file type %s (general.file_type %lld)\n", file_type_name(ft), (long long)ft);
+        else
+            printf("  quantization          GGUF, no general.file_type (types per tensor below)\n");
+        return;
+    }
+    const q3_hf_quant *q = &m->hf_quant;
+    double mib = (double)q->repacked_bytes / (1 << 20);
+    switch (q->method) {
+    case Q3_HF_QUANT_NONE: printf("  quantization          none (quantization_config absent)\n"); break;
+    case Q3_HF_QUANT_FP8:
+        printf("  quantization          fp8 e4m3, one weight_scale_inv per %dx%d block; %d tensors repacked at load\n"
+               "                        into %s (32 weights per scale), %.2f MiB\n",
+               q->block_rows, q->block_cols, q->n_repacked, q3_type_name(Q3_TYPE_F8_E4M3_B32), mib);
+        break;
+    case Q3_HF_QUANT_GPTQ:
+        printf("  quantization          gptq %d-bit, group_size %d, symmetric, desc_act false, checkpoint_format %s;\n"
+               "                        %d tensors repacked at load into %s (Q4_0 blocks), %.2f MiB\n",
+               q->bits, q->group_size, q->zero_offset ? "gptq" : "gptq_v2", q->n_repacked,
+               q3_type_name(Q3_TYPE_GPTQ4_B32), mib);
+        break;
+    }
+}
+
 int cmd_info(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help")) {
         fprintf(argc == 2 ? stdout : stderr, "usage: q3moe info MODEL   (a checkpoint directory or a .gguf file)\n");
@@ -76,6 +118,7 @@ int cmd_info(int argc, char **argv) {
     printf("model: %s\n", argv[1]);
     printf("  format                %s\n", m->kind == Q3_SOURCE_GGUF ? "GGUF" : "Hugging Face safetensors");
     printf("  architecture          qwen3moe (Qwen3MoeForCausalLM)\n");
+    print_quantization(m);
     print_layers(c);
     printf("  hidden_size           %d\n", c->hidden_size);
     printf("  attention heads       %d query, %d key/value, head_dim %d\n", c->n_heads, c->n_kv_heads, c->head_dim);

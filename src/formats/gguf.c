@@ -127,7 +127,7 @@ static q3_status read_tensor_info(cursor *c, q3_gguf_tensor *t) {
     }
     if ((st = rd(c, &type, 4, t->name)) || (st = rd(c, &t->offset, 8, t->name))) return st;
     t->type = (q3_type)type;
-    const q3_type_traits *tr = q3_type_info(t->type);
+    const q3_type_traits *tr = t->type < Q3_TYPE_GGML_END ? q3_type_info(t->type) : NULL;
     if (!tr) return q3_fail(c->e, Q3_EUNSUPPORTED, "%s: tensor %s has unknown type %u", c->path, t->name, type);
     if (t->ne[0] % tr->block_size)
         return q3_fail(c->e, Q3_EFORMAT, "%s: tensor %s: row of %lld is not a whole number of %s blocks",

@@ -16,6 +16,7 @@ static bool dtype_from_name(const char *s, q3_type *t) {
     else if (!strcmp(s, "F16")) *t = Q3_TYPE_F16;
     else if (!strcmp(s, "F32")) *t = Q3_TYPE_F32;
     else if (!strcmp(s, "I32")) *t = Q3_TYPE_I32;
+    else if (!strcmp(s, "F8_E4M3")) *t = Q3_TYPE_F8_E4M3;
     else return false;
     return true;
 }
@@ -40,7 +41,7 @@ static q3_status parse_entry(const char *path, const char *key, json_t *v, const
         return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: header entry lacks dtype, shape or data_offsets",
                        path, key);
     if (!dtype_from_name(json_string_value(dtype), &t->type))
-        return q3_fail(e, Q3_EUNSUPPORTED, "%s: tensor %s has dtype %s, not supported (BF16, F16, F32)",
+        return q3_fail(e, Q3_EUNSUPPORTED, "%s: tensor %s has dtype %s, not supported (BF16, F16, F32, I32, F8_E4M3)",
                        path, key, json_string_value(dtype));
     size_t nd = json_array_size(shape);
     if (nd > Q3_MAX_DIMS)

@@ -74,6 +74,10 @@ typedef struct exporter {
 
 static const q3_mat *source_mat(const out_tensor *t, int i) { return t->mat_list ? t->mat_list[i] : &t->mats[i]; }
 
+/* GPTQ weights are repacked at load into Q4_0's blocks (quant/checkpoint_quants.h): written as
+ * Q4_0 they are copied, not requantized, so the file holds the checkpoint's exact values. */
+static bool same_blocks(q3_type from, q3_type to) { return from == Q3_TYPE_GPTQ4_B32 && to == Q3_TYPE_Q4_0; }
+
 /* Converts every row of the source(s) into the target type. */
 static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_error *e) {
     exporter *x = ctx;
@@ -93,7 +97,7 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
         const q3_type_traits *in = q3_type_info(w->type);
         for (int64_t r = 0; r < w->rows; r++, p += out_row) {
             const char *src = (const char *)w->data + (size_t)r * w->row_bytes;
-            if (w->type == t->type) {
+            if (w->type == t->type || same_blocks(w->type, t->type)) {
                 memcpy(p, src, out_row);
                 continue;
             }

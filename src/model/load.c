@@ -61,6 +61,7 @@ static q3_status open_source(q3_model *m, q3_error *e) {
         char cfg[4096];
         q3_status st = q3_pathf(cfg, sizeof cfg, e, "%s/config.json", m->path);
         if (st || (st = q3_config_from_json_file(&m->cfg, cfg, e))) return st;
+        if ((st = q3_hf_quant_read(&m->hf_quant, cfg, e))) return st;
         if ((st = q3_st_checkpoint_open(&m->hf, m->path, e))) return st;
         m->file_bytes = q3_st_checkpoint_bytes(&m->hf);
         if ((st = q3_model_alloc_norms(m, e))) return st;
@@ -102,6 +103,8 @@ void q3_model_close(q3_model *m) {
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) free(m->layers[l].experts);
     free(m->layers);
     free(m->norm_storage);
+    for (int i = 0; i < m->n_repacked; i++) free(m->repacked[i]);
+    free(m->repacked);
     q3_st_checkpoint_close(&m->hf);
     q3_gguf_close(&m->gguf);
     free(m->path);

@@ -44,6 +44,19 @@ typedef struct q3_layer {
 
 typedef enum q3_source_kind { Q3_SOURCE_HF, Q3_SOURCE_GGUF } q3_source_kind;
 
+/* The quantization a Hugging Face checkpoint declares (config.json's quantization_config), whose
+ * weights load_hf.c repacks at load (quant/checkpoint_quants.h). */
+typedef enum q3_hf_quant_method { Q3_HF_QUANT_NONE, Q3_HF_QUANT_FP8, Q3_HF_QUANT_GPTQ } q3_hf_quant_method;
+
+typedef struct q3_hf_quant {
+    q3_hf_quant_method method;
+    int block_rows, block_cols; /* FP8: weight_block_size */
+    int bits, group_size;       /* GPTQ */
+    int zero_offset;            /* GPTQ: added to stored zeros (1 for checkpoint_format "gptq") */
+    int n_repacked;             /* tensors repacked at load */
+    size_t repacked_bytes;      /* memory they take */
+} q3_hf_quant;
+
 /* This process's part of the model when it runs across several (src/dist/): attention heads
  * split over the tp ranks of a group, experts dealt over ep groups, each expert's intermediate
  * dimension split over the tp ranks. One process: the whole model (rank 0 of 1). */
@@ -76,6 +89,9 @@ struct q3_model {
     q3_source_kind kind;
     char *path;
     q3_st_checkpoint hf; /* when kind is HF */
+    q3_hf_quant hf_quant;/* its declared quantization */
+    void **repacked;     /* [n_repacked] buffers behind the repacked weights' views */
+    int n_repacked, cap_repacked;
     q3_gguf gguf;        /* when kind is GGUF */
     size_t file_bytes;
     float *norm_storage; /* one allocation behind every norm vector */
@@ -99,6 +115,10 @@ q3_status q3_config_validate(const q3_config *c, const char *source, q3_error *e
 uint64_t q3_mat_bytes(const q3_mat *w);
 /* The same for a feed-forward block's gate, up and down; cannot fail. */
 uint64_t q3_ffn_bytes(const q3_ffn *f);
+
+/* Reads config.json's quantization_config into q; Q3_EUNSUPPORTED naming the field for a
+ * method or setting that cannot run (GPTQ desc_act, bits other than 4, asymmetric, ...). */
+q3_status q3_hf_quant_read(q3_hf_quant *q, const char *config_path, q3_error *e);
 
 /* Weight binding per source (load_hf.c, load_gguf.c); called by q3_model_load. */
 q3_status q3_model_bind_hf(q3_model *m, q3_error *e);
