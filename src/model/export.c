@@ -113,7 +113,7 @@ static q3_status add(exporter *x, q3_gguf_writer *w, const char *name, out_tenso
                      const int64_t *ne, q3_error *e) {
     if (!t.vec) {
         t.type = q3_export_fallback_type(t.type, ne[0]);
-        if (!q3_type_info(t.type)->from_float)
+        if (!q3_type_info(t.type)->from_float || t.type >= Q3_TYPE_GGML_END)
             return q3_fail(e, Q3_EUNSUPPORTED, "export: tensor %s: cannot write type %s", name, q3_type_name(t.type));
     }
     x->tensors[x->n] = t;

@@ -6,6 +6,13 @@
  *   (times 256, see below) and 32 e4m3 bytes. 32 columns rather than the checkpoint's 128 so a
  *   tensor-parallel split of an expert's 768 columns over 8 ranks (96 each) still falls on block
  *   boundaries; the cost is 4 scale bytes per 32 weights instead of per 128.
+ *   Why FP8 kernels rather than dequantizing at load: the other exact choice is BF16 (Q8_0 would
+ *   requantize, and moves the tiny fixture's logits by 10%), which takes 2 bytes a weight against
+ *   1.125: twice the memory (a 235B-A22B checkpoint would need 470 GB instead of 265 GB) and
+ *   1.8x the bytes a decode step streams. Measured on the 2-core CI machine (bench/RESULTS.md),
+ *   one thread, where the e4m3 conversion is not hidden behind DRAM: decode on par with BF16,
+ *   prefill 0.8x of it (both have AVX-512 tiles); with the cores of a server, decode is bound
+ *   by bandwidth and the smaller rows win.
  *
  *   GPTQ-Int4 (quant_method "gptq", bits 4, sym, desc_act false): 4-bit q, one f16 scale per
  *   group of 128 inputs, w = scale * (q - zero) with zero 8. Repacked at load into Q4_0's
@@ -38,8 +45,11 @@ static inline uint16_t q3_e4m3_to_f16_bits(uint8_t b) {
     return (uint16_t)(((b & 0x7f) << 7) | ((b & 0x80) << 8));
 }
 
-/* Reference kernels: to_float, and vec_dot against float32 activations. */
+/* Reference kernels: to_float, and vec_dot against float32 activations; from_float (per 32
+ * weights the scale that maps the largest to 448, round to nearest) makes test and benchmark
+ * data, GPTQ4_B32's is Q4_0's. */
 void q3_f8_b32_to_float(const void *src, float *dst, int64_t n);
+void q3_f8_b32_from_float(const float *src, void *dst, int64_t n);
 float q3_f8_b32_vec_dot(int64_t n, const void *w, const void *x);
 void q3_gptq4_b32_to_float(const void *src, float *dst, int64_t n);
 float q3_gptq4_b32_vec_dot(int64_t n, const void *w, const void *x);

@@ -61,10 +61,12 @@ static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [35] = {"TQ2_0", 256, 66, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
     [39] = {"MXFP4", 32, 17, NULL, NULL, NULL, Q3_TYPE_Q8_0, NULL},
     /* Published checkpoints' formats (checkpoint_quants.h): the raw safetensors dtype, and the
-     * rows they are repacked into at load. No from_float: they are never written to a file. */
+     * rows they are repacked into at load (never written to a file: export.c refuses them). */
     [Q3_TYPE_F8_E4M3] = {"F8_E4M3", 1, 1, NULL, NULL, NULL, Q3_TYPE_F8_E4M3, NULL},
-    [Q3_TYPE_F8_E4M3_B32] = {"F8_E4M3_B32", 32, 36, q3_f8_b32_to_float, NULL, q3_f8_b32_vec_dot, Q3_TYPE_F32, NULL},
-    [Q3_TYPE_GPTQ4_B32] = {"GPTQ4_B32", 32, 18, q3_gptq4_b32_to_float, NULL, q3_gptq4_b32_vec_dot, Q3_TYPE_F32, NULL},
+    [Q3_TYPE_F8_E4M3_B32] = {"F8_E4M3_B32", 32, 36, q3_f8_b32_to_float, q3_f8_b32_from_float, q3_f8_b32_vec_dot,
+                             Q3_TYPE_F32, NULL},
+    [Q3_TYPE_GPTQ4_B32] = {"GPTQ4_B32", 32, 18, q3_gptq4_b32_to_float, q3_q4_0_from_float, q3_gptq4_b32_vec_dot,
+                           Q3_TYPE_F32, NULL},
 };
 
 const q3_type_traits *q3_type_info(q3_type t) {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include "cpu/vec.h"
 #include "quant/blocks.h"
+#include "quant/checkpoint_quants.h"
 #include "cpu/kernel_table.h"
 
 /* ---- checks ---- */
@@ -107,6 +108,8 @@ static void set_block_scales(q3_type t, void *b) {
         ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
         break;
     case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
+    case Q3_TYPE_F8_E4M3_B32: ((q3_block_f8_b32 *)b)->d = 0.01f * (1.0f + rng_uniform()); break;
+    case Q3_TYPE_GPTQ4_B32: ((q3_block_q4_0 *)b)->d = random_scale(0.01f); break;
     default: break;
     }
 }
@@ -134,7 +137,7 @@ static void *random_weights(q3_type t, int64_t n) {
 static const q3_type DOT_TYPES[] = {
     Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q4_0, Q3_TYPE_Q4_1, Q3_TYPE_Q5_0,
     Q3_TYPE_Q5_1, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K, Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K,
-    Q3_TYPE_Q6_K,
+    Q3_TYPE_Q6_K, Q3_TYPE_F8_E4M3_B32, Q3_TYPE_GPTQ4_B32,
 };
 #define N_DOT_TYPES (sizeof DOT_TYPES / sizeof DOT_TYPES[0])
 
