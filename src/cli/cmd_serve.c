@@ -127,6 +127,7 @@ int cmd_serve(int argc, char **argv) {
     q3_engine_options eo = a.gen.engine;
     int model_context = q3_model_config(m)->max_context;
     if (eo.max_context <= 0 || eo.max_context > model_context) eo.max_context = model_context;
+    q3_gen_report_kv(m, &eo);
     if (q3_engine_new(&en, m, tok, &eo, &e)) {
         fprintf(stderr, "q3moe serve: %s\n", e.msg);
         goto done;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/common.h"
+#include "quant/types.h"
 #include "q3moe.h"
 
 enum {
@@ -144,12 +145,22 @@ q3_sampling q3_gen_sampling(const q3_gen_options *g, const q3_sampling *d) {
     return s;
 }
 
+void q3_gen_report_kv(const q3_model *m, const q3_engine_options *o) {
+    const q3_config *c = q3_model_config(m);
+    int64_t tokens = ((int64_t)o->cache_tokens + o->page_size - 1) / o->page_size * o->page_size;
+    double bytes = 2.0 * c->n_layers * c->n_kv_heads * (double)q3_row_bytes(o->kv_type, c->head_dim) * (double)tokens;
+    fprintf(stderr, "KV cache: %lld tokens (pages of %d) x %d layers x %d key/value heads x %d, %s: %.1f MiB; context %d\n",
+            (long long)tokens, o->page_size, c->n_layers, c->n_kv_heads, c->head_dim, q3_type_name(o->kv_type),
+            bytes / (1 << 20), o->max_context);
+}
+
 q3_engine *q3_gen_engine_new(q3_gen_options *g, const q3_model *m, const q3_tokenizer *tok) {
     q3_engine_options o = g->engine;
     int ctx = o.max_context > 0 ? o.max_context : q3_model_config(m)->max_context;
     if (o.max_context <= 0 && ctx > 8192) ctx = 8192; /* interactive default; -c for more */
     o.max_context = ctx;
     if (o.cache_tokens < ctx * o.max_batch_size) o.cache_tokens = ctx * o.max_batch_size;
+    if (g->load.verbose || ctx > 32768) q3_gen_report_kv(m, &o);
     q3_engine *en = NULL;
     q3_error e = {0};
     if (q3_engine_new(&en, m, tok, &o, &e)) {

@@ -45,6 +45,10 @@ q3_sampling q3_gen_sampling(const q3_gen_options *g, const q3_sampling *defaults
 /* An engine for interactive use on this model: engine options from g, one sequence at a time
  * unless --batch-size says otherwise. Prints the error and returns NULL on failure. */
 q3_engine *q3_gen_engine_new(q3_gen_options *g, const q3_model *m, const q3_tokenizer *tok);
+/* Prints, before the cache is allocated, what the KV cache of these engine options takes:
+ * tokens, geometry, type and MiB (run, chat and serve do it for contexts past 32K, or with
+ * --numa's verbose loading). Cannot fail. */
+void q3_gen_report_kv(const q3_model *m, const q3_engine_options *o);
 /* Tokenizes text (special tokens parsed when parse_special, as a chat template needs) and
  * generates up to max_new tokens through en, reporting events to on_event. Returns 0, or 1
  * after printing the error. Sets g->prompt_tokens and g->ttft_s. */
