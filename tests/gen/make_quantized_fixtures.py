@@ -15,7 +15,7 @@ an engine that runs the checkpoint directly must reproduce).
   q = clamp(round(w / scale) + 8, 0, 15) with scale = 2 amax / 15 per group (GPTQ's symmetric
   grid, round-to-nearest instead of its Hessian-guided order: the format is what is tested).
 
-Made with transformers 5.25.0, torch 2.15.0 (CPU) and numpy; not needed by the test suite:
+Made with transformers 5.25.0, torch 2.15.0+cu132 (run on the CPU) and numpy 2.4.6; not needed by the test suite:
     python tests/gen/make_quantized_fixtures.py tests/fixtures
 """
 import json, os, shutil, sys, tempfile
@@ -102,9 +102,8 @@ def write(name, quant_config, convert):
     stored, floats = {}, {}
     for k, t in weights.items():
         if quantized(k, t):
-            parts, deq = convert(t)
-            stored.update({k.removesuffix("weight") + s if not s.startswith("weight") else k + s.removeprefix("weight"): v
-                           for s, v in parts.items()})
+            parts, deq = convert(t)  # keyed by what replaces "weight" in the name
+            stored.update({k.removesuffix("weight") + suffix: v for suffix, v in parts.items()})
             floats[k] = deq
         else:
             stored[k] = t

@@ -5,7 +5,7 @@ the float32 logits Hugging Face transformers computes for a 700-token prompt: po
 original 256-token context, where YaRN's interpolated frequencies and its attention factor
 decide the result.
 
-Made with transformers 5.25.0 and torch 2.15.0 (CPU); not needed by the test suite:
+Made with transformers 5.25.0 and torch 2.15.0+cu132 (run on the CPU); not needed by the test suite:
     python tests/gen/make_yarn_fixture.py tests/fixtures
 """
 import json, os, shutil, sys
