@@ -4,6 +4,7 @@
  * sequence that shares the first's cached prefix (pages by reference) continues it token by
  * token with the same logits. The short form of bench/long_context.sh's 131072-token run. */
 #include <math.h>
+#include "engine/engine.h"
 #include "model/model.h"
 #include "testutil.h"
 
@@ -85,7 +86,59 @@ static void test_chunked_prefill_token_by_token_and_shared_prefix(void **state) 
     q3_model_free(m);
 }
 
+typedef struct outcome {
+    int32_t tokens[4];
+    int n, cached;
+    q3_finish finish;
+} outcome;
+
+static void record(void *ctx, const q3_event *ev) {
+    outcome *o = ctx;
+    if (ev->token >= 0 && o->n < 4) o->tokens[o->n++] = ev->token;
+    if (ev->finish) o->finish = ev->finish, o->cached = ev->cached_tokens;
+}
+
+static outcome generate(q3_engine *en, const int32_t *prompt, int n) {
+    outcome o = {0};
+    q3_sampling greedy = q3_sampling_defaults();
+    greedy.temperature = 0;
+    q3_request req = {.prompt = prompt, .n_prompt = n, .sampling = greedy, .max_tokens = 3, .ignore_eos = true,
+                      .top_logprobs = -1, .on_event = record, .ctx = &o};
+    q3_error e = {0};
+    if (q3_engine_generate(en, &req, &e) == Q3_FINISH_ERROR) fail_msg("%s", e.msg);
+    return o;
+}
+
+/* The engine's prefix cache when the pool holds one long prompt and not two: a request that
+ * extends a finished one shares its pages instead of evicting them first, and continues with
+ * what a fresh engine computes. */
+static void test_prefix_cache_in_a_full_pool(void **state) {
+    (void)state;
+    q3_model *m = open_long_model();
+    int32_t *ids = malloc(N_TOKENS * sizeof *ids);
+    for (int i = 0; i < N_TOKENS; i++) ids[i] = (int32_t)((i * 131 + 7) % 512);
+    q3_engine_options o = q3_engine_defaults();
+    o.max_batch_size = 1, o.page_size = 64, o.cache_tokens = N_TOKENS + 256, o.kv_type = Q3_TYPE_Q8_0, o.threads = 2;
+    q3_engine *en, *fresh;
+    q3_error e = {0};
+    if (q3_engine_new(&en, m, NULL, &o, &e) || q3_engine_new(&fresh, m, NULL, &o, &e)) fail_msg("%s", e.msg);
+    outcome first = generate(en, ids, N_TOKENS - 300), second = generate(en, ids, N_TOKENS - 200);
+    outcome want = generate(fresh, ids, N_TOKENS - 200);
+    print_message("prompt of %d after one of %d: %d tokens from the prefix cache\n", N_TOKENS - 200, N_TOKENS - 300,
+                  second.cached);
+    assert_int_equal(first.finish, Q3_FINISH_LENGTH);
+    assert_int_equal(second.finish, Q3_FINISH_LENGTH);
+    assert_true(second.cached >= N_TOKENS - 300 - 64);
+    assert_int_equal(want.cached, 0);
+    assert_memory_equal(second.tokens, want.tokens, sizeof want.tokens);
+    q3_engine_free(en);
+    q3_engine_free(fresh);
+    free(ids);
+    q3_model_free(m);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_chunked_prefill_token_by_token_and_shared_prefix)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_chunked_prefill_token_by_token_and_shared_prefix),
+                                       cmocka_unit_test(test_prefix_cache_in_a_full_pool)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

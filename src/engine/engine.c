@@ -125,15 +125,20 @@ static void cache_drop(q3_engine *en, cached_prefix *c) {
     c->slot = -1;
 }
 
-/* Gives back the least recently used cached prefix; false when there is none. */
-static bool cache_evict_one(q3_engine *en) {
+/* Gives back the least recently used cached prefix other than `spare` (NULL: any); false when
+ * there is none. */
+static bool cache_evict_one_but(q3_engine *en, const cached_prefix *spare) {
     cached_prefix *oldest = NULL;
     for (int i = 0; i < en->o.max_batch_size; i++)
-        if (en->cache[i].slot >= 0 && (!oldest || en->cache[i].last_used < oldest->last_used)) oldest = &en->cache[i];
+        if (en->cache[i].slot >= 0 && &en->cache[i] != spare &&
+            (!oldest || en->cache[i].last_used < oldest->last_used))
+            oldest = &en->cache[i];
     if (!oldest) return false;
     cache_drop(en, oldest);
     return true;
 }
+
+static bool cache_evict_one(q3_engine *en) { return cache_evict_one_but(en, NULL); }
 
 static cached_prefix *free_cache_entry(q3_engine *en) {
     for (int i = 0; i < en->o.max_batch_size; i++)
@@ -158,9 +163,10 @@ static void cache_keep(q3_engine *en, seq *s) {
     *c = (cached_prefix){s->slot, copy, s->n_cached, ++en->use_clock};
 }
 
-/* Maps the longest cached prefix of s's prompt into s's slot; at least one prompt token is
- * always left to compute, since its logits start the generation. */
-static void cache_reuse(q3_engine *en, seq *s) {
+/* The cached prefix sharing the longest start with s's prompt, and how many tokens it shares
+ * (at least one prompt token is always left to compute, since its logits start the
+ * generation); NULL when none shares half a page. */
+static cached_prefix *best_cached(const q3_engine *en, const seq *s, int *n_shared) {
     cached_prefix *best = NULL;
     int best_n = 0;
     for (int i = 0; i < en->o.max_batch_size; i++) {
@@ -170,7 +176,15 @@ static void cache_reuse(q3_engine *en, seq *s) {
         while (n < lim && c->tokens[n] == s->tokens[n]) n++;
         if (n > best_n) best = c, best_n = n;
     }
-    if (!best || best_n < en->o.page_size / 2) return;
+    *n_shared = best_n;
+    return best && best_n >= en->o.page_size / 2 ? best : NULL;
+}
+
+/* Maps the longest cached prefix of s's prompt into s's slot. */
+static void cache_reuse(q3_engine *en, seq *s) {
+    int best_n;
+    cached_prefix *best = best_cached(en, s, &best_n);
+    if (!best) return;
     if (q3_kv_cache_share_prefix(en->kv, s->slot, best->slot, best_n, NULL)) return;
     best->last_used = ++en->use_clock;
     s->n_cached = best_n;
@@ -277,21 +291,32 @@ static seq *pop_admissible(q3_engine *en) {
     return s;
 }
 
-static bool head_fits(q3_engine *en, int *need) {
+/* Pages the queue's head needs for its prompt and first token, less the whole pages a cached
+ * prefix would lend it (shared by reference, not allocated), and that prefix (NULL: none). */
+static bool head_fits(q3_engine *en, int *need, cached_prefix **lender) {
     pthread_mutex_lock(&en->lock);
     seq *s = en->queue_head;
-    *need = s ? pages_for(en, s->n_tokens + 1) : 0;
+    int shared = 0;
+    *lender = s ? best_cached(en, s, &shared) : NULL;
+    *need = s ? pages_for(en, s->n_tokens + 1) - (*lender ? shared / en->o.page_size : 0) : 0;
     pthread_mutex_unlock(&en->lock);
     return s != NULL;
 }
 
 static void admit(q3_engine *en) {
     int need;
-    while (en->n_running < en->o.max_batch_size && head_fits(en, &need)) {
+    cached_prefix *lender;
+    while (en->n_running < en->o.max_batch_size && head_fits(en, &need, &lender)) {
         int used, free_pages;
         q3_kv_cache_usage(en->kv, &used, &free_pages);
+        /* Other cached prefixes go first; the one the head would share from last, and then the
+         * head needs its whole prompt's pages again. */
         while (free_pages - pages_reserved(en) < need || en->n_free_slots == 0) {
-            if (!cache_evict_one(en)) break;
+            if (!cache_evict_one_but(en, lender)) {
+                if (!lender) break;
+                cache_drop(en, lender);
+                head_fits(en, &need, &lender);
+            }
             q3_kv_cache_usage(en->kv, &used, &free_pages);
         }
         if (free_pages - pages_reserved(en) < need || en->n_free_slots == 0) {
