@@ -75,15 +75,12 @@ static q3_status bind_fp8(binder *b, q3_mat *w, const q3_tensor_view *t, const c
     const q3_tensor_view *s = find(b, scale_name);
     if (!s || check_shape(b, s, scale_name, srows, scols)) return b->e->code ? b->e->code : Q3_EFORMAT;
     const q3_type_traits *st = q3_type_info(s->type);
+    if (!st->to_float) return q3_fail(b->e, Q3_EFORMAT, "%s: tensor %s has dtype %s", b->m->path, scale_name, st->name);
     float *scales = malloc((size_t)(srows * scols) * sizeof(float));
     void *dst = own(b, q3_row_bytes(Q3_TYPE_F8_E4M3_B32, cols) * (size_t)rows);
     if (!scales || !dst) {
         free(scales);
         return q3_fail(b->e, Q3_ENOMEM, "%s: out of memory repacking %s", b->m->path, name);
-    }
-    if (!st->to_float) {
-        free(scales);
-        return q3_fail(b->e, Q3_EFORMAT, "%s: tensor %s has dtype %s", b->m->path, scale_name, st->name);
     }
     st->to_float(s->data, scales, srows * scols);
     int64_t bad;
@@ -109,8 +106,8 @@ static q3_status bind_gptq(binder *b, q3_mat *w, const char *name, int64_t rows,
     }
     int64_t group = q->group_size, in = cols, out = rows;
     if (in % group || out % 8)
-        return q3_fail(b->e, Q3_EUNSUPPORTED, "%s: tensor %s: %lld inputs are not whole groups of %lld", b->m->path, qn,
-                       (long long)in, (long long)group);
+        return q3_fail(b->e, Q3_EFORMAT, "%s: tensor %s: %lld inputs x %lld outputs do not pack into groups of %lld "
+                       "inputs and 8 outputs", b->m->path, qn, (long long)in, (long long)out, (long long)group);
     const q3_tensor_view *qw = find_as(b, qn, Q3_TYPE_I32, in / 8, out);
     snprintf(qn, sizeof qn, "%s.qzeros", base);
     const q3_tensor_view *qz = qw ? find_as(b, qn, Q3_TYPE_I32, in / group, out / 8) : NULL;
