@@ -55,8 +55,8 @@ static void test_chunked_prefill_token_by_token_and_shared_prefix(void **state) 
     q3_model *m = open_long_model();
     int V = q3_model_config(m)->vocab_size, shared = N_TOKENS - 200;
     q3_error e = {0};
-    q3_kv_cache *kv;
-    q3_runner *r;
+    q3_kv_cache *kv = NULL;
+    q3_runner *r = NULL;
     int32_t *ids = malloc(N_TOKENS * sizeof *ids);
     float *chunked = malloc((size_t)TAIL * V * 4), *single = malloc((size_t)TAIL * V * 4), *branch = malloc((size_t)TAIL * V * 4);
     for (int i = 0; i < N_TOKENS; i++) ids[i] = (int32_t)((i * 131 + 7) % V);
@@ -119,7 +119,7 @@ static void test_prefix_cache_in_a_full_pool(void **state) {
     for (int i = 0; i < N_TOKENS; i++) ids[i] = (int32_t)((i * 131 + 7) % 512);
     q3_engine_options o = q3_engine_defaults();
     o.max_batch_size = 1, o.page_size = 64, o.cache_tokens = N_TOKENS + 256, o.kv_type = Q3_TYPE_Q8_0, o.threads = 2;
-    q3_engine *en, *fresh;
+    q3_engine *en = NULL, *fresh = NULL;
     q3_error e = {0};
     if (q3_engine_new(&en, m, NULL, &o, &e) || q3_engine_new(&fresh, m, NULL, &o, &e)) fail_msg("%s", e.msg);
     outcome first = generate(en, ids, N_TOKENS - 300), second = generate(en, ids, N_TOKENS - 200);
