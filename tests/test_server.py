@@ -586,23 +586,25 @@ class ServerOptionsTest(unittest.TestCase):
         self.assertEqual(self.srv.post("/v1/chat/completions", chat_body(max_tokens=1))[0], 200)
 
     def test_max_connections(self):
-        def health_until(want):
+        """Past --max-connections requests are answered 503, but /health stays reachable."""
+        def models_until(want):
             deadline = time.time() + 5  # the server notices opened and closed sockets soon, not at once
             while True:
-                status, _, r = self.srv.request("GET", "/health")
+                status, _, r = self.srv.request("GET", "/v1/models")
                 if status == want or time.time() > deadline:
                     return status, r
                 time.sleep(0.05)
 
         idle = [socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) for _ in range(4)]
         try:
-            status, r = health_until(503)
+            status, r = models_until(503)
             self.assertEqual(status, 503)
             self.assertEqual(json.loads(r)["error"]["code"], "too_many_connections")
+            self.assertEqual(self.srv.request("GET", "/health")[0], 200)
         finally:
             for s in idle:
                 s.close()
-        self.assertEqual(health_until(200)[0], 200)
+        self.assertEqual(models_until(200)[0], 200)
 
     def test_queue_full_and_timeout(self):
         """One sequence runs, one waits, the third is refused with 503 + Retry-After; --timeout 3

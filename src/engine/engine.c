@@ -382,6 +382,10 @@ static void step(q3_engine *en) {
         if (pages <= free_pages || en->n_running <= 1) break;
         preempt_youngest(en);
     }
+    if (pages > free_pages) { /* alone and out of cache: it ends as if max_tokens were reached */
+        retire(en, 0, Q3_FINISH_LENGTH, NULL);
+        return;
+    }
     if (n == 0) return;
     q3_batch b = {n, en->b_tokens, en->b_pos, en->b_seq, en->b_logits};
     q3_error err = {0};

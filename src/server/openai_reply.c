@@ -23,6 +23,7 @@
 
 #define WAIT_SLICE_S 0.2 /* how often a waiting thread looks at its client and the clock */
 #define KEEPALIVE_S 10.0 /* an SSE comment after this long without output */
+#define PROBE_S 2.0      /* how often a half-closed client is asked whether it is still there */
 
 struct answer {
     q3_server *srv;
@@ -35,6 +36,7 @@ struct answer {
     char id[48];
     long long created;
     double deadline;           /* monotonic seconds; 0: none */
+    double probed;             /* when a half-closed client was last probed */
     q3_chat_stream split;
     sbuf reasoning, content, tool_text; /* since the last chunk (stream) or all of it (whole) */
     sbuf raw;                  /* everything generated, when tools were offered: for the tool-call parser */
@@ -179,6 +181,21 @@ static void absorb(answer *a, const job_event *ev, sbuf *out) {
     }
 }
 
+/* Whether the client is still there. One that shut only its sending side after the request
+ * (`nc -N`) still reads, and one that closed looks the same until something is written to it: a
+ * half-closed client is sent something harmless now and then (a stream an SSE comment, a whole
+ * reply an interim 100 Continue), and a closed one answers that with a reset. */
+static bool client_present(answer *a, sbuf *out) {
+    client_state cs = http_client_state(&a->conn);
+    if (cs == CLIENT_GONE) return false;
+    if (cs == CLIENT_HALF_CLOSED && q3_now_s() - a->probed > PROBE_S) {
+        a->probed = q3_now_s();
+        if (out) sbuf_puts(out, ": are you there\n\n");
+        else http_probe_client(&a->conn);
+    }
+    return true;
+}
+
 /* Waits up to one slice for events and folds them in. False when the client has gone: the
  * sequence is then cancelled, and nobody will read the reply. */
 static bool wait_events(answer *a, sbuf *out) {
@@ -187,7 +204,7 @@ static bool wait_events(answer *a, sbuf *out) {
     absorb(a, events, out);
     job_events_free(events);
     if (a->ended) return true;
-    if (http_client_gone(&a->conn)) {
+    if (!client_present(a, out)) {
         q3_engine_cancel(a->srv->engine, a->seq);
         return false;
     }
@@ -349,7 +366,7 @@ answer *answer_new(const http_request *r, const completion_request *c, bool in_r
     }
     atomic_fetch_add(&r->srv->answers, 1);
     a->srv = r->srv;
-    a->conn = (http_request){.srv = r->srv, .fd = r->fd};
+    a->conn = (http_request){.srv = r->srv, .fd = r->fd, .http11 = r->http11};
     a->chat = c->chat;
     a->include_usage = c->include_usage;
     a->offers_tools = c->tools != NULL;

@@ -299,13 +299,20 @@ bool check_length(const q3_server *srv, int n_prompt, completion_request *c, api
         return api_fail(err, 400, "context_length_exceeded", what,
                         "the prompt (%d tokens) does not fit in the KV cache (%d tokens, --cache-lens)", n_prompt,
                         srv->o.cache_tokens);
+    /* A sequence alone in the engine always has the whole cache, so a request within it cannot
+     * run out of pages mid-way (with others beside it, the engine preempts and recomputes). */
+    int room = context < srv->o.cache_tokens ? context : srv->o.cache_tokens;
     if (c->max_tokens == 0) {
-        c->max_tokens = context - n_prompt;
+        c->max_tokens = room - n_prompt;
     } else if (n_prompt + c->max_tokens > context) {
         return api_fail(err, 400, "context_length_exceeded", "max_tokens",
                         "This model's maximum context length is %d tokens. However, you requested %lld tokens "
                         "(%d in the %s, %lld in the completion)",
                         context, n_prompt + c->max_tokens, n_prompt, what, c->max_tokens);
+    } else if (n_prompt + c->max_tokens > srv->o.cache_tokens) {
+        return api_fail(err, 400, "context_length_exceeded", "max_tokens",
+                        "the KV cache holds %d tokens (--cache-lens); the %s take %d and max_tokens asks for %lld more",
+                        srv->o.cache_tokens, what, n_prompt, c->max_tokens);
     }
     return true;
 }
