@@ -453,11 +453,12 @@ static void closure(q3_matcher *m, thread t, int depth) {
 }
 
 /* JSON string states: between characters; after a backslash; in \uXXXX with that many hex
- * digits still wanted (after \uD the next is 0-7: surrogate escapes, which parsers such as
- * jansson refuse unpaired, are not generated); in a UTF-8 sequence with that many continuation bytes still wanted, the
+ * digits still wanted (after \uD the next is 0-7, and \u000 is not followed by 0: unpaired
+ * surrogates and NUL, which parsers such as jansson refuse, are not generated); in a UTF-8 sequence with that many continuation bytes still wanted, the
  * next one in 80..BF, or (after E0, ED, F0, F4) in the narrower range that keeps the character
  * from being overlong, a surrogate or past U+10FFFF (RFC 3629). */
-enum { S_TEXT, S_ESCAPE, S_HEX4, S_HEX3, S_HEX2, S_HEX1, S_HEXD, S_CONT1, S_CONT2, S_CONT3, S_E0, S_ED, S_F0, S_F4 };
+enum { S_TEXT, S_ESCAPE, S_HEX4, S_HEX3, S_HEX2, S_HEX1, S_HEXD, S_ZERO3, S_ZERO2, S_ZERO1,
+       S_CONT1, S_CONT2, S_CONT3, S_E0, S_ED, S_F0, S_F4 };
 typedef enum { STEP_REJECT, STEP_MORE, STEP_CHAR, STEP_CLOSE } string_step;
 
 static string_step lead_byte(unsigned char c, uint8_t *next) {
@@ -485,11 +486,15 @@ static string_step step_string(uint8_t sub, unsigned char c, uint8_t *next) {
         return c && strchr("\"\\/bfnrt", c) ? STEP_CHAR : STEP_REJECT;
     case S_HEXD:
         return c >= '0' && c <= '7' ? (*next = S_HEX2, STEP_MORE) : STEP_REJECT;
-    case S_HEX4: case S_HEX3: case S_HEX2: case S_HEX1: {
+    case S_HEX4: case S_HEX3: case S_HEX2: case S_HEX1: case S_ZERO3: case S_ZERO2: case S_ZERO1: {
         bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-        if (!hex) return STEP_REJECT;
+        if (!hex || (sub == S_ZERO1 && c == '0')) return STEP_REJECT;
         if (sub == S_HEX4 && (c | 0x20) == 'd') return *next = S_HEXD, STEP_MORE;
-        return sub == S_HEX1 ? STEP_CHAR : (*next = (uint8_t)(sub + 1), STEP_MORE);
+        if (sub == S_HEX4 && c == '0') return *next = S_ZERO3, STEP_MORE;
+        if ((sub == S_ZERO3 || sub == S_ZERO2) && c == '0') return *next = (uint8_t)(sub + 1), STEP_MORE;
+        if (sub == S_ZERO3) sub = S_HEX3; /* a nonzero digit: the rest is free */
+        if (sub == S_ZERO2) sub = S_HEX2;
+        return sub == S_HEX1 || sub == S_ZERO1 ? STEP_CHAR : (*next = (uint8_t)(sub + 1), STEP_MORE);
     }
     case S_E0: case S_ED: case S_F0: case S_F4: {
         static const unsigned char lo[] = {0xA0, 0x80, 0x90, 0x80}, hi[] = {0xBF, 0x9F, 0xBF, 0x8F};

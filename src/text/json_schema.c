@@ -4,9 +4,10 @@
  * cycles become recursive rules. Objects generate their properties in the schema's order with
  * the first-or-rest construction: first_i stands for "properties i.. with none written yet",
  * rest_i for "properties i.. after at least one", so that commas fall right whichever optional
- * properties are left out. White space is allowed where JSON allows it, at most MAX_WS bytes in
- * a row, so that a model cannot pad its way to max_tokens. Numbers have at most 16 digits in each
- * part, for the same reason. */
+ * properties are left out. Between tokens, white space is nothing, a space, or one line break
+ * with at most MAX_WS spaces or tabs of indentation (pretty-printed JSON, but no blank lines);
+ * around the whole text, up to MAX_WS bytes of any white space. So a model cannot pad its way to
+ * max_tokens; numbers have at most 16 digits in each part for the same reason. */
 #include "text/json_schema_compiler.h"
 
 #include <stdarg.h>
@@ -85,7 +86,20 @@ static bool count_keyword(compiler *c, const json_t *s, const char *key, long lo
 
 /* ---- small pieces ---- */
 
-void seq_ws(compiler *c, q3_seq *s) { q3_seq_class(c->b, s, WS_CHARS, 0, MAX_WS); }
+/* ws ::= (empty) | " " | "\n" [ \t]{0,MAX_WS} */
+void seq_ws(compiler *c, q3_seq *s) {
+    if (c->ws < 0) {
+        c->ws = q3_gb_rule(c->b);
+        q3_seq none = {0}, space = {0}, line = {0};
+        seq_lit(c, &space, " ");
+        seq_lit(c, &line, "\n");
+        q3_seq_class(c->b, &line, " \t", 0, MAX_WS);
+        q3_gb_add_alt(c->b, c->ws, &none);
+        q3_gb_add_alt(c->b, c->ws, &space);
+        q3_gb_add_alt(c->b, c->ws, &line);
+    }
+    q3_seq_rule(s, c->ws);
+}
 
 void seq_lit(compiler *c, q3_seq *s, const char *text) { q3_seq_literal(c->b, s, text, strlen(text)); }
 
@@ -193,15 +207,22 @@ int any_value_rule(compiler *c) {
 /* ---- strings ---- */
 
 /* The formats whose syntax is checked, as regexes over the string's characters. */
+/* The calendar date of RFC 3339, days within their month: years 0001-9999 and no 29 February
+ * (a leap year is more than a regex should say), so that every date is one that date parsers
+ * (Python's date.fromisoformat, as jsonschema's format check uses) accept. */
+#define DATE "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-" \
+             "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))"
+#define TIME "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+\\-]([01][0-9]|2[0-3]):[0-5][0-9])"
+
+/* The formats whose syntax is checked, as regexes over the string's characters. */
 static const struct {
     const char *name, *pattern;
 } FORMATS[] = {
-    {"date", "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"},
-    {"time", "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+\\-]([01][0-9]|2[0-3]):[0-5][0-9])"},
-    {"date-time", "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-                  "(\\.[0-9]{1,9})?(Z|[+\\-]([01][0-9]|2[0-3]):[0-5][0-9])"},
+    {"date", DATE},
+    {"time", TIME},
+    {"date-time", DATE "T" TIME},
     {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
-    {"email", "[a-zA-Z0-9._%+\\-]{1,64}@[a-zA-Z0-9\\-]{1,63}(\\.[a-zA-Z0-9\\-]{1,63}){0,4}\\.[a-zA-Z]{2,24}"},
+    {"email", "[a-zA-Z0-9._%+\\-]{1,32}@[a-zA-Z0-9\\-]{1,32}(\\.[a-zA-Z0-9\\-]{1,32}){0,2}\\.[a-zA-Z]{2,12}"},
     {"ipv4", "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"},
     {"hostname", "[a-zA-Z0-9]([a-zA-Z0-9\\-]{0,61}[a-zA-Z0-9])?(\\.[a-zA-Z0-9]([a-zA-Z0-9\\-]{0,61}[a-zA-Z0-9])?){0,8}"},
     {"uri", "[a-zA-Z][a-zA-Z0-9+.\\-]{0,15}:[a-zA-Z0-9\\-._~:/?#@!$&'()*+,;=%\\[\\]]{1,2000}"},
@@ -582,7 +603,7 @@ int schema_rule(compiler *c, const json_t *s) {
 /* ---- entry points ---- */
 
 q3_status compiler_init(compiler *c, const json_t *root, q3_error *e) {
-    *c = (compiler){.b = q3_gb_new(), .root = root, .keep = json_array(), .any_value = -1, .e = e};
+    *c = (compiler){.b = q3_gb_new(), .root = root, .keep = json_array(), .any_value = -1, .ws = -1, .e = e};
     if (!c->b || !c->keep) {
         q3_gb_free(c->b);
         json_decref(c->keep);
@@ -596,7 +617,7 @@ q3_status compiler_finish(compiler *c, int value, q3_grammar **out) {
     q3_status st = c->st;
     if (!st) {
         q3_seq s = {0};
-        seq_ws(c, &s), q3_seq_rule(&s, value), seq_ws(c, &s);
+        q3_seq_class(c->b, &s, WS_CHARS, 0, MAX_WS), q3_seq_rule(&s, value), q3_seq_class(c->b, &s, WS_CHARS, 0, MAX_WS);
         st = q3_grammar_build(c->b, rule_of(c, &s), out, c->e);
     }
     q3_gb_free(c->b);

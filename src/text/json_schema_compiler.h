@@ -17,6 +17,7 @@ typedef struct compiler {
     int n_memo, cap_memo;
     json_t *keep;             /* schemas made while compiling (merges): alive until the end */
     int any_value;            /* -1 until needed */
+    int ws;                   /* the white space between tokens; -1 until needed */
     char path[512];
     size_t path_len;
     q3_error *e;
