@@ -1,4 +1,4 @@
-/* q3moe serve: the OpenAI-compatible HTTP server (src/server) over one model.
+/* q3moe serve: the OpenAI- and Anthropic-compatible HTTP server (src/server) over one model.
  *
  * Loads the model and its tokenizer, starts the engine (continuous batching over a paged KV
  * cache shared by all requests), starts the server, and runs until SIGINT or SIGTERM, then stops
@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "                   [--cors-origin ORIGIN] [--config FILE.yaml]\n"
             "                   %s\n"
             "Without -m, the bundled demo model. Endpoints: POST /v1/chat/completions, POST /v1/completions,\n"
-            "GET /v1/models, POST /tokenize, POST /detokenize, GET /health, GET /metrics, and a chat page at /.\n"
+            "POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models,\n"
+            "POST /tokenize, POST /detokenize, GET /health, GET /metrics, and a chat page at /.\n"
             "--port 0 picks a free port. --api-key guards everything but /, /health and /metrics.\n"
             "--timeout ends a request after SECONDS (finish_reason \"length\"); --header-timeout (default 10) is\n"
             "how long a connection may take to send its request head (then 408). --cors-origin lets browser pages\n"

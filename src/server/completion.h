@@ -45,6 +45,21 @@ typedef struct completion_request {
     int n_bias;
 } completion_request;
 
+/* ---- fields: a wrong type or value is a 400 naming the field (in param) ---- */
+
+/* A member that is absent or null is "not given": NULL. */
+const json_t *field(const json_t *o, const char *key);
+/* Each leaves *out as it is when the field is not given. */
+bool get_float(const json_t *o, const char *key, double lo, double hi, float *out, api_error *err);
+bool get_int(const json_t *o, const char *key, long long lo, long long hi, long long *out, api_error *err);
+bool get_bool(const json_t *o, const char *key, bool *out, api_error *err);
+/* 400 unsupported_parameter (why) when key is given and unsupported is true. */
+bool refuse(const json_t *o, const char *key, bool unsupported, const char *why, api_error *err);
+/* Stop strings: a string or a list of up to Q3_MAX_STOP, from body[key]. */
+bool parse_stop(const json_t *body, const char *key, completion_request *c, api_error *err);
+/* temperature, top_p, top_k, min_p, the penalties and seed, those given, over s. */
+bool parse_sampling(const json_t *body, q3_sampling *s, api_error *err);
+
 /* The body as a JSON object; 400 naming the fault for anything else (invalid UTF-8 included). */
 bool read_body(const http_request *r, json_t **out, api_error *err);
 /* 404 model_not_found when the request names a model that is not the one served. */

@@ -150,6 +150,9 @@ static const struct route {
     {"/v1/models/", "GET", openai_models, true, true},
     {"/v1/chat/completions", "POST", openai_chat_completions, true, false},
     {"/v1/completions", "POST", openai_completions, true, false},
+    {"/v1/messages", "POST", anthropic_messages, true, false},
+    {"/v1/messages/count_tokens", "POST", anthropic_count_tokens, true, false},
+    {"/v1/responses", "POST", responses_create, true, false},
     {"/tokenize", "POST", openai_tokenize, true, false},
     {"/detokenize", "POST", openai_detokenize, true, false},
 };

@@ -5,7 +5,11 @@
  *              timeout, connection limit (head.c checks a head)
  *   http.c     libmicrohttpd plumbing: body limit, API key, CORS, routing, turning an http_reply
  *              into a response (a server-sent-event stream included)
- *   openai.c   the OpenAI API: request JSON -> prompt -> tokens -> engine -> events -> JSON / SSE
+ *   completion.c   what every API's completion shares: fields, grammars, prompt, lengths
+ *   generation.c   a completion in flight: engine sequences per choice, their text split
+ *   openai*.c      the OpenAI API (chat completions, completions, models, tokenize)
+ *   anthropic*.c   the Anthropic Messages API
+ *   responses*.c   the OpenAI Responses API
  *   job.c      one request in flight: the queue between the engine thread and the HTTP thread
  *   metrics.c  counters and histograms, written as Prometheus text
  *   text.c     a growable buffer, UTF-8 checks, JSON strings from bytes
@@ -138,5 +142,8 @@ http_reply openai_models(const http_request *r);
 http_reply openai_tokenize(const http_request *r);
 http_reply openai_detokenize(const http_request *r);
 http_reply metrics_page(const http_request *r);
+http_reply anthropic_messages(const http_request *r);
+http_reply anthropic_count_tokens(const http_request *r);
+http_reply responses_create(const http_request *r);
 
 #endif

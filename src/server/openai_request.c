@@ -17,89 +17,6 @@
 
 #include "server/openai.h"
 
-/* ---- fields ---- */
-
-/* A member that is absent or null is "not given". */
-static const json_t *field(const json_t *o, const char *key) {
-    const json_t *v = json_object_get(o, key);
-    return json_is_null(v) ? NULL : v;
-}
-
-static bool get_float(const json_t *o, const char *key, double lo, double hi, float *out, api_error *err) {
-    const json_t *v = field(o, key);
-    if (!v) return true;
-    if (!json_is_number(v)) return api_fail(err, 400, "invalid_type", key, "%s must be a number", key);
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi))
-        return api_fail(err, 400, "invalid_value", key, "%s must be between %g and %g, not %g", key, lo, hi, x);
-    *out = (float)x;
-    return true;
-}
-
-static bool get_int(const json_t *o, const char *key, long long lo, long long hi, long long *out, api_error *err) {
-    const json_t *v = field(o, key);
-    if (!v) return true;
-    if (!json_is_integer(v)) return api_fail(err, 400, "invalid_type", key, "%s must be an integer", key);
-    long long x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return api_fail(err, 400, "invalid_value", key, "%s must be between %lld and %lld, not %lld", key, lo, hi, x);
-    *out = x;
-    return true;
-}
-
-static bool get_bool(const json_t *o, const char *key, bool *out, api_error *err) {
-    const json_t *v = field(o, key);
-    if (!v) return true;
-    if (!json_is_boolean(v)) return api_fail(err, 400, "invalid_type", key, "%s must be true or false", key);
-    *out = json_is_true(v);
-    return true;
-}
-
-static bool refuse(const json_t *o, const char *key, bool unsupported, const char *why, api_error *err) {
-    return !(field(o, key) && unsupported) || api_fail(err, 400, "unsupported_parameter", key, "%s", why);
-}
-
-/* ---- a completion request ---- */
-
-static bool parse_stop(const json_t *body, completion_request *c, api_error *err) {
-    const json_t *stop = field(body, "stop");
-    if (!stop) return true;
-    if (json_is_string(stop)) {
-        c->stop[c->n_stop++] = json_string_value(stop);
-    } else if (json_is_array(stop)) {
-        if (json_array_size(stop) > Q3_MAX_STOP)
-            return api_fail(err, 400, "invalid_value", "stop", "stop takes at most %d strings", Q3_MAX_STOP);
-        for (size_t i = 0; i < json_array_size(stop); i++) {
-            const json_t *s = json_array_get(stop, i);
-            if (!json_is_string(s)) return api_fail(err, 400, "invalid_type", "stop", "stop[%zu] must be a string", i);
-            c->stop[c->n_stop++] = json_string_value(s);
-        }
-    } else {
-        return api_fail(err, 400, "invalid_type", "stop", "stop must be a string or a list of strings");
-    }
-    for (int i = 0; i < c->n_stop; i++)
-        if (!c->stop[i][0]) return api_fail(err, 400, "invalid_value", "stop", "stop strings must not be empty");
-    return true;
-}
-
-static bool parse_sampling(const json_t *body, q3_sampling *s, api_error *err) {
-    long long top_k = s->top_k, seed = -1;
-    bool has_seed = field(body, "seed") != NULL;
-    if (!get_float(body, "temperature", 0, 100, &s->temperature, err) ||
-        !get_float(body, "top_p", 0, 1, &s->top_p, err) || !get_float(body, "min_p", 0, 1, &s->min_p, err) ||
-        !get_int(body, "top_k", -1, 1 << 30, &top_k, err) ||
-        !get_float(body, "presence_penalty", -2, 2, &s->presence_penalty, err) ||
-        !get_float(body, "frequency_penalty", -2, 2, &s->frequency_penalty, err) ||
-        !get_float(body, "repetition_penalty", 1e-6, 100, &s->repetition_penalty, err) ||
-        !get_int(body, "seed", INT64_MIN, INT64_MAX, &seed, err))
-        return false;
-    s->top_k = top_k > 0 ? (int)top_k : 0; /* vLLM's -1 and OpenAI's 0 both mean off */
-    s->seed = has_seed ? (uint64_t)seed : Q3_SEED_RANDOM;
-    q3_error e;
-    if (q3_sampling_check(s, &e)) return api_fail(err, 400, "invalid_value", NULL, "%s", e.msg);
-    return true;
-}
-
 static bool parse_stream(const json_t *body, completion_request *c, api_error *err) {
     if (!get_bool(body, "stream", &c->stream, err)) return false;
     const json_t *so = field(body, "stream_options");
@@ -225,7 +142,7 @@ bool parse_completion_request(const json_t *body, const q3_server *srv, bool cha
     *c = completion_request_new(srv, chat);
     if (!check_model(body, srv, err) || !parse_stream(body, c, err) || !parse_shape(body, c, err) ||
         !refuse_unsupported(body, c, err) || !parse_max_tokens(body, c, err) ||
-        !parse_sampling(body, &c->sampling, err) || !parse_stop(body, c, err) ||
+        !parse_sampling(body, &c->sampling, err) || !parse_stop(body, "stop", c, err) ||
         !parse_logprobs(body, chat, c, err) || !parse_logit_bias(body, srv, c, err) ||
         !get_bool(body, "ignore_eos", &c->ignore_eos, err))
         return false;
