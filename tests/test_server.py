@@ -576,6 +576,12 @@ class ServerOptionsTest(unittest.TestCase):
         self.assertEqual(status, 401)
         self.assertEqual(self.srv.request("GET", "/health", headers={"Authorization": ""})[0], 200)
         self.assertEqual(self.srv.request("GET", "/", headers={"Authorization": ""})[0], 200)
+        # Anthropic's clients send x-api-key, and get Anthropic's error shape
+        message = {"max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+        status, _, r = self.srv.post("/v1/messages", message, headers={"Authorization": ""})
+        self.assertEqual((status, r["type"], r["error"]["type"]), (401, "error", "authentication_error"))
+        status, _, r = self.srv.post("/v1/messages", message, headers={"Authorization": "", "x-api-key": "sekret"})
+        self.assertEqual((status, r["type"]), (200, "message"))
         with self.srv.client() as client:
             r = client.chat.completions.create(model=self.name, messages=chat_body()["messages"], max_tokens=2)
         self.assertEqual(r.choices[0].message.role, "assistant")

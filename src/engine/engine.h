@@ -3,8 +3,9 @@
  * One engine thread runs the loop: admit queued requests (first come, first served) while the
  * paged KV cache has room, build one batch per step from every running sequence's next decode
  * token plus chunks of prompt prefill (at most chunk_size prompt tokens a step), run the
- * forward pass, sample each sequence's next token, detokenize it, hold back text that could be
- * the start of a stop string, and report it through the request's callback.
+ * forward pass, sample each sequence's next token (from the tokens its grammar allows, when it
+ * has one: constraint.h), detokenize it, hold back text that could be the start of a stop
+ * string, and report it through the request's callback.
  *
  *   request -> q3_engine_submit -> queue -> scheduler (engine.c) -> q3_batch -> q3_forward
  *           -> logits -> sampler -> detokenizer -> stop strings -> on_event(callback)

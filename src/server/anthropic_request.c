@@ -98,8 +98,8 @@ static bool tool_use_call(const json_t *block, const char *at, json_t *calls, ap
     const json_t *input = json_object_get(block, "input");
     if (!json_is_string(id) || !json_is_string(name) || (input && !json_is_object(input)))
         return api_fail(err, 400, NULL, NULL, "%s: a tool_use block needs an id, a name and an input object", at);
-    json_t *call = json_pack("{s:O, s:s, s:{s:O, s:O}}", "id", id, "type", "function", "function", "name", name,
-                             "arguments", input ? input : json_object());
+    json_t *call = json_pack("{s:O, s:s, s:{s:O, s:o}}", "id", id, "type", "function", "function", "name", name,
+                             "arguments", input ? json_incref((json_t *)input) : json_object());
     return (call && !json_array_append_new(calls, call)) || api_fail(err, 500, NULL, NULL, "out of memory");
 }
 
@@ -175,7 +175,7 @@ static bool translate_tools(const json_t *body, json_t *tools, api_error *err) {
         const json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
         if (!json_is_string(name) || (schema && !json_is_object(schema)))
             return api_fail(err, 400, NULL, NULL, "tools.%zu: a tool needs a name and an input_schema object", i);
-        json_t *f = json_pack("{s:O, s:O}", "name", name, "parameters", schema ? schema : json_object());
+        json_t *f = json_pack("{s:O, s:o}", "name", name, "parameters", schema ? json_incref((json_t *)schema) : json_object());
         if (f && json_is_string(json_object_get(t, "description"))) json_object_set(f, "description", json_object_get(t, "description"));
         if (!f || json_array_append_new(tools, json_pack("{s:s, s:o}", "type", "function", "function", f)))
             return api_fail(err, 500, NULL, NULL, "out of memory");

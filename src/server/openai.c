@@ -3,10 +3,11 @@
  * POST /detokenize.
  *
  * A completion goes straight through serve_completion, in this order:
- *   request JSON -> completion_request        (openai_request.c: every field checked)
- *   messages -> chat template -> prompt text  (text/chat.h, with tools and enable_thinking)
+ *   request JSON -> completion_request        (openai_request.c: every field checked; a response
+ *                                              format or forced tool call becomes a grammar)
+ *   messages -> chat template -> prompt text  (completion.c, text/chat.h)
  *   prompt text -> tokens                     (text/tokenizer.h)
- *   tokens -> q3_engine_submit                (engine/engine.h; events go to a job, job.c)
+ *   tokens -> q3_engine_submit, per choice    (generation.c; events go to a job, job.c)
  *   events -> one JSON object, or SSE chunks  (openai_reply.c)
  * Status codes: 400 for a malformed body or a bad field (named in error.param; an invalid JSON
  * schema names its keyword in the message), a prompt that does not fit the context or the KV

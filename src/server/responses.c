@@ -269,11 +269,13 @@ static void stream_close(void *ctx) { responses_reply_free(ctx); }
 /* The request's settings the response object repeats, as the API does. */
 static json_t *settings(const json_t *body, const completion_request *c) {
     const json_t *tools = json_object_get(body, "tools"), *choice = json_object_get(body, "tool_choice");
-    json_t *s = json_pack("{s:O, s:O, s:b, s:f, s:f, s:O, s:O, s:n}", "tools", json_is_array(tools) ? tools : json_array(),
-                          "tool_choice", choice ? choice : json_string("auto"), "parallel_tool_calls", 1, "temperature",
-                          (double)c->sampling.temperature, "top_p", (double)c->sampling.top_p, "instructions",
-                          json_object_get(body, "instructions") ? json_object_get(body, "instructions") : json_null(),
-                          "metadata", json_is_object(json_object_get(body, "metadata")) ? json_object_get(body, "metadata") : json_object(),
+    const json_t *instructions = json_object_get(body, "instructions"), *metadata = json_object_get(body, "metadata");
+    json_t *s = json_pack("{s:o, s:o, s:b, s:f, s:f, s:o, s:o, s:n}", "tools",
+                          json_is_array(tools) ? json_incref((json_t *)tools) : json_array(), "tool_choice",
+                          choice ? json_incref((json_t *)choice) : json_string("auto"), "parallel_tool_calls", 1,
+                          "temperature", (double)c->sampling.temperature, "top_p", (double)c->sampling.top_p,
+                          "instructions", instructions ? json_incref((json_t *)instructions) : json_null(), "metadata",
+                          json_is_object(metadata) ? json_incref((json_t *)metadata) : json_object(),
                           "previous_response_id");
     if (s && json_object_get(body, "max_output_tokens")) json_object_set(s, "max_output_tokens", json_object_get(body, "max_output_tokens"));
     if (s && json_object_get(body, "reasoning")) json_object_set(s, "reasoning", json_object_get(body, "reasoning"));

@@ -314,7 +314,7 @@ static bool flatten(q3_grammar *g, const q3_grammar_builder *b, int root) {
         for (int a = 0; a < b->rules[r].n; a++) {
             const q3_seq *s = &b->rules[r].alts[a];
             g->alt_start[alt++] = at;
-            memcpy(g->elems + at, s->e, (size_t)s->n * sizeof *s->e);
+            if (s->n) memcpy(g->elems + at, s->e, (size_t)s->n * sizeof *s->e); /* an empty one has no array */
             at += (uint32_t)s->n;
             g->elems[at++] = (q3_gelem){G_END, 0, 0, 0};
         }
@@ -337,7 +337,7 @@ q3_status q3_grammar_build(q3_grammar_builder *b, int root, q3_grammar **out, q3
     bool ok = flatten(g, b, root) && (g->sets = malloc((size_t)(b->n_sets ? b->n_sets : 1) * sizeof *g->sets)) &&
               (g->terms = calloc((size_t)(b->n_terms ? b->n_terms : 1), sizeof *g->terms));
     if (ok) {
-        memcpy(g->sets, b->sets, (size_t)b->n_sets * sizeof *g->sets);
+        if (b->n_sets) memcpy(g->sets, b->sets, (size_t)b->n_sets * sizeof *g->sets);
         for (int t = 0; t < b->n_terms; t++) { /* the automata move to the grammar */
             g->terms[t] = b->terms[t];
             b->terms[t].next = NULL;
@@ -638,7 +638,7 @@ void q3_matcher_commit(q3_matcher *m) {
     }
     free(fresh);
     free(remap);
-    memmove(m->threads, m->threads + cur.first, (size_t)n * sizeof *m->threads);
+    if (n) memmove(m->threads, m->threads + cur.first, (size_t)n * sizeof *m->threads);
     m->n_threads = n;
     m->levels[0] = (level){0, (uint32_t)m->n_frames, cur.accept};
     m->n_levels = 1;
