@@ -140,13 +140,13 @@ int main(int argc, char **argv) {
     q3_grammar_release(g);
 
     char reply[2048];
-    g = tools_grammar(Q3_TOOLS_JSON);
+    g = tools_grammar(Q3_TOOL_FORMAT_JSON);
     snprintf(reply, sizeof reply,
              "<tool_call>\n{\"name\": \"write_file\", \"arguments\": {\"path\": \"lines.py\", \"content\": \"%s\"}}\n"
              "</tool_call>", CODE);
     run_case("tool call, JSON format", g, reply, trie, tok);
     q3_grammar_release(g);
-    g = tools_grammar(Q3_TOOLS_XML);
+    g = tools_grammar(Q3_TOOL_FORMAT_XML);
     snprintf(reply, sizeof reply,
              "<tool_call>\n<function=write_file>\n<parameter=path>\nlines.py\n</parameter>\n<parameter=content>\n%s\n"
              "</parameter>\n</function>\n</tool_call>", XML_CODE);

@@ -10,12 +10,16 @@ write JSON: every JSON reply here is the grammar's doing):
     logprobs), compared with Hugging Face's log-softmax of the same prompt
     (tests/fixtures/demo/reference.safetensors), and the developer role;
   - bad input: a broken schema (400 naming the keyword), an unknown tool in tool_choice, a
-    tool_choice without tools; the server keeps serving."""
+    tool_choice without tools; the server keeps serving;
+  - a model whose chat template is Qwen3-Coder's (tests/fixtures/chat-templates): forced tool
+    calls come out in its XML format and are read back, values typed by the tool's schema."""
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import jsonschema
@@ -24,6 +28,7 @@ from safetensors.numpy import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_server as harness  # noqa: E402
+import test_server_tools as scripted  # noqa: E402
 
 NO_THINK = {"chat_template_kwargs": {"enable_thinking": False}}
 
@@ -235,6 +240,52 @@ class StructuredOutputsTest(unittest.TestCase):
             self.chat(max_tokens=4, response_format={"type": "json_schema", "json_schema": {
                 "name": "x", "schema": {"$ref": "#/$defs/missing"}}})
         self.assertEqual(self.chat(max_tokens=2).choices[0].message.role, "assistant")
+
+
+class CoderTemplateTest(unittest.TestCase):
+    """The scripted checkpoint of test_server_tools.py with Qwen3-Coder's template beside it: its
+    logits make every allowed token as likely as the next, so what it writes under a forced tool
+    call is the grammar's doing alone."""
+
+    ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"},
+                                         "op": {"enum": ["plus", "minus"]}},
+        "required": ["a", "b", "op"]}}}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(tempfile.mkdtemp(dir=harness.TMP), "coder-scripted")
+        scripted.write_scripted_model(cls.dir)
+        shutil.copy(os.path.join(harness.ROOT, "tests", "fixtures", "chat-templates", "Qwen3-Coder.jinja"),
+                    os.path.join(cls.dir, "chat_template.jinja"))
+        cls.srv = harness.Server(cls.dir, "--batch-size", "2")
+        cls.client = cls.srv.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0
+
+    def test_forced_calls_in_xml(self):
+        messages = [{"role": "user", "content": "Add 2 and 3."}]
+        status, _, tok = self.srv.post("/tokenize", {"messages": messages, "tools": [self.ADD]})
+        status, _, prompt = self.srv.post("/detokenize", {"tokens": tok["tokens"]})
+        self.assertIn("<function=example_function_name>", prompt["content"])  # the Coder template's instructions
+        for seed in (1, 2):
+            r = self.client.chat.completions.create(model="coder-scripted", messages=messages, tools=[self.ADD],
+                                                    tool_choice="required", max_tokens=200, seed=seed)
+            choice = r.choices[0]
+            self.assertEqual(choice.finish_reason, "tool_calls")
+            calls = choice.message.tool_calls
+            self.assertEqual([c.function.name for c in calls], ["add"] * len(calls))
+            for c in calls:
+                args = json.loads(c.function.arguments)
+                validate(args, self.ADD["function"]["parameters"])  # integers typed back from the XML text
+        stream = self.client.chat.completions.create(model="coder-scripted", messages=messages, tools=[self.ADD],
+                                                     tool_choice={"type": "function", "function": {"name": "add"}},
+                                                     max_tokens=200, seed=3, stream=True)
+        calls = [tc for chunk in stream if chunk.choices for tc in chunk.choices[0].delta.tool_calls or []]
+        self.assertEqual([c.function.name for c in calls], ["add"])
+        validate(json.loads(calls[0].function.arguments), self.ADD["function"]["parameters"])
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ static void test_until_states(void **state) {
     q3_grammar *g;
     q3_matcher *m;
     q3_error e;
-    assert_int_equal(q3_tool_call_grammar(tools, NULL, Q3_TOOLS_XML, &g, &e), Q3_OK);
+    assert_int_equal(q3_tool_call_grammar(tools, NULL, Q3_TOOL_FORMAT_XML, &g, &e), Q3_OK);
     assert_int_equal(q3_matcher_new(&m, g, &e), Q3_OK);
     compare_with_brute_force(m, "the start of a call");
     follow(m, "<tool_call>\n<function=write_file>\n<parameter=path>\n");

@@ -1,7 +1,7 @@
 /* The Anthropic Messages endpoints and their replies (see anthropic.h).
  *
  * A whole reply is one message object: content blocks in the order the model wrote them
- * (thinking, text, then tool_use blocks parsed from the tool-call text at the end), stop_reason
+ * (thinking, text, then tool_use blocks, read in the chat template's tool-call format), stop_reason
  * end_turn / max_tokens / stop_sequence / tool_use, usage in input and output tokens.
  *
  * A stream is Anthropic's event sequence:
@@ -9,9 +9,10 @@
  *   for each block: content_block_start, content_block_delta* (thinking_delta, text_delta,
  *                   input_json_delta), content_block_stop,
  *   message_delta (stop_reason, stop_sequence, usage), message_stop.
- * Thinking and text stream as the tokens arrive (a block closes when the other kind begins);
- * tool_use blocks come at the end, when the calls have been parsed, each with its input in one
- * input_json_delta. A failure after the stream began is an error event. */
+ * Thinking and text stream as the tokens arrive (a block closes when the other kind begins); a
+ * tool_use block comes as soon as its call's text has closed (a call still open may turn out not
+ * to be one), with its input in one input_json_delta. A failure after the stream began is an
+ * error event. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,10 +56,13 @@ static const char *stop_reason(const anthropic_reply *a, size_t n_calls, const c
     }
 }
 
-static json_t *tool_use_block(const anthropic_reply *a, const q3_chat_tool_call *call, size_t i, bool empty_input) {
-    char id[80];
-    snprintf(id, sizeof id, "toolu_%s_%zu", a->id + strlen("msg_"), i);
-    json_t *input = empty_input ? json_object() : json_loads(call->arguments, JSON_DECODE_ANY, NULL);
+/* The call's id with Anthropic's prefix in place of the parser's "call_". */
+static json_t *tool_use_block(const gen_call *call, bool empty_input) {
+    char id[128];
+    snprintf(id, sizeof id, "toolu_%s", strncmp(call->id, "call_", 5) ? call->id : call->id + 5);
+    json_t *input = empty_input ? json_object()
+                                : json_loadb(call->arguments.data ? call->arguments.data : "", call->arguments.len,
+                                             JSON_DECODE_ANY, NULL);
     if (!json_is_object(input)) {
         json_decref(input);
         input = json_object();
@@ -74,19 +78,17 @@ static json_t *usage_json(const anthropic_reply *a) {
 /* ---- whole ---- */
 
 static json_t *message_json(anthropic_reply *a) {
-    q3_chat_reply parsed;
-    gen_settle(a->g, 0, &parsed);
+    gen_settle(a->g, 0);
     gen_choice *ch = &a->g->choice[0];
     json_t *content = json_array();
     if (ch->reasoning.len)
         json_array_append_new(content, json_pack("{s:s, s:o, s:s}", "type", "thinking", "thinking",
                                                  json_text(ch->reasoning.data, ch->reasoning.len), "signature", ""));
-    if (ch->content.len || (!ch->reasoning.len && !parsed.n_tool_calls))
+    if (ch->content.len || (!ch->reasoning.len && !ch->n_calls))
         json_array_append_new(content, json_pack("{s:s, s:o}", "type", "text", "text",
                                                  json_text(ch->content.data ? ch->content.data : "", ch->content.len)));
-    for (size_t i = 0; i < parsed.n_tool_calls; i++) json_array_append_new(content, tool_use_block(a, &parsed.tool_calls[i], i, false));
-    const char *sequence, *reason = stop_reason(a, parsed.n_tool_calls, &sequence);
-    q3_chat_reply_free(&parsed);
+    for (size_t i = 0; i < ch->n_calls; i++) json_array_append_new(content, tool_use_block(&ch->calls[i], false));
+    const char *sequence, *reason = stop_reason(a, ch->n_calls, &sequence);
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o}", "id", a->id, "type", "message", "role", "assistant",
                      "model", a->g->srv->model_name, "content", content, "stop_reason", reason, "stop_sequence",
                      sequence ? json_string(sequence) : json_null(), "usage", usage_json(a));
@@ -160,10 +162,25 @@ static void stream_deltas(anthropic_reply *a) {
     }
 }
 
+/* The calls that closed since the last event, each a tool_use block of its own. */
+static void stream_calls(anthropic_reply *a) {
+    gen_call *call;
+    while ((call = gen_next_call(a->g, 0))) {
+        open_block(a, BLOCK_TOOL, tool_use_block(call, true));
+        event(a, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta", "index", a->index,
+                                                  "delta", "type", "input_json_delta", "partial_json",
+                                                  json_text(call->arguments.data ? call->arguments.data : "{}",
+                                                            call->arguments.data ? call->arguments.len : 2)));
+        close_block(a);
+    }
+}
+
 static void on_token(void *ctx, int choice, const job_event *ev) {
     (void)choice, (void)ev;
     anthropic_reply *a = ctx;
-    if (a->out) stream_deltas(a);
+    if (!a->out) return;
+    stream_deltas(a);
+    stream_calls(a);
 }
 
 static void stream_end(anthropic_reply *a) {
@@ -173,19 +190,12 @@ static void stream_end(anthropic_reply *a) {
                                     json_text(error, strlen(error))));
         return;
     }
-    q3_chat_reply parsed;
-    gen_settle(a->g, 0, &parsed);
+    gen_settle(a->g, 0);
     stream_deltas(a);
+    stream_calls(a);
     close_block(a);
-    for (size_t i = 0; i < parsed.n_tool_calls; i++) {
-        open_block(a, BLOCK_TOOL, tool_use_block(a, &parsed.tool_calls[i], i, true));
-        event(a, "content_block_delta", json_pack("{s:s, s:i, s:{s:s, s:o}}", "type", "content_block_delta", "index", a->index,
-                                                  "delta", "type", "input_json_delta", "partial_json",
-                                                  json_text(parsed.tool_calls[i].arguments, strlen(parsed.tool_calls[i].arguments))));
-        close_block(a);
-    }
-    const char *sequence, *reason = stop_reason(a, parsed.n_tool_calls, &sequence);
-    q3_chat_reply_free(&parsed);
+    size_t n_calls = a->g->choice[0].n_calls;
+    const char *sequence, *reason = stop_reason(a, n_calls, &sequence);
     event(a, "message_delta", json_pack("{s:s, s:{s:s, s:o}, s:{s:i}}", "type", "message_delta", "delta", "stop_reason",
                                         reason, "stop_sequence", sequence ? json_string(sequence) : json_null(), "usage",
                                         "output_tokens", a->g->choice[0].end.completion_tokens));

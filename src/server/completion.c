@@ -11,7 +11,7 @@
 completion_request completion_request_new(const q3_server *srv, bool chat) {
     return (completion_request){.chat = chat, .n = 1, .logprobs = -1, .max_tokens = -1, .sampling = srv->o.sampling,
                                 .enable_thinking = true, .add_generation_prompt = true,
-                                .tool_format = Q3_TOOLS_JSON /* the built-in Qwen3 template's */};
+                                .tool_format = q3_chat_template_tool_format(q3_tok_chat_template(srv->tok))};
 }
 
 void completion_request_free(completion_request *c) {
@@ -230,18 +230,6 @@ bool rewrite_developer_role(completion_request *c, api_error *err) {
 
 /* ---- the prompt ---- */
 
-/* The rendered prompt leaves the model inside a <think> block when, after the last turn's start,
- * a <think> is not followed by </think>. The Qwen3 template never does (the model opens the
- * block itself), but templates that do exist, and so do conversations ending in an open one. */
-static bool opens_reasoning(const char *prompt) {
-    const char *turn = prompt, *p;
-    while ((p = strstr(turn, "<|im_start|>"))) turn = p + 1;
-    const char *open = NULL, *close = NULL;
-    for (p = turn; (p = strstr(p, "<think>")); p++) open = p;
-    for (p = turn; (p = strstr(p, "</think>")); p++) close = p;
-    return open && (!close || close < open);
-}
-
 static bool encode(const q3_server *srv, const char *text, size_t len, int32_t **ids, int *n, const char *param,
                    api_error *err) {
     q3_error e;
@@ -293,7 +281,7 @@ bool prompt_tokens(const q3_server *srv, const completion_request *c, int32_t **
     q3_error e;
     if (q3_chat_render(c->messages, c->tools, &opt, &text, &e))
         return api_fail(err, e.code == Q3_ENOMEM ? 500 : 400, "invalid_value", "messages", "%s", e.msg);
-    *in_reasoning = opens_reasoning(text);
+    *in_reasoning = q3_chat_opens_reasoning(text);
     bool ok = encode(srv, text, strlen(text), ids, n, "messages", err);
     free(text);
     return ok;

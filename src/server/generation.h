@@ -1,6 +1,7 @@
 /* A completion in flight, whatever API asked for it: one engine sequence per choice, their
  * events gathered on the request's HTTP thread, each choice's text split into reasoning, content
- * and tool-call text as it arrives (text/chat.h), the client watched and the clock kept.
+ * and tool calls as it arrives (the reply parser of text/tool_call.h, in the chat template's
+ * tool-call format, values typed by the tools' schemas), the client watched and the clock kept.
  * The API writers (openai_reply.c, anthropic.c, responses.c) read the choices and write their
  * own shapes; they see every token event through on_token (log-probabilities, a chunk per token).
  *
@@ -11,13 +12,21 @@
 
 #include "server/completion.h"
 #include "server/job.h"
-#include "text/chat.h"
+#include "text/tool_call.h"
+
+/* A tool call as the reply parser read it; complete once its text has closed. */
+typedef struct gen_call {
+    char *id, *name;
+    sbuf arguments;            /* JSON text */
+    bool complete;
+} gen_call;
 
 typedef struct gen_choice {
-    q3_chat_stream split;
-    sbuf reasoning, content, tool_text; /* since the writer last took them (it empties them) */
-    sbuf raw;                  /* everything generated, when tools were offered: for the tool-call parser */
-    bool offers_tools;
+    q3_reply_parser *parser;   /* chat: the template's tool-call format, reasoning split (tool_call.h) */
+    sbuf reasoning, content;   /* since the writer last took them (it empties them) */
+    gen_call *calls;           /* in the reply's order */
+    size_t n_calls, cap_calls;
+    size_t calls_taken;        /* complete calls the writer has passed on */
     bool ended;
     job_end end;
 } gen_choice;
@@ -38,7 +47,9 @@ typedef struct gen {
     int n, n_ended;
     uint64_t ids[Q3_MAX_CHOICES];
     bool submitted[Q3_MAX_CHOICES];
-    bool chat, offers_tools, in_reasoning, cancelled, timed_out;
+    bool released[Q3_MAX_CHOICES]; /* sources let go without a sequence (generation.c) */
+    bool chat, in_reasoning, cancelled, timed_out;
+    json_t *tools;             /* the tools offered (a reference: the parsers read their schemas); NULL: none */
     double deadline;           /* monotonic seconds; 0: none */
     double probed;             /* when a half-closed client was last probed */
     gen_choice choice[Q3_MAX_CHOICES];
@@ -59,9 +70,11 @@ bool gen_submit(gen *g, const completion_request *c, const int32_t *prompt, int 
 bool gen_wait(gen *g, sbuf *stream);
 /* Every choice has ended. */
 static inline bool gen_done(const gen *g) { return g->n_ended == g->n; }
-/* Ends choice i's splitter and settles its tool calls: parsed from the whole text when tools
- * were offered; a tool-call block that does not parse goes back into the content. */
-void gen_settle(gen *g, int i, q3_chat_reply *parsed);
+/* The reply of choice i is over: what its parser held back is settled (a partial tag is text, a
+ * call still open goes back into the content). Cannot fail (without memory, held text is lost). */
+void gen_settle(gen *g, int i);
+/* The next complete call of choice i not yet passed on, or NULL. */
+gen_call *gen_next_call(gen *g, int i);
 gen_finish gen_choice_finish(const gen *g, int i);
 void gen_free(gen *g);
 

@@ -4,8 +4,9 @@
  * A stream writes one chunk per generated token of each choice (its delta may be empty while
  * text is held back: part of a tag, a possible stop string, half a character), so a client
  * counting chunks counts tokens; choices are told apart by their index. A whole reply gathers
- * them. Tool calls are parsed from a choice's whole text at its end, when the request offered
- * tools. With echo (completions), the prompt comes back in front of each choice's text, and with
+ * them. Tool calls are read as the reply streams, in the chat template's format, when the request
+ * offered tools; a stream passes each call on whole (id, name, arguments in one delta) as soon as
+ * its text has closed, since a call still open may turn out not to be one. With echo (completions), the prompt comes back in front of each choice's text, and with
  * logprobs its tokens too, the first one without a log-probability (nothing comes before it).
  *
  * finish_reason: "stop" (end-of-sequence token, stop string, or a complete response format),
@@ -155,6 +156,24 @@ static void write_chunk(openai_reply *a, int i, json_t *delta, json_t *logprobs,
     sse_write(a->out, chunk);
 }
 
+/* A call as OpenAI writes it; a stream's delta also carries its index. */
+static json_t *tool_call_json(const gen_call *call, size_t index, bool with_index) {
+    json_t *j = json_pack("{s:o, s:s, s:{s:o, s:o}}", "id", json_text(call->id, strlen(call->id)), "type", "function",
+                          "function", "name", json_text(call->name, strlen(call->name)), "arguments",
+                          json_text(call->arguments.data ? call->arguments.data : "", call->arguments.len));
+    if (j && with_index) json_object_set_new(j, "index", json_integer((json_int_t)index));
+    return j;
+}
+
+/* Streaming: the calls of choice i that closed since the last chunk, each in a chunk of its own. */
+static void write_calls(openai_reply *a, int i) {
+    gen_call *call;
+    while ((call = gen_next_call(a->g, i))) {
+        size_t index = a->g->choice[i].calls_taken - 1;
+        write_chunk(a, i, json_pack("{s:[o]}", "tool_calls", tool_call_json(call, index, true)), NULL, NULL);
+    }
+}
+
 /* Every token: its logprobs (a chunk's or the whole reply's) and, streaming, its chunk. */
 static void on_token(void *ctx, int i, const job_event *ev) {
     openai_reply *a = ctx;
@@ -164,7 +183,9 @@ static void on_token(void *ctx, int i, const job_event *ev) {
     size_t piece = 0;
     q3_tok_piece(a->g->srv->tok, ev->token, &piece);
     a->text_offset[i] += piece;
-    if (a->out) write_chunk(a, i, take_delta(a, i), chunk_logprobs, NULL);
+    if (!a->out) return;
+    write_chunk(a, i, take_delta(a, i), chunk_logprobs, NULL);
+    write_calls(a, i);
 }
 
 /* ---- the end ---- */
@@ -177,29 +198,11 @@ static const char *finish_reason(const openai_reply *a, int i, size_t n_calls) {
     }
 }
 
-/* Tool calls in OpenAI's shape; a stream's deltas also carry their index. */
-static json_t *tool_calls_json(const openai_reply *a, int choice, const q3_chat_reply *parsed, bool with_index) {
-    json_t *calls = json_array();
-    for (size_t i = 0; i < parsed->n_tool_calls; i++) {
-        char id[80];
-        snprintf(id, sizeof id, "call_%s_%d_%zu", a->id + strlen("chatcmpl-"), choice, i);
-        json_t *call = json_pack("{s:s, s:s, s:{s:o, s:o}}", "id", id, "type", "function", "function", "name",
-                                 json_text(parsed->tool_calls[i].name, strlen(parsed->tool_calls[i].name)),
-                                 "arguments",
-                                 json_text(parsed->tool_calls[i].arguments, strlen(parsed->tool_calls[i].arguments)));
-        if (with_index) json_object_set_new(call, "index", json_integer((json_int_t)i));
-        json_array_append_new(calls, call);
-    }
-    return calls;
-}
-
+/* The last chunk of choice i: what was held back, and the finish reason. */
 static void write_choice_end(openai_reply *a, int i) {
-    q3_chat_reply parsed;
-    gen_settle(a->g, i, &parsed);
-    json_t *delta = take_delta(a, i);
-    if (parsed.n_tool_calls) json_object_set_new(delta, "tool_calls", tool_calls_json(a, i, &parsed, true));
-    write_chunk(a, i, delta, NULL, finish_reason(a, i, parsed.n_tool_calls));
-    q3_chat_reply_free(&parsed);
+    gen_settle(a->g, i);
+    write_calls(a, i);
+    write_chunk(a, i, take_delta(a, i), NULL, finish_reason(a, i, a->g->choice[i].n_calls));
     a->final_sent[i] = true;
 }
 
@@ -225,12 +228,11 @@ static void write_stream_end(openai_reply *a) {
 }
 
 static json_t *whole_choice(openai_reply *a, int i) {
-    q3_chat_reply parsed;
-    gen_settle(a->g, i, &parsed);
+    gen_settle(a->g, i);
     gen_choice *ch = &a->g->choice[i];
     json_t *choice = json_pack("{s:i, s:o, s:s}", "index", i, "logprobs",
                                a->all_logprobs[i] ? json_incref(a->all_logprobs[i]) : json_null(), "finish_reason",
-                               finish_reason(a, i, parsed.n_tool_calls));
+                               finish_reason(a, i, ch->n_calls));
     const char *content = ch->content.data ? ch->content.data : "";
     if (!a->chat) {
         sbuf text = {0};
@@ -238,16 +240,18 @@ static json_t *whole_choice(openai_reply *a, int i) {
         sbuf_put(&text, content, ch->content.len);
         json_object_set_new(choice, "text", json_text(text.data ? text.data : "", text.len));
         sbuf_free(&text);
-    } else {
-        json_t *message = json_pack("{s:s}", "role", "assistant");
-        bool no_content = ch->content.len == 0 && parsed.n_tool_calls;
-        json_object_set_new(message, "content", no_content ? json_null() : json_text(content, ch->content.len));
-        if (ch->reasoning.len)
-            json_object_set_new(message, "reasoning_content", json_text(ch->reasoning.data, ch->reasoning.len));
-        if (parsed.n_tool_calls) json_object_set_new(message, "tool_calls", tool_calls_json(a, i, &parsed, false));
-        json_object_set_new(choice, "message", message);
+        return choice;
     }
-    q3_chat_reply_free(&parsed);
+    json_t *message = json_pack("{s:s}", "role", "assistant");
+    bool no_content = ch->content.len == 0 && ch->n_calls;
+    json_object_set_new(message, "content", no_content ? json_null() : json_text(content, ch->content.len));
+    if (ch->reasoning.len) json_object_set_new(message, "reasoning_content", json_text(ch->reasoning.data, ch->reasoning.len));
+    if (ch->n_calls) {
+        json_t *calls = json_array();
+        for (size_t k = 0; k < ch->n_calls; k++) json_array_append_new(calls, tool_call_json(&ch->calls[k], k, false));
+        json_object_set_new(message, "tool_calls", calls);
+    }
+    json_object_set_new(choice, "message", message);
     return choice;
 }
 

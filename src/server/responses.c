@@ -1,8 +1,8 @@
 /* POST /v1/responses and its reply (see responses.h).
  *
  * The response's output items, in the order the model wrote them: a reasoning item (its text as
- * reasoning_text content), a message with one output_text part, then function_call items parsed
- * from the tool-call text at the end. status is "completed", or "incomplete" with
+ * reasoning_text content), a message with one output_text part, then function_call items (read
+ * in the chat template's tool-call format). status is "completed", or "incomplete" with
  * incomplete_details.reason "max_output_tokens" when the length ran out.
  *
  * A stream is the Responses event sequence, every event with its sequence_number:
@@ -12,8 +12,8 @@
  *             response.output_text.delta, ..._done, response.content_part.done), for a function
  *             call response.function_call_arguments.delta and .done, then response.output_item.done,
  *   response.completed (or response.incomplete), whose response holds everything.
- * Reasoning and text stream as the tokens arrive; function calls come at the end, each with its
- * arguments in one delta. A failure after the stream began is response.failed. */
+ * Reasoning and text stream as the tokens arrive; a function call comes as soon as its text has
+ * closed, with its arguments in one delta. A failure after the stream began is response.failed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +57,14 @@ static json_t *message_item(const char *id, const char *text, size_t len, const 
                      "assistant", "content", "type", "output_text", "text", json_text(text, len), "annotations");
 }
 
-static json_t *call_item(const responses_reply *a, const q3_chat_tool_call *call, size_t i, const char *arguments) {
-    char id[80], call_id[80];
-    snprintf(id, sizeof id, "fc_%s_%zu", a->id + strlen("resp_"), i);
-    snprintf(call_id, sizeof call_id, "call_%s_%zu", a->id + strlen("resp_"), i);
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s}", "type", "function_call", "id", id, "call_id", call_id, "name",
-                     json_text(call->name, strlen(call->name)), "arguments", json_text(arguments, strlen(arguments)),
-                     "status", "completed");
+/* A function_call item: the parser's call id is its call_id, and with "fc_" for "call_" its id. */
+static json_t *call_item(const gen_call *call) {
+    char id[128];
+    snprintf(id, sizeof id, "fc_%s", strncmp(call->id, "call_", 5) ? call->id : call->id + 5);
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:s}", "type", "function_call", "id", id, "call_id", call->id, "name",
+                     json_text(call->name, strlen(call->name)), "arguments",
+                     json_text(call->arguments.data ? call->arguments.data : "", call->arguments.len), "status",
+                     "completed");
 }
 
 static bool incomplete(const responses_reply *a) { return gen_choice_finish(a->g, 0) == GEN_LENGTH; }
@@ -109,20 +110,17 @@ static http_reply reply_whole(responses_reply *a) {
         responses_reply_free(a);
         return reply_error(&err);
     }
-    q3_chat_reply parsed;
-    gen_settle(a->g, 0, &parsed);
+    gen_settle(a->g, 0);
     gen_choice *ch = &a->g->choice[0];
     char id[64];
     int n = 0;
     if (ch->reasoning.len) item_id(a, "rs", n++, id, sizeof id), json_array_append_new(a->output, reasoning_item(id, ch->reasoning.data, ch->reasoning.len));
-    if (ch->content.len || !parsed.n_tool_calls) {
+    if (ch->content.len || !ch->n_calls) {
         item_id(a, "msg", n++, id, sizeof id);
         json_array_append_new(a->output, message_item(id, ch->content.data ? ch->content.data : "", ch->content.len,
                                                       incomplete(a) ? "incomplete" : "completed"));
     }
-    for (size_t i = 0; i < parsed.n_tool_calls; i++)
-        json_array_append_new(a->output, call_item(a, &parsed.tool_calls[i], i, parsed.tool_calls[i].arguments));
-    q3_chat_reply_free(&parsed);
+    for (size_t i = 0; i < ch->n_calls; i++) json_array_append_new(a->output, call_item(&ch->calls[i]));
     json_t *r = response_json(a, final_status(a));
     responses_reply_free(a);
     return reply_json(200, r);
@@ -201,28 +199,30 @@ static void stream_deltas(responses_reply *a) {
     delta(a, ITEM_MESSAGE, &a->g->choice[0].content);
 }
 
-static void on_token(void *ctx, int choice, const job_event *ev) {
-    (void)choice, (void)ev;
-    responses_reply *a = ctx;
-    if (a->out) stream_deltas(a);
-}
-
-static void stream_calls(responses_reply *a, const q3_chat_reply *parsed) {
-    for (size_t i = 0; i < parsed->n_tool_calls; i++) {
+/* The calls that closed since the last event, each a function_call item of its own. */
+static void stream_calls(responses_reply *a) {
+    gen_call *call;
+    while ((call = gen_next_call(a->g, 0))) {
+        close_item(a);
         int at = output_index(a);
-        const char *args = parsed->tool_calls[i].arguments;
-        json_t *item = call_item(a, &parsed->tool_calls[i], i, args);
+        json_t *item = call_item(call), *start = json_deep_copy(item);
+        json_t *args = json_object_get(item, "arguments");
         const char *id = json_string_value(json_object_get(item, "id"));
-        json_t *start = json_deep_copy(item);
         if (start) json_object_set_new(start, "arguments", json_string("")), json_object_set_new(start, "status", json_string("in_progress"));
         event(a, "response.output_item.added", json_pack("{s:i, s:o}", "output_index", at, "item", start));
-        event(a, "response.function_call_arguments.delta",
-              json_pack("{s:s, s:i, s:o}", "item_id", id, "output_index", at, "delta", json_text(args, strlen(args))));
-        event(a, "response.function_call_arguments.done",
-              json_pack("{s:s, s:i, s:o}", "item_id", id, "output_index", at, "arguments", json_text(args, strlen(args))));
+        event(a, "response.function_call_arguments.delta", json_pack("{s:s, s:i, s:O}", "item_id", id, "output_index", at, "delta", args));
+        event(a, "response.function_call_arguments.done", json_pack("{s:s, s:i, s:O}", "item_id", id, "output_index", at, "arguments", args));
         event(a, "response.output_item.done", json_pack("{s:i, s:O}", "output_index", at, "item", item));
         json_array_append_new(a->output, item);
     }
+}
+
+static void on_token(void *ctx, int choice, const job_event *ev) {
+    (void)choice, (void)ev;
+    responses_reply *a = ctx;
+    if (!a->out) return;
+    stream_deltas(a);
+    stream_calls(a);
 }
 
 static void stream_end(responses_reply *a) {
@@ -233,13 +233,11 @@ static void stream_end(responses_reply *a) {
         event(a, "response.failed", json_pack("{s:o}", "response", r));
         return;
     }
-    q3_chat_reply parsed;
-    gen_settle(a->g, 0, &parsed);
+    gen_settle(a->g, 0);
     stream_deltas(a);
-    if (!parsed.n_tool_calls && a->open == ITEM_NONE && !json_array_size(a->output)) open_item(a, ITEM_MESSAGE); /* an empty reply is an empty message */
+    stream_calls(a);
+    if (a->open == ITEM_NONE && !json_array_size(a->output)) open_item(a, ITEM_MESSAGE); /* an empty reply is an empty message */
     close_item(a);
-    stream_calls(a, &parsed);
-    q3_chat_reply_free(&parsed);
     const char *status = final_status(a);
     event(a, incomplete(a) ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", response_json(a, status)));
 }

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "text/grammar.h"
+#include "text/tool_call.h"
 
 /* One JSON value valid under schema, with optional white space around it. */
 q3_status q3_json_schema_grammar(const json_t *schema, q3_grammar **out, q3_error *e);
@@ -29,15 +30,10 @@ q3_status q3_json_schema_grammar(const json_t *schema, q3_grammar **out, q3_erro
 /* Any JSON object (response_format {"type": "json_object"}). */
 q3_status q3_json_object_grammar(q3_grammar **out, q3_error *e);
 
-/* How the chat template writes tool calls. */
-typedef enum q3_tool_format {
-    Q3_TOOLS_JSON, /* Qwen3: <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call> */
-    Q3_TOOLS_XML,  /* Qwen3-Coder: <tool_call>\n<function=NAME>\n<parameter=P>\nVALUE\n</parameter>\n...</function>\n</tool_call> */
-} q3_tool_format;
-
 /* One or more tool calls of the tools given (OpenAI's [{"type": "function", "function":
- * {"name", "parameters"}}, ...]) in the template's format, and nothing else; only calls of the
- * tool named when name is not NULL (then exactly one call). Q3_EINVAL naming the tool for a bad
+ * {"name", "parameters"}}, ...]) in the template's format (tool_call.h: Qwen3's JSON, or
+ * Qwen3-Coder's XML), and nothing else; only calls of the tool named when name is not NULL
+ * (then exactly one call). Q3_EINVAL naming the tool for a bad
  * tools list or parameters schema, or when name is not among the tools. */
 q3_status q3_tool_call_grammar(const json_t *tools, const char *name, q3_tool_format format, q3_grammar **out,
                                q3_error *e);

@@ -153,7 +153,7 @@ q3_status q3_tool_call_grammar(const json_t *tools, const char *name, q3_tool_fo
         if (!check_tool(&c, tool, i)) break;
         snprintf(c.path, sizeof c.path, "tools[%zu].function.parameters", i);
         c.path_len = strlen(c.path);
-        int call = format == Q3_TOOLS_XML ? xml_call(&c, tool) : json_call(&c, tool);
+        int call = format == Q3_TOOL_FORMAT_XML ? xml_call(&c, tool) : json_call(&c, tool);
         if (call < 0) break;
         q3_seq s = {0};
         q3_seq_rule(&s, call);
