@@ -87,10 +87,11 @@ static void test_matcher_levels(void **state) {
     assert_true(q3_matcher_push(m, "a", 1)); /* both alternatives still open */
     q3_matcher_commit(m);
     unsigned char stop, next;
-    assert_int_equal(q3_matcher_free_text(m, &stop, &next), Q3_FREE_NONE);
+    int room;
+    assert_int_equal(q3_matcher_free_text(m, &stop, &next, &room), Q3_FREE_NONE);
     assert_false(q3_matcher_push(m, "x", 1));
     assert_true(q3_matcher_push(m, "cxy", 3)); /* only the UNTIL one survives */
-    assert_int_equal(q3_matcher_free_text(m, &stop, &next), Q3_FREE_UNTIL);
+    assert_int_equal(q3_matcher_free_text(m, &stop, &next, &room), Q3_FREE_UNTIL);
     assert_int_equal(stop, '\n');
     /* a terminator whose prefix repeats: "\n<\n</x" then ">" ends it */
     assert_true(q3_matcher_push(m, "\n<\n</x", 6));

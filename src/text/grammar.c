@@ -7,9 +7,17 @@
  * and never changed once made, so a thread is copied by copying three integers. A level is the
  * set of threads after some text, all of them standing on something that consumes a byte
  * (CHARS, STRING, UNTIL): expanding rules and finishing alternatives happens when a thread is
- * added (closure), so following a byte is a scan of the current level. */
+ * added (closure), so following a byte is a scan of the current level.
+ *
+ * One expansion waits: a thread inside a repeat that may end (a label of an e-mail address,
+ * digits of a number) could leave it before every byte, and what follows may be several rules
+ * deep. The thread carries a mark instead (LAZY_EXIT), and what follows is expanded only for a
+ * byte that can begin it (first[], the bytes each position's remaining sequence can begin with,
+ * through the stack when that sequence may be empty). A walk over the vocabulary then pays for
+ * the run's bytes one thread at a time. */
 #include "text/grammar.h"
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +227,8 @@ struct q3_grammar {
     uint8_t (*sets)[32];
     terminator *terms;
     int n_terms;
+    uint8_t (*first)[32];    /* per element: the bytes its position's rest of the alternative can begin with */
+    bool *to_end;            /* per element: that rest can be empty (what follows is the caller's) */
 };
 
 static bool nullable_elem(const q3_gelem *e, const bool *nullable_rule) {
@@ -289,6 +299,8 @@ void q3_grammar_release(q3_grammar *g) {
     free(g->alt_start);
     free(g->rule_alts);
     free(g->sets);
+    free(g->first);
+    free(g->to_end);
     free(g);
 }
 
@@ -325,6 +337,53 @@ static bool flatten(q3_grammar *g, const q3_grammar_builder *b, int root) {
     return true;
 }
 
+static void set_union(uint8_t *into, const uint8_t *from) {
+    for (int i = 0; i < 32; i++) into[i] |= from[i];
+}
+
+/* One element's own first bytes and emptiness; STRING and UNTIL may begin with anything. */
+static bool elem_first(const q3_grammar *g, uint32_t p, const uint8_t (*rule_first)[32], const bool *rule_empty,
+                       uint8_t *first) {
+    const q3_gelem *e = &g->elems[p];
+    switch (e->kind) {
+    case G_CHARS: set_union(first, g->sets[e->arg]); return e->min == 0;
+    case G_RULE: set_union(first, rule_first[e->arg]); return rule_empty[e->arg];
+    case G_END: return true;
+    default: memset(first, 0xFF, 32); return false;
+    }
+}
+
+/* first[] and to_end[] for every position, from the rules' first bytes and emptiness (a
+ * fixpoint over the rules, then each alternative from its end back). */
+static bool analyze(q3_grammar *g) {
+    uint8_t (*rule_first)[32] = calloc((size_t)g->n_rules + 1, 32);
+    bool *rule_empty = calloc((size_t)g->n_rules + 1, sizeof *rule_empty);
+    g->first = calloc(g->n_elems, 32);
+    g->to_end = calloc(g->n_elems, sizeof *g->to_end);
+    bool ok = rule_first && rule_empty && g->first && g->to_end;
+    for (bool changed = ok; changed;) {
+        changed = false;
+        for (int r = 0; r < g->n_rules; r++)
+            for (uint32_t a = g->rule_alts[r]; a < g->rule_alts[r + 1]; a++) {
+                uint8_t first[32] = {0};
+                bool empty = true;
+                for (uint32_t p = g->alt_start[a]; empty && g->elems[p].kind != G_END; p++)
+                    empty = elem_first(g, p, (const uint8_t (*)[32])rule_first, rule_empty, first);
+                for (int i = 0; i < 32; i++) changed |= (first[i] & ~rule_first[r][i]) != 0;
+                set_union(rule_first[r], first);
+                if (empty && !rule_empty[r]) rule_empty[r] = changed = true;
+            }
+    }
+    for (uint32_t p = g->n_elems; ok && p-- > 0;) {
+        bool empty = elem_first(g, p, (const uint8_t (*)[32])rule_first, rule_empty, g->first[p]);
+        g->to_end[p] = g->elems[p].kind == G_END || (empty && g->to_end[p + 1]);
+        if (g->elems[p].kind != G_END && empty) set_union(g->first[p], g->first[p + 1]);
+    }
+    free(rule_first);
+    free(rule_empty);
+    return ok;
+}
+
 q3_status q3_grammar_build(q3_grammar_builder *b, int root, q3_grammar **out, q3_error *e) {
     *out = NULL;
     if (b->failed) return q3_fail(e, Q3_ENOMEM, "grammar: out of memory while building");
@@ -338,6 +397,7 @@ q3_status q3_grammar_build(q3_grammar_builder *b, int root, q3_grammar **out, q3
               (g->terms = calloc((size_t)(b->n_terms ? b->n_terms : 1), sizeof *g->terms));
     if (ok) {
         if (b->n_sets) memcpy(g->sets, b->sets, (size_t)b->n_sets * sizeof *g->sets);
+        ok = analyze(g);
         for (int t = 0; t < b->n_terms; t++) { /* the automata move to the grammar */
             g->terms[t] = b->terms[t];
             b->terms[t].next = NULL;
@@ -363,8 +423,11 @@ typedef struct thread {
     uint32_t pos;
     uint32_t stack;          /* frame index; 0: the empty stack */
     uint16_t count;          /* repeats of CHARS, characters of STRING */
-    uint8_t sub;             /* STRING: escape / UTF-8 state; UNTIL: terminator bytes matched */
+    uint8_t sub;             /* STRING: escape / UTF-8 state; UNTIL: terminator bytes matched;
+                              * CHARS: LAZY_EXIT when it may also leave the repeat (not expanded) */
 } thread;
+
+#define LAZY_EXIT 1
 
 typedef struct level {
     uint32_t first;          /* its threads are threads[first .. the next level's first) */
@@ -380,6 +443,9 @@ struct q3_matcher {
     int n_threads, cap_threads;
     level *levels;
     int n_levels, cap_levels;
+    thread *scratch;         /* lazy exits expanded for one byte (a stack of regions) */
+    int n_scratch, cap_scratch, scratch_from;
+    bool into_scratch;       /* closure adds to scratch[scratch_from ..], not the level */
     bool failed;             /* out of memory, or a closure too deep, during the level being built */
 };
 
@@ -406,17 +472,45 @@ static bool same_stack(const q3_matcher *m, uint32_t a, uint32_t b) {
     return true;
 }
 
-static void add_thread(q3_matcher *m, thread t) {
-    for (int i = (int)top(m)->first; i < m->n_threads; i++) {
-        const thread *u = &m->threads[i];
+/* Appends t to the region [from, *n) of list unless it is there already. */
+static void add_unique(q3_matcher *m, thread **list, int *n, int *cap, int from, thread t) {
+    for (int i = from; i < *n; i++) {
+        const thread *u = &(*list)[i];
         if (u->pos == t.pos && u->count == t.count && u->sub == t.sub && same_stack(m, u->stack, t.stack)) return;
     }
-    if (m->n_threads - (int)top(m)->first >= MAX_THREADS) return; /* see MAX_THREADS */
-    if (!grow((void **)&m->threads, &m->cap_threads, m->n_threads + 1, sizeof *m->threads)) {
+    if (*n - from >= MAX_THREADS) return; /* see MAX_THREADS */
+    if (!grow((void **)list, cap, *n + 1, sizeof **list)) {
         m->failed = true;
         return;
     }
-    m->threads[m->n_threads++] = t;
+    (*list)[(*n)++] = t;
+}
+
+static void add_thread(q3_matcher *m, thread t) {
+    if (m->into_scratch) add_unique(m, &m->scratch, &m->n_scratch, &m->cap_scratch, m->scratch_from, t);
+    else add_unique(m, &m->threads, &m->n_threads, &m->cap_threads, (int)top(m)->first, t);
+}
+
+static bool in_set(const uint8_t *set, unsigned char c) { return set[c >> 3] >> (c & 7) & 1; }
+
+/* Whether leaving the repeat t stands in could reach the end of everything without a byte. */
+static bool exit_reaches_end(const q3_matcher *m, thread t) {
+    if (!m->g->to_end[t.pos + 1]) return false;
+    for (uint32_t f = t.stack; f; f = m->frames[f].up)
+        if (!m->g->to_end[m->frames[f].ret]) return false;
+    return true;
+}
+
+/* Whether byte c could begin what follows the repeat t stands in (through the stack where the
+ * rest of its alternative may be empty). */
+static bool exit_takes(const q3_matcher *m, thread t, unsigned char c) {
+    uint32_t p = t.pos + 1, f = t.stack;
+    for (;;) {
+        if (in_set(m->g->first[p], c)) return true;
+        if (!m->g->to_end[p] || !f) return false;
+        p = m->frames[f].ret;
+        f = m->frames[f].up;
+    }
 }
 
 /* Adds the threads that a thread at pos stands for once nothing more is consumed: rules are
@@ -431,7 +525,7 @@ static void closure(q3_matcher *m, thread t, int depth) {
     switch (e->kind) {
     case G_END:
         if (!t.stack) {
-            top(m)->accept = true;
+            if (!m->into_scratch) top(m)->accept = true; /* a lazy exit's end was counted when it was made */
         } else {
             frame f = m->frames[t.stack];
             closure(m, (thread){f.ret, f.up, 0, 0}, depth + 1);
@@ -444,8 +538,15 @@ static void closure(q3_matcher *m, thread t, int depth) {
         return;
     }
     case G_CHARS:
-        if (t.count < e->max) add_thread(m, t);
-        if (t.count >= e->min) closure(m, (thread){t.pos + 1, t.stack, 0, 0}, depth + 1);
+        if (t.count < e->max && t.count >= e->min) { /* may stay or leave: leaving waits (LAZY_EXIT) */
+            t.sub = LAZY_EXIT;
+            add_thread(m, t);
+            if (!m->into_scratch && exit_reaches_end(m, t)) top(m)->accept = true;
+        } else if (t.count < e->max) {
+            add_thread(m, t);
+        } else {
+            closure(m, (thread){t.pos + 1, t.stack, 0, 0}, depth + 1);
+        }
         return;
     default:
         add_thread(m, t);
@@ -509,11 +610,29 @@ static string_step step_string(uint8_t sub, unsigned char c, uint8_t *next) {
 }
 
 /* The threads t leads to after byte c, added to the level being built. */
+static void advance(q3_matcher *m, thread t, unsigned char c);
+
+/* A lazy thread's way out, for byte c: what follows the repeat, expanded into a scratch region,
+ * each thread of it then advanced by c into the level being built. */
+static void advance_exit(q3_matcher *m, thread t, unsigned char c) {
+    int from = m->n_scratch, was_from = m->scratch_from;
+    bool was_into = m->into_scratch;
+    m->into_scratch = true;
+    m->scratch_from = from;
+    closure(m, (thread){t.pos + 1, t.stack, 0, 0}, 0);
+    int to = m->n_scratch;
+    m->into_scratch = was_into;
+    m->scratch_from = was_from;
+    for (int i = from; i < to && !m->failed; i++) advance(m, m->scratch[i], c);
+    m->n_scratch = from;
+}
+
 static void advance(q3_matcher *m, thread t, unsigned char c) {
     const q3_grammar *g = m->g;
     const q3_gelem *e = &g->elems[t.pos];
     if (e->kind == G_CHARS) {
-        if (g->sets[e->arg][c >> 3] & (1u << (c & 7))) closure(m, (thread){t.pos, t.stack, (uint16_t)(t.count + 1), 0}, 0);
+        if (in_set(g->sets[e->arg], c)) closure(m, (thread){t.pos, t.stack, (uint16_t)(t.count + 1), 0}, 0);
+        if (t.sub == LAZY_EXIT && exit_takes(m, t, c)) advance_exit(m, t, c);
     } else if (e->kind == G_STRING) {
         uint8_t sub;
         string_step s = step_string(t.sub, c, &sub);
@@ -572,6 +691,7 @@ void q3_matcher_free(q3_matcher *m) {
     free(m->frames);
     free(m->threads);
     free(m->levels);
+    free(m->scratch);
     free(m);
 }
 
@@ -648,11 +768,14 @@ bool q3_matcher_accepting(const q3_matcher *m) { return top(m)->accept; }
 
 bool q3_matcher_finished(const q3_matcher *m) { return m->n_threads == (int)top(m)->first; }
 
-q3_free_text q3_matcher_free_text(const q3_matcher *m, unsigned char *stop, unsigned char *next) {
+q3_free_text q3_matcher_free_text(const q3_matcher *m, unsigned char *stop, unsigned char *next, int *room) {
     if (m->n_threads - (int)top(m)->first != 1) return Q3_FREE_NONE;
     const thread *t = &m->threads[top(m)->first];
     const q3_gelem *e = &m->g->elems[t->pos];
-    if (e->kind == G_STRING && t->sub == S_TEXT && e->max == Q3_GRAMMAR_UNBOUNDED) return Q3_FREE_STRING;
+    if (e->kind == G_STRING && t->sub == S_TEXT) {
+        *room = e->max == Q3_GRAMMAR_UNBOUNDED ? INT_MAX : e->max - t->count;
+        return Q3_FREE_STRING;
+    }
     if (e->kind != G_UNTIL) return Q3_FREE_NONE;
     *stop = m->g->terms[e->arg].text[0];
     *next = m->g->terms[e->arg].text[t->sub];

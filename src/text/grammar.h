@@ -92,11 +92,12 @@ bool q3_matcher_accepting(const q3_matcher *m);
 /* True when no byte at all can follow (only the end may come). */
 bool q3_matcher_finished(const q3_matcher *m);
 
-/* Free text: the state is one thread inside a JSON string with no character pending and no
- * length bound (Q3_FREE_STRING), or inside UNTIL text (Q3_FREE_UNTIL), where *stop is the
- * terminator's first byte and *next the byte that would take its match one further (== *stop
- * when nothing of it is matched). token_mask.c answers these from tables. */
+/* Free text: the state is one thread inside a JSON string with no character pending
+ * (Q3_FREE_STRING; *room: the characters the string may still take, INT_MAX without a bound), or
+ * inside UNTIL text (Q3_FREE_UNTIL), where *stop is the terminator's first byte and *next the
+ * byte that would take its match one further (== *stop when nothing of it is matched).
+ * token_mask.c answers these from tables. */
 typedef enum q3_free_text { Q3_FREE_NONE, Q3_FREE_STRING, Q3_FREE_UNTIL } q3_free_text;
-q3_free_text q3_matcher_free_text(const q3_matcher *m, unsigned char *stop, unsigned char *next);
+q3_free_text q3_matcher_free_text(const q3_matcher *m, unsigned char *stop, unsigned char *next, int *room);
 
 #endif

@@ -6,6 +6,7 @@
  * to i + 1 (its first child), or, refused, jumps to end. */
 #include "text/token_mask.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ typedef struct free_table {
     uint64_t *plain;
     int32_t *check;
     int n_check;
+    uint8_t *chars;          /* strings: the characters each plain token adds (255: that many or more) */
 } free_table;
 
 struct q3_token_trie {
@@ -142,6 +144,7 @@ static void table_free(free_table *f) {
     if (!f) return;
     free(f->plain);
     free(f->check);
+    free(f->chars);
     free(f);
 }
 
@@ -190,10 +193,28 @@ static free_table *table_new(size_t words, int n_vocab) {
     return f;
 }
 
+/* The characters a token adds to a JSON string it stays inside (a character begins at every
+ * byte that is not a UTF-8 continuation and not the rest of an escape). */
+static uint8_t string_chars(const char *piece, size_t len) {
+    unsigned n = 0, escape_rest = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)piece[i];
+        if (escape_rest) {
+            escape_rest = escape_rest == 1 && c == 'u' ? 4 : escape_rest - 1;
+            continue;
+        }
+        if (c == '\\') escape_rest = 1;
+        if (c < 0x80 || c >= 0xC0) n++;
+    }
+    return n < 255 ? (uint8_t)n : 255;
+}
+
 /* Inside a JSON string: a probe grammar ("\"" then the string) tells which tokens stay inside
- * (plain), and which hold a quote and so depend on what follows the string (checked). */
+ * (plain, with how many characters each adds), and which hold a quote and so depend on what
+ * follows the string (checked). */
 static free_table *string_table(q3_token_trie *t) {
     free_table *f = table_new(t->words, t->n_vocab);
+    if (f && !(f->chars = calloc((size_t)t->n_vocab, 1))) table_free(f), f = NULL;
     q3_grammar_builder *b = q3_gb_new();
     q3_grammar *g = NULL;
     q3_matcher *m = NULL;
@@ -212,7 +233,7 @@ static free_table *string_table(q3_token_trie *t) {
         if (!piece || !len || q3_tok_is_special(t->tok, id)) continue;
         bool inside = q3_matcher_push(m, piece, len), closed = inside && q3_matcher_accepting(m);
         if (inside) q3_matcher_pop(m);
-        if (inside && !closed) allow_token(f->plain, id);
+        if (inside && !closed) allow_token(f->plain, id), f->chars[id] = string_chars(piece, len);
         else if (memchr(piece, '"', len)) f->check[f->n_check++] = id;
     }
     q3_matcher_free(m);
@@ -242,8 +263,15 @@ static free_table *until_table(q3_token_trie *t, unsigned char stop, unsigned ch
     return f;
 }
 
-static void from_table(const q3_token_trie *t, const free_table *f, q3_matcher *m, uint64_t *allow) {
+/* The plain tokens (those that add at most room characters, for a bounded string), then the
+ * checked ones that the matcher accepts. */
+static void from_table(const q3_token_trie *t, const free_table *f, q3_matcher *m, int room, uint64_t *allow) {
     memcpy(allow, f->plain, t->words * sizeof *allow);
+    for (size_t w = 0; f->chars && room < 255 && w < t->words; w++)
+        for (uint64_t bits = allow[w]; bits; bits &= bits - 1) {
+            size_t id = w * 64 + (size_t)__builtin_ctzll(bits);
+            if (f->chars[id] > room) allow[w] &= ~(1ULL << (id & 63));
+        }
     for (int k = 0; k < f->n_check; k++) {
         size_t len = 0;
         const char *piece = q3_tok_piece(t->tok, f->check[k], &len);
@@ -256,12 +284,13 @@ static void from_table(const q3_token_trie *t, const free_table *f, q3_matcher *
 
 void q3_token_mask(q3_token_trie *t, q3_matcher *m, uint64_t *allow) {
     unsigned char stop = 0, next = 0;
-    q3_free_text kind = q3_matcher_free_text(m, &stop, &next);
+    int room = INT_MAX;
+    q3_free_text kind = q3_matcher_free_text(m, &stop, &next, &room);
     free_table *f = NULL;
     if (kind == Q3_FREE_STRING) f = t->string ? t->string : (t->string = string_table(t));
     if (kind == Q3_FREE_UNTIL) f = until_table(t, stop, next);
     if (f) {
-        from_table(t, f, m, allow);
+        from_table(t, f, m, room, allow);
         return;
     }
     memset(allow, 0, t->words * sizeof *allow);
