@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what q3moe builds and tests with on Debian 12: the C libraries (apt-get) and, for the
-# tests, a Python virtual environment in .venv with numpy, gguf, safetensors and openai (pip).
+# tests, a Python virtual environment in .venv with numpy, gguf, safetensors, openai, anthropic and
+# jsonschema (pip).
 # Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,8 @@ fi
 
 if [ "${1:-}" != "--no-python" ]; then
   if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-  if ! .venv/bin/python -c "import numpy, gguf, safetensors, openai" 2>/dev/null; then
+  if ! .venv/bin/python -c "import numpy, gguf, safetensors, openai, anthropic, jsonschema" 2>/dev/null; then
     echo "deps: installing Python test packages into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check numpy gguf safetensors openai
+    .venv/bin/pip install -q --disable-pip-version-check numpy gguf safetensors openai anthropic jsonschema
   fi
 fi

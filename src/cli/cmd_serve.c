@@ -1,4 +1,4 @@
-/* q3moe serve: the OpenAI-compatible HTTP server (src/server) over one model.
+/* q3moe serve: the OpenAI- and Anthropic-compatible HTTP server (src/server) over one model.
  *
  * Loads the model and its tokenizer, starts the engine (continuous batching over a paged KV
  * cache shared by all requests), starts the server, and runs until SIGINT or SIGTERM, then stops
@@ -18,12 +18,16 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: q3moe serve [-m MODEL] [--host ADDR] [--port N] [--api-key KEY] [--served-model-name NAME]\n"
-            "                   [--max-body BYTES] [--max-connections N] [--timeout SECONDS] [--config FILE.yaml]\n"
+            "                   [--max-body BYTES] [--max-connections N] [--header-timeout SECONDS] [--timeout SECONDS]\n"
+            "                   [--cors-origin ORIGIN] [--config FILE.yaml]\n"
             "                   %s\n"
             "Without -m, the bundled demo model. Endpoints: POST /v1/chat/completions, POST /v1/completions,\n"
-            "GET /v1/models, POST /tokenize, POST /detokenize, GET /health, GET /metrics, and a chat page at /.\n"
+            "POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models,\n"
+            "POST /tokenize, POST /detokenize, GET /health, GET /metrics, and a chat page at /.\n"
             "--port 0 picks a free port. --api-key guards everything but /, /health and /metrics.\n"
-            "--timeout ends a request after SECONDS (finish_reason \"length\"). The sampling options set the\n"
+            "--timeout ends a request after SECONDS (finish_reason \"length\"); --header-timeout (default 10) is\n"
+            "how long a connection may take to send its request head (then 408). --cors-origin lets browser pages\n"
+            "of ORIGIN (or * for any) call the API. The sampling options set the\n"
             "defaults that requests override; --stop and --ignore-eos are per request (stop, ignore_eos).\n"
             "--batch-size (alias --max-batch-size) is how many sequences run at once (default 8).\n",
             Q3_GEN_OPTIONS_USAGE);
@@ -50,12 +54,13 @@ typedef struct serve_args {
 
 /* Returns -1 to go on, or the exit code. */
 static int parse_args(int argc, char **argv, serve_args *a) {
-    enum { O_HOST = 300, O_PORT, O_KEY, O_BODY, O_CONNS, O_TIMEOUT, O_NAME };
+    enum { O_HOST = 300, O_PORT, O_KEY, O_BODY, O_CONNS, O_TIMEOUT, O_NAME, O_HEADER_TIMEOUT, O_CORS };
     struct option opts[64] = {
         {"model", required_argument, 0, 'm'},         {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},       {"api-key", required_argument, 0, O_KEY},
         {"max-body", required_argument, 0, O_BODY},   {"max-connections", required_argument, 0, O_CONNS},
         {"timeout", required_argument, 0, O_TIMEOUT}, {"served-model-name", required_argument, 0, O_NAME},
+        {"header-timeout", required_argument, 0, O_HEADER_TIMEOUT}, {"cors-origin", required_argument, 0, O_CORS},
         {"help", no_argument, 0, 'h'}};
     q3_gen_options_add_long(opts, 64);
     q3_gen_options_init(&a->gen);
@@ -74,6 +79,11 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         case O_BODY: if (!q3_cli_parse_int(optarg, "--max-body", 1024, 1L << 32, &v)) return 2; a->server.max_body = (size_t)v; break;
         case O_CONNS: if (!q3_cli_parse_int(optarg, "--max-connections", 1, 100000, &v)) return 2; a->server.max_connections = (int)v; break;
         case O_TIMEOUT: if (!q3_cli_parse_int(optarg, "--timeout", 0, 1L << 30, &v)) return 2; a->server.timeout_s = (double)v; break;
+        case O_HEADER_TIMEOUT:
+            if (!q3_cli_parse_int(optarg, "--header-timeout", 1, 3600, &v)) return 2;
+            a->server.header_timeout_s = (double)v;
+            break;
+        case O_CORS: a->server.cors_origin = optarg; break;
         case 'h': usage(stdout); return 0;
         default:
             if (q3_gen_options_parse(&a->gen, ch, optarg) == 0) break;

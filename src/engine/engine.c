@@ -19,10 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "engine/constraint.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
 #include "model/runner.h"
 #include "text/stop.h"
+
+#define PROMPT_ROWS 16 /* logits rows for scoring prompts, beyond one per running sequence */
 
 typedef struct seq {
     uint64_t id;
@@ -34,6 +37,10 @@ typedef struct seq {
     int cached_prefix;        /* prompt tokens taken from the prefix cache */
     int max_tokens, top_logprobs;
     bool ignore_eos, cancelled;
+    bool prompt_logprobs;     /* report prompt tokens' log-probabilities (echo) */
+    int prompt_reported;      /* prompt tokens reported so far (after a preemption, not again) */
+    bool biased;              /* logit_bias given: draws go through q3_sampler_sample_masked */
+    constraint cons;
     q3_sampler *sampler;
     q3_stop stop;
     q3_tok_stream text;
@@ -80,7 +87,10 @@ struct q3_engine {
     int32_t *b_tokens, *b_pos, *b_seq;
     bool *b_logits;
     seq **b_owner;                 /* sequence of each logits row */
+    int32_t *b_row_pos;            /* position of each logits row */
+    int logit_rows;                /* rows the logits buffer holds */
     float *logits;
+    constraint_vocab cv;
     char *text_buf;
     size_t text_cap;
 };
@@ -104,6 +114,7 @@ static void emit(seq *s, q3_event *ev) {
 
 static void seq_free(seq *s) {
     if (!s) return;
+    constraint_free(&s->cons);
     q3_sampler_free(s->sampler);
     q3_stop_free(&s->stop);
     free(s->tokens);
@@ -165,8 +176,11 @@ static void cache_keep(q3_engine *en, seq *s) {
 
 /* The cached prefix sharing the longest start with s's prompt, and how many tokens it shares
  * (at least one prompt token is always left to compute, since its logits start the
- * generation); NULL when none shares half a page. */
+ * generation); NULL when none shares half a page, or when every prompt position must be
+ * computed for its log-probabilities. */
 static cached_prefix *best_cached(const q3_engine *en, const seq *s, int *n_shared) {
+    *n_shared = 0;
+    if (s->prompt_logprobs) return NULL;
     cached_prefix *best = NULL;
     int best_n = 0;
     for (int i = 0; i < en->o.max_batch_size; i++) {
@@ -336,13 +350,25 @@ static void admit(q3_engine *en) {
 
 /* ---- one step ---- */
 
-/* Lays out the batch: decode tokens first, then prefill chunks within the token budget.
- * Returns the number of tokens; *pages receives the pages it needs. */
+/* Whether position p of s gets a logits row: its last token's, to draw the next, and with
+ * prompt_logprobs every prompt position not reported yet, to score the token after it. */
+static bool wants_logits(const seq *s, int p) {
+    return p == s->n_tokens - 1 || (s->prompt_logprobs && p <= s->n_prompt - 2 && p + 1 > s->prompt_reported);
+}
+
+/* Lays out the batch: decode tokens first, then prefill chunks within the token budget, and
+ * within the logits buffer's rows (a chunk of a prompt being scored takes a row per token; one row
+ * is kept for each sequence still to come). Returns the number of tokens; *pages receives the
+ * pages it needs, *rows the logits rows. */
 static int build_batch(q3_engine *en, int *pages, int *rows) {
-    int n = 0, budget = en->o.chunk_size;
+    int n = 0, budget = en->o.chunk_size, prefilling = 0;
     *pages = 0;
     *rows = 0;
-    for (int i = 0; i < en->n_running; i++) en->running[i]->in_batch = 0;
+    for (int i = 0; i < en->n_running; i++) {
+        seq *s = en->running[i];
+        s->in_batch = 0;
+        prefilling += s->n_tokens - s->n_cached > 1 || s->n_tokens == s->n_prompt;
+    }
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < en->n_running; i++) {
             seq *s = en->running[i];
@@ -350,16 +376,22 @@ static int build_batch(q3_engine *en, int *pages, int *rows) {
             bool decoding = left == 1 && s->n_tokens > s->n_prompt;
             if ((pass == 0) != decoding || left <= 0) continue;
             int take = decoding ? 1 : (left < budget ? left : budget);
+            int spare_rows = en->logit_rows - *rows - prefilling; /* this one's own row is in prefilling */
+            if (!decoding) prefilling--;
+            if (s->prompt_logprobs && take > spare_rows + 1) take = spare_rows + 1;
             if (take <= 0) continue;
             if (!decoding) budget -= take;
             s->in_batch = take;
             *pages += q3_kv_pages_needed(en->kv, s->slot, s->n_cached + take);
             for (int j = 0; j < take; j++, n++) {
-                en->b_tokens[n] = s->tokens[s->n_cached + j];
-                en->b_pos[n] = s->n_cached + j;
+                int p = s->n_cached + j;
+                en->b_tokens[n] = s->tokens[p];
+                en->b_pos[n] = p;
                 en->b_seq[n] = s->slot;
-                en->b_logits[n] = s->n_cached + j == s->n_tokens - 1;
-                if (en->b_logits[n]) en->b_owner[(*rows)++] = s;
+                en->b_logits[n] = wants_logits(s, p);
+                if (!en->b_logits[n]) continue;
+                en->b_owner[*rows] = s;
+                en->b_row_pos[(*rows)++] = p;
             }
         }
     }
@@ -372,10 +404,25 @@ static bool is_eos(const q3_engine *en, int32_t t) {
     return false;
 }
 
+/* The next token of s from its logits row: drawn from what its grammar allows, if it has one.
+ * -1 when the grammar allows nothing (it cannot happen for a grammar of ours) or fails. */
+static int32_t draw(q3_engine *en, seq *s, float *row, const char **error) {
+    const uint64_t *allow = NULL;
+    q3_error e = {0};
+    if (constraint_allowed(&en->cv, &s->cons, &allow, &e)) {
+        *error = "constrained decoding: out of memory";
+        return -1;
+    }
+    if (!allow && !s->biased) return q3_sampler_sample(s->sampler, row, en->vocab);
+    return q3_sampler_sample_masked(s->sampler, row, en->vocab, allow);
+}
+
 /* Samples s's next token from its logits row and reports it; returns how s finished, if it did. */
-static q3_finish advance(q3_engine *en, seq *s, float *row) {
+static q3_finish advance(q3_engine *en, seq *s, float *row, const char **error) {
+    if (s->max_tokens == 0) return Q3_FINISH_LENGTH; /* the prompt was only to be scored */
     q3_event ev = {.token = -1, .stop_index = -1};
-    int32_t t = q3_sampler_sample(s->sampler, row, en->vocab);
+    int32_t t = draw(en, s, row, error);
+    if (t < 0) return *error ? Q3_FINISH_ERROR : Q3_FINISH_STOP;
     if (s->top_logprobs >= 0) {
         ev.n_top = q3_logprobs(row, en->vocab, t, &ev.logprob, s->top_logprobs, ev.top_ids, ev.top_logprobs);
     }
@@ -383,6 +430,7 @@ static q3_finish advance(q3_engine *en, seq *s, float *row) {
     if (s->ttft == 0) s->ttft = q3_now_s() - s->t_submit;
     s->tokens[s->n_tokens++] = t;
     ev.token = t;
+    bool complete = constraint_follow(&en->cv, &s->cons, t);
     bool eos = !s->ignore_eos && is_eos(en, t), matched = false;
     size_t piece = 0, out = 0;
     if (!eos) {
@@ -393,9 +441,18 @@ static q3_finish advance(q3_engine *en, seq *s, float *row) {
         ev.text_len = out;
     }
     emit(s, &ev);
-    if (eos || matched) return Q3_FINISH_STOP;
+    if (eos || matched || complete) return Q3_FINISH_STOP;
     if (s->n_tokens - s->n_prompt >= s->max_tokens || s->n_tokens >= en->o.max_context) return Q3_FINISH_LENGTH;
     return Q3_FINISH_NONE;
+}
+
+/* Reports prompt token p + 1 of s, scored by the logits of position p. */
+static void report_prompt_token(q3_engine *en, seq *s, const float *row, int p) {
+    q3_event ev = {.prompt = true, .token = s->tokens[p + 1], .stop_index = -1};
+    int k = s->top_logprobs > 0 ? s->top_logprobs : 0;
+    ev.n_top = q3_logprobs(row, en->vocab, ev.token, &ev.logprob, k, ev.top_ids, ev.top_logprobs);
+    s->prompt_reported = p + 1;
+    emit(s, &ev);
 }
 
 static void step(q3_engine *en) {
@@ -407,6 +464,10 @@ static void step(q3_engine *en) {
         if (pages <= free_pages || en->n_running <= 1) break;
         preempt_youngest(en);
     }
+    if (pages > free_pages) { /* alone and out of cache: it ends as if max_tokens were reached */
+        retire(en, 0, Q3_FINISH_LENGTH, NULL);
+        return;
+    }
     if (n == 0) return;
     q3_batch b = {n, en->b_tokens, en->b_pos, en->b_seq, en->b_logits};
     q3_error err = {0};
@@ -415,16 +476,24 @@ static void step(q3_engine *en) {
         return;
     }
     for (int i = 0; i < en->n_running; i++) en->running[i]->n_cached += en->running[i]->in_batch;
+    int drawn = 0;
     for (int r = 0; r < rows; r++) {
         seq *s = en->b_owner[r];
-        q3_finish why = advance(en, s, en->logits + (size_t)r * en->vocab);
+        float *row = en->logits + (size_t)r * en->vocab;
+        if (en->b_row_pos[r] < s->n_tokens - 1) { /* a prompt position being scored */
+            report_prompt_token(en, s, row, en->b_row_pos[r]);
+            continue;
+        }
+        const char *error = NULL;
+        q3_finish why = advance(en, s, row, &error);
+        drawn += s->max_tokens > 0;
         if (why == Q3_FINISH_NONE) continue;
         for (int i = 0; i < en->n_running; i++)
-            if (en->running[i] == s) retire(en, i, why, NULL);
+            if (en->running[i] == s) retire(en, i, why, error);
     }
     pthread_mutex_lock(&en->lock);
     en->stats.steps++;
-    en->stats.generated_tokens += (uint64_t)rows;
+    en->stats.generated_tokens += (uint64_t)drawn;
     en->stats.bytes_read = q3_runner_bytes_read(en->runner);
     pthread_mutex_unlock(&en->lock);
 }
@@ -474,12 +543,15 @@ static q3_status alloc_buffers(q3_engine *en, q3_error *e) {
     en->b_pos = malloc((size_t)T * sizeof(int32_t));
     en->b_seq = malloc((size_t)T * sizeof(int32_t));
     en->b_logits = malloc((size_t)T * sizeof(bool));
-    en->b_owner = malloc((size_t)B * sizeof *en->b_owner);
-    en->logits = malloc((size_t)B * en->vocab * sizeof(float));
+    /* Rows for every sequence's next token, and PROMPT_ROWS more for scoring prompts (echo). */
+    en->logit_rows = B + PROMPT_ROWS;
+    en->b_owner = malloc((size_t)en->logit_rows * sizeof *en->b_owner);
+    en->b_row_pos = malloc((size_t)en->logit_rows * sizeof *en->b_row_pos);
+    en->logits = malloc((size_t)en->logit_rows * en->vocab * sizeof(float));
     en->text_cap = 2 * ((en->tok ? q3_tok_stream_cap(en->tok) : 0) + 4096);
     en->text_buf = malloc(en->text_cap);
     if (!en->running || !en->free_slots || !en->cache || !en->b_tokens || !en->b_pos || !en->b_seq ||
-        !en->b_logits || !en->b_owner || !en->logits || !en->text_buf)
+        !en->b_logits || !en->b_owner || !en->b_row_pos || !en->logits || !en->text_buf)
         return q3_fail(e, Q3_ENOMEM, "engine: out of memory");
     for (int i = 0; i < 2 * B; i++) en->free_slots[i] = 2 * B - 1 - i;
     en->n_free_slots = 2 * B;
@@ -523,6 +595,7 @@ q3_status q3_engine_new(q3_engine **out, const q3_model *m, const q3_tokenizer *
         add_eos(en, q3_tok_eos(tok));
     }
     add_eos(en, q3_model_config(m)->eos_token);
+    constraint_vocab_init(&en->cv, tok, en->vocab, en->eos, en->n_eos);
     en->stats.page_size = en->o.page_size;
     en->stats.kv_pages_free = n_pages;
     if (pthread_create(&en->thread, NULL, loop, en) != 0) {
@@ -545,8 +618,9 @@ void q3_engine_free(q3_engine *en) {
     for (int i = 0; en->cache && i < en->o.max_batch_size; i++) free(en->cache[i].tokens);
     q3_runner_free(en->runner);
     q3_kv_cache_free(en->kv);
+    constraint_vocab_free(&en->cv);
     void *bufs[] = {en->running, en->free_slots, en->cache, en->b_tokens, en->b_pos, en->b_seq, en->b_logits,
-                    en->b_owner, en->logits, en->text_buf, en->cancels};
+                    en->b_owner, en->b_row_pos, en->logits, en->text_buf, en->cancels};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     pthread_mutex_destroy(&en->lock);
     pthread_cond_destroy(&en->wake);
@@ -555,7 +629,10 @@ void q3_engine_free(q3_engine *en) {
 
 static q3_status make_seq(q3_engine *en, const q3_request *req, seq **out, q3_error *e) {
     if (req->n_prompt <= 0) return q3_fail(e, Q3_EINVAL, "the prompt is empty");
-    if (req->max_tokens <= 0) return q3_fail(e, Q3_EINVAL, "max_tokens must be positive, not %d", req->max_tokens);
+    if (req->max_tokens < 0 || (req->max_tokens == 0 && !req->prompt_logprobs))
+        return q3_fail(e, Q3_EINVAL, "max_tokens must be positive, not %d", req->max_tokens);
+    if (req->prompt_logprobs && req->top_logprobs < 0)
+        return q3_fail(e, Q3_EINVAL, "prompt log-probabilities need top_logprobs >= 0");
     if (req->n_prompt >= en->o.max_context)
         return q3_fail(e, Q3_EINVAL, "the prompt has %d tokens; the context holds %d", req->n_prompt, en->o.max_context);
     if (req->top_logprobs > Q3_MAX_TOP_LOGPROBS)
@@ -575,7 +652,9 @@ static q3_status make_seq(q3_engine *en, const q3_request *req, seq **out, q3_er
     s->cap = limit < en->o.max_context ? limit : en->o.max_context;
     s->tokens = malloc((size_t)s->cap * sizeof *s->tokens);
     if (!s->tokens || (st = q3_sampler_new(&s->sampler, &req->sampling, en->vocab, e)) ||
-        (st = q3_stop_init(&s->stop, req->stop, req->n_stop, e))) {
+        (st = q3_stop_init(&s->stop, req->stop, req->n_stop, e)) ||
+        (req->n_bias && (st = q3_sampler_set_bias(s->sampler, req->bias_ids, req->bias, req->n_bias, e))) ||
+        (st = constraint_start(&s->cons, &en->cv, req->grammar, req->grammar_reasoning, e))) {
         seq_free(s);
         return st ? st : q3_fail(e, Q3_ENOMEM, "out of memory");
     }
@@ -584,6 +663,8 @@ static q3_status make_seq(q3_engine *en, const q3_request *req, seq **out, q3_er
     s->max_tokens = req->max_tokens;
     s->top_logprobs = req->top_logprobs;
     s->ignore_eos = req->ignore_eos;
+    s->prompt_logprobs = req->prompt_logprobs;
+    s->biased = req->n_bias > 0;
     s->on_event = req->on_event;
     s->ctx = req->ctx;
     s->slot = -1;

@@ -3,8 +3,9 @@
  * One engine thread runs the loop: admit queued requests (first come, first served) while the
  * paged KV cache has room, build one batch per step from every running sequence's next decode
  * token plus chunks of prompt prefill (at most chunk_size prompt tokens a step), run the
- * forward pass, sample each sequence's next token, detokenize it, hold back text that could be
- * the start of a stop string, and report it through the request's callback.
+ * forward pass, sample each sequence's next token (from the tokens its grammar allows, when it
+ * has one: constraint.h), detokenize it, hold back text that could be the start of a stop
+ * string, and report it through the request's callback.
  *
  *   request -> q3_engine_submit -> queue -> scheduler (engine.c) -> q3_batch -> q3_forward
  *           -> logits -> sampler -> detokenizer -> stop strings -> on_event(callback)
@@ -15,6 +16,7 @@
 #define Q3_ENGINE_H
 
 #include "q3moe.h"
+#include "text/grammar.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
 
@@ -47,7 +49,9 @@ typedef enum q3_finish {
 
 typedef struct q3_event {
     uint64_t id;              /* the request */
-    /* a generated token (token >= 0) and the text it completes (may be empty: held back) */
+    /* a generated token (token >= 0) and the text it completes (may be empty: held back), or
+     * with prompt set, a prompt token (from the second on) with its log-probabilities */
+    bool prompt;
     int32_t token;
     const char *text;
     size_t text_len;
@@ -65,15 +69,30 @@ typedef struct q3_event {
 
 typedef void (*q3_event_fn)(void *ctx, const q3_event *ev);
 
+/* How a grammar meets a reasoning model's think block. */
+typedef enum q3_grammar_reasoning {
+    Q3_GRAMMAR_AT_ONCE,       /* the grammar holds from the first token */
+    Q3_GRAMMAR_AFTER_THINK,   /* the first token may open <think>; the grammar holds after </think> */
+    Q3_GRAMMAR_THINKING,      /* the prompt opened <think>: the grammar holds after </think> */
+} q3_grammar_reasoning;
+
 typedef struct q3_request {
     const int32_t *prompt;    /* copied by submit */
     int n_prompt;
     q3_sampling sampling;
-    int max_tokens;           /* > 0 */
+    int max_tokens;           /* > 0; or 0 with prompt_logprobs (score the prompt only) */
     const char *const *stop;  /* stop strings, copied by submit */
     int n_stop;
     bool ignore_eos;          /* keep going past end-of-sequence tokens */
     int top_logprobs;         /* -1: no logprobs; 0..Q3_MAX_TOP_LOGPROBS: the token's, plus that many alternatives */
+    bool prompt_logprobs;     /* also report each prompt token after the first (event.prompt) with its
+                               * log-probability and top_logprobs (>= 0) alternatives: OpenAI's echo */
+    q3_grammar *grammar;      /* NULL: free text; else the reply must be a sentence of it (submit takes a
+                               * reference): tokens are drawn from a mask, the end comes when it may */
+    q3_grammar_reasoning grammar_reasoning;
+    const int32_t *bias_ids;  /* logit_bias: n_bias token ids and the values added to their logits, copied */
+    const float *bias;
+    int n_bias;
     q3_event_fn on_event;
     void *ctx;
 } q3_request;

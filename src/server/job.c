@@ -10,20 +10,29 @@
 #include <string.h>
 #include <time.h>
 
+typedef struct source {
+    struct job *job;
+    int index;
+    job_event *end;           /* made with the job, so that the end always gets through */
+    double t_last_token;      /* for the inter-token histogram */
+    bool got_token;
+} source;
+
 struct job {
     pthread_mutex_t lock;
     pthread_cond_t arrived;
-    int owners;                    /* 2, then 1, then freed */
+    int owners;                    /* n + 1, then fewer, then freed */
     job_event *head, *tail;
-    bool ended;
-    job_end end;
     q3_metrics *metrics;
-    double t_start, t_last_token;  /* for the latency histograms */
-    bool got_token;
+    double t_start;                /* for the request-duration histogram */
+    int n;
+    source sources[];
 };
 
-job *job_new(q3_metrics *metrics) {
-    job *j = calloc(1, sizeof *j);
+static void job_free(job *j);
+
+job *job_new(q3_metrics *metrics, int n) {
+    job *j = calloc(1, sizeof *j + (size_t)n * sizeof *j->sources);
     if (!j) return NULL;
     pthread_mutex_init(&j->lock, NULL);
     pthread_condattr_t attr;
@@ -31,44 +40,66 @@ job *job_new(q3_metrics *metrics) {
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&j->arrived, &attr);
     pthread_condattr_destroy(&attr);
-    j->owners = 2;
+    j->owners = n + 1;
+    j->n = n;
     j->metrics = metrics;
     j->t_start = q3_now_s();
+    for (int i = 0; i < n; i++) {
+        j->sources[i] = (source){j, i, calloc(1, sizeof(job_event) + 1), 0, false};
+        if (!j->sources[i].end) {
+            j->owners = 0;
+            job_free(j);
+            return NULL;
+        }
+    }
     return j;
 }
 
+void *job_source(job *j, int i) { return &j->sources[i]; }
+
 static void job_free(job *j) {
     job_events_free(j->head);
+    for (int i = 0; i < j->n; i++) free(j->sources[i].end); /* those not handed out */
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->arrived);
     free(j);
 }
 
-void job_release(job *j) {
+static void let_go(job *j) {
     pthread_mutex_lock(&j->lock);
     bool last = --j->owners == 0;
     pthread_mutex_unlock(&j->lock);
     if (last) job_free(j);
 }
 
-static void observe_latency(job *j, const q3_event *ev) {
+void job_release(job *j) { let_go(j); }
+
+void job_release_source(job *j, int i) {
+    (void)i;
+    let_go(j);
+}
+
+static void observe_latency(source *s, const q3_event *ev) {
+    q3_metrics *m = s->job->metrics;
     double t = q3_now_s();
-    if (ev->token >= 0) {
-        if (!j->got_token) metrics_observe(j->metrics, &j->metrics->ttft, ev->ttft_s);
-        else metrics_observe(j->metrics, &j->metrics->itl, t - j->t_last_token);
-        j->got_token = true;
-        j->t_last_token = t;
+    if (ev->token >= 0 && !ev->prompt) {
+        if (!s->got_token) metrics_observe(m, &m->ttft, ev->ttft_s);
+        else metrics_observe(m, &m->itl, t - s->t_last_token);
+        s->got_token = true;
+        s->t_last_token = t;
     }
-    if (ev->finish != Q3_FINISH_NONE) metrics_observe(j->metrics, &j->metrics->e2e, t - j->t_start);
+    if (ev->finish != Q3_FINISH_NONE) metrics_observe(m, &m->e2e, t - s->job->t_start);
 }
 
 /* A token, or the text that comes with the last event; NULL when there is nothing to pass on or
  * no memory (the text is then lost, but the end still gets through). */
-static job_event *copy_event(const q3_event *ev) {
+static job_event *copy_event(const q3_event *ev, int choice) {
     if (ev->token < 0 && ev->text_len == 0) return NULL;
     job_event *c = malloc(sizeof *c + ev->text_len + 1);
     if (!c) return NULL;
-    c->next = NULL;
+    memset(c, 0, sizeof *c);
+    c->choice = choice;
+    c->prompt = ev->prompt;
     c->token = ev->token;
     c->logprob = ev->logprob;
     c->n_top = ev->n_top < 0 ? 0 : ev->n_top > Q3_MAX_TOP_LOGPROBS ? Q3_MAX_TOP_LOGPROBS : ev->n_top;
@@ -80,43 +111,53 @@ static job_event *copy_event(const q3_event *ev) {
     return c;
 }
 
-void job_on_event(void *ctx, const q3_event *ev) {
-    job *j = ctx;
-    observe_latency(j, ev);
-    job_event *c = copy_event(ev);
-    bool last = ev->finish != Q3_FINISH_NONE;
-    pthread_mutex_lock(&j->lock);
-    if (c) {
-        if (j->tail) j->tail->next = c;
-        else j->head = c;
-        j->tail = c;
-    }
-    if (last) {
-        j->ended = true;
-        j->end = (job_end){ev->finish, ev->stop_index, ev->prompt_tokens, ev->completion_tokens,
-                           ev->cached_tokens, ""};
-        if (ev->error) snprintf(j->end.error, sizeof j->end.error, "%s", ev->error);
-    }
-    pthread_cond_signal(&j->arrived);
-    pthread_mutex_unlock(&j->lock);
-    if (last) job_release(j);
+/* The end of a source, as an event of its own (the one made with the job, handed out once). */
+static job_event *end_event(source *s, const q3_event *ev) {
+    job_event *c = s->end;
+    if (!c) return NULL;
+    s->end = NULL;
+    c->choice = s->index;
+    c->is_end = true;
+    c->token = -1;
+    c->end = (job_end){ev->finish, ev->stop_index, ev->prompt_tokens, ev->completion_tokens, ev->cached_tokens, ""};
+    if (ev->error) snprintf(c->end.error, sizeof c->end.error, "%s", ev->error);
+    return c;
 }
 
-bool job_take(job *j, double wait_s, job_event **events, job_end *end) {
+static void append(job *j, job_event *e) {
+    if (!e) return;
+    if (j->tail) j->tail->next = e;
+    else j->head = e;
+    j->tail = e;
+}
+
+void job_on_event(void *ctx, const q3_event *ev) {
+    source *s = ctx;
+    job *j = s->job;
+    observe_latency(s, ev);
+    job_event *c = copy_event(ev, s->index);
+    bool last = ev->finish != Q3_FINISH_NONE;
+    job_event *end = last ? end_event(s, ev) : NULL;
+    pthread_mutex_lock(&j->lock);
+    append(j, c);
+    append(j, end);
+    pthread_cond_signal(&j->arrived);
+    pthread_mutex_unlock(&j->lock);
+    if (last) let_go(j);
+}
+
+void job_take(job *j, double wait_s, job_event **events) {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     long long ns = until.tv_nsec + (long long)(wait_s * 1e9);
     until.tv_sec += (time_t)(ns / 1000000000);
     until.tv_nsec = (long)(ns % 1000000000);
     pthread_mutex_lock(&j->lock);
-    while (!j->head && !j->ended)
+    while (!j->head)
         if (pthread_cond_timedwait(&j->arrived, &j->lock, &until) == ETIMEDOUT) break;
     *events = j->head;
     j->head = j->tail = NULL;
-    bool ended = j->ended;
-    if (ended) *end = j->end;
     pthread_mutex_unlock(&j->lock);
-    return ended;
 }
 
 void job_events_free(job_event *ev) {

@@ -3,57 +3,40 @@
  * POST /detokenize.
  *
  * A completion goes straight through serve_completion, in this order:
- *   request JSON -> completion_request        (openai_request.c: every field checked)
- *   messages -> chat template -> prompt text  (text/chat.h, with tools and enable_thinking)
+ *   request JSON -> completion_request        (openai_request.c: every field checked; a response
+ *                                              format or forced tool call becomes a grammar)
+ *   messages -> chat template -> prompt text  (completion.c, text/chat.h)
  *   prompt text -> tokens                     (text/tokenizer.h)
- *   tokens -> q3_engine_submit                (engine/engine.h; events go to a job, job.c)
+ *   tokens -> q3_engine_submit, per choice    (generation.c; events go to a job, job.c)
  *   events -> one JSON object, or SSE chunks  (openai_reply.c)
- * Status codes: 400 for a malformed body or a bad field (named in error.param), a prompt that
- * does not fit the context or max_tokens <= 0; 404 for another model; 503 with Retry-After when
- * the engine's queue is full; 500 when the engine fails. */
+ * Status codes: 400 for a malformed body or a bad field (named in error.param; an invalid JSON
+ * schema names its keyword in the message), a prompt that does not fit the context or the KV
+ * cache, max_tokens <= 0; 404 for another model; 503 with Retry-After when the engine's queue is
+ * full; 500 when the engine fails. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/openai.h"
 
-/* Hands the request to the engine; its events go to the answer's job from here on. */
-static bool submit(q3_server *srv, answer *a, const completion_request *c, const int32_t *prompt, int n_prompt,
-                   api_error *err) {
-    if (atomic_load(&srv->stopping)) {
-        answer_submitted(a, false, 0);
-        return api_fail(err, 503, "shutting_down", NULL, "the server is stopping");
-    }
-    q3_request q = answer_engine_request(a, c, prompt, n_prompt);
-    uint64_t id = 0;
-    q3_error e = {0};
-    q3_status st = q3_engine_submit(srv->engine, &q, &id, &e);
-    answer_submitted(a, st == Q3_OK, id);
-    if (st == Q3_OK) return true;
-    if (st == Q3_EFULL) {
-        api_fail(err, 503, "server_overloaded", NULL, "%s", e.msg);
-        err->retry_after = 1;
-        return false;
-    }
-    return api_fail(err, st == Q3_EINVAL ? 400 : 500, NULL, NULL, "%s", e.msg);
-}
-
 static http_reply serve_completion(const http_request *r, bool chat) {
     api_error err;
     json_t *body = NULL;
-    completion_request c;
+    completion_request c = completion_request_new(r->srv, chat);
     int32_t *prompt = NULL;
     int n_prompt = 0;
     bool in_reasoning = false;
-    answer *a = NULL;
-    bool ok = read_body(r, &body, &err) &&                                      /* JSON */
-              parse_completion_request(body, r->srv, chat, &c, &err) &&         /* fields */
+    openai_reply *a = NULL;
+    bool ok = read_body(r, &body, &err) &&                                         /* JSON */
+              parse_completion_request(body, r->srv, chat, &c, &err) &&            /* fields, grammar */
               prompt_tokens(r->srv, &c, &prompt, &n_prompt, &in_reasoning, &err) && /* template, tokens */
               check_length(r->srv, n_prompt, &c, &err) &&
-              ((a = answer_new(r, &c, in_reasoning)) || api_fail(&err, 500, NULL, NULL, "out of memory")) &&
-              submit(r->srv, a, &c, prompt, n_prompt, &err);                    /* engine */
-    http_reply reply = !ok ? reply_error(&err) : c.stream ? answer_stream(a) : answer_whole(a); /* events */
-    if (!ok) answer_free(a);
+              ((a = openai_reply_new(r, &c, in_reasoning, prompt, n_prompt)) ||
+               api_fail(&err, 500, NULL, NULL, "out of memory")) &&
+              gen_submit(openai_reply_gen(a), &c, prompt, n_prompt, &err);        /* engine */
+    http_reply reply = !ok ? reply_error(&err) : c.stream ? openai_reply_stream(a) : openai_reply_whole(a); /* events */
+    if (!ok) openai_reply_free(a);
     free(prompt);
+    completion_request_free(&c);
     json_decref(body);
     return reply;
 }
@@ -86,7 +69,7 @@ http_reply openai_models(const http_request *r) {
 http_reply openai_tokenize(const http_request *r) {
     api_error err;
     json_t *body = NULL;
-    completion_request c = {.chat = true};
+    completion_request c = completion_request_new(r->srv, true);
     int32_t *ids = NULL;
     int n = 0;
     bool in_reasoning;
@@ -107,6 +90,7 @@ http_reply openai_tokenize(const http_request *r) {
                       "give the text to tokenize as a string in \"content\" or \"prompt\", or a conversation in "
                       "\"messages\"");
     }
+    completion_request_free(&c);
     json_decref(body);
     if (!ok) return reply_error(&err);
     json_t *list = json_array();

@@ -1,17 +1,19 @@
-/* Writing an OpenAI reply from engine events, whole (one JSON object) or as server-sent events.
+/* Writing an OpenAI reply (chat.completion, text_completion) from a generation in flight
+ * (generation.h), whole (one JSON object) or as server-sent events.
  *
- * Both ways run the same loop on the request's HTTP thread: take the events that arrived (job.c),
- * pass each token's text through the chat splitter (reasoning / content / tool calls, text/chat.h)
- * and note its log-probabilities. A stream writes one chunk per generated token (its delta may be
- * empty while text is held back: part of a tag, a possible stop string, half a character), so a
- * client counting chunks counts tokens; a whole reply gathers them. At the end, tool calls are
- * parsed from the whole generated text when the request offered tools.
+ * A stream writes one chunk per generated token of each choice (its delta may be empty while
+ * text is held back: part of a tag, a possible stop string, half a character), so a client
+ * counting chunks counts tokens; choices are told apart by their index. A whole reply gathers
+ * them. Tool calls are read as the reply streams, in the chat template's format, when the request
+ * offered tools; a stream passes each call on whole (id, name, arguments in one delta) as soon as
+ * its text has closed, since a call still open may turn out not to be one. With echo (completions), the prompt comes back in front of each choice's text, and with
+ * logprobs its tokens too, the first one without a log-probability (nothing comes before it).
  *
- * finish_reason: "stop" (end-of-sequence token or stop string), "length" (max_tokens, the
- * context, or --timeout: a timed-out request is cancelled and answered with what it has, as if
- * max_tokens had been reached; 200 rather than 408/504, which clients such as the openai package
- * would retry), "tool_calls" (stopped after calling tools), "abort" (the server is stopping:
- * q3_server_stop gives running requests a moment to end so). */
+ * finish_reason: "stop" (end-of-sequence token, stop string, or a complete response format),
+ * "length" (max_tokens, the context, or --timeout: a timed-out request is cancelled and answered
+ * with what it has, as if max_tokens had been reached; 200 rather than 408/504, which clients
+ * such as the openai package would retry), "tool_calls" (stopped after calling tools), "abort"
+ * (the server is stopping: q3_server_stop gives running requests a moment to end so). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,26 +23,21 @@
 #include "base/clock.h"
 #include "server/openai.h"
 
-#define WAIT_SLICE_S 0.2 /* how often a waiting thread looks at its client and the clock */
 #define KEEPALIVE_S 10.0 /* an SSE comment after this long without output */
 
-struct answer {
-    q3_server *srv;
-    http_request conn;         /* the connection (its socket), not the body */
-    job *job;
-    uint64_t seq;              /* the engine's id for the request */
-    bool submitted, ended, cancelled, timed_out, head_sent;
-    bool chat, include_usage, offers_tools;
+struct openai_reply {
+    gen *g;
+    bool chat, include_usage, echo;
     int logprobs;              /* -1: none */
     char id[48];
     long long created;
-    double deadline;           /* monotonic seconds; 0: none */
-    q3_chat_stream split;
-    sbuf reasoning, content, tool_text; /* since the last chunk (stream) or all of it (whole) */
-    sbuf raw;                  /* everything generated, when tools were offered: for the tool-call parser */
-    json_t *all_logprobs;      /* a whole reply's logprobs object */
-    size_t text_offset;        /* the legacy logprobs' text_offset */
-    job_end end;
+    bool head_sent;
+    bool final_sent[Q3_MAX_CHOICES];
+    json_t *all_logprobs[Q3_MAX_CHOICES]; /* a whole reply's logprobs objects */
+    size_t text_offset[Q3_MAX_CHOICES];   /* the legacy logprobs' text_offset */
+    sbuf *out;                 /* a stream's body while it is being produced */
+    char *prompt_text;         /* echo: the prompt as its tokens spell it */
+    size_t prompt_len;
 };
 
 /* ---- log-probabilities ---- */
@@ -81,40 +78,50 @@ static json_t *logprobs_new(bool chat) {
     return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
 }
 
-static void logprobs_add(answer *a, json_t *into, const job_event *ev) {
-    const q3_tokenizer *tok = a->srv->tok;
-    if (a->chat) {
-        json_t *entry = chat_logprob(tok, ev->token, ev->logprob);
-        json_t *top = json_array();
-        for (int i = 0; i < ev->n_top; i++)
-            json_array_append_new(top, chat_logprob(tok, ev->top_ids[i], ev->top_logprobs[i]));
-        json_object_set_new(entry, "top_logprobs", top);
-        json_array_append_new(json_object_get(into, "content"), entry);
-        return;
-    }
-    json_t *top = json_object();
-    for (int i = 0; i < ev->n_top; i++) {
+/* One row of the legacy columns; no event: the first prompt token, which has no log-probability. */
+static void legacy_add(openai_reply *a, json_t *into, int choice, int32_t token, const job_event *ev) {
+    const q3_tokenizer *tok = a->g->srv->tok;
+    json_t *top = ev ? json_object() : json_null();
+    for (int i = 0; ev && i < ev->n_top; i++) {
         json_t *key = token_text(tok, ev->top_ids[i]);
         json_object_set_new(top, json_string_value(key), json_real(finite_logprob(ev->top_logprobs[i])));
         json_decref(key);
     }
-    json_array_append_new(json_object_get(into, "tokens"), token_text(tok, ev->token));
-    json_array_append_new(json_object_get(into, "token_logprobs"), json_real(finite_logprob(ev->logprob)));
+    json_array_append_new(json_object_get(into, "tokens"), token_text(tok, token));
+    json_array_append_new(json_object_get(into, "token_logprobs"), ev ? json_real(finite_logprob(ev->logprob)) : json_null());
     json_array_append_new(json_object_get(into, "top_logprobs"), top);
-    json_array_append_new(json_object_get(into, "text_offset"), json_integer((json_int_t)a->text_offset));
+    json_array_append_new(json_object_get(into, "text_offset"), json_integer((json_int_t)a->text_offset[choice]));
+}
+
+static void logprobs_add(openai_reply *a, json_t *into, const job_event *ev) {
+    const q3_tokenizer *tok = a->g->srv->tok;
+    if (!a->chat) {
+        legacy_add(a, into, ev->choice, ev->token, ev);
+        return;
+    }
+    json_t *entry = chat_logprob(tok, ev->token, ev->logprob);
+    json_t *top = json_array();
+    for (int i = 0; i < ev->n_top; i++) json_array_append_new(top, chat_logprob(tok, ev->top_ids[i], ev->top_logprobs[i]));
+    json_object_set_new(entry, "top_logprobs", top);
+    json_array_append_new(json_object_get(into, "content"), entry);
 }
 
 /* ---- chunks and objects ---- */
 
-static json_t *reply_object(const answer *a, const char *object) {
+static json_t *reply_object(const openai_reply *a, const char *object) {
     return json_pack("{s:s, s:s, s:I, s:s}", "id", a->id, "object", object, "created", (json_int_t)a->created,
-                     "model", a->srv->model_name);
+                     "model", a->g->srv->model_name);
 }
 
-static json_t *usage_json(const answer *a) {
-    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", a->end.prompt_tokens, "completion_tokens",
-                     a->end.completion_tokens, "total_tokens", a->end.prompt_tokens + a->end.completion_tokens,
-                     "prompt_tokens_details", "cached_tokens", a->end.cached_tokens);
+/* Usage over every choice: the prompt once, the completions added up. */
+static json_t *usage_json(const openai_reply *a) {
+    const gen *g = a->g;
+    int completion = 0;
+    for (int i = 0; i < g->n; i++) completion += g->choice[i].end.completion_tokens;
+    const job_end *e = &g->choice[0].end;
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", e->prompt_tokens, "completion_tokens", completion,
+                     "total_tokens", e->prompt_tokens + completion, "prompt_tokens_details", "cached_tokens",
+                     e->cached_tokens);
 }
 
 static void sse_write(sbuf *out, json_t *v) {
@@ -126,212 +133,180 @@ static void sse_write(sbuf *out, json_t *v) {
 }
 
 /* Moves the text gathered since the last chunk into a delta (chat) or a text (completions). */
-static json_t *take_delta(answer *a) {
+static json_t *take_delta(openai_reply *a, int i) {
+    gen_choice *ch = &a->g->choice[i];
     if (!a->chat) {
-        json_t *text = json_text(a->content.data ? a->content.data : "", a->content.len);
-        a->content.len = 0;
+        json_t *text = json_text(ch->content.data ? ch->content.data : "", ch->content.len);
+        ch->content.len = 0;
         return text;
     }
     json_t *delta = json_object();
-    if (a->reasoning.len) json_object_set_new(delta, "reasoning_content", json_text(a->reasoning.data, a->reasoning.len));
-    if (a->content.len) json_object_set_new(delta, "content", json_text(a->content.data, a->content.len));
-    a->reasoning.len = a->content.len = 0;
+    if (ch->reasoning.len) json_object_set_new(delta, "reasoning_content", json_text(ch->reasoning.data, ch->reasoning.len));
+    if (ch->content.len) json_object_set_new(delta, "content", json_text(ch->content.data, ch->content.len));
+    ch->reasoning.len = ch->content.len = 0;
     return delta;
 }
 
-static void write_chunk(answer *a, sbuf *out, json_t *delta, json_t *logprobs, const char *finish) {
+static void write_chunk(openai_reply *a, int i, json_t *delta, json_t *logprobs, const char *finish) {
     json_t *chunk = reply_object(a, a->chat ? "chat.completion.chunk" : "text_completion");
-    json_t *choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, a->chat ? "delta" : "text", delta, "logprobs",
+    json_t *choice = json_pack("{s:i, s:o, s:o, s:o}", "index", i, a->chat ? "delta" : "text", delta, "logprobs",
                                logprobs ? logprobs : json_null(), "finish_reason",
                                finish ? json_string(finish) : json_null());
     json_object_set_new(chunk, "choices", json_pack("[o]", choice));
-    sse_write(out, chunk);
+    sse_write(a->out, chunk);
 }
 
-/* ---- folding events in ---- */
-
-static void on_split(void *user, q3_chat_part part, const char *text, size_t len) {
-    answer *a = user;
-    sbuf *to = part == Q3_CHAT_REASONING                   ? &a->reasoning
-               : part == Q3_CHAT_TOOL_CALL && a->offers_tools ? &a->tool_text
-                                                           : &a->content;
-    sbuf_put(to, text, len);
+/* A call as OpenAI writes it; a stream's delta also carries its index. */
+static json_t *tool_call_json(const gen_call *call, size_t index, bool with_index) {
+    json_t *j = json_pack("{s:o, s:s, s:{s:o, s:o}}", "id", json_text(call->id, strlen(call->id)), "type", "function",
+                          "function", "name", json_text(call->name, strlen(call->name)), "arguments",
+                          json_text(call->arguments.data ? call->arguments.data : "", call->arguments.len));
+    if (j && with_index) json_object_set_new(j, "index", json_integer((json_int_t)index));
+    return j;
 }
 
-static void take_text(answer *a, const char *text, size_t len) {
-    if (a->offers_tools) sbuf_put(&a->raw, text, len); /* settle() parses it only then */
-    if (a->chat) q3_chat_stream_feed(&a->split, text, len);
-    else sbuf_put(&a->content, text, len);
-}
-
-/* Folds events in; a stream (out set) gets a chunk per token. */
-static void absorb(answer *a, const job_event *ev, sbuf *out) {
-    for (; ev; ev = ev->next) {
-        take_text(a, ev->text, ev->text_len);
-        if (ev->token < 0) continue; /* the last text: it goes out with the end */
-        json_t *chunk_logprobs = NULL; /* a stream's, for this token's chunk */
-        if (a->logprobs >= 0 && out) logprobs_add(a, chunk_logprobs = logprobs_new(a->chat), ev);
-        else if (a->logprobs >= 0) logprobs_add(a, a->all_logprobs, ev);
-        size_t piece = 0;
-        q3_tok_piece(a->srv->tok, ev->token, &piece);
-        a->text_offset += piece;
-        if (out) write_chunk(a, out, take_delta(a), chunk_logprobs, NULL);
+/* Streaming: the calls of choice i that closed since the last chunk, each in a chunk of its own. */
+static void write_calls(openai_reply *a, int i) {
+    gen_call *call;
+    while ((call = gen_next_call(a->g, i))) {
+        size_t index = a->g->choice[i].calls_taken - 1;
+        write_chunk(a, i, json_pack("{s:[o]}", "tool_calls", tool_call_json(call, index, true)), NULL, NULL);
     }
 }
 
-/* Waits up to one slice for events and folds them in. False when the client has gone: the
- * sequence is then cancelled, and nobody will read the reply. */
-static bool wait_events(answer *a, sbuf *out) {
-    job_event *events;
-    a->ended = job_take(a->job, WAIT_SLICE_S, &events, &a->end);
-    absorb(a, events, out);
-    job_events_free(events);
-    if (a->ended) return true;
-    if (http_client_gone(&a->conn)) {
-        q3_engine_cancel(a->srv->engine, a->seq);
-        return false;
-    }
-    /* Out of time, or the server stops: the sequence is cancelled, and the reply still ends
-     * properly ("length" or "abort") once the engine confirms. */
-    bool stopping = atomic_load(&a->srv->stopping), late = a->deadline > 0 && q3_now_s() > a->deadline;
-    if ((stopping || late) && !a->cancelled) {
-        a->cancelled = true;
-        a->timed_out = !stopping;
-        q3_engine_cancel(a->srv->engine, a->seq);
-    }
-    return true;
+/* Every token: its logprobs (a chunk's or the whole reply's) and, streaming, its chunk. */
+static void on_token(void *ctx, int i, const job_event *ev) {
+    openai_reply *a = ctx;
+    json_t *chunk_logprobs = NULL;
+    if (a->logprobs >= 0 && a->out) logprobs_add(a, chunk_logprobs = logprobs_new(a->chat), ev);
+    else if (a->logprobs >= 0) logprobs_add(a, a->all_logprobs[i], ev);
+    size_t piece = 0;
+    q3_tok_piece(a->g->srv->tok, ev->token, &piece);
+    a->text_offset[i] += piece;
+    if (!a->out) return;
+    write_chunk(a, i, take_delta(a, i), chunk_logprobs, NULL);
+    write_calls(a, i);
 }
 
 /* ---- the end ---- */
 
-static const char *finish_reason(const answer *a, size_t n_calls) {
-    switch (a->end.finish) {
-    case Q3_FINISH_STOP: return n_calls ? "tool_calls" : "stop";
-    case Q3_FINISH_CANCELLED: return a->timed_out ? "length" : "abort";
+static const char *finish_reason(const openai_reply *a, int i, size_t n_calls) {
+    switch (gen_choice_finish(a->g, i)) {
+    case GEN_STOP: return n_calls ? "tool_calls" : "stop";
+    case GEN_ABORT: return "abort";
     default: return "length";
     }
 }
 
-/* Tool calls in OpenAI's shape; a stream's deltas also carry their index. */
-static json_t *tool_calls_json(const answer *a, const q3_chat_reply *parsed, bool with_index) {
-    json_t *calls = json_array();
-    for (size_t i = 0; i < parsed->n_tool_calls; i++) {
-        char id[64];
-        snprintf(id, sizeof id, "call_%s_%zu", a->id + strlen("chatcmpl-"), i);
-        json_t *call = json_pack("{s:s, s:s, s:{s:o, s:o}}", "id", id, "type", "function", "function", "name",
-                                 json_text(parsed->tool_calls[i].name, strlen(parsed->tool_calls[i].name)),
-                                 "arguments",
-                                 json_text(parsed->tool_calls[i].arguments, strlen(parsed->tool_calls[i].arguments)));
-        if (with_index) json_object_set_new(call, "index", json_integer((json_int_t)i));
-        json_array_append_new(calls, call);
-    }
-    return calls;
+/* The last chunk of choice i: what was held back, and the finish reason. */
+static void write_choice_end(openai_reply *a, int i) {
+    gen_settle(a->g, i);
+    write_calls(a, i);
+    write_chunk(a, i, take_delta(a, i), NULL, finish_reason(a, i, a->g->choice[i].n_calls));
+    a->final_sent[i] = true;
 }
 
-/* Ends the splitter and settles the tool calls: parsed from the whole text when tools were
- * offered; a tool-call block that does not parse is content after all. */
-static void settle(answer *a, q3_chat_reply *parsed) {
-    *parsed = (q3_chat_reply){0};
-    if (!a->chat) return;
-    q3_chat_stream_finish(&a->split);
-    if (!a->tool_text.len) return;
-    if (q3_chat_parse_reply(a->raw.data, a->raw.len, parsed, NULL) || parsed->n_tool_calls == 0) {
-        q3_chat_reply_free(parsed);
-        *parsed = (q3_chat_reply){0};
-        sbuf_put(&a->content, a->tool_text.data, a->tool_text.len);
-    }
+/* The first error among the choices, or NULL. */
+static const char *failure(const openai_reply *a) {
+    for (int i = 0; i < a->g->n; i++)
+        if (a->g->choice[i].ended && gen_choice_finish(a->g, i) == GEN_ERROR) return a->g->choice[i].end.error;
+    return NULL;
 }
 
-static void write_stream_end(answer *a, sbuf *out) {
-    if (a->end.finish == Q3_FINISH_ERROR) { /* the status line went out long ago: the error is an event */
-        sse_write(out, json_pack("{s:{s:o, s:s, s:n, s:n}}", "error", "message",
-                                 json_text(a->end.error, strlen(a->end.error)), "type", "server_error", "param",
-                                 "code"));
-    } else {
-        q3_chat_reply parsed;
-        settle(a, &parsed);
-        json_t *delta = take_delta(a);
-        if (parsed.n_tool_calls) json_object_set_new(delta, "tool_calls", tool_calls_json(a, &parsed, true));
-        write_chunk(a, out, delta, NULL, finish_reason(a, parsed.n_tool_calls));
-        q3_chat_reply_free(&parsed);
-        if (a->include_usage) {
-            json_t *last = reply_object(a, a->chat ? "chat.completion.chunk" : "text_completion");
-            json_object_set_new(last, "choices", json_array());
-            json_object_set_new(last, "usage", usage_json(a));
-            sse_write(out, last);
-        }
+static void write_stream_end(openai_reply *a) {
+    const char *error = failure(a);
+    if (error) { /* the status line went out long ago: the error is an event */
+        sse_write(a->out, json_pack("{s:{s:o, s:s, s:n, s:n}}", "error", "message", json_text(error, strlen(error)),
+                                    "type", "server_error", "param", "code"));
+    } else if (a->include_usage) {
+        json_t *last = reply_object(a, a->chat ? "chat.completion.chunk" : "text_completion");
+        json_object_set_new(last, "choices", json_array());
+        json_object_set_new(last, "usage", usage_json(a));
+        sse_write(a->out, last);
     }
-    sbuf_puts(out, "data: [DONE]\n\n");
+    sbuf_puts(a->out, "data: [DONE]\n\n");
 }
 
-static json_t *whole_choice(answer *a) {
-    q3_chat_reply parsed;
-    settle(a, &parsed);
-    json_t *choice = json_pack("{s:i, s:o, s:s}", "index", 0, "logprobs",
-                               a->all_logprobs ? json_incref(a->all_logprobs) : json_null(), "finish_reason",
-                               finish_reason(a, parsed.n_tool_calls));
+static json_t *whole_choice(openai_reply *a, int i) {
+    gen_settle(a->g, i);
+    gen_choice *ch = &a->g->choice[i];
+    json_t *choice = json_pack("{s:i, s:o, s:s}", "index", i, "logprobs",
+                               a->all_logprobs[i] ? json_incref(a->all_logprobs[i]) : json_null(), "finish_reason",
+                               finish_reason(a, i, ch->n_calls));
+    const char *content = ch->content.data ? ch->content.data : "";
     if (!a->chat) {
-        json_object_set_new(choice, "text", json_text(a->content.data ? a->content.data : "", a->content.len));
-    } else {
-        json_t *message = json_pack("{s:s}", "role", "assistant");
-        bool no_content = a->content.len == 0 && parsed.n_tool_calls;
-        json_object_set_new(message, "content",
-                            no_content ? json_null() : json_text(a->content.data ? a->content.data : "", a->content.len));
-        if (a->reasoning.len)
-            json_object_set_new(message, "reasoning_content", json_text(a->reasoning.data, a->reasoning.len));
-        if (parsed.n_tool_calls) json_object_set_new(message, "tool_calls", tool_calls_json(a, &parsed, false));
-        json_object_set_new(choice, "message", message);
+        sbuf text = {0};
+        if (a->echo) sbuf_put(&text, a->prompt_text, a->prompt_len);
+        sbuf_put(&text, content, ch->content.len);
+        json_object_set_new(choice, "text", json_text(text.data ? text.data : "", text.len));
+        sbuf_free(&text);
+        return choice;
     }
-    q3_chat_reply_free(&parsed);
+    json_t *message = json_pack("{s:s}", "role", "assistant");
+    bool no_content = ch->content.len == 0 && ch->n_calls;
+    json_object_set_new(message, "content", no_content ? json_null() : json_text(content, ch->content.len));
+    if (ch->reasoning.len) json_object_set_new(message, "reasoning_content", json_text(ch->reasoning.data, ch->reasoning.len));
+    if (ch->n_calls) {
+        json_t *calls = json_array();
+        for (size_t k = 0; k < ch->n_calls; k++) json_array_append_new(calls, tool_call_json(&ch->calls[k], k, false));
+        json_object_set_new(message, "tool_calls", calls);
+    }
+    json_object_set_new(choice, "message", message);
     return choice;
 }
 
 /* ---- the two ways out ---- */
 
-http_reply answer_whole(answer *a) {
-    while (!a->ended) {
-        if (!wait_events(a, NULL)) {
-            answer_free(a);
+http_reply openai_reply_whole(openai_reply *a) {
+    while (!gen_done(a->g)) {
+        if (!gen_wait(a->g, NULL)) {
+            openai_reply_free(a);
             api_error err; /* for the log of statuses: nobody is there to read it (nginx's 499) */
             api_fail(&err, 499, "client_closed_request", NULL, "the client closed the connection");
             return reply_error(&err);
         }
     }
-    if (a->end.finish == Q3_FINISH_ERROR) {
+    const char *error = failure(a);
+    if (error) {
         api_error err;
-        api_fail(&err, 500, NULL, NULL, "%s", a->end.error);
-        answer_free(a);
+        api_fail(&err, 500, NULL, NULL, "%s", error);
+        openai_reply_free(a);
         return reply_error(&err);
     }
-    json_t *reply = reply_object(a, a->chat ? "chat.completion" : "text_completion");
-    json_object_set_new(reply, "choices", json_pack("[o]", whole_choice(a)));
+    json_t *reply = reply_object(a, a->chat ? "chat.completion" : "text_completion"), *choices = json_array();
+    for (int i = 0; i < a->g->n; i++) json_array_append_new(choices, whole_choice(a, i));
+    json_object_set_new(reply, "choices", choices);
     json_object_set_new(reply, "usage", usage_json(a));
-    answer_free(a);
+    openai_reply_free(a);
     return reply_json(200, reply);
 }
 
 static stream_step stream_produce(void *ctx, sbuf *out) {
-    answer *a = ctx;
+    openai_reply *a = ctx;
+    a->out = out;
     if (!a->head_sent) {
         a->head_sent = true;
-        if (a->chat) {
-            write_chunk(a, out, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL);
-            return STREAM_MORE;
-        }
+        for (int i = 0; a->chat && i < a->g->n; i++)
+            write_chunk(a, i, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL, NULL);
+        if (a->chat) return STREAM_MORE;
     }
     double quiet_since = q3_now_s();
-    while (out->len == 0 && !a->ended) {
-        if (!wait_events(a, out)) return STREAM_ABORT;
+    while (out->len == 0 && !gen_done(a->g)) {
+        if (!gen_wait(a->g, out)) return STREAM_ABORT;
+        for (int i = 0; i < a->g->n; i++)
+            if (a->g->choice[i].ended && !a->final_sent[i] && !failure(a)) write_choice_end(a, i);
         if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) sbuf_puts(out, ": keep-alive\n\n");
     }
-    if (!a->ended) return STREAM_MORE;
-    write_stream_end(a, out);
+    if (!gen_done(a->g)) return STREAM_MORE;
+    for (int i = 0; i < a->g->n; i++)
+        if (!a->final_sent[i] && !failure(a)) write_choice_end(a, i);
+    write_stream_end(a);
     return STREAM_END;
 }
 
-static void stream_close(void *ctx) { answer_free(ctx); }
+static void stream_close(void *ctx) { openai_reply_free(ctx); }
 
-http_reply answer_stream(answer *a) {
+http_reply openai_reply_stream(openai_reply *a) {
     return (http_reply){.status = 200,
                         .content_type = "text/event-stream; charset=utf-8",
                         .stream = {stream_produce, stream_close, a}};
@@ -339,62 +314,53 @@ http_reply answer_stream(answer *a) {
 
 /* ---- life ---- */
 
-answer *answer_new(const http_request *r, const completion_request *c, bool in_reasoning) {
+/* Echo: the prompt's text as its tokens spell it, and its first token's row (the engine scores
+ * the rest). */
+static bool echo_prompt(openai_reply *a, const int32_t *prompt, int n_prompt) {
+    q3_error e;
+    if (q3_tok_decode(a->g->srv->tok, prompt, n_prompt, &a->prompt_text, &a->prompt_len, &e)) return false;
+    for (int i = 0; a->logprobs >= 0 && i < a->g->n; i++) {
+        legacy_add(a, a->all_logprobs[i], i, prompt[0], NULL);
+        size_t piece = 0;
+        q3_tok_piece(a->g->srv->tok, prompt[0], &piece);
+        a->text_offset[i] = piece;
+    }
+    return true;
+}
+
+openai_reply *openai_reply_new(const http_request *r, const completion_request *c, bool in_reasoning,
+                               const int32_t *prompt, int n_prompt) {
     static atomic_uint serial;
-    answer *a = calloc(1, sizeof *a);
-    if (!a) return NULL;
-    if (!(a->job = job_new(&r->srv->metrics))) {
+    openai_reply *a = calloc(1, sizeof *a);
+    if (!a || !(a->g = gen_new(r, c, in_reasoning))) {
         free(a);
         return NULL;
     }
-    atomic_fetch_add(&r->srv->answers, 1);
-    a->srv = r->srv;
-    a->conn = (http_request){.srv = r->srv, .fd = r->fd};
+    a->g->on_token = on_token;
+    a->g->ctx = a;
     a->chat = c->chat;
     a->include_usage = c->include_usage;
-    a->offers_tools = c->tools != NULL;
+    a->echo = c->echo;
     a->logprobs = c->logprobs;
     a->created = (long long)time(NULL);
     snprintf(a->id, sizeof a->id, "%s%llx%08x", c->chat ? "chatcmpl-" : "cmpl-", (unsigned long long)a->created,
              atomic_fetch_add(&serial, 1));
-    if (r->srv->o.timeout_s > 0) a->deadline = q3_now_s() + r->srv->o.timeout_s;
-    if (c->logprobs >= 0 && !c->stream && !(a->all_logprobs = logprobs_new(c->chat))) {
-        answer_submitted(a, false, 0);
-        answer_free(a);
+    bool ok = true;
+    for (int i = 0; ok && c->logprobs >= 0 && !c->stream && i < c->n; i++) ok = (a->all_logprobs[i] = logprobs_new(c->chat)) != NULL;
+    if (ok && c->echo) ok = echo_prompt(a, prompt, n_prompt);
+    if (!ok) {
+        openai_reply_free(a);
         return NULL;
     }
-    q3_chat_stream_init(&a->split, in_reasoning, on_split, a);
     return a;
 }
 
-q3_request answer_engine_request(answer *a, const completion_request *c, const int32_t *prompt, int n_prompt) {
-    return (q3_request){.prompt = prompt,
-                        .n_prompt = n_prompt,
-                        .sampling = c->sampling,
-                        .max_tokens = (int)c->max_tokens,
-                        .stop = c->stop,
-                        .n_stop = c->n_stop,
-                        .ignore_eos = c->ignore_eos,
-                        .top_logprobs = c->logprobs,
-                        .on_event = job_on_event,
-                        .ctx = a->job};
-}
+gen *openai_reply_gen(openai_reply *a) { return a->g; }
 
-void answer_submitted(answer *a, bool ok, uint64_t id) {
-    a->submitted = ok;
-    a->seq = id;
-    if (!ok) job_release(a->job); /* the engine's share: it will never report */
-}
-
-void answer_free(answer *a) {
+void openai_reply_free(openai_reply *a) {
     if (!a) return;
-    if (a->submitted && !a->ended) q3_engine_cancel(a->srv->engine, a->seq);
-    job_release(a->job);
-    json_decref(a->all_logprobs);
-    sbuf_free(&a->reasoning);
-    sbuf_free(&a->content);
-    sbuf_free(&a->tool_text);
-    sbuf_free(&a->raw);
-    atomic_fetch_sub(&a->srv->answers, 1);
+    gen_free(a->g);
+    for (int i = 0; i < Q3_MAX_CHOICES; i++) json_decref(a->all_logprobs[i]);
+    free(a->prompt_text);
     free(a);
 }

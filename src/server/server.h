@@ -17,7 +17,9 @@ typedef struct q3_server_options {
     int port;                /* 0: any free port (q3_server_port says which) */
     const char *api_key;     /* NULL: no authentication */
     size_t max_body;         /* request bodies above it are answered 413 */
-    int max_connections;     /* open connections beyond it are answered 503 */
+    int max_connections;     /* open connections beyond it are answered 503 (but /health, /metrics) */
+    double header_timeout_s; /* a connection's request head must arrive within it (408) */
+    const char *cors_origin; /* NULL: no CORS headers; else Access-Control-Allow-Origin's value */
     double timeout_s;        /* a completion's wall-clock budget; 0: none (see openai.c) */
     const char *model_name;  /* the id /v1/models lists and requests must name */
     /* What the engine was started with, for answers that depend on it. */
@@ -28,7 +30,8 @@ typedef struct q3_server_options {
 
 typedef struct q3_server q3_server;
 
-/* Listening on 127.0.0.1:8080, no key, 8 MiB bodies, 64 connections, no timeout. Cannot fail. */
+/* Listening on 127.0.0.1:8080, no key, 8 MiB bodies, 64 connections, 10 s for a request head, no
+ * CORS, no timeout. Cannot fail. */
 q3_server_options q3_server_defaults(void);
 
 /* Starts listening. The engine and tokenizer must outlive the server. Q3_EIO when the address

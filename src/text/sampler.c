@@ -54,6 +54,10 @@ struct q3_sampler {
     double *block_sum;      /* [n_vocab / DRAW_BLOCK, rounded up] sums of prob by block */
     float *cand_v;          /* [n_vocab] candidates' logits while ranking, then probabilities */
     int32_t *cand_id;       /* [n_vocab] candidates' ids */
+    float *work;            /* [n_vocab] a copy of the logits for masked draws; NULL until needed */
+    int32_t *bias_id;       /* logit_bias, n_bias entries */
+    float *bias;
+    int n_bias;
     double bucket_mass[N_BUCKETS];
 };
 
@@ -194,6 +198,9 @@ void q3_sampler_free(q3_sampler *s) {
     free(s->block_sum);
     free(s->cand_v);
     free(s->cand_id);
+    free(s->work);
+    free(s->bias_id);
+    free(s->bias);
     free(s);
 }
 
@@ -514,6 +521,53 @@ int32_t q3_sampler_sample(q3_sampler *s, float *logits, int n_vocab) {
         for (int i = 0; i < s->n_seen; i++)
             if (s->seen[i] < n_vocab) logits[s->seen[i]] = s->saved[i];
     return token;
+}
+
+q3_status q3_sampler_set_bias(q3_sampler *s, const int32_t *ids, const float *bias, int n, q3_error *e) {
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return q3_fail(e, Q3_EINVAL, "logit_bias: token %d is outside the vocabulary", ids[i]);
+        if (!isfinite(bias[i])) return q3_fail(e, Q3_EINVAL, "logit_bias: the bias of token %d is not a number", ids[i]);
+    }
+    int32_t *id_copy = malloc((size_t)(n ? n : 1) * sizeof *id_copy);
+    float *bias_copy = malloc((size_t)(n ? n : 1) * sizeof *bias_copy);
+    if (!id_copy || !bias_copy) {
+        free(id_copy);
+        free(bias_copy);
+        return q3_fail(e, Q3_ENOMEM, "sampler: out of memory for logit_bias");
+    }
+    memcpy(id_copy, ids, (size_t)n * sizeof *ids);
+    memcpy(bias_copy, bias, (size_t)n * sizeof *bias);
+    free(s->bias_id);
+    free(s->bias);
+    s->bias_id = id_copy;
+    s->bias = bias_copy;
+    s->n_bias = n;
+    return Q3_OK;
+}
+
+int32_t q3_sampler_sample_masked(q3_sampler *s, const float *logits, int n_vocab, const uint64_t *allow) {
+    if (n_vocab > s->n_vocab) n_vocab = s->n_vocab;
+    if (n_vocab <= 0) return -1;
+    if (!s->work && !(s->work = malloc((size_t)s->n_vocab * sizeof *s->work))) return -1;
+    float *w = s->work;
+    memcpy(w, logits, (size_t)n_vocab * sizeof *w);
+    for (int i = 0; i < s->n_bias; i++)
+        if (s->bias_id[i] < n_vocab) w[s->bias_id[i]] += s->bias[i];
+    bool any = !allow;
+    for (int word = 0; allow && word * 64 < n_vocab; word++) {
+        uint64_t bits = allow[word];
+        int base = word * 64, end = base + 64 < n_vocab ? base + 64 : n_vocab;
+        if (bits == ~0ULL && end == base + 64) {
+            any = true;
+            continue;
+        }
+        for (int i = base; i < end; i++)
+            if (!(bits >> (i - base) & 1)) w[i] = -INFINITY;
+            else any = true;
+    }
+    if (!any) return -1;
+    return q3_sampler_sample(s, w, n_vocab);
 }
 
 /* ---- log-probabilities ---- */

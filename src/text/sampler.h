@@ -69,6 +69,16 @@ void q3_sampler_apply_penalties(const q3_sampler *s, float *logits, int n_vocab)
  * q3_sampler_accept with the token kept. Cannot fail. */
 int32_t q3_sampler_sample(q3_sampler *s, float *logits, int n_vocab);
 
+/* OpenAI's logit_bias: values added to the logits of those tokens before anything else, for
+ * every later draw (-100 all but bans a token, 100 all but forces it). Ids outside the
+ * vocabulary are Q3_EINVAL; the list is copied. */
+q3_status q3_sampler_set_bias(q3_sampler *s, const int32_t *ids, const float *bias, int n, q3_error *e);
+
+/* As q3_sampler_sample, with the logit bias, and drawing only among the tokens whose bit is set
+ * in allow (bit i of word i / 64; NULL: all), as constrained decoding asks. Works on a copy:
+ * logits are left as the model's. -1 when allow holds no token of the vocabulary. Cannot fail. */
+int32_t q3_sampler_sample_masked(q3_sampler *s, const float *logits, int n_vocab, const uint64_t *allow);
+
 /* ---- log-probabilities for the OpenAI `logprobs` / `top_logprobs` fields ---- */
 
 /* The min(k, n_vocab) most likely tokens, most likely first (ties: lowest id first), with their
