@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include "quant/float_types.h"
+#include "quant/iq_quants.h"
 #include "quant/quants.h"
 
 /* Every GGML type id with its block geometry, so a file of any llama.cpp type can be measured and
@@ -42,20 +43,29 @@ static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
                       q3_q6_k_vec_dot, Q3_TYPE_Q8_K, NULL},
     [Q3_TYPE_Q8_K] = {"Q8_K", 256, 292, q3_q8_k_to_float, q3_q8_k_from_float,
                       q3_q8_k_vec_dot, Q3_TYPE_Q8_K, NULL},
-    [16] = {"IQ2_XXS", 256, 66, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [17] = {"IQ2_XS", 256, 74, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [18] = {"IQ3_XXS", 256, 98, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [19] = {"IQ1_S", 256, 50, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [20] = {"IQ4_NL", 32, 18, NULL, NULL, NULL, Q3_TYPE_Q8_0, NULL},
-    [21] = {"IQ3_S", 256, 110, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [22] = {"IQ2_S", 256, 82, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
-    [23] = {"IQ4_XS", 256, 136, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
+    [Q3_TYPE_IQ2_XXS] = {"IQ2_XXS", 256, 66, q3_iq2_xxs_to_float, q3_iq2_xxs_from_float, q3_iq2_xxs_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq2_xxs_quantize},
+    [Q3_TYPE_IQ2_XS] = {"IQ2_XS", 256, 74, q3_iq2_xs_to_float, q3_iq2_xs_from_float, q3_iq2_xs_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq2_xs_quantize},
+    [Q3_TYPE_IQ3_XXS] = {"IQ3_XXS", 256, 98, q3_iq3_xxs_to_float, q3_iq3_xxs_from_float, q3_iq3_xxs_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq3_xxs_quantize},
+    [Q3_TYPE_IQ1_S] = {"IQ1_S", 256, 50, q3_iq1_s_to_float, q3_iq1_s_from_float, q3_iq1_s_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq1_s_quantize},
+    [Q3_TYPE_IQ4_NL] = {"IQ4_NL", 32, 18, q3_iq4_nl_to_float, q3_iq4_nl_from_float, q3_iq4_nl_vec_dot,
+                      Q3_TYPE_Q8_0, NULL, q3_iq4_nl_quantize},
+    [Q3_TYPE_IQ3_S] = {"IQ3_S", 256, 110, q3_iq3_s_to_float, q3_iq3_s_from_float, q3_iq3_s_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq3_s_quantize},
+    [Q3_TYPE_IQ2_S] = {"IQ2_S", 256, 82, q3_iq2_s_to_float, q3_iq2_s_from_float, q3_iq2_s_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq2_s_quantize},
+    [Q3_TYPE_IQ4_XS] = {"IQ4_XS", 256, 136, q3_iq4_xs_to_float, q3_iq4_xs_from_float, q3_iq4_xs_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq4_xs_quantize},
     [24] = {"I8", 1, 1, NULL, NULL, NULL, 24, NULL},
     [25] = {"I16", 1, 2, NULL, NULL, NULL, 25, NULL},
     [Q3_TYPE_I32] = {"I32", 1, 4, NULL, NULL, NULL, Q3_TYPE_I32, NULL},
     [27] = {"I64", 1, 8, NULL, NULL, NULL, 27, NULL},
     [28] = {"F64", 1, 8, NULL, NULL, NULL, 28, NULL},
-    [29] = {"IQ1_M", 256, 56, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
+    [Q3_TYPE_IQ1_M] = {"IQ1_M", 256, 56, q3_iq1_m_to_float, q3_iq1_m_from_float, q3_iq1_m_vec_dot,
+                      Q3_TYPE_Q8_K, NULL, q3_iq1_m_quantize},
     [34] = {"TQ1_0", 256, 54, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
     [35] = {"TQ2_0", 256, 66, NULL, NULL, NULL, Q3_TYPE_Q8_K, NULL},
     [39] = {"MXFP4", 32, 17, NULL, NULL, NULL, Q3_TYPE_Q8_0, NULL},
