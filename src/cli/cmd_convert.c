@@ -14,7 +14,7 @@ static void usage(FILE *f) {
             "                     [--embed-type T] [--head-type T] [--dense-type T] [--name NAME]\n"
             "                     [--tokenizer tokenizer.json|DIR]\n"
             "SOURCE is a checkpoint directory (config.json + safetensors) or a GGUF file.\n"
-            "TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k,\n"
+            "TYPE: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs,\n"
             "      or a preset: q3_k_m q4_k_s q4_k_m q5_k_s q5_k_m (default bf16).\n"
             "The router and norms stay f32.\n");
 }

@@ -31,6 +31,15 @@ void q3_export_options_uniform(q3_export_options *o, q3_type t) {
     case Q3_TYPE_Q4_K: o->file_type = 14; break;
     case Q3_TYPE_Q5_K: o->file_type = 16; break;
     case Q3_TYPE_Q6_K: o->file_type = 18; break;
+    case Q3_TYPE_IQ2_XXS: o->file_type = 19; break;
+    case Q3_TYPE_IQ2_XS: o->file_type = 20; break;
+    case Q3_TYPE_IQ3_XXS: o->file_type = 23; break;
+    case Q3_TYPE_IQ1_S: o->file_type = 24; break;
+    case Q3_TYPE_IQ4_NL: o->file_type = 25; break;
+    case Q3_TYPE_IQ3_S: o->file_type = 26; break;
+    case Q3_TYPE_IQ2_S: o->file_type = 28; break;
+    case Q3_TYPE_IQ4_XS: o->file_type = 30; break;
+    case Q3_TYPE_IQ1_M: o->file_type = 31; break;
     case Q3_TYPE_BF16: o->file_type = 32; break;
     default: o->file_type = 0; break;
     }
@@ -45,6 +54,8 @@ q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
     case Q3_TYPE_Q4_K: next = Q3_TYPE_Q5_0; break;
     case Q3_TYPE_Q5_K: next = Q3_TYPE_Q5_1; break;
     case Q3_TYPE_Q6_K: next = Q3_TYPE_Q8_0; break;
+    case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_S: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ2_XS:
+    case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ1_M: case Q3_TYPE_IQ1_S: next = Q3_TYPE_IQ4_NL; break;
     default: next = Q3_TYPE_F16; break;
     }
     return cols % q3_type_info(next)->block_size == 0 ? next : Q3_TYPE_F16;
