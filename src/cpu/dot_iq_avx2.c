@@ -25,8 +25,8 @@ static inline __m256i grid_dot(__m256i grid, __m256i masks, const int8_t *y, __m
 }
 
 /* sum v * y over 32 signed weight bytes v (|v| <= 127) times the multipliers, as 8 int32 lanes. */
-static inline __m256i signed_dot(__m256i v, const int8_t *y, __m256i scale16) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q3_iqx_loadu(y), v));
+static inline __m256i signed_dot(__m256i v, __m256i y, __m256i scale16) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v));
     return _mm256_madd_epi16(p, scale16);
 }
 
@@ -171,7 +171,7 @@ static inline int32_t iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *
                                       q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
         __m256i v = iq1_eighths(grid, _mm256_set1_epi8(h & 0x8000 ? -1 : 1));
         int m = 2 * ((h >> 12) & 7) + 1;
-        acc = _mm256_add_epi32(acc, signed_dot(v, x->qs + 32 * g, _mm256_set1_epi16((short)m)));
+        acc = _mm256_add_epi32(acc, signed_dot(v, q3_iqx_loadu(x->qs + 32 * g), _mm256_set1_epi16((short)m)));
     }
     return q3_iqx_hsum(acc);
 }
@@ -199,7 +199,7 @@ static inline int32_t iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *
                                            h1 & 0x08 ? -1 : 0x0101010101010101, h1 & 0x80 ? -1 : 0x0101010101010101);
         int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
         __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
-        acc = _mm256_add_epi32(acc, signed_dot(iq1_eighths(grid, shift), x->qs + 32 * g, scales));
+        acc = _mm256_add_epi32(acc, signed_dot(iq1_eighths(grid, shift), q3_iqx_loadu(x->qs + 32 * g), scales));
     }
     return q3_iqx_hsum(acc);
 }
@@ -228,34 +228,58 @@ float q3_iq4_nl_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     for (; i + 4 <= nb; i += 4) {
         __m256i s[4];
 #pragma GCC unroll 4
-        for (int b = 0; b < 4; b++) s[b] = signed_dot(iq4_levels(bw[i + b].qs, table), bx[i + b].qs, ones);
+        for (int b = 0; b < 4; b++) s[b] = signed_dot(iq4_levels(bw[i + b].qs, table), q3_iqx_loadu(bx[i + b].qs), ones);
         sum = q3_iqx_accumulate4(sum, q3_iqx_halves4(&bx[i].d, sizeof *bx), q3_iqx_halves4(&bw[i].d, sizeof *bw),
                                  q3_iqx_hsum4(s[0], s[1], s[2], s[3]));
     }
     for (; i < nb; i++)
         sum = q3_iq_accumulate(sum, _cvtsh_ss(bx[i].d), _cvtsh_ss(bw[i].d),
-                               q3_iqx_hsum(signed_dot(iq4_levels(bw[i].qs, table), bx[i].qs, ones)));
+                               q3_iqx_hsum(signed_dot(iq4_levels(bw[i].qs, table), q3_iqx_loadu(bx[i].qs), ones)));
     return sum;
 }
 
-static inline int32_t iq4_xs_block(const q3_block_iq4_xs *w, const q3_block_q8_k *x, __m256i table) {
-    uint64_t scales = q3_iqx_iq4xs_scales(w);
+/* A block's exact sum of scale_j * level * y in 8 int32 lanes. Two sub-blocks at a time: the
+ * low nibbles of their 32 bytes are weights 0-15 of each, the high nibbles weights 16-31, and the
+ * activations are regrouped to match ([0-15 of both], [16-31 of both]); one int16 register holds
+ * both sub-blocks' scales, one per 128-bit lane. */
+static inline __m256i iq4_xs_block(const q3_block_iq4_xs *w, const q3_block_q8_k *x, __m256i table) {
+    __m128i sc8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)q3_iqx_iq4xs_scales(w)), _mm_set1_epi8(32));
+    __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc8)); /* the 8 scales, in both lanes */
     __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) {
-        __m256i scale = _mm256_set1_epi16((short)((int)((scales >> 8 * j) & 63) - 32));
-        acc = _mm256_add_epi32(acc, signed_dot(iq4_levels(w->qs + 16 * j, table), x->qs + 32 * j, scale));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        __m256i q = q3_iqx_loadu(w->qs + 32 * p);
+        __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(q, _mm256_set1_epi8(0x0f)));
+        __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)));
+        __m256i y0 = q3_iqx_loadu(x->qs + 64 * p), y1 = q3_iqx_loadu(x->qs + 64 * p + 32);
+        /* int16 lanes of scale 2p in the low half, 2p + 1 in the high half */
+        __m256i pick = _mm256_setr_epi8(4 * p, 4 * p + 1, 4 * p, 4 * p + 1, 4 * p, 4 * p + 1, 4 * p, 4 * p + 1, 4 * p,
+                                        4 * p + 1, 4 * p, 4 * p + 1, 4 * p, 4 * p + 1, 4 * p, 4 * p + 1, 4 * p + 2,
+                                        4 * p + 3, 4 * p + 2, 4 * p + 3, 4 * p + 2, 4 * p + 3, 4 * p + 2, 4 * p + 3,
+                                        4 * p + 2, 4 * p + 3, 4 * p + 2, 4 * p + 3, 4 * p + 2, 4 * p + 3, 4 * p + 2,
+                                        4 * p + 3);
+        __m256i scale = _mm256_shuffle_epi8(sc16, pick);
+        acc = _mm256_add_epi32(acc, signed_dot(lo, _mm256_permute2x128_si256(y0, y1, 0x20), scale));
+        acc = _mm256_add_epi32(acc, signed_dot(hi, _mm256_permute2x128_si256(y0, y1, 0x31), scale));
     }
-    return q3_iqx_hsum(acc);
+    return acc;
 }
 
 float q3_iq4_xs_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     const q3_block_iq4_xs *bw = w;
     const q3_block_q8_k *bx = x;
     const __m256i table = q3_iqx_iq4_table();
+    int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq4_xs_block(&bw[i], &bx[i], table));
+    for (; i + 4 <= nb; i += 4) { /* four blocks' sums folded together, their tails side by side */
+        __m256i s[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) s[b] = iq4_xs_block(&bw[i + b], &bx[i + b], table);
+        __m128 dx = _mm_setr_ps(bx[i].d, bx[i + 1].d, bx[i + 2].d, bx[i + 3].d);
+        sum = q3_iqx_accumulate4(sum, dx, q3_iqx_halves4(&bw[i].d, sizeof *bw), q3_iqx_hsum4(s[0], s[1], s[2], s[3]));
+    }
+    for (; i < nb; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), q3_iqx_hsum(iq4_xs_block(&bw[i], &bx[i], table)));
     return sum;
 }
 

@@ -278,14 +278,16 @@ static inline __m512i biased_table(void) {
     return _mm512_broadcast_i32x4(t);
 }
 
-/* The biased levels of two sub-blocks of 32 (qs: their 2 x 16 bytes) in weight order. */
+/* The biased levels of two sub-blocks of 32 (qs: their 2 x 16 bytes) in weight order: each
+ * sub-block's 16 bytes in two 128-bit lanes, the first shifted by 0 (low nibbles: weights 0-15),
+ * the second by 4 (high nibbles: weights 16-31). */
 static inline __m512i biased_levels2(const uint8_t *qs, __m512i table) {
-    __m256i q = _mm256_loadu_si256((const __m256i *)qs);
-    __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));
-    __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* lo0 lo1 hi0 hi1 */
-    both = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));   /* lo0 hi0 lo1 hi1 */
-    return _mm512_shuffle_epi8(table, both);
+    __m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)qs));
+    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(1, 1, 0, 0));
+    const __m512i shifts = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                             0x0004000400040004, 0x0004000400040004);
+    q = _mm512_and_si512(_mm512_srlv_epi16(q, shifts), _mm512_set1_epi8(0x0f));
+    return _mm512_shuffle_epi8(table, q);
 }
 
 /* Four IQ4_NL blocks' exact sums sum(level * y) in four int32 lanes. The bias adds 128 * sum(y),
@@ -330,35 +332,45 @@ float q3_iq4_nl_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     return sum;
 }
 
-/* sum scale_j * (level + 128) * y over a block, less the bias: 128 * sum scale_j * (its two
- * activation sums of 16), by vpmaddwd against the Q8_K bsums. */
-static inline int32_t iq4_xs_block(const q3_block_iq4_xs *w, const q3_block_q8_k *x, __m512i table) {
-    uint64_t stored = q3_iqx_iq4xs_scales(w);
-    __m128i sc8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)stored), _mm_set1_epi8(32));
-    __m128i sc16 = _mm_cvtepi8_epi16(sc8);                    /* eight int16 scales */
-    __m256i sc32 = _mm256_cvtepi16_epi32(sc16);               /* eight int32 scales */
+/* A block's sum scale_j * (level + 128) * y, less the bias 128 * sum scale_j * (its two
+ * activation sums of 16) from the Q8_K bsums, spread over 16 int32 lanes (their total is the
+ * block's exact sum). */
+static inline __m512i iq4_xs_block(const q3_block_iq4_xs *w, const q3_block_q8_k *x, __m512i table) {
+    __m128i sc8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)q3_iqx_iq4xs_scales(w)), _mm_set1_epi8(32));
+    __m512i sc32 = _mm512_cvtepi8_epi32(sc8); /* lanes 0-7: the eight scales */
     __m256i pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sc8, sc8)); /* each scale twice */
     __m256i bias = _mm256_madd_epi16(pairs, _mm256_loadu_si256((const __m256i *)x->bsums));
-    __m512i acc = _mm512_setzero_si512();
+    __m512i acc = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bias, 7)));
 #pragma GCC unroll 4
     for (int p = 0; p < 4; p++) {
-        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), biased_levels2(w->qs + 32 * p, table), load64(x->qs + 64 * p));
-        __m512i scale = _mm512_permutexvar_epi32(
-            _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                              2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1),
-            _mm512_castsi256_si512(sc32));
-        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(s, scale));
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), biased_levels2(w->qs + 32 * p, table),
+                                        load64(x->qs + 64 * p));
+        __m512i pick = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(s, _mm512_permutexvar_epi32(pick, sc32)));
     }
-    return hsum512(acc) - 128 * q3_iqx_hsum(bias);
+    return acc;
+}
+
+/* 16 lanes folded to 8. */
+static inline __m256i fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
 float q3_iq4_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq4_xs *bw = w;
     const q3_block_q8_k *bx = x;
     const __m512i table = biased_table();
+    int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq4_xs_block(&bw[i], &bx[i], table));
+    for (; i + 4 <= nb; i += 4) { /* four blocks' sums folded together, their tails side by side */
+        __m256i s[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) s[b] = fold512(iq4_xs_block(&bw[i + b], &bx[i + b], table));
+        __m128 dx = _mm_setr_ps(bx[i].d, bx[i + 1].d, bx[i + 2].d, bx[i + 3].d);
+        sum = q3_iqx_accumulate4(sum, dx, q3_iqx_halves4(&bw[i].d, sizeof *bw), q3_iqx_hsum4(s[0], s[1], s[2], s[3]));
+    }
+    for (; i < nb; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), hsum512(iq4_xs_block(&bw[i], &bx[i], table)));
     return sum;
 }
 
