@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "eval/imatrix.h"
 #include "quant/types.h"
 #include "text/genconfig.h"
 #include "text/tokenizer_gguf.h"
@@ -65,6 +66,7 @@ q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
 
 /* One output tensor: its source matrices (one, or one per expert) or an f32 vector. */
 typedef struct out_tensor {
+    char name[96];       /* the GGUF name: what an importance matrix is looked up by */
     const q3_mat *mats;  /* n_mats matrices laid one after another */
     const q3_mat *const *mat_list; /* or: pointers, for experts stored in q3_ffn structs */
     int n_mats;
@@ -84,6 +86,13 @@ typedef struct exporter {
 
 static const q3_mat *source_mat(const out_tensor *t, int i) { return t->mat_list ? t->mat_list[i] : &t->mats[i]; }
 
+/* The importance of matrix i's columns from the options' imatrix, when the target type can use
+ * one and the file has this tensor; else NULL (quantize without). */
+static const float *importance(const exporter *x, const out_tensor *t, int i, int64_t cols, float *buf) {
+    if (!x->o->imatrix || !q3_type_info(t->type)->quantize) return NULL;
+    return q3_imatrix_importance(x->o->imatrix, t->name, i, cols, buf) ? buf : NULL;
+}
+
 /* Converts every row of the source(s) into the target type. */
 static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_error *e) {
     exporter *x = ctx;
@@ -94,13 +103,14 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
     }
     const q3_type_traits *out = q3_type_info(t->type);
     int64_t cols = source_mat(t, 0)->cols;
-    float *row = malloc((size_t)cols * sizeof(float));
+    float *row = malloc(2 * (size_t)cols * sizeof(float));
     if (!row) return q3_fail(e, Q3_ENOMEM, "export: out of memory");
     size_t out_row = q3_row_bytes(t->type, cols);
     char *p = dst;
     for (int i = 0; i < t->n_mats; i++) {
         const q3_mat *w = source_mat(t, i);
         const q3_type_traits *in = q3_type_info(w->type);
+        const float *imp = importance(x, t, i, cols, row + cols);
         for (int64_t r = 0; r < w->rows; r++, p += out_row) {
             const char *src = (const char *)w->data + (size_t)r * w->row_bytes;
             if (w->type == t->type) {
@@ -108,7 +118,8 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
                 continue;
             }
             in->to_float(src, row, cols);
-            out->from_float(row, p, cols);
+            if (imp) out->quantize(row, p, cols, imp);
+            else out->from_float(row, p, cols);
         }
     }
     free(row);
@@ -122,6 +133,7 @@ static q3_status add(exporter *x, q3_gguf_writer *w, const char *name, out_tenso
         if (!q3_type_info(t.type)->from_float)
             return q3_fail(e, Q3_EUNSUPPORTED, "export: tensor %s: cannot write type %s", name, q3_type_name(t.type));
     }
+    snprintf(t.name, sizeof t.name, "%s", name);
     x->tensors[x->n] = t;
     q3_status st = q3_gguf_add_tensor(w, name, t.vec ? Q3_TYPE_F32 : t.type, n_dims, ne, NULL, fill_tensor, x, e);
     if (!st) x->n++;

@@ -58,7 +58,7 @@ float q3_iq1_s_vec_dot(int64_t n, const void *w, const void *x) {
 }
 
 void q3_iq1_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 32, 7, 1.0f, 32};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 32, 7, 1.0f, 32, 0.5f};
     q3_block_iq1_s *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K];
@@ -121,7 +121,7 @@ float q3_iq1_m_vec_dot(int64_t n, const void *w, const void *x) {
 }
 
 void q3_iq1_m_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 16, 7, 1.0f, 8};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 16, 7, 1.0f, 8, 0.5f};
     q3_block_iq1_m *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K];

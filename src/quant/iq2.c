@@ -71,7 +71,7 @@ static void split_block_signs(const float *x, const float *w, int even, float *t
 }
 
 void q3_iq2_xxs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_2XXS, 32, 15, 0.125f, 0};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_2XXS, 32, 15, 0.125f, 0, 0};
     q3_block_iq2_xxs *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K], t[Q3_QK_K];
@@ -124,7 +124,7 @@ float q3_iq2_xs_vec_dot(int64_t n, const void *w, const void *x) {
 }
 
 void q3_iq2_xs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_2XS, 16, 15, 0.125f, 0};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_2XS, 16, 15, 0.125f, 0, 0};
     q3_block_iq2_xs *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K], t[Q3_QK_K];
@@ -171,7 +171,7 @@ float q3_iq2_s_vec_dot(int64_t n, const void *w, const void *x) {
 }
 
 void q3_iq2_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_2S, 16, 15, 0.125f, 0};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_2S, 16, 15, 0.125f, 0, 0};
     q3_block_iq2_s *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K], t[Q3_QK_K];

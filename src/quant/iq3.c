@@ -76,7 +76,7 @@ static void split_block_signs(const float *x, const float *w, int even, float *t
 }
 
 void q3_iq3_xxs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_3XXS, 32, 15, 0.25f, 0};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_3XXS, 32, 15, 0.25f, 0, 0};
     q3_block_iq3_xxs *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K], t[Q3_QK_K];
@@ -133,7 +133,7 @@ float q3_iq3_s_vec_dot(int64_t n, const void *w, const void *x) {
 }
 
 void q3_iq3_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
-    static const q3_iq_spec spec = {Q3_IQ_GRID_3S, 32, 15, 1.0f, 0};
+    static const q3_iq_spec spec = {Q3_IQ_GRID_3S, 32, 15, 1.0f, 0, 0};
     q3_block_iq3_s *b = dst;
     for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
         float w[Q3_QK_K], t[Q3_QK_K];

@@ -221,6 +221,11 @@ static sums assign_sub(const q3_iq_spec *s, const iq_grid *g, const float *t, co
     return total;
 }
 
+/* Candidate scales map a sub-block's largest target to 0.7 .. 2.3 times the top level, in
+ * geometric steps: the few-level grids fit best when their top level clips the extremes. */
+#define N_SCALE_TRIALS 24
+static float scale_trial(int k) { return 0.7f * powf(2.3f / 0.7f, (float)k / N_SCALE_TRIALS); }
+
 /* The scale of one sub-block: candidates map its largest target to 0.7 .. 1.4 of the top
  * level; the least-squares refit of the best rounding wins, then is rounded again at its own
  * scale. Returns 0 for a sub-block without weight. */
@@ -237,10 +242,10 @@ static float fit_sub(const q3_iq_spec *s, const iq_grid *g, const float *t, cons
     }
     float top = g->level[g->n_levels - 1] + (s->shift_run ? Q3_IQ1_DELTA : 0);
     float best_err = total, best_S = 0;
-    for (int k = 0; k <= 14; k++) {
+    for (int k = 0; k <= N_SCALE_TRIALS; k++) {
         uint16_t trial[Q3_IQ_MAX_UNITS];
         uint8_t neg[32];
-        sums r = assign_sub(s, g, t, w, tmax / (top * (0.7f + 0.05f * (float)k)), trial, neg);
+        sums r = assign_sub(s, g, t, w, tmax / (top * scale_trial(k)), trial, neg);
         if (r.tv <= 0 || r.vv <= 0) continue;
         float err = total - r.tv * r.tv / r.vv; /* the error at the refitted scale */
         if (err < best_err) best_err = err, best_S = r.tv / r.vv;
@@ -299,7 +304,12 @@ void q3_iq_fit_block(const q3_iq_spec *s, const float *t, const float *w, q3_iq_
         float m = s->unit * (float)(2 * fit->k[j] + 1);
         tv += m * r.tv, vv += m * m * r.vv;
     }
-    if (tv > 0 && vv > 0) d = q3_f16_to_f32(q3_f32_to_f16(tv / vv));
+    if (tv > 0 && vv > 0) {
+        float tt = 0;
+        for (int i = 0; i < Q3_QK_K; i++) tt += w[i] * t[i] * t[i];
+        float least_squares = tv / vv, unbiased = tt / tv;
+        d = q3_f16_to_f32(q3_f32_to_f16(least_squares + s->unbias * (unbiased - least_squares)));
+    }
     if (d == 0) return;
     for (int j = 0; j < n_sub; j++)
         assign_sub(s, g, t + s->sub * j, w + s->sub * j, d * s->unit * (float)(2 * fit->k[j] + 1),

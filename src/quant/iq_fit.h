@@ -36,6 +36,11 @@ typedef struct q3_iq_spec {
     int k_max;     /* k in 0..k_max */
     float unit;
     int shift_run; /* 0: no shift; else weights sharing one shift of +-Q3_IQ1_DELTA (8 or 32) */
+    /* How far d moves from its least-squares value (0) toward the one that keeps each block's
+     * projection on its own weights (1). Least squares shrinks a block by its fit's cosine, and
+     * every layer's shrinkage compounds through a model: where the fit is poor (IQ1), half way
+     * between measured a lower KL divergence on the demo model than either end. */
+    float unbias;
 } q3_iq_spec;
 
 #define Q3_IQ_MAX_UNITS 64 /* grid vectors per block: 256 / 4 */
