@@ -1,10 +1,10 @@
-/* Tests of the importance matrix files (src/eval/imatrix.c): accumulation against sums computed
+/* Tests of the importance matrix files (src/formats/imatrix.c): accumulation against sums computed
  * here, a save -> load round trip through llama.cpp's GGUF layout (checked field by field with
  * our GGUF reader: general.type, the metadata keys, NAME.in_sum2 [n, mats] and NAME.counts
  * [1, mats] as F32), llama.cpp's legacy .dat files (written byte by byte here from the format's
  * description), and bad files refused with a message naming the file and tensor. */
 #include <math.h>
-#include "eval/imatrix.h"
+#include "formats/imatrix.h"
 #include "formats/gguf.h"
 #include "testutil.h"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include "cli/commands.h"
 #include "cli/progress.h"
-#include "eval/imatrix.h"
+#include "formats/imatrix.h"
 #include "model/presets.h"
 #include "cpu/kernel_table.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "eval/imatrix.h"
+#include "formats/imatrix.h"
 #include "quant/types.h"
 #include "text/genconfig.h"
 #include "text/tokenizer_gguf.h"

@@ -1,5 +1,5 @@
 /* Importance matrices (see imatrix.h): accumulation, and llama.cpp's two file formats. */
-#include "eval/imatrix.h"
+#include "formats/imatrix.h"
 
 #include <stdio.h>
 #include <stdlib.h>
