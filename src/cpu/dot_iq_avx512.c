@@ -1,11 +1,12 @@
-/* AVX-512 dot products of the i-quants (F/BW/VL/DQ + VNNI): 64 weights, two groups of 32, per
- * 512-bit register. Built with the AVX-512 flags (the _avx512.c suffix) and only called when
- * the CPU has them.
+/* AVX-512 dot products of the i-quants (F/BW/VL/DQ + VNNI). Built with the AVX-512 flags (the
+ * _avx512.c suffix) and only called when the CPU has them.
  *
- * The lattice types gather their grid entries as in dot_iq_avx2.c and negate activations under
- * a 64-bit sign mask (one bit per weight, straight from the stored signs where the format keeps
- * all eight); maddubs makes int16 pairs and vpdpwssd applies the multipliers into int32. IQ4
- * looks its levels up biased by +128, so that vpdpbusd (unsigned x signed, four products into
+ * The lattice types keep dot_iq_avx2.c's shape, a group of 32 weights per 256-bit register
+ * (their cost is the gathering of grid entries by index, which wider registers do not
+ * shorten), and take what AVX-512 adds at that width: the activations are negated under a
+ * 32-bit mask straight from the stored sign bits (or the sign indices' table bytes), and
+ * vpdpwssd applies the multipliers and accumulates in one step. IQ4 uses the full width: its
+ * levels are looked up biased by +128, so that vpdpbusd (unsigned x signed, four products into
  * int32, no int16 step) takes them directly; the bias comes off once per block as
  * 128 * sum(scale * activation) from the Q8_K sums. All integer sums are the reference's exact
  * integers and the float tails its expression: results equal the scalar ones to the bit. */
@@ -23,66 +24,45 @@ static inline __m512i load64(const void *p) { return _mm512_loadu_si512(p); }
 
 static inline int32_t hsum512(__m512i v) { return _mm512_reduce_add_epi32(v); }
 
-/* Eight 8-byte table entries: the weights of two groups of 32. */
-static inline __m512i gather8(const uint64_t *table, const int idx[8]) {
-    return _mm512_setr_epi64((long long)table[idx[0]], (long long)table[idx[1]], (long long)table[idx[2]],
-                             (long long)table[idx[3]], (long long)table[idx[4]], (long long)table[idx[5]],
-                             (long long)table[idx[6]], (long long)table[idx[7]]);
+/* acc + sum grid * (+-y) * multiplier over 32 weights: bit j of signs negates weight j. */
+static inline __m256i grid_dot(__m256i acc, __m256i grid, uint32_t signs, const int8_t *y, __m256i scale16) {
+    __m256i yv = q3_iqx_loadu(y);
+    yv = _mm256_mask_sub_epi8(yv, (__mmask32)signs, _mm256_setzero_si256(), yv);
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(grid, yv), scale16);
 }
 
-/* Sixteen 4-byte grid entries (IQ3: two groups of 32). */
-static inline __m512i gather16(const uint32_t *table, const int idx[16]) {
-    return _mm512_setr_epi32((int)table[idx[0]], (int)table[idx[1]], (int)table[idx[2]], (int)table[idx[3]],
-                             (int)table[idx[4]], (int)table[idx[5]], (int)table[idx[6]], (int)table[idx[7]],
-                             (int)table[idx[8]], (int)table[idx[9]], (int)table[idx[10]], (int)table[idx[11]],
-                             (int)table[idx[12]], (int)table[idx[13]], (int)table[idx[14]], (int)table[idx[15]]);
+/* acc + sum v * y * multiplier over 32 signed weight bytes (|v| <= 127). */
+static inline __m256i signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q3_iqx_loadu(y), v));
+    return _mm256_dpwssd_epi32(acc, p, scale16);
 }
 
-/* acc + sum grid * (+-y) * multiplier over 64 weights: bit j of signs set negates weight j. */
-static inline __m512i grid_dot(__m512i acc, __m512i grid, uint64_t signs, const int8_t *y, __m512i scale16) {
-    __m512i yv = load64(y);
-    yv = _mm512_mask_sub_epi8(yv, (__mmask64)signs, _mm512_setzero_si512(), yv);
-    return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(grid, yv), scale16);
+/* The 32 sign bits of a group's four 7-bit sign indices, packed 7 bits apart in word. */
+static inline uint32_t ksigns32(uint32_t word) {
+    return (uint32_t)q3_iq_ksigns[word & 127] | (uint32_t)q3_iq_ksigns[(word >> 7) & 127] << 8 |
+           (uint32_t)q3_iq_ksigns[(word >> 14) & 127] << 16 | (uint32_t)q3_iq_ksigns[(word >> 21) & 127] << 24;
 }
 
-/* acc + sum v * y * multiplier over 64 signed weight bytes (|v| <= 127). */
-static inline __m512i signed_dot(__m512i acc, __m512i v, const int8_t *y, __m512i scale16) {
-    __m512i yv = load64(y);
-    yv = _mm512_mask_sub_epi8(yv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), yv);
-    return _mm512_dpwssd_epi32(acc, _mm512_maddubs_epi16(_mm512_abs_epi8(v), yv), scale16);
-}
-
-/* One int16 multiplier per 128-bit lane (16 weights). */
-static inline __m512i scales4(int a, int b, int c, int d) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(q3_iqx_scale_pair(a, b)), q3_iqx_scale_pair(c, d), 1);
-}
-
-/* The 64 sign bits of two groups of four 7-bit sign indices (IQ2_XXS, IQ3_XXS). */
-static inline uint64_t ksigns64(uint32_t a, uint32_t b) {
-    uint64_t bits = 0;
-#pragma GCC unroll 4
-    for (int l = 0; l < 4; l++) {
-        bits |= (uint64_t)q3_iq_ksigns[(a >> 7 * l) & 127] << 8 * l;
-        bits |= (uint64_t)q3_iq_ksigns[(b >> 7 * l) & 127] << (32 + 8 * l);
-    }
-    return bits;
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 /* ---- IQ2_XXS, IQ2_XS, IQ2_S ---- */
 
 static inline int32_t iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) { /* groups 2p, 2p + 1 */
-        uint32_t words[4];
-        memcpy(words, w->qs + 8 * p, 16);
-        const uint8_t *a = (const uint8_t *)&words[0], *b = (const uint8_t *)&words[2];
-        int idx[8] = {a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]};
-        int ma = (int)(2 * (words[1] >> 28) + 1), mb = (int)(2 * (words[3] >> 28) + 1);
-        acc = grid_dot(acc, gather8(q3_iq2xxs_grid, idx), ksigns64(words[1], words[3]), x->qs + 64 * p,
-                       scales4(ma, ma, mb, mb));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        uint32_t words[2];
+        memcpy(words, w->qs + 4 * g, 8);
+        const uint8_t *idx = (const uint8_t *)&words[0];
+        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
+        int m = (int)(2 * (words[1] >> 28) + 1);
+        acc = grid_dot(acc, grid, ksigns32(words[1]), x->qs + 32 * g, _mm256_set1_epi16((short)m));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq2_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -94,26 +74,21 @@ float q3_iq2_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     return 0.125f * sum;
 }
 
-static inline __m512i nibble_scales4(const uint8_t *scales, int p) {
-    int a = scales[2 * p], b = scales[2 * p + 1];
-    return scales4(2 * (a & 0xf) + 1, 2 * (a >> 4) + 1, 2 * (b & 0xf) + 1, 2 * (b >> 4) + 1);
+static inline __m256i nibble_scales(const uint8_t *scales, int g) {
+    return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
 }
 
 static inline int32_t iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint16_t *q = w->qs + 8 * p;
-        int idx[8];
-        uint64_t signs = 0;
+    __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            idx[r] = q[r] & 511;
-            signs |= (uint64_t)q3_iq_ksigns[q[r] >> 9] << 8 * r;
-        }
-        acc = grid_dot(acc, gather8(q3_iq2xs_grid, idx), signs, x->qs + 64 * p, nibble_scales4(w->scales, p));
+    for (int g = 0; g < 8; g++) {
+        const uint16_t *q = w->qs + 4 * g;
+        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
+        uint32_t signs = (uint32_t)q3_iq_ksigns[q[0] >> 9] | (uint32_t)q3_iq_ksigns[q[1] >> 9] << 8 |
+                         (uint32_t)q3_iq_ksigns[q[2] >> 9] << 16 | (uint32_t)q3_iq_ksigns[q[3] >> 9] << 24;
+        acc = grid_dot(acc, grid, signs, x->qs + 32 * g, nibble_scales(w->scales, g));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq2_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -126,18 +101,16 @@ float q3_iq2_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 }
 
 static inline int32_t iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint8_t *q = w->qs + 8 * p;
-        int idx[8];
+    __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) idx[r] = q[r] | ((w->qh[2 * p + r / 4] >> 2 * (r % 4)) & 3) << 8;
-        uint64_t signs;
-        memcpy(&signs, w->qs + 32 + 8 * p, 8);
-        acc = grid_dot(acc, gather8(q3_iq2s_grid, idx), signs, x->qs + 64 * p, nibble_scales4(w->scales, p));
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
+                                      q[3] | (h & 0xc0) << 2);
+        acc = grid_dot(acc, grid, load_u32(w->qs + 32 + 4 * g), x->qs + 32 * g, nibble_scales(w->scales, g));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq2_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -152,20 +125,17 @@ float q3_iq2_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 /* ---- IQ3_XXS, IQ3_S ---- */
 
 static inline int32_t iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint8_t *q = w->qs + 16 * p;
-        uint32_t words[2];
-        memcpy(words, w->qs + Q3_QK_K / 4 + 8 * p, 8);
-        int idx[16];
-#pragma GCC unroll 16
-        for (int u = 0; u < 16; u++) idx[u] = q[u];
-        int ma = (int)(2 * (words[0] >> 28) + 1), mb = (int)(2 * (words[1] >> 28) + 1);
-        acc = grid_dot(acc, gather16(q3_iq3xxs_grid, idx), ksigns64(words[0], words[1]), x->qs + 64 * p,
-                       scales4(ma, ma, mb, mb));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        uint32_t word = load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
+        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
+        int m = (int)(2 * (word >> 28) + 1);
+        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3xxs_grid, idx), ksigns32(word), x->qs + 32 * g,
+                       _mm256_set1_epi16((short)m));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq3_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -178,19 +148,18 @@ float q3_iq3_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 }
 
 static inline int32_t iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint8_t *q = w->qs + 16 * p;
-        int idx[16];
-#pragma GCC unroll 16
-        for (int u = 0; u < 16; u++) idx[u] = q[u] | ((w->qh[2 * p + u / 8] >> (u % 8)) & 1) << 8;
-        uint64_t signs;
-        memcpy(&signs, w->signs + 8 * p, 8);
-        int ma = 2 * (w->scales[p] & 0xf) + 1, mb = 2 * (w->scales[p] >> 4) + 1;
-        acc = grid_dot(acc, gather16(q3_iq3s_grid, idx), signs, x->qs + 64 * p, scales4(ma, ma, mb, mb));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        int h = w->qh[g], idx[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
+        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
+        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3s_grid, idx), load_u32(w->signs + 4 * g), x->qs + 32 * g,
+                       _mm256_set1_epi16((short)m));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq3_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -204,29 +173,26 @@ float q3_iq3_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 
 /* ---- IQ1_S, IQ1_M: weights in eighths, 8 * grid +- 1 ---- */
 
-/* 8 * grid + shift: grid bytes -1, 0, 1 (8 * g by a masked blend), shift bytes +-1. */
-static inline __m512i iq1_eighths(__m512i grid, __m512i shift) {
-    __m512i eight = _mm512_mask_blend_epi8(_mm512_movepi8_mask(grid), _mm512_set1_epi8(8), _mm512_set1_epi8(-8));
-    __m512i g8 = _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(grid, grid), eight);
-    return _mm512_add_epi8(g8, shift);
+/* 8 * grid + shift for four runs: grid bytes -1, 0, 1 scaled by sign_epi8, shift bytes +1, or -1
+ * in the runs whose bit is set in `negative`. */
+static inline __m256i iq1_eighths(__m256i grid, __mmask8 negative) {
+    __m256i minus = _mm256_movm_epi64(negative); /* 0xff bytes in the negative runs */
+    __m256i shift = _mm256_sub_epi8(_mm256_xor_si256(_mm256_set1_epi8(1), minus), minus);
+    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), shift);
 }
 
-static inline long long run_shift(int negative) { return negative ? -1 : 0x0101010101010101ll; }
-
 static inline int32_t iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint8_t *q = w->qs + 8 * p;
-        int ha = w->qh[2 * p], hb = w->qh[2 * p + 1], idx[8];
+    __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) idx[r] = q[r] | (((r < 4 ? ha : hb) >> 3 * (r % 4)) & 7) << 8;
-        long long sa = run_shift(ha & 0x8000), sb = run_shift(hb & 0x8000);
-        __m512i shift = _mm512_setr_epi64(sa, sa, sa, sa, sb, sb, sb, sb);
-        int ma = 2 * ((ha >> 12) & 7) + 1, mb = 2 * ((hb >> 12) & 7) + 1;
-        acc = signed_dot(acc, iq1_eighths(gather8(q3_iq1s_grid, idx), shift), x->qs + 64 * p, scales4(ma, ma, mb, mb));
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
+                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
+        int m = 2 * ((h >> 12) & 7) + 1;
+        acc = signed_dot(acc, iq1_eighths(grid, h & 0x8000 ? 0xf : 0), x->qs + 32 * g, _mm256_set1_epi16((short)m));
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq1_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
@@ -239,26 +205,21 @@ float q3_iq1_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 }
 
 static inline int32_t iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
-    uint16_t words[4];
-    memcpy(words, w->scales, 8);
-    __m512i acc = _mm512_setzero_si512();
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) {
-        const uint8_t *q = w->qs + 8 * p;
-        int idx[8];
-        long long s[8];
+    uint64_t words;
+    memcpy(&words, w->scales, 8);
+    __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            int nib = (w->qh[4 * p + r / 2] >> 4 * (r % 2)) & 0xf;
-            idx[r] = q[r] | (nib & 7) << 8;
-            s[r] = run_shift(nib & 8);
-        }
-        __m512i shift = _mm512_setr_epi64(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
-        int k = words[p];
-        __m512i scales = scales4(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1, 2 * ((k >> 6) & 7) + 1, 2 * ((k >> 9) & 7) + 1);
-        acc = signed_dot(acc, iq1_eighths(gather8(q3_iq1s_grid, idx), shift), x->qs + 64 * p, scales);
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
+                                      q[3] | (h1 & 0x70) << 4);
+        int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
+        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
+        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
+        acc = signed_dot(acc, iq1_eighths(grid, (__mmask8)negative), x->qs + 32 * g, scales);
     }
-    return hsum512(acc);
+    return q3_iqx_hsum(acc);
 }
 
 float q3_iq1_m_vec_dot_avx512(int64_t n, const void *w, const void *x) {
