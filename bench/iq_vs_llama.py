@@ -17,6 +17,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_TYPES = ["iq4_nl", "iq4_xs", "iq3_s", "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"]
+# llama-quantize's file type whose tensors are all of the type under --pure: its IQ2_S recipe is
+# built on IQ2_XS tensors, and IQ2_M on IQ2_S ones.
+LLAMA_FTYPE = {"iq2_s": "IQ2_M"}
 
 
 def run(*args):
@@ -74,7 +77,7 @@ def main():
         if a.their_files:
             theirs = os.path.join(a.work, f"llama-{t}.gguf")
             run(os.path.join(a.llama, "llama-quantize"), "--pure", "--imatrix", a.imatrix, "--token-embedding-type",
-                "q8_0", "--output-tensor-type", "q8_0", padded, theirs, t.upper(), a.threads)
+                "q8_0", "--output-tensor-type", "q8_0", padded, theirs, LLAMA_FTYPE.get(t, t.upper()), a.threads)
             row(a, f"{t.upper()}, made by llama-quantize", theirs)
 
 
