@@ -60,7 +60,16 @@ typedef enum q3_type {
     Q3_TYPE_Q5_K = 13,
     Q3_TYPE_Q6_K = 14,
     Q3_TYPE_Q8_K = 15,
+    Q3_TYPE_IQ2_XXS = 16,
+    Q3_TYPE_IQ2_XS = 17,
+    Q3_TYPE_IQ3_XXS = 18,
+    Q3_TYPE_IQ1_S = 19,
+    Q3_TYPE_IQ4_NL = 20,
+    Q3_TYPE_IQ3_S = 21,
+    Q3_TYPE_IQ2_S = 22,
+    Q3_TYPE_IQ4_XS = 23,
     Q3_TYPE_I32 = 26, /* token ids in reference files; not a weight type */
+    Q3_TYPE_IQ1_M = 29,
     Q3_TYPE_BF16 = 30,
     Q3_TYPE_GGML_END = 40, /* ids from here on are q3moe's own, never in a GGUF file: */
     Q3_TYPE_F8_E4M3 = 64,     /* safetensors' float8 e4m3 elements, as FP8 checkpoints store them */

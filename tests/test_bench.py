@@ -98,7 +98,8 @@ class Synthetic(unittest.TestCase):
         of K-quant blocks: those tensors fall back to 32-wide formats as llama.cpp's quantizer does."""
         config = os.path.join(TINY, "config.json")
         expect = {"q4_k_m": ("Q5_0", "Q8_0"), "q5_k_m": ("Q5_1", "Q8_0"), "q6_k": ("Q8_0", "Q8_0"),
-                  "q8_0": ("Q8_0", "Q8_0"), "bf16": ("BF16", "BF16")}
+                  "q8_0": ("Q8_0", "Q8_0"), "bf16": ("BF16", "BF16"), "iq4_xs": ("IQ4_NL", "Q8_0"),
+                  "iq2_xxs": ("IQ4_NL", "Q8_0")}
         for name, (ffn, head) in expect.items():
             report = bench_json("--synthetic", config, "--type", name, "-p", "8", "-n", "2")
             self.assertEqual((report["model"]["ffn_type"], report["model"]["head_type"]), (ffn, head), name)

@@ -180,8 +180,8 @@ static void test_hidden_states_and_router(void **state) {
     for (int k = 0; k < 2; k++) {
         const q3_tensor_view *ids = ref_tensor(&f->ref, "%s.input_ids", ps[k]);
         int n = (int)ids->shape[0];
-        q3_trace tr = {malloc((size_t)(c->n_layers + 1) * n * c->hidden_size * sizeof(float)),
-                       malloc((size_t)c->n_layers * n * c->n_experts * sizeof(float))};
+        q3_trace tr = {.hidden = malloc((size_t)(c->n_layers + 1) * n * c->hidden_size * sizeof(float)),
+                       .router_logits = malloc((size_t)c->n_layers * n * c->n_experts * sizeof(float))};
         free(run_logits(f->m, ids->data, n, n, &tr));
         for (int l = 0; l <= c->n_layers; l++) {
             char what[64];

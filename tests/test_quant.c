@@ -1,8 +1,9 @@
 /* Tests of the tensor type kernels (src/quant, src/cpu/dot_*): block sizes against the GGUF
  * layout, quantize -> dequantize error per format, vec_dot against the dot product of the
  * dequantized rows, and every SIMD kernel this CPU runs against the scalar reference: exactly
- * for the K-quants and the quantizers, within rounding for the float types and the 32-wide
- * formats (which sum their blocks in another order). */
+ * for the K-quants, the i-quants and the quantizers, within rounding for the float types and
+ * the 32-wide legacy formats (which sum their blocks in another order). The i-quants'
+ * importance weighting is checked to steer their error. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include "quant/blocks.h"
 #include "cpu/kernel_table.h"
+#include "quant/iq_blocks.h"
 
 /* ---- random data ---- */
 
@@ -38,6 +40,14 @@ static void fill_gauss(float *x, int64_t n, float scale) {
 
 /* A positive fp16 scale in [lo, 2 lo), so dequantized values stay finite. */
 static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
+
+/* IQ1_M keeps its fp16 d in the top nibbles of its four scale words. */
+static void set_iq1m_d(q3_block_iq1_m *b, uint16_t d) {
+    uint16_t w[4];
+    memcpy(w, b->scales, 8);
+    for (int j = 0; j < 4; j++) w[j] = (uint16_t)((w[j] & 0x0fff) | ((d >> 4 * j) & 0xf) << 12);
+    memcpy(b->scales, w, 8);
+}
 
 /* Blocks of random bits with sane scale fields: every bit pattern of the levels and packed
  * sub-block scales is fair game for the kernels. */
@@ -73,6 +83,11 @@ static void fill_random_blocks(q3_type t, void *buf, int64_t n_blocks) {
             ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
             break;
         case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
+        case Q3_TYPE_IQ1_M: set_iq1m_d((q3_block_iq1_m *)b, random_scale(0.001f)); break;
+        case Q3_TYPE_IQ4_NL: case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ3_S:
+        case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ2_XS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ1_S:
+            memcpy(b, &(uint16_t){random_scale(0.001f)}, 2); /* d leads these blocks */
+            break;
         default: fail_msg("no random blocks for %s", q3_type_name(t));
         }
     }
@@ -82,7 +97,8 @@ static void fill_random_blocks(q3_type t, void *buf, int64_t n_blocks) {
 
 /* Relative RMS error bounds of quantize -> dequantize on fill_gauss data (outliers included),
  * about 1.25x what the formats measure: Q8_0 0.7%, Q6_K 2.1%, Q5_K 4.1%, Q4_K 8.1%, Q3_K 18%,
- * Q2_K 32%; Q8_K 1.3% (one scale per 256 values). */
+ * Q2_K 32%; Q8_K 1.3% (one scale per 256 values); IQ4_NL 8.8%, IQ4_XS 8.9%, IQ3_S 15%,
+ * IQ3_XXS 19%, IQ2_S 28%, IQ2_XS 31%, IQ2_XXS 37%, IQ1_M 46%, IQ1_S 53% (no importance matrix). */
 static const struct {
     q3_type type;
     size_t block_bytes;
@@ -101,6 +117,15 @@ static const struct {
     {Q3_TYPE_Q5_K, sizeof(q3_block_q5_k), Q3_QK_K, 0.051},
     {Q3_TYPE_Q6_K, sizeof(q3_block_q6_k), Q3_QK_K, 0.027},
     {Q3_TYPE_Q8_K, sizeof(q3_block_q8_k), Q3_QK_K, 0.016},
+    {Q3_TYPE_IQ4_NL, sizeof(q3_block_iq4_nl), Q3_QK, 0.11},
+    {Q3_TYPE_IQ4_XS, sizeof(q3_block_iq4_xs), Q3_QK_K, 0.11},
+    {Q3_TYPE_IQ3_S, sizeof(q3_block_iq3_s), Q3_QK_K, 0.185},
+    {Q3_TYPE_IQ3_XXS, sizeof(q3_block_iq3_xxs), Q3_QK_K, 0.24},
+    {Q3_TYPE_IQ2_S, sizeof(q3_block_iq2_s), Q3_QK_K, 0.35},
+    {Q3_TYPE_IQ2_XS, sizeof(q3_block_iq2_xs), Q3_QK_K, 0.39},
+    {Q3_TYPE_IQ2_XXS, sizeof(q3_block_iq2_xxs), Q3_QK_K, 0.47},
+    {Q3_TYPE_IQ1_M, sizeof(q3_block_iq1_m), Q3_QK_K, 0.57},
+    {Q3_TYPE_IQ1_S, sizeof(q3_block_iq1_s), Q3_QK_K, 0.66},
 };
 #define N_FORMATS (sizeof FORMATS / sizeof FORMATS[0])
 
@@ -108,9 +133,14 @@ static const struct {
 static const q3_type DOT_TYPES[] = {
     Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q4_0, Q3_TYPE_Q4_1, Q3_TYPE_Q5_0,
     Q3_TYPE_Q5_1, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K, Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K,
-    Q3_TYPE_Q6_K,
+    Q3_TYPE_Q6_K, Q3_TYPE_IQ4_NL, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ3_S, Q3_TYPE_IQ3_XXS, Q3_TYPE_IQ2_S,
+    Q3_TYPE_IQ2_XS, Q3_TYPE_IQ2_XXS, Q3_TYPE_IQ1_M, Q3_TYPE_IQ1_S,
 };
 #define N_DOT_TYPES (sizeof DOT_TYPES / sizeof DOT_TYPES[0])
+
+static bool is_i_quant(q3_type t) {
+    return (t >= Q3_TYPE_IQ2_XXS && t <= Q3_TYPE_IQ4_XS) || t == Q3_TYPE_IQ1_M;
+}
 
 static bool is_float_type(q3_type t) {
     return t == Q3_TYPE_F32 || t == Q3_TYPE_F16 || t == Q3_TYPE_BF16;
@@ -176,6 +206,42 @@ static void test_zero_blocks_stay_zero(void **state) {
         tr->to_float(q, y, tr->block_size);
         for (int i = 0; i < tr->block_size; i++) assert_true(y[i] == 0.0f);
     }
+}
+
+/* An importance per column moves the i-quants' error where it costs less: with every eighth
+ * column 50 times as important, the error weighted by importance falls below that of the
+ * quantization without it, and the important columns come out more accurate. */
+static void test_importance_steers_i_quants(void **state) {
+    (void)state;
+    const int64_t n = 256 * 64;
+    float *x = xmalloc(n * sizeof *x), *y = xmalloc(n * sizeof *y), *imp = xmalloc(n * sizeof *imp);
+    fill_gauss(x, n, 0.02f);
+    for (int64_t i = 0; i < n; i++) imp[i] = i % 8 == 0 ? 50.0f : 1.0f;
+    for (size_t f = 0; f < N_FORMATS; f++) {
+        const q3_type_traits *tr = q3_type_get(FORMATS[f].type);
+        if (!is_i_quant(FORMATS[f].type)) continue;
+        assert_non_null(tr->quantize);
+        void *q = xmalloc(q3_row_bytes(FORMATS[f].type, n));
+        double weighted[2], important[2];
+        for (int with = 0; with < 2; with++) {
+            tr->quantize(x, q, n, with ? imp : NULL);
+            tr->to_float(q, y, n);
+            weighted[with] = important[with] = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double e2 = ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+                weighted[with] += imp[i] * e2;
+                if (i % 8 == 0) important[with] += e2;
+            }
+        }
+        print_message("%-7s importance-weighted error %.3g -> %.3g, important columns %.3g -> %.3g\n", tr->name,
+                      weighted[0], weighted[1], important[0], important[1]);
+        assert_true(weighted[1] < weighted[0]);
+        assert_true(important[1] < 0.9 * important[0]);
+        free(q);
+    }
+    free(x);
+    free(y);
+    free(imp);
 }
 
 /* Weights quantized from x (float types: converted), n elements, in a fresh buffer. */
@@ -262,9 +328,10 @@ static double float_sum_tolerance(const q3_type_traits *tr, int64_t n, const voi
     return 4e-7 * sqrt((double)n) * magnitude + 1e-30;
 }
 
-/* The K-quant kernels: their integer sums and per-block float tail are the reference's own.
- * The others accumulate per-block floats in vector lanes, another summation order. */
-static bool exact_across_isas(q3_type t) { return t >= Q3_TYPE_Q2_K && t <= Q3_TYPE_Q6_K; }
+/* The K-quant and i-quant kernels: their integer sums and per-block float tail are the
+ * reference's own. The others accumulate per-block floats in vector lanes, another summation
+ * order. */
+static bool exact_across_isas(q3_type t) { return (t >= Q3_TYPE_Q2_K && t <= Q3_TYPE_Q6_K) || is_i_quant(t); }
 
 static void compare_vec_dot(q3_isa isa, q3_type t, int64_t n) {
     const q3_type_traits *ref = q3_type_get_isa(t, Q3_ISA_SCALAR), *simd = q3_type_get_isa(t, isa);
@@ -378,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_block_sizes_match_gguf),
         cmocka_unit_test(test_roundtrip_error_within_bounds),
         cmocka_unit_test(test_zero_blocks_stay_zero),
+        cmocka_unit_test(test_importance_steers_i_quants),
         cmocka_unit_test(test_vec_dot_matches_dequantized_rows),
         cmocka_unit_test(test_simd_vec_dot_agrees_with_scalar),
         cmocka_unit_test(test_simd_quantizers_agree_with_scalar),

@@ -19,6 +19,10 @@ static const q3_synth_type TYPES[] = {
     {"q6_k", Q3_TYPE_Q6_K, Q3_TYPE_Q6_K, 18},
     {"q8_0", Q3_TYPE_Q8_0, Q3_TYPE_Q8_0, 7},
     {"bf16", Q3_TYPE_BF16, Q3_TYPE_BF16, 32},
+    {"iq4_xs", Q3_TYPE_IQ4_XS, Q3_TYPE_Q6_K, 30}, /* MOSTLY_IQ4_XS */
+    {"iq4_nl", Q3_TYPE_IQ4_NL, Q3_TYPE_Q6_K, 25}, /* MOSTLY_IQ4_NL */
+    {"iq3_xxs", Q3_TYPE_IQ3_XXS, Q3_TYPE_Q6_K, 23}, /* MOSTLY_IQ3_XXS */
+    {"iq2_xxs", Q3_TYPE_IQ2_XXS, Q3_TYPE_Q6_K, 19}, /* MOSTLY_IQ2_XXS */
 };
 
 bool q3_synth_type_from_name(const char *name, q3_synth_type *out) {
@@ -31,7 +35,7 @@ bool q3_synth_type_from_name(const char *name, q3_synth_type *out) {
     return false;
 }
 
-const char *q3_synth_type_names(void) { return "q4_k_m, q5_k_m, q6_k, q8_0, bf16"; }
+const char *q3_synth_type_names(void) { return "q4_k_m, q5_k_m, q6_k, q8_0, bf16, iq4_xs, iq4_nl, iq3_xxs, iq2_xxs"; }
 
 /* ---- the plan ---- */
 
@@ -154,6 +158,11 @@ static bool scales_of(q3_type t, block_scales *s) {
     case Q3_TYPE_Q6_K:
         *s = (block_scales){1, {208, 0}, {0.002f, 0}}; /* d sits after ql, qh and scales */
         return true;
+    /* i-quants: d leads the block; its size keeps weights within +-2 like the K-quants' */
+    case Q3_TYPE_IQ4_NL: *s = (block_scales){1, {0, 0}, {0.01f, 0}}; return true;
+    case Q3_TYPE_IQ4_XS: *s = (block_scales){1, {0, 0}, {0.0005f, 0}}; return true;
+    case Q3_TYPE_IQ3_XXS: *s = (block_scales){1, {0, 0}, {0.004f, 0}}; return true;
+    case Q3_TYPE_IQ2_XXS: *s = (block_scales){1, {0, 0}, {0.01f, 0}}; return true;
     default:
         return false;
     }

@@ -21,7 +21,8 @@ typedef struct q3_synth_type {
     int file_type;      /* general.file_type (llama.cpp's ftype) */
 } q3_synth_type;
 
-/* The types by name: q4_k_m (Q4_K, head Q6_K), q5_k_m (Q5_K, head Q6_K), q6_k, q8_0, bf16. */
+/* The types by name: q4_k_m (Q4_K, head Q6_K), q5_k_m (Q5_K, head Q6_K), q6_k, q8_0, bf16, and
+ * the i-quants iq4_xs, iq4_nl, iq3_xxs, iq2_xxs (head Q6_K). */
 bool q3_synth_type_from_name(const char *name, q3_synth_type *out);
 /* "q4_k_m, q5_k_m, q6_k, q8_0, bf16", for messages; cannot fail. */
 const char *q3_synth_type_names(void);

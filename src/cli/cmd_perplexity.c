@@ -1,5 +1,6 @@
 /* q3moe perplexity: perplexity of a model over a text file (or a token list) in windows of
- * --ctx tokens, and with --kl-base the KL divergence from another model on the same windows. */
+ * --ctx tokens, and with --kl-base the KL divergence from another model on the same windows.
+ * --llama-chunks scores as llama-perplexity does, so the two tools compare on one file. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,10 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: q3moe perplexity [-m MODEL] (-f TEXT_FILE | --ids FILE.safetensors:TENSOR) [--ctx N]\n"
-               "                        [--windows N] [--kl-base MODEL] [-t THREADS] " Q3_ROPE_OPTIONS_USAGE "\n");
+               "                        [--windows N] [--kl-base MODEL] [--llama-chunks] [-t THREADS]\n"
+               "                        " Q3_ROPE_OPTIONS_USAGE "\n"
+               "--llama-chunks: back-to-back windows of --ctx tokens scoring only their second half, as\n"
+               "                llama-perplexity does (default: every prediction of windows of --ctx + 1)\n");
 }
 
 
@@ -56,15 +60,17 @@ static void show(void *ctx, int done, int total, double ppl) {
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    enum { O_IDS = 500, O_CTX, O_WINDOWS, O_KL };
+    enum { O_IDS = 500, O_CTX, O_WINDOWS, O_KL, O_LLAMA };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
         {"ids", required_argument, 0, O_IDS}, {"ctx", required_argument, 0, O_CTX},
         {"windows", required_argument, 0, O_WINDOWS}, {"kl-base", required_argument, 0, O_KL},
+        {"llama-chunks", no_argument, 0, O_LLAMA},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, Q3_ROPE_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *model = NULL, *file = NULL, *ids_spec = NULL, *kl = NULL;
     q3_load_options lo = {0};
     long ctx = 512, windows = 0, threads = 0;
+    q3_ppl_scoring scoring = Q3_PPL_ALL;
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:f:t:h", opts, NULL)) != -1) {
@@ -75,6 +81,7 @@ int cmd_perplexity(int argc, char **argv) {
         case O_CTX: if (!q3_cli_parse_int(optarg, "--ctx", 2, 1 << 20, &ctx)) return 2; break;
         case O_WINDOWS: if (!q3_cli_parse_int(optarg, "--windows", 1, 1 << 20, &windows)) return 2; break;
         case O_KL: kl = optarg; break;
+        case O_LLAMA: scoring = Q3_PPL_SECOND_HALF; break;
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -92,7 +99,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!path || !load_ids(path, file, ids_spec, &ids, &n)) goto done;
     if (q3_model_load(&m, path, &lo, &e) || (kl && q3_model_load(&base, kl, &lo, &e))) goto fail;
     q3_ppl_result r;
-    if (q3_perplexity(m, base, ids, n, (int)ctx, (int)windows, (int)threads, show, NULL, &r, &e)) goto fail;
+    if (q3_perplexity(m, base, ids, n, (int)ctx, scoring, (int)windows, (int)threads, show, NULL, &r, &e)) goto fail;
     printf("perplexity: %.4f over %d windows of %ld tokens (%d scored, mean NLL %.5f)\n", r.ppl, r.windows, ctx,
            r.scored, r.nll);
     if (base) printf("KL divergence from %s: %.6f, top-1 agreement %.2f%%\n", kl, r.kld, 100 * r.top1_agree);

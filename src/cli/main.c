@@ -19,6 +19,7 @@ static const struct command {
     {"info", cmd_info, "print a model's architecture, tensors and sizes", false},
     {"logits", cmd_logits, "write the logits of a token sequence as raw float32", true},
     {"convert", cmd_convert, "convert a checkpoint or GGUF into a GGUF of another type", false},
+    {"imatrix", cmd_imatrix, "importance matrix of a model over a text, for convert --imatrix", false},
     {"template", cmd_template, "print the chat prompt the Qwen3 template makes from messages", false},
     {"tokenize", cmd_tokenize, "print the token ids of a text (JSON array)", false},
     {"detokenize", cmd_detokenize, "print the text of comma-separated token ids", false},

@@ -75,4 +75,22 @@ float q3_q6_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
 float q3_q2_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
 float q3_q3_k_vec_dot_dotprod(int64_t n, const void *w, const void *x);
 
+/* The i-quant kernels (dot_iq_avx2.c, dot_iq_avx512.c, dot_iq_neon.c, dot_iq_dotprod_neon.c), put into the table by
+ * q3_dot_iq_install (dot_iq_dispatch.c) from each ISA's install. */
+void q3_dot_iq_install(q3_type_traits table[Q3_TYPE_COUNT], q3_isa isa);
+#define Q3_DOT_IQ_KERNELS(isa)                                                \
+    float q3_iq4_nl_vec_dot_##isa(int64_t n, const void *w, const void *x);  \
+    float q3_iq4_xs_vec_dot_##isa(int64_t n, const void *w, const void *x);  \
+    float q3_iq3_xxs_vec_dot_##isa(int64_t n, const void *w, const void *x); \
+    float q3_iq3_s_vec_dot_##isa(int64_t n, const void *w, const void *x);   \
+    float q3_iq2_xxs_vec_dot_##isa(int64_t n, const void *w, const void *x); \
+    float q3_iq2_xs_vec_dot_##isa(int64_t n, const void *w, const void *x);  \
+    float q3_iq2_s_vec_dot_##isa(int64_t n, const void *w, const void *x);   \
+    float q3_iq1_s_vec_dot_##isa(int64_t n, const void *w, const void *x);   \
+    float q3_iq1_m_vec_dot_##isa(int64_t n, const void *w, const void *x);
+Q3_DOT_IQ_KERNELS(avx2)
+Q3_DOT_IQ_KERNELS(avx512)
+Q3_DOT_IQ_KERNELS(neon)
+Q3_DOT_IQ_KERNELS(dotprod)
+
 #endif

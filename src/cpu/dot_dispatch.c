@@ -93,6 +93,7 @@ static void install_avx2(q3_type_traits *t) {
     t[Q3_TYPE_Q5_K].gemm = q3_q5_k_gemm_avx2;
     t[Q3_TYPE_Q6_K].gemm = q3_q6_k_gemm_avx2;
     q3_dot_ckpt_install(t, Q3_ISA_AVX2);
+    q3_dot_iq_install(t, Q3_ISA_AVX2);
 }
 
 static void install_avx512(q3_type_traits *t) {
@@ -121,6 +122,7 @@ static void install_avx512(q3_type_traits *t) {
     t[Q3_TYPE_F16].gemm = q3_f16_gemm_avx512;
     t[Q3_TYPE_BF16].gemm = q3_bf16_gemm_avx512;
     q3_dot_ckpt_install(t, Q3_ISA_AVX512);
+    q3_dot_iq_install(t, Q3_ISA_AVX512);
 }
 #endif
 
@@ -144,6 +146,7 @@ static void install_neon(q3_type_traits *t) {
     t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_neon;
     t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_neon;
     q3_dot_ckpt_install(t, Q3_ISA_NEON);
+    q3_dot_iq_install(t, Q3_ISA_NEON);
 }
 
 /* Only the integer dot products change; the float kernels and quantizers stay NEON's. */
@@ -158,6 +161,7 @@ static void install_dotprod(q3_type_traits *t) {
     t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_dotprod;
     t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_dotprod;
     t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_dotprod;
+    q3_dot_iq_install(t, Q3_ISA_DOTPROD);
 }
 #endif
 

@@ -16,20 +16,7 @@
 #include <arm_neon.h>
 #include "quant/blocks.h" /* system and shared headers first: the target applies below only */
 
-#if defined(__ARM_FEATURE_DOTPROD)
-static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
-#elif defined(__clang__)
-#pragma clang attribute push(__attribute__((target("dotprod"))), apply_to = function)
-#define Q3_DOTPROD_POP_ATTRIBUTE
-static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-    __asm__("sdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
-    return acc;
-}
-#else
-#pragma GCC target("arch=armv8.2-a+dotprod")
-static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
-#endif
-
+#include "cpu/dot16_dotprod.h"
 #include "cpu/dot_neon.h"
 
 float q3_q8_0_vec_dot_dotprod(int64_t n, const void *w, const void *x) { return neon_q8_0_dot(n, w, x); }

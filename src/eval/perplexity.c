@@ -48,11 +48,15 @@ static int log_softmax(const float *row, int n, double *lp) {
 }
 
 q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *ids, int n_ids, int ctx,
-                        int max_windows, int threads, void (*progress)(void *, int, int, double), void *pctx,
-                        q3_ppl_result *out, q3_error *e) {
+                        q3_ppl_scoring scoring, int max_windows, int threads,
+                        void (*progress)(void *, int, int, double), void *pctx, q3_ppl_result *out, q3_error *e) {
     memset(out, 0, sizeof *out);
-    int V = q3_model_config(m)->vocab_size, windows = ctx > 0 ? (n_ids - 1) / ctx : 0;
-    if (windows < 1) return q3_fail(e, Q3_EINVAL, "perplexity: %d tokens are fewer than one window of %d + 1", n_ids, ctx);
+    bool half = scoring == Q3_PPL_SECOND_HALF;
+    int V = q3_model_config(m)->vocab_size, windows = ctx > 0 ? (half ? n_ids : n_ids - 1) / ctx : 0;
+    int first = half ? ctx / 2 : 0, last = half ? ctx - 1 : ctx; /* scored predictions [first, last) */
+    if (windows < 1 || first >= last)
+        return q3_fail(e, Q3_EINVAL, "perplexity: %d tokens are fewer than one window of %d%s", n_ids, ctx,
+                       half ? "" : " + 1");
     if (base && q3_model_config(base)->vocab_size != V)
         return q3_fail(e, Q3_EINVAL, "perplexity: the base model's vocabulary differs");
     if (max_windows > 0 && max_windows < windows) windows = max_windows;
@@ -69,7 +73,7 @@ q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *
         const int32_t *win = ids + (size_t)w * ctx;
         if ((st = run_window(&a, win, pos, seq, ctx, e)) || (base && (st = run_window(&b, win, pos, seq, ctx, e))))
             break;
-        for (int t = 0; t < ctx; t++) {
+        for (int t = first; t < last; t++) {
             int top = log_softmax(a.logits + (size_t)t * V, V, lp);
             nll -= lp[win[t + 1]];
             if (!base) continue;
@@ -80,7 +84,7 @@ q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *
             agree += top == base_top;
         }
         out->windows = w + 1;
-        out->scored = (w + 1) * ctx;
+        out->scored = (w + 1) * (last - first);
         if (progress) progress(pctx, w + 1, windows, exp(nll / out->scored));
     }
     if (!st) {

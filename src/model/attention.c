@@ -19,6 +19,7 @@ void q3_attention_layer(q3_runner *r, int layer) {
     op->matmul(r->be, 3, qkv, r->xn, n, qkv_out);
     op->rope_store(r->be, L, layer, r->q, r->k, r->v);
     op->attend(r->be, layer, r->q, r->attn);
+    q3_trace_attention_inputs(r, L, r->xn, r->attn, n);
     const q3_mat *wo = &L->wo;
     op->matmul(r->be, 1, &wo, r->attn, n, &r->out);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "model/rope.h"
+#include "formats/imatrix.h"
 #include "quant/types.h"
 #include "text/genconfig.h"
 #include "text/tokenizer_gguf.h"
@@ -32,6 +33,15 @@ void q3_export_options_uniform(q3_export_options *o, q3_type t) {
     case Q3_TYPE_Q4_K: o->file_type = 14; break;
     case Q3_TYPE_Q5_K: o->file_type = 16; break;
     case Q3_TYPE_Q6_K: o->file_type = 18; break;
+    case Q3_TYPE_IQ2_XXS: o->file_type = 19; break;
+    case Q3_TYPE_IQ2_XS: o->file_type = 20; break;
+    case Q3_TYPE_IQ3_XXS: o->file_type = 23; break;
+    case Q3_TYPE_IQ1_S: o->file_type = 24; break;
+    case Q3_TYPE_IQ4_NL: o->file_type = 25; break;
+    case Q3_TYPE_IQ3_S: o->file_type = 26; break;
+    case Q3_TYPE_IQ2_S: o->file_type = 28; break;
+    case Q3_TYPE_IQ4_XS: o->file_type = 30; break;
+    case Q3_TYPE_IQ1_M: o->file_type = 31; break;
     case Q3_TYPE_BF16: o->file_type = 32; break;
     default: o->file_type = 0; break;
     }
@@ -46,6 +56,8 @@ q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
     case Q3_TYPE_Q4_K: next = Q3_TYPE_Q5_0; break;
     case Q3_TYPE_Q5_K: next = Q3_TYPE_Q5_1; break;
     case Q3_TYPE_Q6_K: next = Q3_TYPE_Q8_0; break;
+    case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_S: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ2_XS:
+    case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ1_M: case Q3_TYPE_IQ1_S: next = Q3_TYPE_IQ4_NL; break;
     default: next = Q3_TYPE_F16; break;
     }
     return cols % q3_type_info(next)->block_size == 0 ? next : Q3_TYPE_F16;
@@ -55,6 +67,7 @@ q3_type q3_export_fallback_type(q3_type want, int64_t cols) {
 
 /* One output tensor: its source matrices (one, or one per expert) or an f32 vector. */
 typedef struct out_tensor {
+    char name[96];       /* the GGUF name: what an importance matrix is looked up by */
     const q3_mat *mats;  /* n_mats matrices laid one after another */
     const q3_mat *const *mat_list; /* or: pointers, for experts stored in q3_ffn structs */
     int n_mats;
@@ -77,6 +90,12 @@ static const q3_mat *source_mat(const out_tensor *t, int i) { return t->mat_list
 /* GPTQ weights are repacked at load into Q4_0's blocks (quant/checkpoint_quants.h): written as
  * Q4_0 they are copied, not requantized, so the file holds the checkpoint's exact values. */
 static bool same_blocks(q3_type from, q3_type to) { return from == Q3_TYPE_GPTQ4_B32 && to == Q3_TYPE_Q4_0; }
+/* The importance of matrix i's columns from the options' imatrix, when the target type can use
+ * one and the file has this tensor; else NULL (quantize without). */
+static const float *importance(const exporter *x, const out_tensor *t, int i, int64_t cols, float *buf) {
+    if (!x->o->imatrix || !q3_type_info(t->type)->quantize) return NULL;
+    return q3_imatrix_importance(x->o->imatrix, t->name, i, cols, buf) ? buf : NULL;
+}
 
 /* Converts every row of the source(s) into the target type. */
 static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_error *e) {
@@ -88,13 +107,14 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
     }
     const q3_type_traits *out = q3_type_info(t->type);
     int64_t cols = source_mat(t, 0)->cols;
-    float *row = malloc((size_t)cols * sizeof(float));
+    float *row = malloc(2 * (size_t)cols * sizeof(float));
     if (!row) return q3_fail(e, Q3_ENOMEM, "export: out of memory");
     size_t out_row = q3_row_bytes(t->type, cols);
     char *p = dst;
     for (int i = 0; i < t->n_mats; i++) {
         const q3_mat *w = source_mat(t, i);
         const q3_type_traits *in = q3_type_info(w->type);
+        const float *imp = importance(x, t, i, cols, row + cols);
         for (int64_t r = 0; r < w->rows; r++, p += out_row) {
             const char *src = (const char *)w->data + (size_t)r * w->row_bytes;
             if (w->type == t->type || same_blocks(w->type, t->type)) {
@@ -102,7 +122,8 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
                 continue;
             }
             in->to_float(src, row, cols);
-            out->from_float(row, p, cols);
+            if (imp) out->quantize(row, p, cols, imp);
+            else out->from_float(row, p, cols);
         }
     }
     free(row);
@@ -116,6 +137,7 @@ static q3_status add(exporter *x, q3_gguf_writer *w, const char *name, out_tenso
         if (!q3_type_info(t.type)->from_float || t.type >= Q3_TYPE_GGML_END)
             return q3_fail(e, Q3_EUNSUPPORTED, "export: tensor %s: cannot write type %s", name, q3_type_name(t.type));
     }
+    snprintf(t.name, sizeof t.name, "%s", name);
     x->tensors[x->n] = t;
     q3_status st = q3_gguf_add_tensor(w, name, t.vec ? Q3_TYPE_F32 : t.type, n_dims, ne, NULL, fill_tensor, x, e);
     if (!st) x->n++;

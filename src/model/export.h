@@ -29,6 +29,8 @@ typedef struct q3_export_options {
     const char *name;              /* general.name; NULL: the source's directory or file name */
     const char *tokenizer;         /* tokenizer.json, or a directory holding it (+ tokenizer_config.json);
                                       NULL: the source's own tokenizer, if it has one */
+    const struct q3_imatrix *imatrix; /* importance of each weight column (formats/imatrix.h) for the
+                                         types that use one (the i-quants); NULL: none */
     void (*progress)(void *ctx, int done, int total);
     void *progress_ctx;
 } q3_export_options;

@@ -19,9 +19,11 @@ void q3_moe_layer(q3_runner *r, const q3_layer *L, int t0, int t1) {
     const q3_mat *router = &L->router;
     op->matmul(r->be, 1, &router, xn, n, &logits);
     op->route(r->be, logits, n, top, weight);
+    q3_trace_ffn_inputs(r, L, xn, n, top);
     op->experts(r->be, L->experts, xn, n, top, weight, r->out + (size_t)t0 * H);
 }
 
 void q3_dense_layer(q3_runner *r, const q3_layer *L, int n) {
+    q3_trace_ffn_inputs(r, L, r->xn, n, NULL);
     r->be->ops->ffn(r->be, &L->dense, r->xn, n, r->out);
 }

@@ -8,11 +8,22 @@
 #include "model/backend.h"
 #include "model/model.h"
 
-/* Optional copies of intermediate values, for parity tests against transformers. */
+/* Receives the n rows (cols floats each, host memory) entering weight tensor `tensor` (its GGUF
+ * name, "blk.3.attn_q.weight"); for a stacked expert tensor, the rows of expert `expert` of
+ * n_experts, else expert 0 of 1. */
+typedef void (*q3_matmul_input_fn)(void *ctx, const char *tensor, int expert, int n_experts, const float *x, int n,
+                                   int64_t cols);
+
+/* Optional copies of intermediate values, for parity tests against transformers, and the inputs
+ * of every weight matrix, for importance matrices (src/eval/imatrix.c). */
 typedef struct q3_trace {
     float *hidden;        /* [n_layers + 1][n_tokens][hidden]: embeddings, each layer's output,
                              and last the final norm's output (as transformers' hidden_states) */
     float *router_logits; /* [n_layers][n_tokens][n_experts] (MoE layers only) */
+    q3_matmul_input_fn matmul_input; /* NULL: none; only on backends with host memory, one process */
+    void *matmul_input_ctx;
+    float *input_scratch; /* with matmul_input: max_tokens * (hidden + 2 * the largest ffn_dim)
+                             floats, for the recomputed feed-forward inputs */
 } q3_trace;
 
 /* Which processes a sum runs over: experts are dealt over all of them, attention heads and
@@ -78,5 +89,11 @@ int q3_runner_threads(const q3_runner *r);
 void q3_attention_layer(q3_runner *r, int layer);
 void q3_moe_layer(q3_runner *r, const q3_layer *L, int t0, int t1);
 void q3_dense_layer(q3_runner *r, const q3_layer *L, int n);
+
+/* The trace's matmul_input (when set) for a layer's matrices (trace_inputs.c): the attention's
+ * q/k/v (their shared input xn) and output (its input attn); the feed-forward's router, experts
+ * or dense matrices, whose inner inputs (silu(gate x) * up x) are recomputed for the purpose. */
+void q3_trace_attention_inputs(q3_runner *r, const q3_layer *L, const float *xn, const float *attn, int n);
+void q3_trace_ffn_inputs(q3_runner *r, const q3_layer *L, const float *xn, int n, const int32_t *top);
 
 #endif

@@ -16,6 +16,9 @@ typedef void (*q3_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*q3_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of n elements: w is a row of this type, x a row of vec_dot_type. */
 typedef float (*q3_vec_dot_fn)(int64_t n, const void *w, const void *x);
+/* Quantize n elements of a row with an importance per element (how much its error costs, from
+ * an importance matrix; NULL: none). */
+typedef void (*q3_quantize_fn)(const float *src, void *dst, int64_t n, const float *importance);
 /* Tile product for batches (prefill): out[c * out_stride + r] = vec_dot(n, w + r * w_stride,
  * x[c]) for r < nr <= Q3_GEMM_ROWS and c < nc <= Q3_GEMM_COLS, bit-identical to this ISA's
  * vec_dot for every (r, c): a token's result never depends on the batch around it. It shares
@@ -35,6 +38,7 @@ typedef struct q3_type_traits {
     q3_vec_dot_fn vec_dot;
     q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
     q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
+    q3_quantize_fn quantize; /* NULL: from_float takes no importance (not an i-quant) */
 } q3_type_traits;
 
 /* Traits of t with the portable reference kernels, or NULL for an id we do not know (not every

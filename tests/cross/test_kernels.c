@@ -24,6 +24,7 @@
 #include "quant/blocks.h"
 #include "quant/checkpoint_quants.h"
 #include "cpu/kernel_table.h"
+#include "quant/iq_blocks.h"
 
 /* ---- checks ---- */
 
@@ -110,6 +111,19 @@ static void set_block_scales(q3_type t, void *b) {
     case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
     case Q3_TYPE_F8_E4M3_B32: ((q3_block_f8_b32 *)b)->d = 0.01f * (1.0f + rng_uniform()); break;
     case Q3_TYPE_GPTQ4_B32: ((q3_block_q4_0 *)b)->d = random_scale(0.01f); break;
+    case Q3_TYPE_IQ1_M: { /* d sits in the top nibbles of the four scale words */
+        uint16_t d = random_scale(0.001f), words[4];
+        memcpy(words, ((q3_block_iq1_m *)b)->scales, 8);
+        for (int j = 0; j < 4; j++) words[j] = (uint16_t)((words[j] & 0x0fff) | ((d >> 4 * j) & 0xf) << 12);
+        memcpy(((q3_block_iq1_m *)b)->scales, words, 8);
+        break;
+    }
+    case Q3_TYPE_IQ4_NL: case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ3_S:
+    case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ2_XS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ1_S: {
+        uint16_t d = random_scale(0.001f); /* d leads these blocks */
+        memcpy(b, &d, 2);
+        break;
+    }
     default: break;
     }
 }
@@ -137,14 +151,19 @@ static void *random_weights(q3_type t, int64_t n) {
 static const q3_type DOT_TYPES[] = {
     Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q4_0, Q3_TYPE_Q4_1, Q3_TYPE_Q5_0,
     Q3_TYPE_Q5_1, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K, Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K,
-    Q3_TYPE_Q6_K, Q3_TYPE_F8_E4M3_B32, Q3_TYPE_GPTQ4_B32,
+    Q3_TYPE_Q6_K, Q3_TYPE_F8_E4M3_B32, Q3_TYPE_GPTQ4_B32, Q3_TYPE_IQ4_NL, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ3_S,
+    Q3_TYPE_IQ3_XXS, Q3_TYPE_IQ2_S, Q3_TYPE_IQ2_XS, Q3_TYPE_IQ2_XXS, Q3_TYPE_IQ1_M, Q3_TYPE_IQ1_S,
 };
 #define N_DOT_TYPES (sizeof DOT_TYPES / sizeof DOT_TYPES[0])
 
 static bool is_float_type(q3_type t) { return t == Q3_TYPE_F32 || t == Q3_TYPE_F16 || t == Q3_TYPE_BF16; }
 
-/* The K-quants end each block with the reference's own float tail: equal to the bit. */
-static bool exact_across_isas(q3_type t) { return t >= Q3_TYPE_Q2_K && t <= Q3_TYPE_Q6_K; }
+/* The K-quants and i-quants end each block with the reference's own float tail: equal to the
+ * bit. */
+static bool exact_across_isas(q3_type t) {
+    return (t >= Q3_TYPE_Q2_K && t <= Q3_TYPE_Q6_K) || (t >= Q3_TYPE_IQ2_XXS && t <= Q3_TYPE_IQ4_XS) ||
+           t == Q3_TYPE_IQ1_M;
+}
 
 /* The rounding room between two summation orders: n terms of this size, in float. */
 static double float_sum_tolerance(const q3_type_traits *tr, int64_t n, const void *w, const void *act) {
@@ -235,7 +254,8 @@ static void test_quantizers(q3_isa isa) {
 
 /* The comparisons test something only when the ISA has kernels of its own. */
 static void test_own_kernels(q3_isa isa) {
-    static const q3_type types[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_Q8_0};
+    static const q3_type types[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_Q8_0, Q3_TYPE_IQ4_XS,
+                                    Q3_TYPE_IQ2_XXS, Q3_TYPE_IQ1_M};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         check(q3_type_get_isa(types[k], isa)->vec_dot != q3_type_get_isa(types[k], Q3_ISA_SCALAR)->vec_dot,
               "%s has no %s vec_dot of its own", q3_isa_name(isa), q3_type_name(types[k]));

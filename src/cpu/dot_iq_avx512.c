@@ -1,0 +1,338 @@
+/* AVX-512 dot products of the i-quants (F/BW/VL/DQ + VNNI). Built with the AVX-512 flags (the
+ * _avx512.c suffix) and only called when the CPU has them.
+ *
+ * The lattice types keep dot_iq_avx2.c's shape, a group of 32 weights per 256-bit register
+ * (their cost is the gathering of grid entries by index, which wider registers do not
+ * shorten), and take what AVX-512 adds at that width: the activations are negated under a
+ * 32-bit mask straight from the stored sign bits (or the sign indices' table bytes), and
+ * vpdpwssd applies the multipliers and accumulates in one step. IQ4 uses the full width: its
+ * levels are looked up biased by +128, so that vpdpbusd (unsigned x signed, four products into
+ * int32, no int16 step) takes them directly; the bias comes off once per block as
+ * 128 * sum(scale * activation) from the Q8_K sums. All integer sums are the reference's exact
+ * integers and the float tails its expression: results equal the scalar ones to the bit. */
+#include "cpu/dot.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+
+#include "cpu/dot_iq_x86.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
+#endif
+
+static inline __m512i load64(const void *p) { return _mm512_loadu_si512(p); }
+
+static inline int32_t hsum512(__m512i v) { return _mm512_reduce_add_epi32(v); }
+
+/* acc + sum grid * (+-y) * multiplier over 32 weights: bit j of signs negates weight j. */
+static inline __m256i grid_dot(__m256i acc, __m256i grid, uint32_t signs, const int8_t *y, __m256i scale16) {
+    __m256i yv = q3_iqx_loadu(y);
+    yv = _mm256_mask_sub_epi8(yv, (__mmask32)signs, _mm256_setzero_si256(), yv);
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(grid, yv), scale16);
+}
+
+/* acc + sum v * y * multiplier over 32 signed weight bytes (|v| <= 127). */
+static inline __m256i signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q3_iqx_loadu(y), v));
+    return _mm256_dpwssd_epi32(acc, p, scale16);
+}
+
+/* The 32 sign bits of a group's four 7-bit sign indices, packed 7 bits apart in word. */
+static inline uint32_t ksigns32(uint32_t word) {
+    return (uint32_t)q3_iq_ksigns[word & 127] | (uint32_t)q3_iq_ksigns[(word >> 7) & 127] << 8 |
+           (uint32_t)q3_iq_ksigns[(word >> 14) & 127] << 16 | (uint32_t)q3_iq_ksigns[(word >> 21) & 127] << 24;
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ---- IQ2_XXS, IQ2_XS, IQ2_S ---- */
+
+static inline int32_t iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        uint32_t words[2];
+        memcpy(words, w->qs + 4 * g, 8);
+        const uint8_t *idx = (const uint8_t *)&words[0];
+        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
+        int m = (int)(2 * (words[1] >> 28) + 1);
+        acc = grid_dot(acc, grid, ksigns32(words[1]), x->qs + 32 * g, _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq2_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq2_xxs *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xxs_block(&bw[i], &bx[i]));
+    return 0.125f * sum;
+}
+
+static inline __m256i nibble_scales(const uint8_t *scales, int g) {
+    return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
+}
+
+static inline int32_t iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint16_t *q = w->qs + 4 * g;
+        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
+        uint32_t signs = (uint32_t)q3_iq_ksigns[q[0] >> 9] | (uint32_t)q3_iq_ksigns[q[1] >> 9] << 8 |
+                         (uint32_t)q3_iq_ksigns[q[2] >> 9] << 16 | (uint32_t)q3_iq_ksigns[q[3] >> 9] << 24;
+        acc = grid_dot(acc, grid, signs, x->qs + 32 * g, nibble_scales(w->scales, g));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq2_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq2_xs *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xs_block(&bw[i], &bx[i]));
+    return 0.125f * sum;
+}
+
+static inline int32_t iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
+                                      q[3] | (h & 0xc0) << 2);
+        acc = grid_dot(acc, grid, load_u32(w->qs + 32 + 4 * g), x->qs + 32 * g, nibble_scales(w->scales, g));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq2_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq2_s *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_s_block(&bw[i], &bx[i]));
+    return 0.125f * sum;
+}
+
+/* ---- IQ3_XXS, IQ3_S ---- */
+
+static inline int32_t iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        uint32_t word = load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
+        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
+        int m = (int)(2 * (word >> 28) + 1);
+        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3xxs_grid, idx), ksigns32(word), x->qs + 32 * g,
+                       _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq3_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq3_xxs *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_xxs_block(&bw[i], &bx[i]));
+    return 0.25f * sum;
+}
+
+static inline int32_t iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        int h = w->qh[g], idx[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
+        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
+        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3s_grid, idx), load_u32(w->signs + 4 * g), x->qs + 32 * g,
+                       _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq3_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq3_s *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_s_block(&bw[i], &bx[i]));
+    return sum;
+}
+
+/* ---- IQ1_S, IQ1_M: weights in eighths, 8 * grid +- 1 ---- */
+
+/* 8 * grid + shift for four runs: grid bytes -1, 0, 1 scaled by sign_epi8, shift bytes +1, or -1
+ * in the runs whose bit is set in `negative`. */
+static inline __m256i iq1_eighths(__m256i grid, __mmask8 negative) {
+    __m256i minus = _mm256_movm_epi64(negative); /* 0xff bytes in the negative runs */
+    __m256i shift = _mm256_sub_epi8(_mm256_xor_si256(_mm256_set1_epi8(1), minus), minus);
+    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), shift);
+}
+
+static inline int32_t iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
+                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
+        int m = 2 * ((h >> 12) & 7) + 1;
+        acc = signed_dot(acc, iq1_eighths(grid, h & 0x8000 ? 0xf : 0), x->qs + 32 * g, _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq1_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq1_s *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq1_s_block(&bw[i], &bx[i]));
+    return 0.125f * sum;
+}
+
+static inline int32_t iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
+    uint64_t words;
+    memcpy(&words, w->scales, 8);
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
+                                      q[3] | (h1 & 0x70) << 4);
+        int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
+        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
+        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
+        acc = signed_dot(acc, iq1_eighths(grid, (__mmask8)negative), x->qs + 32 * g, scales);
+    }
+    return q3_iqx_hsum(acc);
+}
+
+float q3_iq1_m_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq1_m *bw = w;
+    const q3_block_q8_k *bx = x;
+    float sum = 0;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(q3_iq1m_d(&bw[i])), iq1_m_block(&bw[i], &bx[i]));
+    return 0.125f * sum;
+}
+
+/* ---- IQ4_NL (against Q8_0), IQ4_XS: levels + 128 by vpdpbusd ---- */
+
+/* The IQ4 levels plus 128 (unsigned bytes) in every 128-bit lane, for vpshufb. */
+static inline __m512i biased_table(void) {
+    __m128i t = _mm_add_epi8(_mm_loadu_si128((const __m128i *)q3_iq4nl_values), _mm_set1_epi8((char)0x80));
+    return _mm512_broadcast_i32x4(t);
+}
+
+/* The biased levels of two sub-blocks of 32 (qs: their 2 x 16 bytes) in weight order: each
+ * sub-block's 16 bytes in two 128-bit lanes, the first shifted by 0 (low nibbles: weights 0-15),
+ * the second by 4 (high nibbles: weights 16-31). */
+static inline __m512i biased_levels2(const uint8_t *qs, __m512i table) {
+    __m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)qs));
+    q = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(1, 1, 0, 0));
+    const __m512i shifts = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                             0x0004000400040004, 0x0004000400040004);
+    q = _mm512_and_si512(_mm512_srlv_epi16(q, shifts), _mm512_set1_epi8(0x0f));
+    return _mm512_shuffle_epi8(table, q);
+}
+
+/* Four IQ4_NL blocks' exact sums sum(level * y) in four int32 lanes. The bias adds 128 * sum(y),
+ * taken off against 128 times each activation block's own sum. */
+static inline __m128i iq4_nl_sums4(const q3_block_iq4_nl *w, const q3_block_q8_0 *x, __m512i table) {
+    __m512i s[2], ysum[2];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const q3_block_iq4_nl *a = w + 2 * h, *b = a + 1;
+        __m128i qa = _mm_loadu_si128((const __m128i *)a->qs), qb = _mm_loadu_si128((const __m128i *)b->qs);
+        __m256i q = _mm256_setr_m128i(qa, qb);
+        __m256i lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));
+        __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        idx = _mm512_shuffle_i64x2(idx, idx, _MM_SHUFFLE(3, 1, 2, 0));
+        __m512i y = _mm512_inserti64x4(_mm512_castsi256_si512(q3_iqx_loadu(x[2 * h].qs)), q3_iqx_loadu(x[2 * h + 1].qs), 1);
+        s[h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(table, idx), y);
+        ysum[h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), y);
+        s[h] = _mm512_sub_epi32(s[h], ysum[h]);
+    }
+    __m256i b0 = _mm512_castsi512_si256(s[0]), b1 = _mm512_extracti64x4_epi64(s[0], 1);
+    __m256i b2 = _mm512_castsi512_si256(s[1]), b3 = _mm512_extracti64x4_epi64(s[1], 1);
+    return q3_iqx_hsum4(b0, b1, b2, b3);
+}
+
+float q3_iq4_nl_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq4_nl *bw = w;
+    const q3_block_q8_0 *bx = x;
+    const __m512i table = biased_table();
+    int64_t nb = n / Q3_QK, i = 0;
+    float sum = 0;
+    for (; i + 4 <= nb; i += 4)
+        sum = q3_iqx_accumulate4(sum, q3_iqx_halves4(&bx[i].d, sizeof *bx), q3_iqx_halves4(&bw[i].d, sizeof *bw),
+                                 iq4_nl_sums4(bw + i, bx + i, table));
+    for (; i < nb; i++) {
+        __m256i v = _mm256_shuffle_epi8(_mm512_castsi512_si256(table), q3_iqx_iq4_indices(bw[i].qs));
+        __m256i y = q3_iqx_loadu(bx[i].qs);
+        __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v, y);
+        s = _mm256_sub_epi32(s, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), y));
+        sum = q3_iq_accumulate(sum, _cvtsh_ss(bx[i].d), _cvtsh_ss(bw[i].d), q3_iqx_hsum(s));
+    }
+    return sum;
+}
+
+/* A block's sum scale_j * (level + 128) * y, less the bias 128 * sum scale_j * (its two
+ * activation sums of 16) from the Q8_K bsums, spread over 16 int32 lanes (their total is the
+ * block's exact sum). */
+static inline __m512i iq4_xs_block(const q3_block_iq4_xs *w, const q3_block_q8_k *x, __m512i table) {
+    __m128i sc8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)q3_iqx_iq4xs_scales(w)), _mm_set1_epi8(32));
+    __m512i sc32 = _mm512_cvtepi8_epi32(sc8); /* lanes 0-7: the eight scales */
+    __m256i pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sc8, sc8)); /* each scale twice */
+    __m256i bias = _mm256_madd_epi16(pairs, _mm256_loadu_si256((const __m256i *)x->bsums));
+    __m512i acc = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(bias, 7)));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), biased_levels2(w->qs + 32 * p, table),
+                                        load64(x->qs + 64 * p));
+        __m512i pick = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(s, _mm512_permutexvar_epi32(pick, sc32)));
+    }
+    return acc;
+}
+
+/* 16 lanes folded to 8. */
+static inline __m256i fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+float q3_iq4_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
+    const q3_block_iq4_xs *bw = w;
+    const q3_block_q8_k *bx = x;
+    const __m512i table = biased_table();
+    int64_t nb = n / Q3_QK_K, i = 0;
+    float sum = 0;
+    for (; i + 4 <= nb; i += 4) { /* four blocks' sums folded together, their tails side by side */
+        __m256i s[4];
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; b++) s[b] = fold512(iq4_xs_block(&bw[i + b], &bx[i + b], table));
+        __m128 dx = _mm_setr_ps(bx[i].d, bx[i + 1].d, bx[i + 2].d, bx[i + 3].d);
+        sum = q3_iqx_accumulate4(sum, dx, q3_iqx_halves4(&bw[i].d, sizeof *bw), q3_iqx_hsum4(s[0], s[1], s[2], s[3]));
+    }
+    for (; i < nb; i++)
+        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), hsum512(iq4_xs_block(&bw[i], &bx[i], table)));
+    return sum;
+}
+
+#endif
