@@ -44,7 +44,7 @@ for f in build-clang/tests/fuzz_*; do
     echo "$name failed: the input is in build-clang/ (crash-*, leak-*, timeout-*, oom-*)"
     exit 1
   fi
-  printf '%-20s %s\n' "$name" "$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1)"
+  printf '%-20s %s\n' "$name" "$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)"
 done
 echo
 echo "all test stages passed"

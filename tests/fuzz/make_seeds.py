@@ -9,6 +9,11 @@
   dataset      datasets/*.json(l) with and without chat and truncation
   server       request bodies for each endpoint, as the OpenAI clients send them
   chat_stream  the JSON-format replies of tool_parse_cases.json, in pieces of a few sizes
+  tokenizer_files  a small tokenizer.json cut from the Qwen3 one (its first 400 tokens and the
+               merges among them, the added tokens renumbered after them) and its
+               tokenizer_config.json
+  gguf         that tokenizer and chat template as GGUF metadata, and a small model config with
+               the one tensor it reads (needs the gguf package: run with .venv/bin/python)
 
 Regression inputs (found-*) live beside the seeds and are not touched. Run from anywhere:
   python3 tests/fuzz/make_seeds.py
@@ -118,6 +123,74 @@ def chat_stream():
         write("chat_stream", c["case"], bytes([(i * 3) % 16]) + c["model_output"].encode())
 
 
+def small_tokenizer():
+    """The Qwen3 tokenizer cut down to its first N_SMALL tokens and the merges among them."""
+    n_small = 400
+    full = json.loads((FIXTURES / "qwen3-tokenizer" / "tokenizer.json").read_text())
+    vocab = {k: v for k, v in full["model"]["vocab"].items() if v < n_small}
+    merges = [m for m in full["model"]["merges"] if m[0] in vocab and m[1] in vocab and m[0] + m[1] in vocab]
+    added = [dict(a, id=n_small + i) for i, a in enumerate(full["added_tokens"])]
+    small = dict(full, added_tokens=added, model=dict(full["model"], vocab=vocab, merges=merges))
+    return small
+
+
+def tokenizer_files():
+    small = small_tokenizer()
+    write("tokenizer_files", "small-tokenizer.json", bytes([0]) + json.dumps(small, ensure_ascii=False).encode())
+    config = json.loads((FIXTURES / "qwen3-tokenizer" / "tokenizer_config.json").read_text())
+    write("tokenizer_files", "tokenizer_config.json", bytes([1]) + json.dumps(config, ensure_ascii=False).encode())
+
+
+def gguf_metadata():
+    import gguf  # from .venv
+
+    small = small_tokenizer()
+    tokens = [None] * (len(small["model"]["vocab"]) + len(small["added_tokens"]))
+    types = [1] * len(tokens)
+    for text, i in small["model"]["vocab"].items():
+        tokens[i] = text
+    for a in small["added_tokens"]:
+        tokens[a["id"]] = a["content"]
+        types[a["id"]] = 3 if a["special"] else 4
+    path = CORPUS / "gguf" / "seed-tokenizer-metadata.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen3moe")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges([" ".join(m) for m in small["model"]["merges"]])
+    w.add_eos_token_id(len(small["model"]["vocab"]) + 2)
+    w.add_chat_template((FIXTURES / "chat-templates" / "Qwen-Qwen3-0.6B.jinja").read_text())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    # A model config as GGUF metadata, small enough to mutate: 32-wide, a vocabulary of 64 (the
+    # embedding's shape says how many).
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(CORPUS / "gguf" / "seed-config-metadata.gguf"), "qwen3moe")
+    w.add_context_length(4096)
+    w.add_embedding_length(32)
+    w.add_block_count(2)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_key_length(8)
+    w.add_value_length(8)
+    w.add_expert_count(4)
+    w.add_expert_used_count(2)
+    w.add_expert_feed_forward_length(32)
+    w.add_feed_forward_length(64)
+    w.add_rope_freq_base(1e6)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 if __name__ == "__main__":
-    for make in (chat_render, tokenizer, stop, config, dataset, server, chat_stream):
+    for make in (chat_render, tokenizer, stop, config, dataset, server, chat_stream, tokenizer_files, gguf_metadata):
         make()
