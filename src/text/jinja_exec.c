@@ -279,7 +279,7 @@ static flow exec_body(jctx *c, const jbody *b) {
 /* ---- entry points ---- */
 
 q3_jinja_limits q3_jinja_default_limits(void) {
-    return (q3_jinja_limits){.max_output = 8u << 20, .max_memory = 256u << 20, .max_steps = 1000000, .max_depth = 100};
+    return (q3_jinja_limits){.max_output = 8u << 20, .max_memory = 64u << 20, .max_steps = 1000000, .max_depth = 100};
 }
 
 static bool add_globals(jctx *c, jframe *f) {
