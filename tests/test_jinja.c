@@ -215,13 +215,35 @@ static void test_limits(void **state) {
     lim = q3_jinja_default_limits();
     lim.max_steps = 5000;
     expect_error("{% for a in range(100) %}{% for b in range(100) %}{% endfor %}{% endfor %}", NULL, &lim, Q3_EINVAL,
-                 "more than 5000 loop iterations and macro calls");
+                 "more than 5000 steps (loop iterations, macro calls");
     expect_error("{{ range(6000)|length }}", NULL, &lim, Q3_EINVAL, "past the step limit");
     lim = q3_jinja_default_limits();
     lim.max_memory = 4 << 20;
     expect_error("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
                  NULL, &lim, Q3_EINVAL, "more than 4 MiB of memory");
     expect_error("{{ 'ab' * 100000000000 }}", NULL, &lim, Q3_EINVAL, "memory limit");
+    /* Work that builds nothing is counted too (found by fuzzing, tests/fuzz/corpus/jinja/found-*):
+     * reading a big string again and again, and lists repeated inside lists, which are far
+     * larger to read, compare or print than to make. */
+    lim = q3_jinja_default_limits();
+    expect_error("{% set big = 'x' * 1000000 %}{% for i in range(2000) %}{% if 'y' in big %}{% endif %}{% endfor %}",
+                 NULL, &lim, Q3_EINVAL, "more than 1000000 steps");
+    const char *nested = "{% set a = [1] * 1000 %}{% set b = [a] * 1000 %}{% set c = [b] * 1000 %}";
+    char src[256];
+    snprintf(src, sizeof src, "%s{{ c == c }}", nested);
+    expect_error(src, NULL, &lim, Q3_EINVAL, "more than 1000000 steps");
+    snprintf(src, sizeof src, "%s{{ (c ~ '')|length }}", nested);
+    expect_error(src, NULL, &lim, Q3_EINVAL, "more than 1000000 steps");
+    snprintf(src, sizeof src, "%s{{ c|tojson|length }}", nested);
+    expect_error(src, NULL, &lim, Q3_EINVAL, "more than 1000000 steps");
+    lim.max_memory = 16 << 20; /* a string built past the limit stops there, not at its end */
+    expect_error("{{ ('x' * 1000000).replace('', 'abcdefghijklmnopqrstuvwxyz')|length }}", NULL, &lim, Q3_EINVAL,
+                 "more than 16 MiB of memory");
+    /* an empty sequence repeated any number of times is empty, at once */
+    char *empty;
+    assert_int_equal(render_src("{{ '' * 1000000000000000 }}{{ [] * 1000000000000000 }}", NULL, NULL, &empty), Q3_OK);
+    assert_string_equal(empty, "[]");
+    free(empty);
     lim = q3_jinja_default_limits();
     expect_error("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", NULL, &lim, Q3_EINVAL,
                  "macro calls and blocks nested more than 100 deep");

@@ -10,8 +10,9 @@
  * they call, and Python's str() and repr() for output. Values are immutable, as in the immutable
  * sandbox; only namespace() objects take attribute assignments.
  *
- * Rendering is sandboxed: no I/O, and every render is bounded in output size, memory, loop
- * iterations and nesting depth (q3_jinja_limits); passing a bound is an error that names it.
+ * Rendering is sandboxed: no I/O, and every render is bounded in output size, memory, steps (loop
+ * iterations, calls, and the data operations read) and nesting depth (q3_jinja_limits), and so in
+ * time; passing a bound is an error that names it.
  * Errors name the template and the line and column they arise at ("NAME:LINE:COL: message").
  */
 #ifndef Q3_JINJA_H
@@ -27,11 +28,13 @@ typedef struct q3_jinja q3_jinja;
 typedef struct q3_jinja_limits {
     size_t max_output; /* bytes of rendered text */
     size_t max_memory; /* bytes of values one render may build */
-    uint64_t max_steps; /* loop iterations and macro calls, all told */
+    uint64_t max_steps; /* loop iterations, macro calls, and a step per 256 bytes that operations
+                         * read (comparing, searching, printing): so time is bounded too */
     int max_depth;      /* macro calls and statement blocks nested in each other */
 } q3_jinja_limits;
 
-/* 8 MiB of output, 256 MiB of values, 1,000,000 steps, depth 100; cannot fail. */
+/* 8 MiB of output, 64 MiB of values, 1,000,000 steps, depth 100: together about a quarter of a
+ * second of a release build at worst (tests/fuzz/RESULTS.md); cannot fail. */
 q3_jinja_limits q3_jinja_default_limits(void);
 
 /* Compiles len bytes of template source. name is how errors call the template (a file name).

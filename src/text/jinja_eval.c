@@ -130,8 +130,8 @@ static bool call_func(jctx *c, const jnode *at, int func, const jargs *args, jv 
     case JF_DICT: return call_mapping(c, at, args, false, out);
     case JF_STRFTIME_NOW: return call_strftime_now(c, at, args, out);
     case JF_RAISE_EXCEPTION: {
-        q3_strbuf b = {0};
-        for (size_t i = 0; i < args->n_pos; i++) jv_write_str(&b, args->pos[i]);
+        q3_strbuf b = {.limit = 4096}; /* the message keeps less */
+        for (size_t i = 0; i < args->n_pos; i++) jv_write_str(c, &b, args->pos[i]);
         jx_fail(c, at, "raise_exception: %s", b.data ? b.data : "");
         q3_sb_free(&b);
         return false;
@@ -165,9 +165,9 @@ static bool call_macro(jctx *c, const jnode *at, const jnode *m, const jargs *ar
     c->frame = f;
     bool ok = true;
     for (size_t i = 0; ok && i < m->n_names; i++) { /* defaults, in the macro's scope, then undefined */
-        if (jx_lookup_local(f, m->names[i])) continue;
+        if (jx_lookup_local(c, f, m->names[i])) continue;
         jv v = jv_undefined(NULL);
-        ok = (!m->vals[i] || jx_eval(c, m->vals[i], &v)) && jx_assign(c, f, m->names[i], v);
+        ok = !c->failed && (!m->vals[i] || jx_eval(c, m->vals[i], &v)) && jx_assign(c, f, m->names[i], v);
     }
     c->depth++;
     ok = ok && jx_render_body(c, &m->body, out);
@@ -252,8 +252,8 @@ static bool eval_unary(jctx *c, const jnode *n, jv *out) {
 static bool compare_link(jctx *c, const jnode *at, int op, jv l, jv r, bool *yes) {
     int cmp;
     switch (op) {
-    case 'E': *yes = jv_equal(l, r); return true;
-    case 'N': *yes = !jv_equal(l, r); return true;
+    case 'E': *yes = jv_equal(c, l, r); return !c->failed;
+    case 'N': *yes = !jv_equal(c, l, r); return !c->failed;
     case 'i': return jv_contains(c, at, r, l, yes);
     case 'I':
         if (!jv_contains(c, at, r, l, yes)) return false;
@@ -283,21 +283,16 @@ static bool eval_compare(jctx *c, const jnode *n, jv *out) {
 }
 
 static bool eval_concat(jctx *c, const jnode *n, jv *out) {
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     for (size_t i = 0; i < n->n_args; i++) {
         jv v;
         if (!jx_eval(c, n->args[i], &v)) {
             q3_sb_free(&b);
             return false;
         }
-        jv_write_str(&b, v);
+        jv_write_str(c, &b, v);
     }
-    char *s = b.failed ? NULL : ja_strndup(&c->arena, b.data ? b.data : "", b.len);
-    size_t len = b.len;
-    q3_sb_free(&b);
-    if (!s) return jx_check_memory(c, n);
-    *out = jv_str(s, len);
-    return true;
+    return jx_take_str(c, &b, out);
 }
 
 static bool eval_list(jctx *c, const jnode *n, jv *out) {
@@ -342,12 +337,13 @@ static bool eval_cond(jctx *c, const jnode *n, jv *out) {
 
 bool jx_eval(jctx *c, const jnode *n, jv *out) {
     jv a, b;
+    c->here = n;
     switch (n->kind) {
     case N_CONST: *out = n->value; return true;
     case N_NAME: {
-        const jv *v = jx_lookup(c->frame, n->name);
+        const jv *v = jx_lookup(c, c->frame, n->name);
         *out = v ? *v : jv_undefined(n);
-        return true;
+        return !c->failed;
     }
     case N_ATTR: return jx_eval(c, n->a, &a) && jv_getattr(c, n, a, n->name, out);
     case N_ITEM: return jx_eval(c, n->a, &a) && jx_eval(c, n->b, &b) && jv_getitem(c, n, a, b, out);

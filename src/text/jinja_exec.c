@@ -24,26 +24,28 @@ jframe *jx_frame_new(jctx *c, jframe *parent) {
     return f;
 }
 
-const jv *jx_lookup_local(const jframe *f, jstr name) {
+const jv *jx_lookup_local(jctx *c, const jframe *f, jstr name) {
+    if (!jx_charge(c, NULL, (uint64_t)f->n * JX_NAME_BYTES)) return NULL;
     for (size_t i = f->n; i-- > 0;)
         if (f->names[i].n == name.n && !memcmp(f->names[i].p, name.p, name.n)) return &f->vals[i];
     return NULL;
 }
 
-const jv *jx_lookup(const jframe *f, jstr name) {
+const jv *jx_lookup(jctx *c, const jframe *f, jstr name) {
     for (; f; f = f->parent) {
-        const jv *v = jx_lookup_local(f, name);
+        const jv *v = jx_lookup_local(c, f, name);
         if (v) return v;
     }
     return NULL;
 }
 
 bool jx_assign(jctx *c, jframe *f, jstr name, jv v) {
-    jv *there = (jv *)jx_lookup_local(f, name);
+    jv *there = (jv *)jx_lookup_local(c, f, name);
     if (there) {
         *there = v;
         return true;
     }
+    if (c->failed) return false;
     if (f->n == f->cap) {
         size_t cap = f->cap ? 2 * f->cap : 8;
         jstr *names = ja_alloc(&c->arena, cap * sizeof *names);
@@ -62,10 +64,30 @@ bool jx_assign(jctx *c, jframe *f, jstr name, jv v) {
     return true;
 }
 
+static bool past_steps(jctx *c, const jnode *at) {
+    return jx_fail(c, at,
+                   "more than %llu steps (loop iterations, macro calls, and a step per %d bytes that operations "
+                   "read: the render's limit)",
+                   (unsigned long long)c->max_steps, JX_STEP_BYTES);
+}
+
 bool jx_step(jctx *c, const jnode *at) {
     if (++c->steps <= c->max_steps) return true;
-    return jx_fail(c, at, "more than %llu loop iterations and macro calls (the render's limit)",
-                   (unsigned long long)c->max_steps);
+    return past_steps(c, at);
+}
+
+bool jx_charge(jctx *c, const jnode *at, uint64_t bytes) {
+    if (c->steps > c->max_steps) return false; /* failed already */
+    c->read += bytes;
+    if (c->read < JX_STEP_BYTES) return true;
+    c->steps += c->read / JX_STEP_BYTES;
+    c->read %= JX_STEP_BYTES;
+    return c->steps <= c->max_steps || past_steps(c, at ? at : c->here);
+}
+
+q3_strbuf jx_value_buf(const jctx *c) {
+    size_t room = c->arena.limit > c->arena.total ? c->arena.limit - c->arena.total : 1;
+    return (q3_strbuf){.limit = c->arena.limit ? room : 0};
 }
 
 /* ---- output ---- */
@@ -78,8 +100,8 @@ static bool check_output(jctx *c, const jnode *at) {
 }
 
 static bool write_value(jctx *c, const jnode *at, jv v) {
-    jv_write_str(c->out, v);
-    return check_output(c, at);
+    jv_write_str(c, c->out, v);
+    return check_output(c, at) && !c->failed;
 }
 
 /* ---- statements ---- */
@@ -257,7 +279,7 @@ static flow exec_body(jctx *c, const jbody *b) {
 /* ---- entry points ---- */
 
 q3_jinja_limits q3_jinja_default_limits(void) {
-    return (q3_jinja_limits){.max_output = 8u << 20, .max_memory = 256u << 20, .max_steps = 1000000, .max_depth = 100};
+    return (q3_jinja_limits){.max_output = 8u << 20, .max_memory = 64u << 20, .max_steps = 1000000, .max_depth = 100};
 }
 
 static bool add_globals(jctx *c, jframe *f) {
@@ -290,8 +312,9 @@ q3_status q3_jinja_render(const q3_jinja *t, const json_t *context, const q3_jin
     c.arena.limit = lim.max_memory;
     jframe *globals = jx_frame_new(&c, NULL), *vars = globals ? jx_frame_new(&c, globals) : NULL;
     c.root = c.frame = vars ? jx_frame_new(&c, vars) : NULL;
+    /* An operation that went past the steps may have returned a value (jx_charge): c.failed says. */
     bool ok = c.root && add_globals(&c, globals) && (!context || add_context(&c, vars, context)) &&
-              exec_body(&c, &t->body) == FLOW_OK;
+              exec_body(&c, &t->body) == FLOW_OK && !c.failed;
     ja_free(&c.arena);
     if (!ok) {
         q3_sb_free(&buf);

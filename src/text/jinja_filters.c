@@ -140,7 +140,8 @@ static bool f_unique(jctx *c, const jnode *at, jv v, const jargs *args, jv *out)
     if (!keyed_items(c, at, v, GIVEN(1) ? &a[1] : NULL, GIVEN(0) && jv_truthy(a[0]), &items, &n)) return false;
     for (size_t i = 0; i < n; i++) {
         bool seen = false;
-        for (size_t k = 0; k < kept && !seen; k++) seen = jv_equal(items[k].key, items[i].key);
+        for (size_t k = 0; k < kept && !seen; k++) seen = jv_equal(c, items[k].key, items[i].key);
+        if (c->failed) return false;
         if (!seen) items[kept++] = items[i];
     }
     return list_of(c, items, kept, out);
@@ -198,8 +199,8 @@ static bool f_reverse(jctx *c, const jnode *at, jv v, const jargs *args, jv *out
     (void)args;
     if (!jv_items(c, at, v, &items, &n)) return false;
     if (v.type == JT_STR) {
-        q3_strbuf b = {0};
-        for (size_t i = n; i-- > 0;) q3_sb_put(&b, items[i].u.s.p, items[i].u.s.n);
+        q3_strbuf b = jx_value_buf(c);
+        for (size_t i = n; i-- > 0 && !b.failed;) q3_sb_put(&b, items[i].u.s.p, items[i].u.s.n);
         return jx_take_str(c, &b, out);
     }
     if (!jv_new_list(c, n, false, out)) return false;
@@ -213,15 +214,15 @@ static bool f_join(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     size_t n;
     jv sep = GIVEN(0) ? a[0] : jv_str("", 0);
     if (!jv_items(c, at, v, &items, &n) || !jv_to_str(c, sep, &sep)) return false;
-    q3_strbuf b = {0};
-    for (size_t i = 0; i < n; i++) {
+    q3_strbuf b = jx_value_buf(c);
+    for (size_t i = 0; i < n && !b.failed && !c->failed; i++) {
         jv item = items[i];
         if (GIVEN(1) && !attr_path(c, at, item, a[1], &item)) {
             q3_sb_free(&b);
             return false;
         }
         if (i) q3_sb_put(&b, sep.u.s.p, sep.u.s.n);
-        jv_write_str(&b, item);
+        jv_write_str(c, &b, item);
     }
     return jx_take_str(c, &b, out);
 }
@@ -448,9 +449,9 @@ static bool f_capitalize(jctx *c, const jnode *at, jv v, const jargs *args, jv *
 static bool f_title(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     (void)args;
     if (!need_str(c, at, "title", v, &v)) return false;
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     bool start = true;
-    for (size_t i = 0; i < v.u.s.n;) {
+    for (size_t i = 0; i < v.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(v.u.s.p, v.u.s.n, &i);
         q3_sb_put_utf8(&b, start ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
         start = jx_is_space(cp) || (cp > 0 && cp < 128 && strchr("-({[<", cp));
@@ -468,8 +469,8 @@ static bool f_replace(jctx *c, const jnode *at, jv v, const jargs *args, jv *out
 static bool f_escape(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     (void)args;
     if (!need_str(c, at, "escape", v, &v)) return false;
-    q3_strbuf b = {0};
-    for (size_t i = 0; i < v.u.s.n; i++) {
+    q3_strbuf b = jx_value_buf(c);
+    for (size_t i = 0; i < v.u.s.n && !b.failed; i++) {
         char ch = v.u.s.p[i];
         const char *esc = ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '"' ? "&#34;"
                         : ch == '\'' ? "&#39;" : NULL;
@@ -491,9 +492,9 @@ static bool f_indent(jctx *c, const jnode *at, jv v, const jargs *args, jv *out)
     }
     if (!need_str(c, at, "indent", v, &v)) return false;
     bool first = GIVEN(1) && jv_truthy(a[1]), blank = GIVEN(2) && jv_truthy(a[2]);
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     jstr s = v.u.s;
-    for (size_t i = 0, line = 0; i <= s.n; line++) {
+    for (size_t i = 0, line = 0; i <= s.n && !b.failed; line++) {
         size_t end = i;
         while (end < s.n && s.p[end] != '\n') end++;
         if (line) q3_sb_putc(&b, '\n');
@@ -521,7 +522,7 @@ static bool f_tojson(jctx *c, const jnode *at, jv v, const jargs *args, jv *out)
         o.item_sep = seps[0];
         o.key_sep = seps[1];
     }
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     if (!jv_write_json(c, at, &b, v, &o, 0)) {
         q3_sb_free(&b);
         return false;
@@ -553,8 +554,20 @@ static filter_fn find_filter(jstr name) {
 
 bool jx_filter_exists(jstr name) { return find_filter(name) != NULL; }
 
+/* Filters that read one item or the length (a string's length is charged by jv_length); the others
+ * read their whole input, strings and lists alike, and are charged for it. */
+static bool reads_little(jstr name) {
+    static const char *const NAMES[] = {"length", "count", "first", "last", "default", "d"};
+    for (size_t i = 0; i < sizeof NAMES / sizeof *NAMES; i++)
+        if (jstr_eq(name, NAMES[i])) return true;
+    return false;
+}
+
 bool jx_filter(jctx *c, const jnode *at, jstr name, jv v, const jargs *args, jv *out) {
     filter_fn fn = find_filter(name);
     if (!fn) return jx_fail(c, at, "no filter named '%.*s'", (int)name.n, name.p);
+    if (!jx_charge_strings(c, at, v, args) ||
+        (v.type != JT_STR && !reads_little(name) && !jx_charge(c, at, jv_shallow_bytes(v))))
+        return false;
     return fn(c, at, v, args, out);
 }

@@ -208,6 +208,8 @@ typedef struct jctx {
     q3_strbuf *out; /* where text goes now (a macro or block set renders into its own) */
     size_t max_output;
     uint64_t steps, max_steps;
+    uint64_t read;  /* bytes read by operations and not yet counted as a step (jx_charge) */
+    const jnode *here; /* the expression evaluated last: where a charge without a node failed */
     int depth, max_depth;
     int loop_depth;
     q3_error *e;
@@ -218,12 +220,28 @@ typedef struct jctx {
 /* Scopes (jinja_exec.c). */
 jframe *jx_frame_new(jctx *c, jframe *parent);
 bool jx_assign(jctx *c, jframe *f, jstr name, jv v);
-const jv *jx_lookup(const jframe *f, jstr name);
-const jv *jx_lookup_local(const jframe *f, jstr name); /* this scope only */
+/* A name's value, or NULL (also when the render just went past its steps: reading a scope's names
+ * is charged, JX_NAME_BYTES each, as a template may set thousands). */
+#define JX_NAME_BYTES 4
+const jv *jx_lookup(jctx *c, const jframe *f, jstr name);
+const jv *jx_lookup_local(jctx *c, const jframe *f, jstr name); /* this scope only */
 /* Runs a body with its output gathered into a string (macro calls, block set, filter blocks). */
 bool jx_render_body(jctx *c, const jbody *b, jv *out);
 /* Counts one step (a loop iteration or a call) against the limit. */
 bool jx_step(jctx *c, const jnode *at);
+/* Counts the work of an operation that reads data without building any (comparing, searching,
+ * measuring, looking up): a step per JX_STEP_BYTES bytes read, a list item, dict entry or value
+ * compared counting as JX_ITEM_BYTES. Built values are bounded by the memory limit, and this bounds
+ * the rest, so that no loop step can cost unbounded time: strings shared by reference and lists
+ * repeated inside lists are far larger to read than to make. False (with the limit named) once the
+ * render is past its steps; the render fails then, whatever the operation returns. */
+#define JX_STEP_BYTES 256
+#define JX_ITEM_BYTES 64
+bool jx_charge(jctx *c, const jnode *at, uint64_t bytes);
+/* A buffer for building a string value: it grows at most to what the memory limit leaves, as the
+ * value goes into the render's arena after (jx_take_str); passing that is the memory limit's
+ * error, and writing values into a failed buffer stops early. */
+q3_strbuf jx_value_buf(const jctx *c);
 
 /* Records the first error, at node at (may be NULL), and returns false. */
 bool jx_fail(jctx *c, const jnode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -266,14 +284,14 @@ bool jv_new_list(jctx *c, size_t n, bool tuple, jv *out);
 bool jv_new_dict(jctx *c, size_t cap, jv *out);
 /* Sets key to val in d, replacing an equal key's value in place. */
 bool jdict_set(jctx *c, jdict *d, jv key, jv val);
-/* The value of key, or NULL. */
-const jv *jdict_get(const jdict *d, jv key);
-const jv *jdict_get_str(const jdict *d, const char *key);
+/* The value of key, or NULL (also when the render just went past its steps: jx_charge). */
+const jv *jdict_get(jctx *c, const jdict *d, jv key);
 
 bool jv_from_json(jctx *c, const json_t *j, jv *out);
 
 bool jv_truthy(jv v);
-bool jv_equal(jv a, jv b);
+/* Python's ==; false also when the render just went past its steps (jx_charge). */
+bool jv_equal(jctx *c, jv a, jv b);
 /* Python's <: ints, floats and bools by value, strings by character, lists element by element.
  * Other pairs are a type error. *cmp is <0, 0 or >0. */
 bool jv_compare(jctx *c, const jnode *at, jv a, jv b, int *cmp);
@@ -282,6 +300,13 @@ bool jv_is_str(jv v);
 bool jv_is_number(jv v); /* int, float or bool, as Python's numbers.Number */
 double jv_as_double(jv v);
 bool jstr_eq(jstr a, const char *s);
+
+/* What reading v once costs, for jx_charge: a string's bytes, JX_ITEM_BYTES for each item of a
+ * list or entry of a dict (not what they hold: reading that is charged where it happens), else
+ * nothing. */
+uint64_t jv_shallow_bytes(jv v);
+/* Charges the strings among v and args (what string filters, tests and methods read). */
+bool jx_charge_strings(jctx *c, const jnode *at, jv v, const jargs *args);
 
 /* len(); a type error for values without one. */
 bool jv_length(jctx *c, const jnode *at, jv v, size_t *n);
@@ -300,10 +325,12 @@ bool jv_contains(jctx *c, const jnode *at, jv container, jv item, bool *out);
 
 /* ---- spelling values (jinja_str.c) ---- */
 
-/* str(v) appended to b (undefined: nothing). */
-void jv_write_str(q3_strbuf *b, jv v);
-/* repr(v). */
-void jv_write_repr(q3_strbuf *b, jv v);
+/* str(v) appended to b (undefined: nothing). Charged as read (jx_charge): a value written costs
+ * JX_ITEM_BYTES, and a string its bytes too; writing stops once b has failed or the render is
+ * past its steps. */
+void jv_write_str(jctx *c, q3_strbuf *b, jv v);
+/* repr(v), likewise. */
+void jv_write_repr(jctx *c, q3_strbuf *b, jv v);
 /* str(v) as a string value (v itself when already one). */
 bool jv_to_str(jctx *c, jv v, jv *out);
 typedef struct jjson_opts {
@@ -323,7 +350,8 @@ bool jx_filter_exists(jstr name);
 bool jx_test_exists(jstr name);
 /* Python's str.isspace() for one character. */
 bool jx_is_space(int cp);
-/* A string value made from a buffer (which is freed). */
+/* A string value made from a buffer (which is freed); a failed buffer is the memory limit's error
+ * (or running out of memory). */
 bool jx_take_str(jctx *c, q3_strbuf *b, jv *out);
 /* Applies filter name to v. */
 bool jx_filter(jctx *c, const jnode *at, jstr name, jv v, const jargs *args, jv *out);

@@ -18,9 +18,8 @@
 typedef struct lexer {
     const char *name, *src;
     size_t len, pos;
-    size_t line_pos; /* where the line of `line` starts */
-    size_t seen;     /* line/line_pos are correct up to here */
-    int line;
+    size_t seen;     /* line and col are correct up to here */
+    int line, col;   /* col: characters from the start of the line to seen */
     bool line_start; /* the text that follows starts a line (Jinja's line_starting) */
     jarena *a;
     jtoken *toks;
@@ -28,19 +27,25 @@ typedef struct lexer {
     q3_error *e;
 } lexer;
 
+/* The line and column of pos, counted on from the last place located, so that locating every token
+ * of a long line costs the line once, not once per token. */
 static void locate(lexer *lx, size_t pos, int *line, int *col) {
     if (pos < lx->seen) { /* an error reported at an earlier place: count again from the top */
-        lx->seen = lx->line_pos = 0;
+        lx->seen = 0;
         lx->line = 1;
+        lx->col = 0;
     }
     for (; lx->seen < pos; lx->seen++) {
-        if (lx->src[lx->seen] == '\n') {
+        unsigned char ch = (unsigned char)lx->src[lx->seen];
+        if (ch == '\n') {
             lx->line++;
-            lx->line_pos = lx->seen + 1;
+            lx->col = 0;
+        } else if ((ch & 0xC0) != 0x80) { /* the source is UTF-8: a character starts at every other byte */
+            lx->col++;
         }
     }
     *line = lx->line;
-    *col = (int)q3_utf8_count(lx->src + lx->line_pos, pos - lx->line_pos) + 1;
+    *col = lx->col + 1;
 }
 
 static q3_status lex_fail(lexer *lx, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -41,6 +41,14 @@ bool jx_is_space(int cp) {
 }
 
 bool jx_take_str(jctx *c, q3_strbuf *b, jv *out) {
+    if (c->failed) { /* past the steps while it was written */
+        q3_sb_free(b);
+        return false;
+    }
+    if (b->failed) { /* the arena could not have held it either */
+        c->arena.failed = true;
+        c->arena.over_limit |= b->over_limit;
+    }
     char *s = b->failed ? NULL : ja_strndup(&c->arena, b->data ? b->data : "", b->len);
     size_t n = b->len;
     q3_sb_free(b);
@@ -80,8 +88,8 @@ bool jx_strip(jctx *c, jv s, const jv *chars, bool left, bool right, jv *out) {
 }
 
 bool jx_case(jctx *c, jv s, bool upper, jv *out) {
-    q3_strbuf b = {0};
-    for (size_t i = 0; i < s.u.s.n;) {
+    q3_strbuf b = jx_value_buf(c);
+    for (size_t i = 0; i < s.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(s.u.s.p, s.u.s.n, &i);
         q3_sb_put_utf8(&b, upper ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
     }
@@ -91,9 +99,9 @@ bool jx_case(jctx *c, jv s, bool upper, jv *out) {
 bool jx_replace(jctx *c, const jnode *at, jv s, jv old, jv new_, int64_t count, jv *out) {
     if (old.type != JT_STR || new_.type != JT_STR) return jx_fail(c, at, "replace: expected two strings");
     jstr t = s.u.s, o = old.u.s, r = new_.u.s;
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     size_t i = 0;
-    for (int64_t done = 0; count < 0 || done < count; done++) {
+    for (int64_t done = 0; (count < 0 || done < count) && !b.failed; done++) {
         if (o.n == 0) { /* "" matches before every character and at the end */
             q3_sb_put(&b, r.p, r.n);
             if (i >= t.n) break;
@@ -255,9 +263,9 @@ static bool cased(int cp) {
 /* str.title(): a cased character after a cased one goes to lower case, any other to title case;
  * str.capitalize(): the first character to upper case, the rest to lower. */
 static bool title_method(jctx *c, jv s, bool capitalize, jv *out) {
-    q3_strbuf b = {0};
+    q3_strbuf b = jx_value_buf(c);
     bool prev_cased = false, first = true;
-    for (size_t i = 0; i < s.u.s.n;) {
+    for (size_t i = 0; i < s.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(s.u.s.p, s.u.s.n, &i);
         int to = capitalize ? (first ? utf8proc_toupper(cp) : utf8proc_tolower(cp))
                             : (prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp));
@@ -301,8 +309,8 @@ static bool join_method(jctx *c, const jnode *at, jv s, const jargs *args, jv *o
     size_t n;
     if (args->n_pos != 1 || args->n_kw) return jx_fail(c, at, "join takes one argument");
     if (!jv_items(c, at, args->pos[0], &items, &n)) return false;
-    q3_strbuf b = {0};
-    for (size_t i = 0; i < n; i++) {
+    q3_strbuf b = jx_value_buf(c);
+    for (size_t i = 0; i < n && !b.failed; i++) {
         if (items[i].type != JT_STR) {
             q3_sb_free(&b);
             return jx_fail(c, at, "join: item %zu is '%s', not a string", i, jv_type_name(items[i]));
@@ -384,9 +392,9 @@ static bool call_dict_method(jctx *c, const jnode *at, jv d, jstr name, const ja
         unsigned given;
         if (!jx_bind(c, at, "get", args, PARAMS, 2, a, &given)) return false;
         if (!(given & 1)) return jx_fail(c, at, "get needs a key");
-        const jv *found = jdict_get(d.u.dict, a[0]);
+        const jv *found = jdict_get(c, d.u.dict, a[0]);
         *out = found ? *found : (given & 2) ? a[1] : jv_none();
-        return true;
+        return !c->failed;
     }
     return no_args(c, at, name, args) && dict_view(c, d.u.dict, name, out);
 }
@@ -395,7 +403,10 @@ static bool call_list_method(jctx *c, const jnode *at, jv l, jstr name, const ja
     if (args->n_pos != 1 || args->n_kw) return jx_fail(c, at, "%.*s takes one argument", (int)name.n, name.p);
     int64_t count = 0, first = -1;
     for (size_t i = 0; i < l.u.list->n; i++) {
-        if (!jv_equal(l.u.list->items[i], args->pos[0])) continue;
+        if (!jv_equal(c, l.u.list->items[i], args->pos[0])) {
+            if (c->failed) return false;
+            continue;
+        }
         count++;
         if (first < 0) first = (int64_t)i;
     }
@@ -408,6 +419,7 @@ bool jx_call_method(jctx *c, const jnode *at, jv self, jstr name, const jargs *a
     if ((self.type == JT_DICT && in_names(DICT_MUTATORS, name)) || (self.type == JT_LIST && in_names(LIST_MUTATORS, name)))
         return jx_fail(c, at, "%.*s would change a %s, which templates may not do", (int)name.n, name.p,
                        jv_type_name(self));
+    if (!jx_charge_strings(c, at, self, args)) return false;
     switch (self.type) {
     case JT_STR: return call_str_method(c, at, self, name, args, out);
     case JT_DICT: return call_dict_method(c, at, self, name, args, out);

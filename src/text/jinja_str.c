@@ -10,7 +10,7 @@
 
 #define MAX_PRINT_DEPTH 256 /* deeper containers print as "..." */
 
-static void write_value(q3_strbuf *b, jv v, bool repr, int depth);
+static void write_value(jctx *c, q3_strbuf *b, jv v, bool repr, int depth);
 
 /* str(float): repr's digits; inf and nan as Python spells them outside JSON. */
 static void write_float(q3_strbuf *b, double f) {
@@ -19,28 +19,31 @@ static void write_float(q3_strbuf *b, double f) {
     else q3_py_float(b, f);
 }
 
-static void write_list(q3_strbuf *b, const jlist *l, int depth) {
+/* Writing stops early once the buffer has failed (its limit passed): a list repeated inside lists
+ * can be far longer to spell out than to make. */
+static void write_list(jctx *c, q3_strbuf *b, const jlist *l, int depth) {
     q3_sb_putc(b, l->tuple ? '(' : '[');
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < l->n && !b->failed && !c->failed; i++) {
         if (i) q3_sb_puts(b, ", ");
-        write_value(b, l->items[i], true, depth + 1);
+        write_value(c, b, l->items[i], true, depth + 1);
     }
     if (l->tuple && l->n == 1) q3_sb_putc(b, ',');
     q3_sb_putc(b, l->tuple ? ')' : ']');
 }
 
-static void write_dict(q3_strbuf *b, const jdict *d, int depth) {
+static void write_dict(jctx *c, q3_strbuf *b, const jdict *d, int depth) {
     q3_sb_putc(b, '{');
-    for (size_t i = 0; i < d->n; i++) {
+    for (size_t i = 0; i < d->n && !b->failed && !c->failed; i++) {
         if (i) q3_sb_puts(b, ", ");
-        write_value(b, d->keys[i], true, depth + 1);
+        write_value(c, b, d->keys[i], true, depth + 1);
         q3_sb_puts(b, ": ");
-        write_value(b, d->vals[i], true, depth + 1);
+        write_value(c, b, d->vals[i], true, depth + 1);
     }
     q3_sb_putc(b, '}');
 }
 
-static void write_value(q3_strbuf *b, jv v, bool repr, int depth) {
+static void write_value(jctx *c, q3_strbuf *b, jv v, bool repr, int depth) {
+    if (b->failed || !jx_charge(c, NULL, JX_ITEM_BYTES + (v.type == JT_STR ? v.u.s.n : 0))) return;
     if (depth > MAX_PRINT_DEPTH) {
         q3_sb_puts(b, "...");
         return;
@@ -57,11 +60,11 @@ static void write_value(q3_strbuf *b, jv v, bool repr, int depth) {
         if (repr) q3_py_repr_string(b, v.u.s.p, v.u.s.n);
         else q3_sb_put(b, v.u.s.p, v.u.s.n);
         break;
-    case JT_LIST: write_list(b, v.u.list, depth); break;
-    case JT_DICT: write_dict(b, v.u.dict, depth); break;
+    case JT_LIST: write_list(c, b, v.u.list, depth); break;
+    case JT_DICT: write_dict(c, b, v.u.dict, depth); break;
     case JT_NAMESPACE:
         q3_sb_puts(b, "<Namespace ");
-        write_dict(b, v.u.dict, depth);
+        write_dict(c, b, v.u.dict, depth);
         q3_sb_putc(b, '>');
         break;
     case JT_LOOP: q3_sb_printf(b, "<LoopContext %zu/%zu>", v.u.loop->index0 + 1, v.u.loop->n); break;
@@ -74,22 +77,17 @@ static void write_value(q3_strbuf *b, jv v, bool repr, int depth) {
     }
 }
 
-void jv_write_str(q3_strbuf *b, jv v) { write_value(b, v, false, 0); }
-void jv_write_repr(q3_strbuf *b, jv v) { write_value(b, v, true, 0); }
+void jv_write_str(jctx *c, q3_strbuf *b, jv v) { write_value(c, b, v, false, 0); }
+void jv_write_repr(jctx *c, q3_strbuf *b, jv v) { write_value(c, b, v, true, 0); }
 
 bool jv_to_str(jctx *c, jv v, jv *out) {
     if (v.type == JT_STR) {
         *out = v;
         return true;
     }
-    q3_strbuf b = {0};
-    jv_write_str(&b, v);
-    char *s = b.failed ? NULL : ja_strndup(&c->arena, b.data ? b.data : "", b.len);
-    size_t n = b.len;
-    q3_sb_free(&b);
-    if (!s) return jx_check_memory(c, NULL);
-    *out = jv_str(s, n);
-    return true;
+    q3_strbuf b = jx_value_buf(c);
+    jv_write_str(c, &b, v);
+    return jx_take_str(c, &b, out);
 }
 
 /* ---- json.dumps ---- */
@@ -104,7 +102,7 @@ static const char *key_sep(const jjson_opts *o) { return o->key_sep ? o->key_sep
 
 static bool write_json_list(jctx *c, const jnode *at, q3_strbuf *b, const jlist *l, const jjson_opts *o, int level) {
     q3_sb_putc(b, '[');
-    for (size_t i = 0; i < l->n; i++) {
+    for (size_t i = 0; i < l->n && !b->failed; i++) {
         if (i) q3_sb_puts(b, item_sep(o));
         if (o->indent >= 0) newline_indent(b, o, level + 1);
         if (!jv_write_json(c, at, b, l->items[i], o, level + 1)) return false;
@@ -151,7 +149,7 @@ static bool write_json_dict(jctx *c, const jnode *at, q3_strbuf *b, const jdict 
     if (d->n && !order) return jx_check_memory(c, at);
     if (!key_order(c, at, d, o->sort_keys, order)) return false;
     q3_sb_putc(b, '{');
-    for (size_t k = 0; k < d->n; k++) {
+    for (size_t k = 0; k < d->n && !b->failed; k++) {
         size_t i = order[k];
         if (k) q3_sb_puts(b, item_sep(o));
         if (o->indent >= 0) newline_indent(b, o, level + 1);
@@ -165,6 +163,8 @@ static bool write_json_dict(jctx *c, const jnode *at, q3_strbuf *b, const jdict 
 }
 
 bool jv_write_json(jctx *c, const jnode *at, q3_strbuf *b, jv v, const jjson_opts *o, int level) {
+    if (b->failed) return true; /* past its limit: the caller reports it (jx_take_str) */
+    if (!jx_charge(c, at, JX_ITEM_BYTES + (v.type == JT_STR ? v.u.s.n : 0))) return false;
     if (level > MAX_PRINT_DEPTH) return jx_fail(c, at, "tojson: values nested more than %d deep", MAX_PRINT_DEPTH);
     switch (v.type) {
     case JT_NONE: q3_sb_puts(b, "null"); return true;

@@ -90,8 +90,8 @@ static bool t_sameas(jctx *c, const jnode *at, jv v, const jargs *args, bool *ou
     jv other;
     if (!one_arg(c, at, args, "sameas", &other)) return false;
     bool scalar = v.type == JT_NONE || v.type == JT_BOOL || v.type == JT_UNDEFINED;
-    *out = v.type == other.type && (scalar ? jv_equal(v, other) : !memcmp(&v.u, &other.u, sizeof v.u));
-    return true;
+    *out = v.type == other.type && (scalar ? jv_equal(c, v, other) : !memcmp(&v.u, &other.u, sizeof v.u));
+    return !c->failed;
 }
 
 /* eq, ne, lt, le, gt, ge and their other spellings. */
@@ -100,8 +100,8 @@ static bool compare_test(jctx *c, const jnode *at, jv v, const jargs *args, int 
     int cmp;
     if (!one_arg(c, at, args, "comparison", &other)) return false;
     if (op == 'E' || op == 'N') {
-        *out = jv_equal(v, other) == (op == 'E');
-        return true;
+        *out = jv_equal(c, v, other) == (op == 'E');
+        return !c->failed;
     }
     if (!jv_compare(c, at, v, other, &cmp)) return false;
     *out = op == '<' ? cmp < 0 : op == 'L' ? cmp <= 0 : op == '>' ? cmp > 0 : cmp >= 0;
@@ -146,5 +146,5 @@ bool jx_test_exists(jstr name) { return find_test(name) != NULL; }
 bool jx_test(jctx *c, const jnode *at, jstr name, jv v, const jargs *args, bool *out) {
     test_fn fn = find_test(name);
     if (!fn) return jx_fail(c, at, "no test named '%.*s'", (int)name.n, name.p);
-    return fn(c, at, v, args, out);
+    return jx_charge_strings(c, at, v, args) && fn(c, at, v, args, out);
 }

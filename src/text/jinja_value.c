@@ -63,21 +63,20 @@ bool jv_new_dict(jctx *c, size_t cap, jv *out) {
     return true;
 }
 
-const jv *jdict_get(const jdict *d, jv key) {
+const jv *jdict_get(jctx *c, const jdict *d, jv key) {
     for (size_t i = 0; i < d->n; i++)
-        if (jv_equal(d->keys[i], key)) return &d->vals[i];
+        if (jv_equal(c, d->keys[i], key)) return &d->vals[i];
     return NULL;
 }
 
-const jv *jdict_get_str(const jdict *d, const char *key) { return jdict_get(d, jv_cstr(key)); }
-
 bool jdict_set(jctx *c, jdict *d, jv key, jv val) {
     for (size_t i = 0; i < d->n; i++) {
-        if (jv_equal(d->keys[i], key)) {
+        if (jv_equal(c, d->keys[i], key)) {
             d->vals[i] = val;
             return true;
         }
     }
+    if (c->failed) return false;
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 8;
         jv *keys = ja_alloc(&c->arena, cap * sizeof *keys), *vals = ja_alloc(&c->arena, cap * sizeof *vals);
@@ -153,22 +152,25 @@ bool jv_truthy(jv v) {
 
 #define MAX_COMPARE_DEPTH 256
 
-static bool equal_at(jv a, jv b, int depth);
+static bool equal_at(jctx *c, jv a, jv b, int depth);
 
-static bool dicts_equal(const jdict *a, const jdict *b, int depth) {
+static bool dicts_equal(jctx *c, const jdict *a, const jdict *b, int depth) {
     if (a->n != b->n) return false;
     for (size_t i = 0; i < a->n; i++) {
-        const jv *other = jdict_get(b, a->keys[i]);
-        if (!other || !equal_at(a->vals[i], *other, depth + 1)) return false;
+        const jv *other = jdict_get(c, b, a->keys[i]);
+        if (!other || !equal_at(c, a->vals[i], *other, depth + 1)) return false;
     }
     return true;
 }
 
 /* Containers nested past MAX_COMPARE_DEPTH compare unequal rather than exhaust the stack. */
-bool jv_equal(jv a, jv b) { return equal_at(a, b, 0); }
+bool jv_equal(jctx *c, jv a, jv b) { return equal_at(c, a, b, 0); }
 
-static bool equal_at(jv a, jv b, int depth) {
+static bool equal_at(jctx *c, jv a, jv b, int depth) {
     if (depth > MAX_COMPARE_DEPTH) return false;
+    /* Strings are read only when their lengths agree, and then at most once each. */
+    size_t bytes = a.type == JT_STR && b.type == JT_STR && a.u.s.n == b.u.s.n ? a.u.s.n : 0;
+    if (!jx_charge(c, NULL, JX_ITEM_BYTES + bytes)) return false;
     if (jv_is_number(a) && jv_is_number(b)) {
         if (is_int_like(a) && is_int_like(b)) return as_int(a) == as_int(b);
         return jv_as_double(a) == jv_as_double(b);
@@ -181,9 +183,9 @@ static bool equal_at(jv a, jv b, int depth) {
     case JT_LIST:
         if (a.u.list->tuple != b.u.list->tuple || a.u.list->n != b.u.list->n) return false;
         for (size_t i = 0; i < a.u.list->n; i++)
-            if (!equal_at(a.u.list->items[i], b.u.list->items[i], depth + 1)) return false;
+            if (!equal_at(c, a.u.list->items[i], b.u.list->items[i], depth + 1)) return false;
         return true;
-    case JT_DICT: return dicts_equal(a.u.dict, b.u.dict, depth);
+    case JT_DICT: return dicts_equal(c, a.u.dict, b.u.dict, depth);
     case JT_NAMESPACE: return a.u.dict == b.u.dict;
     case JT_LOOP: return a.u.loop == b.u.loop;
     case JT_MACRO: return a.u.node == b.u.node;
@@ -203,6 +205,8 @@ bool jv_compare(jctx *c, const jnode *at, jv a, jv b, int *cmp) { return compare
 
 static bool compare_at(jctx *c, const jnode *at, jv a, jv b, int *cmp, int depth) {
     if (depth > MAX_COMPARE_DEPTH) return jx_fail(c, at, "values nested too deep to compare");
+    size_t bytes = a.type == JT_STR && b.type == JT_STR ? (a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n) : 0;
+    if (!jx_charge(c, at, JX_ITEM_BYTES + bytes)) return false;
     if (jv_is_number(a) && jv_is_number(b)) {
         if (is_int_like(a) && is_int_like(b)) *cmp = (as_int(a) > as_int(b)) - (as_int(a) < as_int(b));
         else *cmp = (jv_as_double(a) > jv_as_double(b)) - (jv_as_double(a) < jv_as_double(b));
@@ -215,7 +219,8 @@ static bool compare_at(jctx *c, const jnode *at, jv a, jv b, int *cmp, int depth
     if (a.type == JT_LIST && b.type == JT_LIST && a.u.list->tuple == b.u.list->tuple) {
         const jlist *x = a.u.list, *y = b.u.list;
         for (size_t i = 0; i < x->n && i < y->n; i++) {
-            if (jv_equal(x->items[i], y->items[i])) continue;
+            if (jv_equal(c, x->items[i], y->items[i])) continue;
+            if (c->failed) return false;
             return compare_at(c, at, x->items[i], y->items[i], cmp, depth + 1);
         }
         *cmp = (x->n > y->n) - (x->n < y->n);
@@ -245,12 +250,34 @@ const char *jv_type_name(jv v) {
     return "?";
 }
 
+/* ---- what reading costs ---- */
+
+uint64_t jv_shallow_bytes(jv v) {
+    switch (v.type) {
+    case JT_STR: return v.u.s.n;
+    case JT_LIST: return (uint64_t)v.u.list->n * JX_ITEM_BYTES;
+    case JT_DICT:
+    case JT_NAMESPACE: return (uint64_t)v.u.dict->n * JX_ITEM_BYTES;
+    default: return 0;
+    }
+}
+
+bool jx_charge_strings(jctx *c, const jnode *at, jv v, const jargs *args) {
+    uint64_t bytes = v.type == JT_STR ? v.u.s.n : 0;
+    for (size_t i = 0; i < args->n_pos; i++) bytes += args->pos[i].type == JT_STR ? args->pos[i].u.s.n : 0;
+    for (size_t i = 0; i < args->n_kw; i++) bytes += args->kw_vals[i].type == JT_STR ? args->kw_vals[i].u.s.n : 0;
+    return jx_charge(c, at, bytes);
+}
+
 /* ---- len() and iteration ---- */
 
 bool jv_length(jctx *c, const jnode *at, jv v, size_t *n) {
     switch (v.type) {
     case JT_UNDEFINED: *n = 0; return true;
-    case JT_STR: *n = q3_utf8_count(v.u.s.p, v.u.s.n); return true;
+    case JT_STR:
+        if (!jx_charge(c, at, v.u.s.n)) return false;
+        *n = q3_utf8_count(v.u.s.p, v.u.s.n);
+        return true;
     case JT_LIST: *n = v.u.list->n; return true;
     case JT_DICT: *n = v.u.dict->n; return true;
     default: return jx_fail(c, at, "a value of type '%s' has no length", jv_type_name(v));
@@ -317,9 +344,9 @@ bool jv_getattr(jctx *c, const jnode *at, jv obj, jstr name, jv *out) {
     if (obj.type == JT_LOOP) return loop_attr(c, at, obj.u.loop, name, out);
     if (jx_has_method(obj, name)) return bind_method(c, obj, name, out);
     const jv *found = NULL;
-    if (obj.type == JT_DICT || obj.type == JT_NAMESPACE) found = jdict_get(obj.u.dict, jv_str(name.p, name.n));
+    if (obj.type == JT_DICT || obj.type == JT_NAMESPACE) found = jdict_get(c, obj.u.dict, jv_str(name.p, name.n));
     *out = found ? *found : jv_undefined(at);
-    return true;
+    return !c->failed;
 }
 
 /* Python's index normalisation: negative counts from the end; false when outside. */
@@ -349,11 +376,12 @@ bool jv_getitem(jctx *c, const jnode *at, jv obj, jv key, jv *out) {
     }
     if (obj.type == JT_STR && is_int_like(key)) return string_index(c, obj.u.s, key, out, at);
     if (obj.type == JT_DICT) {
-        const jv *found = jdict_get(obj.u.dict, key);
+        const jv *found = jdict_get(c, obj.u.dict, key);
         if (found) {
             *out = *found;
             return true;
         }
+        if (c->failed) return false;
     }
     if (key.type == JT_STR) return jv_getattr(c, at, obj, key.u.s, out);
     *out = jv_undefined(at);
@@ -438,21 +466,34 @@ static bool concat(jctx *c, const jnode *at, jv a, jv b, jv *out) {
 }
 
 /* s * count or list * count. */
+/* count copies of the unit bytes at src into dst, by doubling what is there: a few large copies
+ * rather than count small ones. */
+static void fill_repeated(void *dst, const void *src, size_t unit, size_t count) {
+    size_t total = unit * count, done = total ? unit : 0;
+    if (done) memcpy(dst, src, unit);
+    while (done < total) {
+        size_t k = done < total - done ? done : total - done;
+        memcpy((char *)dst + done, dst, k);
+        done += k;
+    }
+}
+
 static bool repeat(jctx *c, const jnode *at, jv seq, int64_t count, jv *out) {
     if (count < 0) count = 0;
     size_t unit = seq.type == JT_STR ? seq.u.s.n : seq.u.list->n * sizeof(jv);
     if (unit && (uint64_t)count > (c->arena.limit ? c->arena.limit : SIZE_MAX) / unit)
         return jx_fail(c, at, "the repeated value would not fit in the render's memory limit");
+    if (unit == 0) count = 0; /* '' * 10**18 is '', at once */
     if (seq.type == JT_STR) {
         char *s = ja_alloc(&c->arena, unit * (size_t)count + 1);
         if (!s) return jx_check_memory(c, at);
-        for (int64_t k = 0; k < count; k++) memcpy(s + unit * (size_t)k, seq.u.s.p, unit);
+        fill_repeated(s, seq.u.s.p, unit, (size_t)count);
         *out = jv_str(s, unit * (size_t)count);
         return true;
     }
     size_t n = seq.u.list->n;
     if (!jv_new_list(c, n * (size_t)count, seq.u.list->tuple, out)) return false;
-    for (int64_t k = 0; k < count; k++) memcpy(out->u.list->items + n * (size_t)k, seq.u.list->items, n * sizeof(jv));
+    fill_repeated(out->u.list->items, seq.u.list->items, unit, (size_t)count);
     return true;
 }
 
@@ -539,14 +580,15 @@ bool jv_contains(jctx *c, const jnode *at, jv container, jv item, bool *out) {
     case JT_STR:
         if (item.type != JT_STR)
             return jx_fail(c, at, "'in <string>' needs a string on the left, not '%s'", jv_type_name(item));
+        if (!jx_charge(c, at, container.u.s.n)) return false;
         *out = item.u.s.n == 0 || memmem(container.u.s.p, container.u.s.n, item.u.s.p, item.u.s.n);
         return true;
     case JT_LIST:
         *out = false;
-        for (size_t i = 0; i < container.u.list->n && !*out; i++) *out = jv_equal(container.u.list->items[i], item);
-        return true;
+        for (size_t i = 0; i < container.u.list->n && !*out; i++) *out = jv_equal(c, container.u.list->items[i], item);
+        return !c->failed;
     case JT_DICT:
-    case JT_NAMESPACE: *out = jdict_get(container.u.dict, item) != NULL; return true;
+    case JT_NAMESPACE: *out = jdict_get(c, container.u.dict, item) != NULL; return !c->failed;
     case JT_UNDEFINED: *out = false; return true; /* Jinja's Undefined iterates as empty */
     default: return jx_fail(c, at, "a value of type '%s' cannot be searched with 'in'", jv_type_name(container));
     }
