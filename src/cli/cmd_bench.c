@@ -44,7 +44,7 @@ static void usage(FILE *f) {
             "usage: q3moe bench [-m MODEL | --synthetic CONFIG.json [--type TYPE] [--layers N] [--keep FILE.gguf]]\n"
             "                   [-p N[,N...]] [-n N] [-t|--threads N] [--repeat N] [--json] [--plot FILE.svg]\n"
             "                   [--kv-type f16|bf16|f32|q8_0] [-c|--ctx-size N] [--chunk-size N]\n"
-            "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml]\n"
+            "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml] " Q3_DEVICE_OPTIONS_USAGE "\n"
             "  -p          prompt lengths to measure (default 512)\n"
             "  -n          tokens decoded after each prompt (default 128)\n"
             "  --repeat    runs per prompt length; the best is reported (default 1)\n"
@@ -68,6 +68,7 @@ typedef struct bench_args {
     long serving, ttft_prompt; /* --serving N streams; the long prompt whose TTFT it measures */
     q3_type kv_type;
     bool json;
+    q3_load_options load; /* --device, --cpu-experts, --gpu-experts */
 } bench_args;
 
 /* One measured prompt length, with its projection to the full depth when there is one. */
@@ -114,7 +115,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         {"synthetic", required_argument, 0, O_SYNTH}, {"type", required_argument, 0, O_TYPE},
         {"layers", required_argument, 0, O_LAYERS}, {"keep", required_argument, 0, O_KEEP},
         {"serving", required_argument, 0, O_SERVING}, {"ttft-prompt", required_argument, 0, O_TTFT},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        Q3_DEVICE_LONG_OPTIONS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     *a = (bench_args){.prompts = {512}, .n_prompts = 1, .gen = 128, .repeat = 1, .chunk = 512, .kv_type = Q3_TYPE_F16,
                       .ttft_prompt = 1024};
     q3_synth_type_from_name("q4_k_m", &a->type);
@@ -143,7 +144,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         case O_SERVING: ok = q3_cli_parse_int(optarg, "--serving", 2, 256, &a->serving); break;
         case O_TTFT: ok = q3_cli_parse_int(optarg, "--ttft-prompt", 1, 1 << 20, &a->ttft_prompt); break;
         case 'h': usage(stdout); *done = true; return 0;
-        default: ok = false; break;
+        default: ok = q3_cli_parse_device(&a->load, ch, optarg) == 0; break;
         }
     }
     if (ok && optind < argc) fprintf(stderr, "q3moe bench: unexpected argument '%s'\n", argv[optind]), ok = false;
@@ -555,7 +556,7 @@ static int bench_model(const bench_args *a, const char *path, const q3_config *f
     bench_row rows[MAX_PROMPTS];
     bench_report rep = {.a = a, .path = path, .full = full, .rows = rows};
     int rc = 1;
-    if (q3_model_load(&m, path, NULL, &e)) goto fail;
+    if (q3_model_load(&m, path, &a->load, &e)) goto fail;
     double t0 = q3_now_s(); /* the ranks' communication counters start here too */
     rep.m = m;
     q3_machine_describe(&rep.mach);

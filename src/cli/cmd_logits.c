@@ -9,11 +9,12 @@
 #include "q3moe.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n");
+    fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n"
+               "                    " Q3_DEVICE_OPTIONS_USAGE "\n");
 }
 
 static int run(const char *model_path, const int32_t *ids, int n, const char *out_path, bool decode,
-               q3_type kv_type, int threads) {
+               q3_type kv_type, int threads, const q3_load_options *load) {
     q3_error err = {0};
     q3_model *m = NULL;
     q3_kv_cache *kv = NULL;
@@ -21,7 +22,7 @@ static int run(const char *model_path, const int32_t *ids, int n, const char *ou
     float *logits = NULL;
     FILE *f = NULL;
     int rc = 1;
-    if (q3_model_load(&m, model_path, NULL, &err)) goto fail;
+    if (q3_model_load(&m, model_path, load, &err)) goto fail;
     const q3_config *c = q3_model_config(m);
     q3_kv_options ko = {kv_type, 256, (n + 255) / 256, 1, n};
     if (q3_kv_cache_new(&kv, m, &ko, &err) || q3_runner_new(&r, m, decode ? 1 : n, threads, &err)) goto fail;
@@ -67,11 +68,12 @@ int cmd_logits(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 'k'},
         {"out", required_argument, 0, 'o'},   {"decode", no_argument, 0, 'd'},
         {"kv-type", required_argument, 0, 'v'}, {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        Q3_DEVICE_LONG_OPTIONS,               {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *tokens = NULL, *out = NULL;
     bool decode = false;
     q3_type kv_type = Q3_TYPE_F32;
     long threads = 0;
+    q3_load_options load = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:o:t:h", opts, NULL)) != -1) {
@@ -83,7 +85,10 @@ int cmd_logits(int argc, char **argv) {
         case 'v': if (!q3_cli_parse_kv_type(optarg, "--kv-type", &kv_type)) return 2; break;
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (q3_cli_parse_device(&load, ch, optarg) == 0) break;
+            usage(stderr);
+            return 2;
         }
     }
     if (!tokens || !out || optind < argc) {
@@ -95,7 +100,7 @@ int cmd_logits(int argc, char **argv) {
     int32_t *ids;
     int n;
     if (!q3_cli_parse_ids(tokens, "--tokens", &ids, &n)) return 1;
-    int rc = run(path, ids, n, out, decode, kv_type, (int)threads);
+    int rc = run(path, ids, n, out, decode, kv_type, (int)threads, &load);
     free(ids);
     return rc;
 }

@@ -12,7 +12,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: q3moe perplexity [-m MODEL] (-f TEXT_FILE | --ids FILE.safetensors:TENSOR) [--ctx N]\n"
-               "                        [--windows N] [--kl-base MODEL] [-t THREADS]\n");
+               "                        [--windows N] [--kl-base MODEL] [-t THREADS] " Q3_DEVICE_OPTIONS_USAGE "\n");
 }
 
 
@@ -60,9 +60,10 @@ int cmd_perplexity(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"file", required_argument, 0, 'f'},
         {"ids", required_argument, 0, O_IDS}, {"ctx", required_argument, 0, O_CTX},
         {"windows", required_argument, 0, O_WINDOWS}, {"kl-base", required_argument, 0, O_KL},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, Q3_DEVICE_LONG_OPTIONS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL, *file = NULL, *ids_spec = NULL, *kl = NULL;
     long ctx = 512, windows = 0, threads = 0;
+    q3_load_options load = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:f:t:h", opts, NULL)) != -1) {
@@ -75,7 +76,10 @@ int cmd_perplexity(int argc, char **argv) {
         case O_KL: kl = optarg; break;
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            if (q3_cli_parse_device(&load, ch, optarg) == 0) break;
+            usage(stderr);
+            return 2;
         }
     }
     if (!file == !ids_spec || optind < argc) { usage(stderr); return 2; }
@@ -85,7 +89,7 @@ int cmd_perplexity(int argc, char **argv) {
     q3_model *m = NULL, *base = NULL;
     q3_error e = {0};
     if (!path || !load_ids(path, file, ids_spec, &ids, &n)) goto done;
-    if (q3_model_load(&m, path, NULL, &e) || (kl && q3_model_load(&base, kl, NULL, &e))) goto fail;
+    if (q3_model_load(&m, path, &load, &e) || (kl && q3_model_load(&base, kl, &load, &e))) goto fail;
     q3_ppl_result r;
     if (q3_perplexity(m, base, ids, n, (int)ctx, (int)windows, (int)threads, show, NULL, &r, &e)) goto fail;
     printf("perplexity: %.4f over %d windows of %ld tokens (%d scored, mean NLL %.5f)\n", r.ppl, r.windows, ctx,

@@ -30,6 +30,17 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
 bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model **m, q3_tokenizer **tok,
                        q3_sampling *defaults);
 
+/* Where a model-running command computes (run, chat, serve, bench, logits, perplexity): its long
+ * options, their usage line, and their parser into load options. */
+#define Q3_DEVICE_OPTIONS_USAGE "[--device cpu|cuda] [--cpu-experts] [--gpu-experts N]"
+enum { Q3_OPT_DEVICE = 700, Q3_OPT_CPU_EXPERTS, Q3_OPT_GPU_EXPERTS };
+#define Q3_DEVICE_LONG_OPTIONS                                                                   \
+    {"device", required_argument, 0, Q3_OPT_DEVICE}, {"cpu-experts", no_argument, 0, Q3_OPT_CPU_EXPERTS}, \
+        {"gpu-experts", required_argument, 0, Q3_OPT_GPU_EXPERTS}
+/* Handles getopt result ch: 0 when it was a device option and valid, 1 (after printing why) when
+ * it was one and invalid, -1 when it is not one. */
+int q3_cli_parse_device(q3_load_options *o, int ch, const char *arg);
+
 /* The whole file, NUL-terminated (*len without the NUL; len may be NULL), or NULL after
  * printing why, naming the file. The caller frees. */
 char *q3_cli_read_file(const char *path, size_t *len);

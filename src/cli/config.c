@@ -62,6 +62,9 @@ static const struct config_key {
     {"cache_lens", "cache-lens", ONE_VALUE, SAMPLING},
     {"max_queue", "max-queue", ONE_VALUE, SAMPLING},
     {"numa", "numa", ONE_VALUE, SAMPLING},
+    {"device", "device", ONE_VALUE, ALL},
+    {"cpu_experts", "cpu-experts", FLAG, ALL},
+    {"gpu_experts", "gpu-experts", ONE_VALUE, ALL},
     /* run and chat: how much to generate, from what */
     {"n_predict", "n-predict", ONE_VALUE, RUN | CHAT},
     {"max_new_tokens", "n-predict", ONE_VALUE, RUN | CHAT},

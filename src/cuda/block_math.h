@@ -377,15 +377,26 @@ static inline Q3_HD float q3hd_row_dot(int type, const void *w, const void *x, i
 
 /* ---- attention: the online-softmax merge ---- */
 
-/* state <- state (+) part, for one query row of head_dim hd: each holds its running max, its sum
- * of exponentials and its weighted sum of values [hd]. The values rescale by exp(old max - new). */
+/* The online-softmax merge of a running state (max, sum of exponentials, weighted sums of
+ * values) with a chunk's partial: the new max and the factors each side's sums are rescaled by,
+ * exp(old max - new max). */
+static inline Q3_HD void q3hd_softmax_factors(float state_max, float part_max, float *new_max, float *a, float *b) {
+    float m = state_max > part_max ? state_max : part_max;
+    *new_max = m;
+    *a = expf(Q3_FSUB(state_max, m));
+    *b = expf(Q3_FSUB(part_max, m));
+}
+
+/* x * a + y * b, each product rounded: how every sum of the state meets the partial's. */
+static inline Q3_HD float q3hd_softmax_mix(float x, float a, float y, float b) { return Q3_FADD(Q3_FMUL(x, a), Q3_FMUL(y, b)); }
+
+/* state <- state (+) part for one query row of head_dim hd, as src/cpu/attend.c's fold_row. */
 static inline Q3_HD void q3hd_softmax_fold(float *state_max, float *state_sum, float *state_acc, float part_max,
                                            float part_sum, const float *part_acc, int hd) {
-    float m = *state_max > part_max ? *state_max : part_max;
-    float a = expf(Q3_FSUB(*state_max, m)), b = expf(Q3_FSUB(part_max, m));
-    *state_max = m;
-    *state_sum = Q3_FADD(Q3_FMUL(*state_sum, a), Q3_FMUL(part_sum, b));
-    for (int d = 0; d < hd; d++) state_acc[d] = Q3_FADD(Q3_FMUL(state_acc[d], a), Q3_FMUL(part_acc[d], b));
+    float a, b;
+    q3hd_softmax_factors(*state_max, part_max, state_max, &a, &b);
+    *state_sum = q3hd_softmax_mix(*state_sum, a, part_sum, b);
+    for (int d = 0; d < hd; d++) state_acc[d] = q3hd_softmax_mix(state_acc[d], a, part_acc[d], b);
 }
 
 /* SiLU as cpu/ops.h's q3_silu, with its same shortcuts at both ends. */
