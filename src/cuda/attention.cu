@@ -258,10 +258,11 @@ static __device__ void chunk_partial(const attn_args &a, const attn_view &v, int
 #pragma unroll
         for (int jj = 0; jj < ACC_MAX; jj++) {
             int idx = threadIdx.x + jj * THREADS;
-            if (idx >= v.rows * hd) break;
-            int r = idx / hd, d = idx % hd, upto = min(n, seen_of(a, v, r, p0, p_end) - (p - p0));
-            const float *e = s.scores + (size_t)r * CHUNK + (p - p0);
-            for (int pp = 0; pp < upto; pp++) acc[jj] = fmaf(e[pp], s.tile[pp * (hd + 1) + d], acc[jj]);
+            if (idx < v.rows * hd) {
+                int r = idx / hd, d = idx % hd, upto = min(n, seen_of(a, v, r, p0, p_end) - (p - p0));
+                const float *e = s.scores + (size_t)r * CHUNK + (p - p0);
+                for (int pp = 0; pp < upto; pp++) acc[jj] = fmaf(e[pp], s.tile[pp * (hd + 1) + d], acc[jj]);
+            }
         }
     }
     __syncthreads();
@@ -300,8 +301,7 @@ __global__ void __launch_bounds__(THREADS) attn_split_kernel(attn_args a) {
 #pragma unroll
         for (int jj = 0; jj < ACC_MAX; jj++) {
             int idx = threadIdx.x + jj * THREADS;
-            if (idx >= v.rows * a.hd) break;
-            P[(size_t)(idx / a.hd) * (a.hd + 2) + 2 + idx % a.hd] = acc[jj];
+            if (idx < v.rows * a.hd) P[(size_t)(idx / a.hd) * (a.hd + 2) + 2 + idx % a.hd] = acc[jj];
         }
         for (int r = threadIdx.x; r < v.rows; r += THREADS) P[(size_t)r * (a.hd + 2)] = s.m[r], P[(size_t)r * (a.hd + 2) + 1] = s.l[r];
         __syncthreads();
@@ -354,9 +354,8 @@ __global__ void __launch_bounds__(THREADS) attn_fold_kernel(attn_args a) {
         __syncthreads();
 #pragma unroll
         for (int jj = 0; jj < ACC_MAX; jj++) {
-            int idx = threadIdx.x + jj * THREADS;
-            if (idx >= v.rows * hd) break;
-            int r = idx / hd;
+            int idx = threadIdx.x + jj * THREADS, r = idx / hd;
+            if (idx >= v.rows * hd) continue;
             if (c == 0) state[jj] = acc[jj];
             else if (c < chunks_of(a, v.t0 + r / v.nh)) state[jj] = q3hd_softmax_mix(state[jj], s.fa[r], acc[jj], s.fb[r]);
         }
@@ -365,9 +364,7 @@ __global__ void __launch_bounds__(THREADS) attn_fold_kernel(attn_args a) {
 #pragma unroll
     for (int jj = 0; jj < ACC_MAX; jj++) {
         int idx = threadIdx.x + jj * THREADS;
-        if (idx >= v.rows * hd) break;
-        int r = idx / hd;
-        out_of(a, v, r)[idx % hd] = Q3_FDIV(state[jj], row_l[r]);
+        if (idx < v.rows * hd) out_of(a, v, idx / hd)[idx % hd] = Q3_FDIV(state[jj], row_l[idx / hd]);
     }
 }
 

@@ -147,13 +147,14 @@ static __device__ __forceinline__ bool tile_of(const q3_mm &j, int *slot0, int *
     return true;
 }
 
-/* Copies rows of `blocks` blocks of `bytes` bytes (even) into shared memory, 16 bits at a time:
- * row r from src_of(r) at byte offset `from`, when r < n_rows. */
+/* Copies the first `valid` of each row's per_row 16-bit units into shared memory: row r from
+ * src_of(r) at byte offset `from`, for rows r < n_rows (the tile's rows or slots). Units past a
+ * row's last block are never read, so the last row of a matrix is never overrun. */
 template <typename F>
-static __device__ __forceinline__ void stage(uint16_t *dst, int per_row, int n_rows, size_t from, F src_of) {
+static __device__ __forceinline__ void stage(uint16_t *dst, int per_row, int valid, int n_rows, size_t from, F src_of) {
     for (int u = threadIdx.x; u < Q3_TILE_SLOTS * per_row; u += blockDim.x) {
         int r = u / per_row, off = u % per_row;
-        if (r < n_rows) dst[u] = ((const uint16_t *)(src_of(r) + from))[off];
+        if (r < n_rows && off < valid) dst[u] = ((const uint16_t *)(src_of(r) + from))[off];
     }
 }
 
@@ -171,8 +172,8 @@ template <int TYPE> __global__ void __launch_bounds__(256) mm_tile_quant(q3_mm j
     float acc = 0.0f;
     for (int kb = 0; kb < nb; kb += BPW) {
         int nbk = min(BPW, nb - kb);
-        stage(sw, BPW * WB / 2, nr, (size_t)kb * WB, [&](int r) { return w + (r0 + r) * j.row_bytes; });
-        stage(sx, BPW * XB / 2, nslot, (size_t)kb * XB, [&](int s) { return slot_x(j, slot0 + s); });
+        stage(sw, BPW * WB / 2, nbk * WB / 2, nr, (size_t)kb * WB, [&](int r) { return w + (r0 + r) * j.row_bytes; });
+        stage(sx, BPW * XB / 2, nbk * XB / 2, nslot, (size_t)kb * XB, [&](int s) { return slot_x(j, slot0 + s); });
         __syncthreads();
         for (int i = 0; i < 32; i++) {
             int r = 2 * warp + i / 16, s = i % 16;

@@ -55,12 +55,15 @@ static bool gpu_type(q3_type t) {
            t == Q3_TYPE_F16 || t == Q3_TYPE_BF16;
 }
 
+/* layer < 0: a tensor outside the layers. */
 static q3_status check_mat(const q3_mat *w, const char *what, int layer, q3_error *e) {
     if (!w->data || gpu_type(w->type)) return Q3_OK;
+    char where[32] = "";
+    if (layer >= 0) snprintf(where, sizeof where, "layer %d ", layer);
     return q3_fail(e, Q3_EUNSUPPORTED,
-                   "--device cuda: layer %d %s is %s; the CUDA kernels take Q4_K, Q5_K, Q6_K, Q8_0, F16, BF16 and F32 "
+                   "--device cuda: %s%s is %s; the CUDA kernels take Q4_K, Q5_K, Q6_K, Q8_0, F16, BF16 and F32 "
                    "(convert the model with q3moe convert --type q4_k_m)",
-                   layer, what, q3_type_name(w->type));
+                   where, what, q3_type_name(w->type));
 }
 
 static q3_status check_shapes(const q3_model *m, q3_error *e) {
@@ -137,14 +140,15 @@ static int by_address(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Sorts and joins spans that overlap or lie within a page of each other (a file's alignment
- * padding between tensors travels too). */
+/* Sorts and joins spans that overlap or lie less than a page apart (a file's alignment padding
+ * between tensors travels too). Every page such a gap touches holds bytes of one of the two
+ * spans, so the gap is mapped memory. */
 static void merge(span_list *s) {
     qsort(s->r, (size_t)s->n, sizeof *s->r, by_address);
     int out = 0;
     for (int i = 0; i < s->n; i++) {
         q3_cuda_range *last = out ? &s->r[out - 1] : NULL;
-        if (last && s->r[i].host <= last->host + last->bytes + 4096) {
+        if (last && s->r[i].host < last->host + last->bytes + 4096) {
             const char *end = s->r[i].host + s->r[i].bytes;
             if (end > last->host + last->bytes) last->bytes = (size_t)(end - last->host);
         } else {
@@ -272,7 +276,8 @@ int q3_cuda_layer_of(const q3_model *m, const q3_ffn *experts) {
 
 /* ---- hot experts (hybrid) ---- */
 
-static size_t ffn_span(const q3_ffn *f) { return mat_span(&f->gate) + mat_span(&f->up) + mat_span(&f->down) + 3 * 256; }
+/* Hot-arena bytes of one expert: each view may take up to 511 bytes of alignment (copy_hot). */
+static size_t ffn_span(const q3_ffn *f) { return mat_span(&f->gate) + mat_span(&f->up) + mat_span(&f->down) + 3 * 512; }
 
 /* Copies one view's bytes to the hot arena at *at (256-aligned with the host's low bits). */
 static const char *copy_hot(q3_cuda_weights *w, const q3_mat *v, size_t *at, q3_error *e) {
