@@ -361,6 +361,14 @@ static const char *count_text(double n, char *buf, size_t cap) {
     return buf;
 }
 
+/* Where the forward pass ran: "cpu", "cuda", or the hybrid modes (the roofline columns are
+ * the CPU's memory either way). */
+static const char *device_name(const q3_load_options *o) {
+    if (o->device == Q3_DEVICE_CPU) return "cpu";
+    if (!o->cpu_experts) return "cuda";
+    return o->gpu_experts ? "cuda, experts on the CPU but the most-routed" : "cuda, experts on the CPU";
+}
+
 static void print_text(const bench_report *rep) {
     const q3_config *c = q3_model_config(rep->m);
     const char *ffn, *head;
@@ -383,8 +391,8 @@ static void print_text(const bench_report *rep) {
         printf("; %.1f GB/s over %zu MiB of the mapped weights\n", rep->weights_bw.gbs, rep->weights_bw.buffer_bytes >> 20);
     else
         printf("; the weights are too small to measure apart (counted at the buffer's rate)\n");
-    printf("run: %d threads, KV cache %s, prefill chunk %ld, best of %ld, %s\n\n", rep->threads,
-           q3_type_name(rep->a->kv_type), rep->a->chunk, rep->a->repeat, rep->date);
+    printf("run: %s, %d threads, KV cache %s, prefill chunk %ld, best of %ld, %s\n\n", device_name(&rep->a->load),
+           rep->threads, q3_type_name(rep->a->kv_type), rep->a->chunk, rep->a->repeat, rep->date);
     print_table(rep->rows, rep->a->n_prompts, false);
     if (!rep->rows[0].projected) return;
     printf("\nprojected full model: %d layers from %d measured (final norm + lm_head once, the rest x %.2f)\n",
@@ -445,9 +453,10 @@ static json_t *json_row(const bench_row *r) {
 static int print_json(const bench_report *rep) {
     json_t *results = json_array();
     for (int i = 0; i < rep->a->n_prompts; i++) json_array_append_new(results, json_row(&rep->rows[i]));
-    json_t *root = json_pack("{s:s, s:o, s:o, s:{s:i, s:s, s:i}, s:o}", "date", rep->date, "machine", json_machine(rep),
+    json_t *root = json_pack("{s:s, s:o, s:o, s:{s:i, s:s, s:i, s:s}, s:o}", "date", rep->date, "machine", json_machine(rep),
                              "model", json_model(rep), "run", "repeat", (int)rep->a->repeat, "kv_type",
-                             q3_type_name(rep->a->kv_type), "chunk", (int)rep->a->chunk, "results", results);
+                             q3_type_name(rep->a->kv_type), "chunk", (int)rep->a->chunk, "device", device_name(&rep->a->load),
+                             "results", results);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);
     if (!text) {

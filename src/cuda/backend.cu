@@ -232,6 +232,8 @@ extern "C" q3_status q3_cuda_backend_new(q3_backend **out, const q3_model *m, in
     c->max_tokens = max_tokens;
     const char *graphs = getenv("Q3_CUDA_GRAPHS");
     c->graphs_on = !w->cpu_experts && !(graphs && !strcmp(graphs, "0"));
+    const char *mma = getenv("Q3_CUDA_MMA");
+    c->mma = !(mma && !strcmp(mma, "0"));
     c->graphs.destroy = destroy_graph;
     q3_status st = Q3_OK;
     if (cudaStreamCreate(&c->stream) || cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking) ||

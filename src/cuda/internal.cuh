@@ -138,6 +138,7 @@ typedef struct q3_cuda {
     int32_t *pin_top;
 
     q3_cuda_nccl *nccl;
+    bool mma;                     /* tiled matmuls on the tensor cores (mma.cu); false: dp4a tiles */
     cudaError_t error;            /* the first CUDA error, reported by the next begin() */
     char error_where[96];
 } q3_cuda;
@@ -191,8 +192,11 @@ typedef struct q3_mm {
 } q3_mm;
 
 /* Launches j: mat-vec kernels for small steps (n_slots <= Q3_SMALL_STEP * top-k), tiled ones
- * otherwise; both give every (row, slot) the same bits. */
+ * otherwise (on the tensor cores when c->mma and the type has an mma kernel); all give every
+ * (row, slot) the same bits. */
 void q3_cuda_mm(q3_cuda *c, const q3_mm *j, bool small);
+/* The tensor-core tiled kernel for j (mma.cu); false when j's type has none. */
+bool q3_cuda_mm_mma(q3_cuda *c, const q3_mm *j);
 
 /* ---- attention.cu ---- */
 

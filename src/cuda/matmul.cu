@@ -258,6 +258,7 @@ template <int FT> __global__ void __launch_bounds__(256) mm_tile_float(q3_mm j) 
 /* ---- dispatch ---- */
 
 template <int TYPE> static void launch_quant(q3_cuda *c, const q3_mm *j, bool small) {
+    if (!small && c->mma && q3_cuda_mm_mma(c, j)) return;
     if (small) {
         dim3 grid((unsigned)((j->rows + 3) / 4), (unsigned)j->n_slots);
         mmv_quant<TYPE><<<grid, 128, 0, c->stream>>>(*j);

@@ -97,6 +97,7 @@ static void check_matmul(q3_type t, int rows, int cols, int n) {
     char *w = (char *)malloc((size_t)rows * rb), *act = (char *)malloc((size_t)n * ab), *gact = (char *)malloc((size_t)n * ab);
     float *ref = (float *)malloc((size_t)n * rows * 4), *small = (float *)malloc((size_t)n * rows * 4);
     float *tiled = (float *)malloc((size_t)n * rows * 4), *alone = (float *)malloc((size_t)rows * 4);
+    float *mma = (float *)malloc((size_t)n * rows * 4);
     for (int r = 0; r < rows; r++) {
         for (int k = 0; k < cols; k++) wf[k] = 0.02f * gauss();
         tr->from_float(wf, w + (size_t)r * rb, cols);
@@ -124,6 +125,10 @@ static void check_matmul(q3_type t, int rows, int cols, int n) {
     if (!f32_act) CU(cudaMemcpy(gact, dact, (size_t)n * ab, cudaMemcpyDeviceToHost));
     gpu_matmul(&c, t, dw, rb, rows, cols, dx, n, dact, dy, false);
     CU(cudaMemcpy(tiled, dy, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+    c.mma = true; /* the tensor-core tiles where the type has them */
+    gpu_matmul(&c, t, dw, rb, rows, cols, dx, n, dact, dy, false);
+    CU(cudaMemcpy(mma, dy, (size_t)n * rows * 4, cudaMemcpyDeviceToHost));
+    c.mma = false;
     int lone = n / 2; /* one token alone, through the kernel a batch of one takes */
     gpu_matmul(&c, t, dw, rb, rows, cols, dx + (size_t)lone * cols, 1, dact, dy, true);
     CU(cudaMemcpy(alone, dy, (size_t)rows * 4, cudaMemcpyDeviceToHost));
@@ -135,13 +140,15 @@ static void check_matmul(q3_type t, int rows, int cols, int n) {
            c.error ? cudaGetErrorString(c.error) : "no error");
     if (!f32_act) expect(!memcmp(gact, act, (size_t)n * ab), "%s %dx%d, %d tokens: activations quantized as the CPU does", name, rows, cols, n);
     expect(same_bits(small, tiled, (size_t)n * rows), "%s %dx%d, %d tokens: mat-vec == tiled, bit for bit", name, rows, cols, n);
+    expect(same_bits(small, mma, (size_t)n * rows), "%s %dx%d, %d tokens: mat-vec == tensor-core tiles, bit for bit", name, rows,
+           cols, n);
     expect(same_bits(alone, small + (size_t)lone * rows, rows), "%s %dx%d: a token alone == the same token in a batch of %d", name,
            rows, cols, n);
     if (exact) expect(same_bits(small, ref, (size_t)n * rows), "%s %dx%d, %d tokens: == CPU scalar kernel, bit for bit (worst rel %.3g)", name, rows, cols, n, worst);
     else expect(worst < 1e-4, "%s %dx%d, %d tokens: CPU scalar kernel within float rounding (worst rel %.3g)", name, rows, cols, n, worst);
     cudaFree(dw), cudaFree(dx), cudaFree(dact), cudaFree(dy);
     cudaStreamDestroy(c.stream);
-    free(wf), free(x), free(w), free(act), free(gact), free(ref), free(small), free(tiled), free(alone);
+    free(wf), free(x), free(w), free(act), free(gact), free(ref), free(small), free(tiled), free(alone), free(mma);
 }
 
 static void check_kernels(void) {
