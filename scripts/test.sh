@@ -32,7 +32,7 @@ step "CUDA build (nvcc, -Werror, sm_80/89/90)"
 NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
 if [ -n "$NVCC" ]; then
   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_CUDA=ON -DQ3_WERROR=ON \
-    -DCMAKE_CUDA_COMPILER="$NVCC" >/dev/null
+    -DCMAKE_CUDA_COMPILER="$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=80-real;89-real;90" >/dev/null
   cmake --build build-cuda -j "$JOBS" --target q3moe q3_gpu_check
   # no GPU here: --device cuda must end with a clear error, on every command
   Q3_BIN=$PWD/build-cuda/q3moe Q3_FIXTURES=$PWD/tests/fixtures Q3_TMP=$PWD/build-cuda bash tests/test_cuda_cli.sh | tail -n 1
