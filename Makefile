@@ -23,4 +23,4 @@ test: deps
 	bash scripts/test.sh
 
 clean:
-	rm -rf build build-asan build-clang build-fuzz
+	rm -rf build build-asan build-clang build-fuzz build-cuda build-gpu build-gpu-bundle

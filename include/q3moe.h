@@ -133,6 +133,12 @@ typedef enum q3_numa_mode {
     Q3_NUMA_OFF,        /* leave the pages where the kernel puts them */
 } q3_numa_mode;
 
+/* Where the forward pass computes. */
+typedef enum q3_device {
+    Q3_DEVICE_CPU = 0, /* the CPU kernels and a thread pool */
+    Q3_DEVICE_CUDA,    /* an NVIDIA GPU (a build with -DQ3_CUDA=ON): weights uploaded once at load */
+} q3_device;
+
 typedef struct q3_load_options {
     bool verbose;      /* progress lines on stderr */
     q3_numa_mode numa; /* zero: Q3_NUMA_AUTO */
@@ -140,6 +146,13 @@ typedef struct q3_load_options {
      * cards ask for on checkpoints that do not declare it: --rope-scaling yarn --rope-scale 4
      * --yarn-orig-ctx 32768. The context limit grows to factor * original_context. */
     q3_rope_scaling rope_scaling;
+    q3_device device;  /* zero: Q3_DEVICE_CPU */
+    /* With Q3_DEVICE_CUDA: the routed experts stay in host memory and run on the CPU kernels,
+     * attention, norms, router and KV cache on the GPU ("hybrid"). */
+    bool cpu_experts;
+    /* With cpu_experts: the gpu_experts most-routed experts of each MoE layer (counted over the
+     * first steps) are copied to the GPU and run there, beside the CPU's share. */
+    int gpu_experts;
 } q3_load_options;
 
 /* Opens a Hugging Face checkpoint directory (config.json + safetensors) or a GGUF file.

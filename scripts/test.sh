@@ -3,7 +3,9 @@
 #   1. gcc release build, every test (C unit and parity tests, Python interop and server tests)
 #   2. the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. clang build with -Werror (compile only: the code must be clean under both compilers)
-#   4. libFuzzer targets (clang), each for a short time
+#   4. CUDA build with -Werror when nvcc is installed (compile and link only: CI has no GPU; the
+#      GPU kernels' block math and the backend's host-side code are tested in stages 1 and 2)
+#   5. libFuzzer targets (clang), each for a short time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export Q3_PYTHON="$PWD/.venv/bin/python"
@@ -25,6 +27,18 @@ cmake --build build-asan -j "$JOBS"
 step "clang build (-Werror)"
 CC=clang cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_FUZZ=ON -DQ3_WERROR=ON >/dev/null
 cmake --build build-clang -j "$JOBS"
+
+step "CUDA build (nvcc, -Werror, sm_80/89/90)"
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -n "$NVCC" ]; then
+  cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DQ3_CUDA=ON -DQ3_WERROR=ON \
+    -DCMAKE_CUDA_COMPILER="$NVCC" "-DCMAKE_CUDA_ARCHITECTURES=80-real;89-real;90" >/dev/null
+  cmake --build build-cuda -j "$JOBS" --target q3moe q3_gpu_check
+  # no GPU here: --device cuda must end with a clear error, on every command
+  Q3_BIN=$PWD/build-cuda/q3moe Q3_FIXTURES=$PWD/tests/fixtures Q3_TMP=$PWD/build-cuda bash tests/test_cuda_cli.sh | tail -n 1
+else
+  echo "!!! nvcc not found: the CUDA build was SKIPPED (install the CUDA toolkit, e.g. /usr/local/cuda, to compile src/cuda)"
+fi
 
 step "fuzzing (${FUZZ_SECONDS}s per target)"
 # Every target first runs its checked-in corpus (seeds and the regression inputs of past findings,

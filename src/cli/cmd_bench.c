@@ -45,7 +45,7 @@ static void usage(FILE *f) {
             "usage: q3moe bench [-m MODEL | --synthetic CONFIG.json [--type TYPE] [--layers N] [--keep FILE.gguf]]\n"
             "                   [-p N[,N...]] [-n N] [-t|--threads N] [--repeat N] [--json] [--plot FILE.svg]\n"
             "                   [--kv-type f16|bf16|f32|q8_0] [-c|--ctx-size N] [--chunk-size N]\n"
-            "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml] " Q3_ROPE_OPTIONS_USAGE "\n"
+            "                   [--serving N [--ttft-prompt N]] [--config FILE.yaml] " Q3_LOAD_OPTIONS_USAGE "\n"
             "  -p          prompt lengths to measure (default 512)\n"
             "  -n          tokens decoded after each prompt (default 128)\n"
             "  --repeat    runs per prompt length; the best is reported (default 1)\n"
@@ -69,7 +69,7 @@ typedef struct bench_args {
     long serving, ttft_prompt; /* --serving N streams; the long prompt whose TTFT it measures */
     q3_type kv_type;
     bool json;
-    q3_load_options load; /* --rope-scaling */
+    q3_load_options load; /* --rope-scaling, --device, --cpu-experts, --gpu-experts */
 } bench_args;
 
 /* One measured prompt length, with its projection to the full depth when there is one. */
@@ -116,7 +116,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         {"synthetic", required_argument, 0, O_SYNTH}, {"type", required_argument, 0, O_TYPE},
         {"layers", required_argument, 0, O_LAYERS}, {"keep", required_argument, 0, O_KEEP},
         {"serving", required_argument, 0, O_SERVING}, {"ttft-prompt", required_argument, 0, O_TTFT},
-        {"help", no_argument, 0, 'h'}, Q3_ROPE_LONG_OPTIONS, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'}, Q3_LOAD_LONG_OPTIONS, {0, 0, 0, 0}};
     *a = (bench_args){.prompts = {512}, .n_prompts = 1, .gen = 128, .repeat = 1, .chunk = 512, .kv_type = Q3_TYPE_F16,
                       .ttft_prompt = 1024};
     q3_synth_type_from_name("q4_k_m", &a->type);
@@ -145,7 +145,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         case O_SERVING: ok = q3_cli_parse_int(optarg, "--serving", 2, 256, &a->serving); break;
         case O_TTFT: ok = q3_cli_parse_int(optarg, "--ttft-prompt", 1, 1 << 20, &a->ttft_prompt); break;
         case 'h': usage(stdout); *done = true; return 0;
-        default: ok = q3_rope_options_parse(&a->load.rope_scaling, ch, optarg) == 0; break;
+        default: ok = q3_cli_parse_load_option(&a->load, ch, optarg) == 0; break;
         }
     }
     if (ok && optind < argc) fprintf(stderr, "q3moe bench: unexpected argument '%s'\n", argv[optind]), ok = false;
@@ -362,6 +362,14 @@ static const char *count_text(double n, char *buf, size_t cap) {
     return buf;
 }
 
+/* Where the forward pass ran: "cpu", "cuda", or the hybrid modes (the roofline columns are
+ * the CPU's memory either way). */
+static const char *device_name(const q3_load_options *o) {
+    if (o->device == Q3_DEVICE_CPU) return "cpu";
+    if (!o->cpu_experts) return "cuda";
+    return o->gpu_experts ? "cuda, experts on the CPU but the most-routed" : "cuda, experts on the CPU";
+}
+
 static void print_text(const bench_report *rep) {
     const q3_config *c = q3_model_config(rep->m);
     const char *ffn, *head;
@@ -384,8 +392,8 @@ static void print_text(const bench_report *rep) {
         printf("; %.1f GB/s over %zu MiB of the mapped weights\n", rep->weights_bw.gbs, rep->weights_bw.buffer_bytes >> 20);
     else
         printf("; the weights are too small to measure apart (counted at the buffer's rate)\n");
-    printf("run: %d threads, KV cache %s, prefill chunk %ld, best of %ld, %s\n\n", rep->threads,
-           q3_type_name(rep->a->kv_type), rep->a->chunk, rep->a->repeat, rep->date);
+    printf("run: %s, %d threads, KV cache %s, prefill chunk %ld, best of %ld, %s\n\n", device_name(&rep->a->load),
+           rep->threads, q3_type_name(rep->a->kv_type), rep->a->chunk, rep->a->repeat, rep->date);
     print_table(rep->rows, rep->a->n_prompts, false);
     if (!rep->rows[0].projected) return;
     printf("\nprojected full model: %d layers from %d measured (final norm + lm_head once, the rest x %.2f)\n",
@@ -446,9 +454,10 @@ static json_t *json_row(const bench_row *r) {
 static int print_json(const bench_report *rep) {
     json_t *results = json_array();
     for (int i = 0; i < rep->a->n_prompts; i++) json_array_append_new(results, json_row(&rep->rows[i]));
-    json_t *root = json_pack("{s:s, s:o, s:o, s:{s:i, s:s, s:i}, s:o}", "date", rep->date, "machine", json_machine(rep),
+    json_t *root = json_pack("{s:s, s:o, s:o, s:{s:i, s:s, s:i, s:s}, s:o}", "date", rep->date, "machine", json_machine(rep),
                              "model", json_model(rep), "run", "repeat", (int)rep->a->repeat, "kv_type",
-                             q3_type_name(rep->a->kv_type), "chunk", (int)rep->a->chunk, "results", results);
+                             q3_type_name(rep->a->kv_type), "chunk", (int)rep->a->chunk, "device", device_name(&rep->a->load),
+                             "results", results);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);
     if (!text) {

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: q3moe logits [-m MODEL] --tokens IDS --out FILE [--decode] [--kv-type f32|f16|bf16|q8_0] [-t THREADS]\n"
-               "                    " Q3_ROPE_OPTIONS_USAGE "\n");
+               "                    " Q3_LOAD_OPTIONS_USAGE "\n");
 }
 
 static int run(const char *model_path, const q3_load_options *lo, const int32_t *ids, int n, const char *out_path,
@@ -69,12 +69,13 @@ int cmd_logits(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"tokens", required_argument, 0, 'k'},
         {"out", required_argument, 0, 'o'},   {"decode", no_argument, 0, 'd'},
         {"kv-type", required_argument, 0, 'v'}, {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},        Q3_ROPE_LONG_OPTIONS, {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},        Q3_LOAD_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *model = NULL, *tokens = NULL, *out = NULL;
     q3_load_options lo = {0};
     bool decode = false;
     q3_type kv_type = Q3_TYPE_F32;
     long threads = 0;
+    q3_load_options load = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:o:t:h", opts, NULL)) != -1) {
@@ -87,7 +88,7 @@ int cmd_logits(int argc, char **argv) {
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
         default:
-            if (q3_rope_options_parse(&lo.rope_scaling, ch, optarg) == 0) break;
+            if (q3_cli_parse_load_option(&lo, ch, optarg) == 0) break;
             usage(stderr);
             return 2;
         }

@@ -15,7 +15,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: q3moe perplexity [-m MODEL] (-f TEXT_FILE | --ids FILE.safetensors:TENSOR) [--ctx N]\n"
                "                        [--windows N] [--kl-base MODEL] [--llama-chunks] [-t THREADS]\n"
-               "                        " Q3_ROPE_OPTIONS_USAGE "\n"
+               "                        " Q3_LOAD_OPTIONS_USAGE "\n"
                "--llama-chunks: back-to-back windows of --ctx tokens scoring only their second half, as\n"
                "                llama-perplexity does (default: every prediction of windows of --ctx + 1)\n");
 }
@@ -66,7 +66,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"ids", required_argument, 0, O_IDS}, {"ctx", required_argument, 0, O_CTX},
         {"windows", required_argument, 0, O_WINDOWS}, {"kl-base", required_argument, 0, O_KL},
         {"llama-chunks", no_argument, 0, O_LLAMA},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, Q3_ROPE_LONG_OPTIONS, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, Q3_LOAD_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *model = NULL, *file = NULL, *ids_spec = NULL, *kl = NULL;
     q3_load_options lo = {0};
     long ctx = 512, windows = 0, threads = 0;
@@ -85,7 +85,7 @@ int cmd_perplexity(int argc, char **argv) {
         case 't': if (!q3_cli_parse_int(optarg, "--threads", 1, 1024, &threads)) return 2; break;
         case 'h': usage(stdout); return 0;
         default:
-            if (q3_rope_options_parse(&lo.rope_scaling, ch, optarg) == 0) break;
+            if (q3_cli_parse_load_option(&lo, ch, optarg) == 0) break;
             usage(stderr);
             return 2;
         }

@@ -83,6 +83,28 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
 }
 
 
+static int parse_device(q3_load_options *o, int ch, const char *arg) {
+    long n;
+    switch (ch) {
+    case Q3_OPT_DEVICE:
+        if (!strcmp(arg, "cpu")) o->device = Q3_DEVICE_CPU;
+        else if (!strcmp(arg, "cuda")) o->device = Q3_DEVICE_CUDA;
+        else return fprintf(stderr, "q3moe: --device: '%s' is not cpu or cuda\n", arg), 1;
+        return 0;
+    case Q3_OPT_CPU_EXPERTS: o->cpu_experts = true; return 0;
+    case Q3_OPT_GPU_EXPERTS:
+        if (!q3_cli_parse_int(arg, "--gpu-experts", 0, 4096, &n)) return 1;
+        o->gpu_experts = (int)n;
+        return 0;
+    default: return -1;
+    }
+}
+
+int q3_cli_parse_load_option(q3_load_options *o, int ch, const char *arg) {
+    int r = parse_device(o, ch, arg);
+    return r >= 0 ? r : q3_rope_options_parse(&o->rope_scaling, ch, arg);
+}
+
 bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model **m, q3_tokenizer **tok,
                        q3_sampling *defaults) {
     q3_error e = {0};

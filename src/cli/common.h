@@ -19,6 +19,7 @@ bool q3_cli_parse_ids(const char *s, const char *what, int32_t **out, int *n);
 bool q3_cli_parse_int(const char *s, const char *option, long min, long max, long *out);
 
 
+#include "cli/rope_options.h"
 #include "q3moe.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
@@ -29,6 +30,19 @@ bool q3_cli_parse_int(const char *s, const char *option, long min, long max, lon
  * Prints the error and returns false. */
 bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model **m, q3_tokenizer **tok,
                        q3_sampling *defaults);
+
+/* How a model-running command loads its model (run, chat, serve, bench, logits, perplexity):
+ * where it computes (--device, --cpu-experts, --gpu-experts) and RoPE scaling
+ * (cli/rope_options.h): their long options, usage line, and one parser into load options. */
+#define Q3_DEVICE_OPTIONS_USAGE "[--device cpu|cuda] [--cpu-experts] [--gpu-experts N]"
+#define Q3_LOAD_OPTIONS_USAGE Q3_DEVICE_OPTIONS_USAGE " " Q3_ROPE_OPTIONS_USAGE
+enum { Q3_OPT_DEVICE = 700, Q3_OPT_CPU_EXPERTS, Q3_OPT_GPU_EXPERTS };
+#define Q3_LOAD_LONG_OPTIONS                                                                     \
+    {"device", required_argument, 0, Q3_OPT_DEVICE}, {"cpu-experts", no_argument, 0, Q3_OPT_CPU_EXPERTS}, \
+        {"gpu-experts", required_argument, 0, Q3_OPT_GPU_EXPERTS}, Q3_ROPE_LONG_OPTIONS
+/* Handles getopt result ch: 0 when it was a load option and valid, 1 (after printing why) when
+ * it was one and invalid, -1 when it is not one. */
+int q3_cli_parse_load_option(q3_load_options *o, int ch, const char *arg);
 
 /* The whole file, NUL-terminated (*len without the NUL; len may be NULL), or NULL after
  * printing why, naming the file. The caller frees. */

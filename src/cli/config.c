@@ -65,6 +65,9 @@ static const struct config_key {
     {"rope_scaling", "rope-scaling", ONE_VALUE, ALL}, /* cli/rope_options.c */
     {"rope_scale", "rope-scale", ONE_VALUE, ALL},
     {"yarn_orig_ctx", "yarn-orig-ctx", ONE_VALUE, ALL},
+    {"device", "device", ONE_VALUE, ALL},
+    {"cpu_experts", "cpu-experts", FLAG, ALL},
+    {"gpu_experts", "gpu-experts", ONE_VALUE, ALL},
     /* run and chat: how much to generate, from what */
     {"n_predict", "n-predict", ONE_VALUE, RUN | CHAT},
     {"max_new_tokens", "n-predict", ONE_VALUE, RUN | CHAT},

@@ -37,7 +37,7 @@ static const struct option SHARED[] = {
     {"cache-lens", required_argument, 0, O_CACHE},
     {"max-queue", required_argument, 0, O_QUEUE},
     {"numa", required_argument, 0, O_NUMA},
-    Q3_ROPE_LONG_OPTIONS,
+    Q3_LOAD_LONG_OPTIONS,
 };
 
 void q3_gen_options_init(q3_gen_options *g) {
@@ -125,7 +125,7 @@ int q3_gen_options_parse(q3_gen_options *g, int ch, const char *arg) {
     case O_CACHE: ok = parse_long(arg, "--cache-lens", 1, 1 << 26, &e->cache_tokens); break;
     case O_QUEUE: ok = parse_long(arg, "--max-queue", 0, 1 << 20, &e->max_queue); break;
     case O_NUMA: ok = parse_numa(arg, &g->load); break;
-    default: return q3_rope_options_parse(&g->load.rope_scaling, ch, arg);
+    default: return q3_cli_parse_load_option(&g->load, ch, arg);
     }
     return ok ? 0 : 1;
 }

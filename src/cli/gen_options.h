@@ -5,7 +5,7 @@
 #define Q3_GEN_OPTIONS_H
 
 #include <getopt.h>
-#include "cli/rope_options.h"
+#include "cli/common.h"
 #include "engine/engine.h"
 
 #define Q3_GEN_MAX_STOPS 16
@@ -15,7 +15,7 @@
     "                 [--presence-penalty P] [--frequency-penalty F] [-s|--seed S] [--stop TEXT]...\n" \
     "                 [--ignore-eos] [-t|--threads N] [-c|--ctx-size N] [--kv-type f16|bf16|f32|q8_0]\n"  \
     "                 [--batch-size N] [--chunk-size N] [--page-size N] [--cache-lens N] [--max-queue N]\n" \
-    "                 [--numa auto|distribute|off] " Q3_ROPE_OPTIONS_USAGE
+    "                 [--numa auto|distribute|off] " Q3_LOAD_OPTIONS_USAGE
 
 typedef struct q3_gen_options {
     /* sampling overrides; unset ones keep the model's defaults */
@@ -26,7 +26,7 @@ typedef struct q3_gen_options {
     int n_stops;
     bool ignore_eos;
     q3_engine_options engine;
-    q3_load_options load; /* --numa, --rope-scaling */
+    q3_load_options load; /* --numa, --rope-scaling, --device, --cpu-experts, --gpu-experts */
     /* filled by q3_gen_generate */
     int prompt_tokens;
     double ttft_s;

@@ -42,15 +42,19 @@ static void route_token(const float *logits, int n_experts, int k, bool renorm, 
     for (int j = 0; j < k; j++) w[j] /= s;
 }
 
+/* Whether this process computes expert x of a choice: not when another process owns it, nor
+ * when the choice is -1 (a GPU computes it beside this CPU, src/cuda/hybrid.cu). */
+static bool computes_here(const q3_shard *sh, int x) { return x >= 0 && q3_shard_owns_expert(sh, x); }
+
 /* Counting sort of assignments by expert (top: the n tokens' choices); returns the number of
- * active experts. Assignments to experts another process owns get slot -1: that process adds
- * their outputs. */
+ * active experts. Assignments computed elsewhere get slot -1: whoever computes them adds their
+ * outputs. */
 static int group_by_expert(q3_cpu *r, const int32_t *top, int n, int n_experts, int k) {
     const q3_shard *sh = &r->base.m->shard;
     int *start = r->expert_start;
     memset(start, 0, (size_t)(n_experts + 1) * sizeof *start);
     for (int a = 0; a < n * k; a++)
-        if (q3_shard_owns_expert(sh, top[a])) start[top[a] + 1]++;
+        if (computes_here(sh, top[a])) start[top[a] + 1]++;
     int n_active = 0;
     for (int x = 0; x < n_experts; x++) {
         if (start[x + 1]) r->active[n_active++] = x;
@@ -59,7 +63,7 @@ static int group_by_expert(q3_cpu *r, const int32_t *top, int n, int n_experts, 
     int fill[4096];
     memcpy(fill, start, (size_t)n_experts * sizeof *fill);
     for (int a = 0; a < n * k; a++) {
-        if (!q3_shard_owns_expert(sh, top[a])) {
+        if (!computes_here(sh, top[a])) {
             r->slot_of[a] = -1;
             continue;
         }

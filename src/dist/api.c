@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu/cpu_backend.h"
+#include "cuda/cuda_api.h"
 #include "dist/dist.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
@@ -23,9 +24,21 @@ static int announce(q3_dist *d, q3_dist_msg m, const void *payload) {
 
 /* ---- each call, as this process makes it ---- */
 
+/* The model's weights on its device, when the options ask for one other than the CPU. */
+static q3_status place(q3_model *m, const q3_load_options *opts, q3_error *e) {
+    if (!opts || opts->device == Q3_DEVICE_CPU) {
+        if (opts && (opts->cpu_experts || opts->gpu_experts))
+            return q3_fail(e, Q3_EINVAL, "--cpu-experts and --gpu-experts go with --device cuda");
+        return Q3_OK;
+    }
+    if (opts->gpu_experts && !opts->cpu_experts) return q3_fail(e, Q3_EINVAL, "--gpu-experts N goes with --cpu-experts");
+    return q3_cuda_attach(m, opts, e);
+}
+
 static q3_status open_model(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
     q3_dist *d = q3_dist_world();
     q3_status st = q3_model_open(out, path, opts, q3_dist_rank(d), q3_dist_tp(d), q3_dist_ep(d), e);
+    if (!st) st = place(*out, opts, e);
     st = q3_dist_agree(d, st, e); /* every rank fails if one does */
     if (st && *out) {
         q3_model_close(*out);
@@ -36,22 +49,36 @@ static q3_status open_model(q3_model **out, const char *path, const q3_load_opti
 
 static q3_status new_cache(q3_kv_cache **out, const q3_model *m, const q3_kv_options *o, q3_error *e) {
     q3_kv_shape shape = {m->cfg.n_layers, m->shard.n_kv_heads, m->cfg.head_dim};
-    return q3_kv_cache_create(out, &shape, o, e);
+    if (!m->device) return q3_kv_cache_create(out, &shape, o, e);
+    q3_kv_storage s = q3_cuda_kv_storage(m);
+    return q3_kv_cache_create_in(out, &shape, o, &s, e);
 }
 
+static void broadcast(void *ctx, void *buf, size_t bytes) { q3_dist_broadcast(ctx, buf, bytes); }
+
+/* The runner's backend: the GPU's when the model was placed on one (whose sums across processes
+ * then go through NCCL on device buffers), else the CPU's. */
 static q3_status new_runner(q3_runner **out, const q3_model *m, int max_tokens, int n_threads, q3_error *e) {
     *out = NULL;
     q3_backend *be;
-    q3_status st = q3_cpu_backend_new(&be, m, max_tokens, n_threads, e);
+    q3_status st = m->device ? q3_cuda_backend_new(&be, m, max_tokens, n_threads, e)
+                             : q3_cpu_backend_new(&be, m, max_tokens, n_threads, e);
     if (st) return st;
     q3_collective sums = q3_dist_collective(q3_dist_world());
+    if (m->device && sums.size > 1 && (st = q3_cuda_collective_new(&sums, be, &m->shard, broadcast, q3_dist_world(), e))) {
+        be->ops->destroy(be);
+        return st;
+    }
     return q3_runner_create(out, m, be, max_tokens, &sums, e);
 }
 
 /* ---- rank 0 (and a single process): the public API ---- */
 
+/* The followers learn the device options with the path: a = device, b = cpu_experts, c = gpu_experts. */
 q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
-    int id = announce(q3_dist_world(), (q3_dist_msg){.op = Q3_MSG_LOAD, .payload = (int64_t)strlen(path) + 1}, path);
+    q3_dist_msg msg = {.op = Q3_MSG_LOAD, .payload = (int64_t)strlen(path) + 1};
+    if (opts) msg.a = (int32_t)opts->device, msg.b = opts->cpu_experts, msg.c = opts->gpu_experts;
+    int id = announce(q3_dist_world(), msg, path);
     q3_status st = open_model(out, path, opts, e);
     if (!st) (*out)->replica_id = id;
     return st;
@@ -165,7 +192,8 @@ static void follow_one(follower *f, const q3_dist_msg *h, unsigned char *p) {
     case Q3_MSG_STATS: q3_dist_answer_stats(q3_dist_world()); break;
     case Q3_MSG_LOAD: {
         q3_model *m = NULL;
-        if (open_model(&m, (const char *)p, NULL, &e) == Q3_OK) put(&f->models, h->id, m);
+        q3_load_options o = {.device = (q3_device)h->a, .cpu_experts = h->b, .gpu_experts = h->c};
+        if (open_model(&m, (const char *)p, &o, &e) == Q3_OK) put(&f->models, h->id, m);
         break;
     }
     case Q3_MSG_FREE_MODEL: q3_model_close(get(&f->models, h->id)); put(&f->models, h->id, NULL); break;

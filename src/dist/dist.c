@@ -266,6 +266,10 @@ void q3_dist_answer_stats(q3_dist *d) {
 
 void q3_dist_abort(q3_dist *d) { MPI_Abort(d ? d->world : MPI_COMM_WORLD, 1); }
 
+void q3_dist_broadcast(q3_dist *d, void *buf, size_t bytes) {
+    if (d) MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, d->world);
+}
+
 #else /* built without MPI: one process, always */
 
 q3_status q3_dist_init(int *argc, char ***argv, q3_error *e) {
@@ -305,6 +309,7 @@ void *q3_dist_receive(q3_dist *d, q3_dist_msg *m) {
 }
 void q3_dist_answer_stats(q3_dist *d) { (void)d; }
 void q3_dist_abort(q3_dist *d) { (void)d; exit(EXIT_FAILURE); }
+void q3_dist_broadcast(q3_dist *d, void *buf, size_t bytes) { (void)d, (void)buf, (void)bytes; }
 
 #endif
 

@@ -105,6 +105,10 @@ void q3_dist_answer_stats(q3_dist *d);
  * while sending them a batch). Does not return. */
 void q3_dist_abort(q3_dist *d);
 
+/* Rank 0's bytes at buf to every rank's buf (MPI_Bcast over the world); nothing with no group.
+ * Every rank must call it alike. Cannot fail: MPI errors abort the job. */
+void q3_dist_broadcast(q3_dist *d, void *buf, size_t bytes);
+
 /* The sums of the group as the forward pass takes them (model/runner.h); d NULL: one process. */
 q3_collective q3_dist_collective(q3_dist *d);
 

@@ -5,7 +5,29 @@
 #include <string.h>
 #include "quant/types.h"
 
+static void *host_alloc(void *ctx, size_t bytes) {
+    (void)ctx;
+    return malloc(bytes ? bytes : 1);
+}
+
+static void host_free(void *ctx, void *p) {
+    (void)ctx;
+    free(p);
+}
+
+static void host_copy(void *ctx, void *dst, const void *src, size_t bytes) {
+    (void)ctx;
+    memcpy(dst, src, bytes);
+}
+
+static const q3_kv_storage HOST_STORAGE = {NULL, host_alloc, host_free, host_copy};
+
 q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *c, const q3_kv_options *o, q3_error *e) {
+    return q3_kv_cache_create_in(out, c, o, NULL, e);
+}
+
+q3_status q3_kv_cache_create_in(q3_kv_cache **out, const q3_kv_shape *c, const q3_kv_options *o,
+                                const q3_kv_storage *storage, q3_error *e) {
     *out = NULL;
     if (o->type != Q3_TYPE_F32 && o->type != Q3_TYPE_F16 && o->type != Q3_TYPE_BF16 && o->type != Q3_TYPE_Q8_0)
         return q3_fail(e, Q3_EINVAL, "kv cache: type must be f32, f16, bf16 or q8_0");
@@ -28,8 +50,10 @@ q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *c, const q3_k
     kv->head_row_bytes = head_row_bytes;
     kv->page_bytes = (size_t)o->page_size * kv->n_heads * head_row_bytes;
     size_t bytes = (size_t)kv->n_layers * kv->n_pages * kv->page_bytes;
-    kv->k = malloc(bytes);
-    kv->v = malloc(bytes);
+    kv->storage = storage ? *storage : HOST_STORAGE;
+    kv->host = storage == NULL;
+    kv->k = kv->storage.alloc(kv->storage.ctx, bytes);
+    kv->v = kv->storage.alloc(kv->storage.ctx, bytes);
     kv->page_table = malloc((size_t)kv->max_seqs * kv->max_pages_per_seq * sizeof *kv->page_table);
     kv->seq_len = calloc((size_t)kv->max_seqs, sizeof *kv->seq_len);
     kv->refcount = calloc((size_t)kv->n_pages, sizeof *kv->refcount);
@@ -48,8 +72,8 @@ q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *c, const q3_k
 
 void q3_kv_cache_destroy(q3_kv_cache *kv) {
     if (!kv) return;
-    free(kv->k);
-    free(kv->v);
+    if (kv->k) kv->storage.free(kv->storage.ctx, kv->k);
+    if (kv->v) kv->storage.free(kv->storage.ctx, kv->v);
     free(kv->page_table);
     free(kv->seq_len);
     free(kv->refcount);
@@ -74,8 +98,8 @@ static int take(q3_kv_cache *kv) {
 static void copy_page(q3_kv_cache *kv, int dst, int src) {
     for (int l = 0; l < kv->n_layers; l++) {
         size_t d = ((size_t)l * kv->n_pages + dst) * kv->page_bytes, s = ((size_t)l * kv->n_pages + src) * kv->page_bytes;
-        memcpy(kv->k + d, kv->k + s, kv->page_bytes);
-        memcpy(kv->v + d, kv->v + s, kv->page_bytes);
+        kv->storage.copy(kv->storage.ctx, kv->k + d, kv->k + s, kv->page_bytes);
+        kv->storage.copy(kv->storage.ctx, kv->v + d, kv->v + s, kv->page_bytes);
     }
 }
 

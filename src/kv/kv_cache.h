@@ -7,6 +7,16 @@
 
 #include "base/error.h"
 
+/* Where the pages live: host memory by default (malloc, memcpy); a GPU backend supplies device
+ * memory (src/cuda/), and only its kernels then read the pages. copy copies bytes between two
+ * places of that memory (copy on write, shared prefixes). */
+typedef struct q3_kv_storage {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t bytes); /* NULL when out of memory */
+    void (*free)(void *ctx, void *p);
+    void (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
+} q3_kv_storage;
+
 struct q3_kv_cache {
     q3_type type;          /* F32, F16, BF16 or Q8_0 */
     int n_layers, n_heads, head_dim; /* this process's key/value heads */
@@ -17,6 +27,8 @@ struct q3_kv_cache {
      * so attention, which works per head, reads each page's positions as one contiguous run
      * that the hardware prefetchers follow. */
     unsigned char *k, *v;
+    q3_kv_storage storage; /* where k and v live */
+    bool host;             /* k and v are host memory (the CPU may read them) */
     int32_t *page_table;   /* [max_seqs][max_pages_per_seq]; -1 where unmapped */
     int *seq_len;          /* [max_seqs] tokens held */
     int *refcount;         /* [n_pages] */
@@ -32,6 +44,10 @@ typedef struct q3_kv_shape {
 
 /* A cache of this process alone (q3_kv_cache_new is it, replicated under mpirun). */
 q3_status q3_kv_cache_create(q3_kv_cache **out, const q3_kv_shape *shape, const q3_kv_options *o, q3_error *e);
+/* The same with its pages in storage s (NULL: host memory, as q3_kv_cache_create). The page
+ * tables and counts stay in host memory either way. */
+q3_status q3_kv_cache_create_in(q3_kv_cache **out, const q3_kv_shape *shape, const q3_kv_options *o,
+                                const q3_kv_storage *s, q3_error *e);
 /* Frees it; NULL is fine. */
 void q3_kv_cache_destroy(q3_kv_cache *kv);
 /* Drops seq's tokens from pos on in this process's cache (q3_kv_cache_truncate, replicated). */

@@ -60,7 +60,8 @@ typedef struct q3_backend_ops {
     /* For n tokens' router logits [n][n_experts]: their top-k experts and weights [n][k]. */
     void (*route)(q3_backend *be, const float *logits, int n, int32_t *top, float *weight);
     /* out[t] = sum over j of weight[t][j] * expert top[t][j] (xn[t]), for the experts this
-     * process owns (the others add zero). n tokens, rows of the step's batch or a slice of them. */
+     * process owns (the others add zero, as do choices of -1: experts a GPU computes beside the
+     * CPU). n tokens, rows of the step's batch or a slice of them. */
     void (*experts)(q3_backend *be, const q3_ffn *experts, const float *xn, int n, const int32_t *top,
                     const float *weight, float *out);
     /* out[t] = down(silu(gate xn[t]) * up xn[t]). */

@@ -100,6 +100,7 @@ q3_status q3_model_open(q3_model **out, const char *path, const q3_load_options 
 
 void q3_model_close(q3_model *m) {
     if (!m) return;
+    if (m->device_free) m->device_free(m->device);
     for (int l = 0; m->layers && l < m->cfg.n_layers; l++) free(m->layers[l].experts);
     free(m->layers);
     free(m->norm_storage);

@@ -85,6 +85,11 @@ struct q3_model {
      * numa.node_id[q3_numa_expert_node(x, shard.ep, numa.n_nodes)]; n_nodes 0 when not placed. */
     q3_numa_topology numa;
     int replica_id;        /* the handle followers know this model by (src/dist/); 0 alone */
+    /* The weights' copy on a GPU, made by the public load when its options ask for a device
+     * (src/cuda/, through src/dist/api.c), freed with the model by device_free. NULL: the model
+     * computes on the CPU. */
+    void *device;
+    void (*device_free)(void *device);
 
     q3_source_kind kind;
     char *path;
