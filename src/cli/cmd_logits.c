@@ -75,7 +75,6 @@ int cmd_logits(int argc, char **argv) {
     bool decode = false;
     q3_type kv_type = Q3_TYPE_F32;
     long threads = 0;
-    q3_load_options load = {0};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "m:o:t:h", opts, NULL)) != -1) {
