@@ -5,8 +5,6 @@
  * uses the widest units it finds. */
 #include "cpu/dot.h"
 #include "cpu/dot_ckpt.h"
-#include "cpu/gemm.h"
-#include "cpu/vec.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -70,123 +68,42 @@ const char *q3_isa_name(q3_isa isa) {
     }
 }
 
-#ifdef Q3_X86
-static void install_avx2(q3_type_traits *t) {
-    t[Q3_TYPE_F16].to_float = q3_vec_avx2_ops.f16_to_f32;
-    t[Q3_TYPE_BF16].to_float = q3_vec_avx2_ops.bf16_to_f32;
-    t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx2;
-    t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx2;
-    t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx2;
-    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx2;
-    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_avx2;
-    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_avx2;
-    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_avx2;
-    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_avx2;
-    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx2;
-    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx2;
-    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx2;
-    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_avx2;
-    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_avx2;
-    t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx2;
-    t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx2;
-    t[Q3_TYPE_Q4_K].gemm = q3_q4_k_gemm_avx2;
-    t[Q3_TYPE_Q5_K].gemm = q3_q5_k_gemm_avx2;
-    t[Q3_TYPE_Q6_K].gemm = q3_q6_k_gemm_avx2;
-    q3_dot_ckpt_install(t, Q3_ISA_AVX2);
-    q3_dot_iq_install(t, Q3_ISA_AVX2);
-}
-
-static void install_avx512(q3_type_traits *t) {
-    t[Q3_TYPE_F16].to_float = q3_vec_avx512_ops.f16_to_f32;
-    t[Q3_TYPE_BF16].to_float = q3_vec_avx512_ops.bf16_to_f32;
-    t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_avx512;
-    t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_avx512;
-    t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_avx512;
-    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_avx512;
-    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_avx512;
-    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_avx512;
-    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_avx512;
-    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_avx512;
-    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_avx512;
-    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_avx512;
-    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_avx512;
-    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_avx512;
-    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_avx512;
-    t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_avx512;
-    t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_avx512;
-    t[Q3_TYPE_Q4_K].gemm = q3_q4_k_gemm_avx512;
-    t[Q3_TYPE_Q5_K].gemm = q3_q5_k_gemm_avx512;
-    t[Q3_TYPE_Q6_K].gemm = q3_q6_k_gemm_avx512;
-    t[Q3_TYPE_Q8_0].gemm = q3_q8_0_gemm_avx512;
-    t[Q3_TYPE_F32].gemm = q3_f32_gemm_avx512;
-    t[Q3_TYPE_F16].gemm = q3_f16_gemm_avx512;
-    t[Q3_TYPE_BF16].gemm = q3_bf16_gemm_avx512;
-    q3_dot_ckpt_install(t, Q3_ISA_AVX512);
-    q3_dot_iq_install(t, Q3_ISA_AVX512);
-}
-#endif
-
-#ifdef Q3_ARM64
-static void install_neon(q3_type_traits *t) {
-    t[Q3_TYPE_F16].to_float = q3_vec_neon_ops.f16_to_f32;
-    t[Q3_TYPE_BF16].to_float = q3_vec_neon_ops.bf16_to_f32;
-    t[Q3_TYPE_F32].vec_dot = q3_f32_vec_dot_neon;
-    t[Q3_TYPE_F16].vec_dot = q3_f16_vec_dot_neon;
-    t[Q3_TYPE_BF16].vec_dot = q3_bf16_vec_dot_neon;
-    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_neon;
-    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_neon;
-    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_neon;
-    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_neon;
-    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_neon;
-    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_neon;
-    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_neon;
-    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_neon;
-    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_neon;
-    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_neon;
-    t[Q3_TYPE_Q8_0].from_float = q3_q8_0_from_float_neon;
-    t[Q3_TYPE_Q8_K].from_float = q3_q8_k_from_float_neon;
-    q3_dot_ckpt_install(t, Q3_ISA_NEON);
-    q3_dot_iq_install(t, Q3_ISA_NEON);
-}
-
-/* Only the integer dot products change; the float kernels and quantizers stay NEON's. */
-static void install_dotprod(q3_type_traits *t) {
-    t[Q3_TYPE_Q8_0].vec_dot = q3_q8_0_vec_dot_dotprod;
-    t[Q3_TYPE_Q4_0].vec_dot = q3_q4_0_vec_dot_dotprod;
-    t[Q3_TYPE_Q4_1].vec_dot = q3_q4_1_vec_dot_dotprod;
-    t[Q3_TYPE_Q5_0].vec_dot = q3_q5_0_vec_dot_dotprod;
-    t[Q3_TYPE_Q5_1].vec_dot = q3_q5_1_vec_dot_dotprod;
-    t[Q3_TYPE_Q4_K].vec_dot = q3_q4_k_vec_dot_dotprod;
-    t[Q3_TYPE_Q5_K].vec_dot = q3_q5_k_vec_dot_dotprod;
-    t[Q3_TYPE_Q6_K].vec_dot = q3_q6_k_vec_dot_dotprod;
-    t[Q3_TYPE_Q2_K].vec_dot = q3_q2_k_vec_dot_dotprod;
-    t[Q3_TYPE_Q3_K].vec_dot = q3_q3_k_vec_dot_dotprod;
-    q3_dot_iq_install(t, Q3_ISA_DOTPROD);
-}
-#endif
-
 #if defined(Q3_X86) || defined(Q3_ARM64)
-/* Runs one level's install. A tile kernel is exact only against the vec_dot it was written
- * with, so where the level replaces a vec_dot without bringing its own gemm, the gemm of the
- * level below goes (NULL: callers use vec_dot). */
-static void install_level(q3_type_traits *t, void (*install)(q3_type_traits *)) {
+/* Puts the kernels cpu/kernels.h lists for isa into the table, over what is there. */
+static void install_listed(q3_type_traits *t, q3_isa isa) {
+#define Q3_INSTALL_KERNEL(name, TYPE, type, kind) \
+    if (isa == Q3_ISA_ID_##name) t[Q3_TYPE_##TYPE].kind = Q3_KERNEL_NAME(name, type, kind);
+#ifdef Q3_X86
+    Q3_KERNELS_X86(Q3_INSTALL_KERNEL)
+#else
+    Q3_KERNELS_ARM(Q3_INSTALL_KERNEL)
+#endif
+#undef Q3_INSTALL_KERNEL
+}
+
+/* Installs one level. A tile kernel is exact only against the vec_dot it was written with, so
+ * where the level replaces a vec_dot without bringing its own gemm, the gemm of the level below
+ * goes (NULL: callers use vec_dot). */
+static void install_level(q3_type_traits *t, q3_isa isa) {
     q3_vec_dot_fn dot_before[Q3_TYPE_COUNT];
     q3_gemm_fn gemm_before[Q3_TYPE_COUNT];
     for (int i = 0; i < Q3_TYPE_COUNT; i++) dot_before[i] = t[i].vec_dot, gemm_before[i] = t[i].gemm;
-    install(t);
+    install_listed(t, isa);
+    q3_dot_ckpt_install(t, isa);
+    q3_dot_iq_install(t, isa);
     for (int i = 0; i < Q3_TYPE_COUNT; i++)
         if (t[i].vec_dot != dot_before[i] && t[i].gemm == gemm_before[i]) t[i].gemm = NULL;
 }
 #endif
 
 void q3_dot_install(q3_type_traits table[Q3_TYPE_COUNT], q3_isa isa) {
-#ifdef Q3_X86
-    /* Each level starts from the one below, so a kernel only one ISA has is kept above it. */
-    if (isa >= Q3_ISA_AVX2) install_level(table, install_avx2);
-    if (isa >= Q3_ISA_AVX512) install_level(table, install_avx512);
+    /* Each level starts from the one below, so a kernel only a lower ISA has is kept above it. */
+#if defined(Q3_X86)
+    for (int level = Q3_ISA_AVX2; level <= (int)isa && level <= Q3_ISA_AVX512; level++)
+        install_level(table, (q3_isa)level);
 #elif defined(Q3_ARM64)
-    if (isa >= Q3_ISA_NEON) install_level(table, install_neon);
-    if (isa >= Q3_ISA_DOTPROD) install_level(table, install_dotprod);
+    for (int level = Q3_ISA_NEON; level <= (int)isa && level <= Q3_ISA_DOTPROD; level++)
+        install_level(table, (q3_isa)level);
 #else
     (void)table;
     (void)isa;

@@ -3,16 +3,17 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
+#include "cpu/kernels.h"
 #include "cpu/vec.h"
 
-static void f16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_f16_to_float_avx2(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     q3_vec_scalar_ops.f16_to_f32(src + i, dst + i, n - i);
 }
 
-static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_bf16_to_float_avx2(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -119,5 +120,5 @@ static float exp_sum(float *x, float max, int n) {
     return s + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx2_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_avx2_ops = {q3_f16_to_float_avx2, q3_bf16_to_float_avx2, mix_rows, dot_rows, exp_sum};
 #endif

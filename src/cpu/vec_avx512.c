@@ -2,16 +2,17 @@
  * has them). */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "cpu/kernels.h"
 #include "cpu/vec.h"
 
-static void f16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_f16_to_float_avx512(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
     q3_vec_avx2_ops.f16_to_f32(src + i, dst + i, n - i);
 }
 
-static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_bf16_to_float_avx512(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -169,5 +170,5 @@ static float exp_sum(float *x, float max, int n) {
     return _mm512_reduce_add_ps(acc) + q3_vec_avx2_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx512_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_avx512_ops = {q3_f16_to_float_avx512, q3_bf16_to_float_avx512, mix_rows, dot_rows, exp_sum};
 #endif

@@ -4,10 +4,11 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #include <math.h>
+#include "cpu/kernels.h"
 #include "cpu/vec.h"
 
 /* FCVTL widens IEEE halves exactly, subnormals included (the default FPCR keeps them). */
-static void f16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_f16_to_float_neon(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -19,7 +20,7 @@ static void f16_to_f32(const void *half, float *dst, int64_t n) {
 }
 
 /* bf16 is the top half of an f32: a widening shift by 16. */
-static void bf16_to_f32(const void *half, float *dst, int64_t n) {
+void q3_bf16_to_float_neon(const void *half, float *dst, int64_t n) {
     const uint16_t *src = half;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -122,5 +123,5 @@ static float exp_sum(float *x, float max, int n) {
     return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_neon_ops = {f16_to_f32, bf16_to_f32, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum};
 #endif

@@ -1,0 +1,93 @@
+/* One vocabulary of vector operations for the AVX2 and AVX-512 kernels, so that code written
+ * once (the tile driver of gemm_x86.h, the shared loops of dot_x86.h) compiles at either width.
+ * The including file defines Q3_X86_BITS (256 or 512) first and is built with that ISA's flags;
+ * everything here is static inline, so each file gets its own copy for its own target.
+ *
+ *   vi / vf        an integer / float register of the width
+ *   Q3_X86_LANES   32-bit lanes per register: 8 or 16, also the rows of a gemm tile
+ *   Q3_X86_BYTES   bytes per register
+ *
+ * Only operations whose results are the same at both widths (lane for lane) belong here; what
+ * differs between the ISAs (the multiply-add instructions, transposes, masks) stays in their files. */
+#ifndef Q3_CPU_SIMD_X86_H
+#define Q3_CPU_SIMD_X86_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#if !defined(Q3_X86_BITS)
+#error "define Q3_X86_BITS (256 or 512) before including cpu/simd_x86.h"
+#endif
+
+#define Q3_X86_BYTES (Q3_X86_BITS / 8)
+#define Q3_X86_LANES (Q3_X86_BITS / 32)
+
+#if Q3_X86_BITS == 512
+
+typedef __m512i vi;
+typedef __m512 vf;
+
+static inline vi vi_zero(void) { return _mm512_setzero_si512(); }
+static inline vi vi_loadu(const void *p) { return _mm512_loadu_si512(p); }
+/* 32 bytes at p in the low half, zeros above (the whole register at 256 bits). */
+static inline vi vi_load32(const void *p) { return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p)); }
+static inline vi vi_set1_8(char v) { return _mm512_set1_epi8(v); }
+static inline vi vi_set1_32(int v) { return _mm512_set1_epi32(v); }
+static inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+static inline vi vi_or(vi a, vi b) { return _mm512_or_si512(a, b); }
+static inline vi vi_add32(vi a, vi b) { return _mm512_add_epi32(a, b); }
+static inline vi vi_sub32(vi a, vi b) { return _mm512_sub_epi32(a, b); }
+static inline vi vi_srl32(vi a, int n) { return _mm512_srli_epi32(a, (unsigned)n); }
+static inline vi vi_sll32(vi a, int n) { return _mm512_slli_epi32(a, (unsigned)n); }
+static inline vi vi_sra32(vi a, int n) { return _mm512_srai_epi32(a, (unsigned)n); }
+
+static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
+static inline vf vf_set1(float v) { return _mm512_set1_ps(v); }
+static inline vf vf_add(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vf_sub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+static inline vf vf_mul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vf_from_i32(vi a) { return _mm512_cvtepi32_ps(a); }
+static inline void vf_storeu(float *p, vf v) { _mm512_storeu_ps(p, v); }
+/* The Q3_X86_LANES fp16 values at p as floats (exact). */
+static inline vf vf_load_halves(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+
+#elif Q3_X86_BITS == 256
+
+typedef __m256i vi;
+typedef __m256 vf;
+
+static inline vi vi_zero(void) { return _mm256_setzero_si256(); }
+static inline vi vi_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline vi vi_load32(const void *p) { return vi_loadu(p); }
+static inline vi vi_set1_8(char v) { return _mm256_set1_epi8(v); }
+static inline vi vi_set1_32(int v) { return _mm256_set1_epi32(v); }
+static inline vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+static inline vi vi_or(vi a, vi b) { return _mm256_or_si256(a, b); }
+static inline vi vi_add32(vi a, vi b) { return _mm256_add_epi32(a, b); }
+static inline vi vi_sub32(vi a, vi b) { return _mm256_sub_epi32(a, b); }
+static inline vi vi_srl32(vi a, int n) { return _mm256_srli_epi32(a, n); }
+static inline vi vi_sll32(vi a, int n) { return _mm256_slli_epi32(a, n); }
+static inline vi vi_sra32(vi a, int n) { return _mm256_srai_epi32(a, n); }
+
+static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
+static inline vf vf_set1(float v) { return _mm256_set1_ps(v); }
+static inline vf vf_add(vf a, vf b) { return _mm256_add_ps(a, b); }
+static inline vf vf_sub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+static inline vf vf_from_i32(vi a) { return _mm256_cvtepi32_ps(a); }
+static inline void vf_storeu(float *p, vf v) { _mm256_storeu_ps(p, v); }
+static inline vf vf_load_halves(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+#else
+#error "Q3_X86_BITS must be 256 or 512"
+#endif
+
+/* The int32 at p (any alignment) in every lane. */
+static inline vi vi_bcast32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return vi_set1_32(v);
+}
+
+#endif
