@@ -8,8 +8,8 @@
 #   - built for baseline ARMv8.0 (SDOT through the file's own target), on a CPU with dotprod,
 #     and on a Cortex-A57, which lacks it: run-time detection must fall back to plain NEON;
 #   - where clang can target AArch64, its baseline build (SDOT by inline assembly) too.
-# Prints SKIP and succeeds when aarch64-linux-gnu-gcc or qemu-aarch64 is missing (scripts/deps.sh
-# installs them: gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user). Set Q3_AARCH64_CC to
+# Prints SKIP and exits 77 (CTest: skipped) when aarch64-linux-gnu-gcc or qemu-aarch64 is
+# missing (scripts/deps.sh installs them: gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user). Set Q3_AARCH64_CC to
 # use another compiler (clang --target=aarch64-linux-gnu works too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ CC=${Q3_AARCH64_CC:-aarch64-linux-gnu-gcc}
 QEMU=${Q3_QEMU_AARCH64:-qemu-aarch64}
 if ! command -v "${CC%% *}" >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
   echo "SKIP: $CC or $QEMU not installed (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"
-  exit 0
+  exit 77 # CTest: skipped
 fi
 
 out=$(mktemp -d "${Q3_TMP:-${TMPDIR:-/tmp}}/aarch64.XXXXXX")

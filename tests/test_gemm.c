@@ -8,6 +8,7 @@
 #include "model/runner.h"
 #include "quant/blocks.h"
 #include "cpu/kernel_table.h"
+#include "isa_coverage.h"
 #include "testutil.h"
 
 /* ---- random data ---- */
@@ -277,6 +278,7 @@ static void test_prefill_equals_decode_quantized(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_isa_coverage),
         cmocka_unit_test(test_gemm_installed),
         cmocka_unit_test(test_gemm_matches_vec_dot),
         cmocka_unit_test(test_prefill_equals_decode_quantized),

@@ -15,6 +15,7 @@
 #include "quant/blocks.h"
 #include "cpu/kernel_table.h"
 #include "quant/iq_blocks.h"
+#include "isa_coverage.h"
 
 /* ---- random data ---- */
 
@@ -442,6 +443,7 @@ static void test_isa_selection(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_isa_coverage),
         cmocka_unit_test(test_block_sizes_match_gguf),
         cmocka_unit_test(test_roundtrip_error_within_bounds),
         cmocka_unit_test(test_zero_blocks_stay_zero),

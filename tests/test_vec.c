@@ -6,6 +6,7 @@
 #include "base/half.h"
 #include "cpu/vec.h"
 #include "cpu/kernel_table.h"
+#include "isa_coverage.h"
 #include "testutil.h"
 
 #define N 1000 /* not a multiple of any vector width: the tails run too */
@@ -131,6 +132,8 @@ static void test_exp(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_conversions), cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_dot_rows), cmocka_unit_test(test_exp)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_isa_coverage), cmocka_unit_test(test_conversions),
+                                       cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_dot_rows),
+                                       cmocka_unit_test(test_exp)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
