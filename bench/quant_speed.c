@@ -1,8 +1,11 @@
 /* quant_speed: single-thread throughput of the vec_dot kernels, per type and instruction set,
  * as GB/s of weights streamed. Two sizes: a matrix far larger than the caches (the decode case:
  * every weight read once from DRAM per token) and one that fits in L2 (the kernel's own speed).
+ * With --tokens N, the tile kernels (gemm, prefill's products) instead: 256 rows (L2-resident)
+ * against N tokens, in GMAC/s, next to vec_dot doing the same pairs one at a time.
  *
- *   quant_speed [--mib N] [--cols N] [TYPE...]     defaults: 256 MiB, 4096 columns, the hot types
+ *   quant_speed [--mib N] [--cols N] [--tokens N] [TYPE...]
+ *       defaults: 256 MiB, 4096 columns, the hot types
  *
  * The weights are a small quantized random matrix tiled over the large one, so the blocks are
  * realistic without quantizing gigabytes first. */
@@ -90,9 +93,71 @@ static void bench_type(q3_type t, double mib, int64_t cols) {
     free(x);
 }
 
+/* GMAC/s of rows x tokens products by the tile kernel (vec_dot where the ISA has none), repeated
+ * for at least min_seconds. */
+static double measure_tiles(const q3_type_traits *tr, bool use_gemm, const void *w, const void *const *x, int tokens,
+                            int64_t rows, int64_t cols, float *out, double min_seconds) {
+    size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
+    int reps = 0;
+    double start = q3_now_s(), elapsed;
+    do {
+        for (int64_t r = 0; r < rows; r += Q3_GEMM_ROWS) {
+            const char *wr = (const char *)w + row_bytes * (size_t)r;
+            if (use_gemm) {
+                tr->gemm(cols, wr, row_bytes, Q3_GEMM_ROWS, x, tokens, out + r, (size_t)rows);
+                continue;
+            }
+            for (int c = 0; c < tokens; c++)
+                for (int i = 0; i < Q3_GEMM_ROWS; i++) out[c * rows + r + i] = tr->vec_dot(cols, wr + i * row_bytes, x[c]);
+        }
+        reps++;
+        elapsed = q3_now_s() - start;
+    } while (elapsed < min_seconds);
+    return (double)rows * (double)cols * tokens * reps / elapsed / 1e9;
+}
+
+static void bench_gemm(q3_type t, int64_t cols, int tokens) {
+    const int64_t rows = 256;
+    const q3_type_traits *tr = q3_type_get(t);
+    size_t row_bytes = q3_row_bytes(t, cols);
+    if (!tr || !row_bytes || tokens < 1 || tokens > Q3_GEMM_COLS) {
+        fprintf(stderr, "quant_speed: %s: no tiles of %lld columns x %d tokens\n", q3_type_name(t), (long long)cols,
+                tokens);
+        return;
+    }
+    void *w = make_matrix(t, rows, cols);
+    float *x = malloc(sizeof(float) * (size_t)cols), *out = malloc(sizeof(float) * (size_t)(rows * tokens));
+    uint64_t state = 7;
+    for (int64_t c = 0; c < cols; c++) x[c] = random_value(&state);
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        const q3_type_traits *ti = q3_type_get_isa(t, (q3_isa)isa);
+        if (!ti || !ti->vec_dot) continue;
+        size_t ab = q3_row_bytes(ti->vec_dot_type, cols);
+        char *act = malloc(ab * (size_t)tokens);
+        const void *xs[Q3_GEMM_COLS];
+        for (int c = 0; c < tokens; c++) {
+            q3_type_get_isa(ti->vec_dot_type, (q3_isa)isa)->from_float(x, act + ab * (size_t)c, cols);
+            xs[c] = act + ab * (size_t)c;
+        }
+        double by_dot = measure_tiles(ti, false, w, xs, tokens, rows, cols, out, 0.5);
+        if (ti->gemm)
+            printf("%-5s %-7s gemm %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x %d tokens)\n", tr->name,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   (long long)rows, (long long)cols, tokens);
+        else
+            printf("%-5s %-7s gemm        -          vec_dot %8.2f GMAC/s\n", tr->name, q3_isa_name((q3_isa)isa), by_dot);
+        fflush(stdout);
+        free(act);
+    }
+    free(w);
+    free(x);
+    free(out);
+}
+
 int main(int argc, char **argv) {
     double mib = 256;
     int64_t cols = 4096;
+    int tokens = 0;
     q3_type types[Q3_TYPE_COUNT];
     int n_types = 0;
     for (int i = 1; i < argc; i++) {
@@ -100,10 +165,12 @@ int main(int argc, char **argv) {
             mib = atof(argv[++i]);
         } else if (strcmp(argv[i], "--cols") == 0 && i + 1 < argc) {
             cols = atoll(argv[++i]);
+        } else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) {
+            tokens = atoi(argv[++i]);
         } else if (n_types < Q3_TYPE_COUNT && q3_type_from_name(argv[i], &types[n_types])) {
             n_types++;
         } else {
-            fprintf(stderr, "usage: quant_speed [--mib N] [--cols N] [TYPE...]\n");
+            fprintf(stderr, "usage: quant_speed [--mib N] [--cols N] [--tokens N] [TYPE...]\n");
             return 2;
         }
     }
@@ -114,6 +181,9 @@ int main(int argc, char **argv) {
         memcpy(types, hot, sizeof hot);
     }
     printf("single thread, %lld columns; active ISA %s\n", (long long)cols, q3_isa_name(q3_isa_active()));
-    for (int i = 0; i < n_types; i++) bench_type(types[i], mib, cols);
+    for (int i = 0; i < n_types; i++) {
+        if (tokens) bench_gemm(types[i], cols, tokens);
+        else bench_type(types[i], mib, cols);
+    }
     return 0;
 }

@@ -13,11 +13,8 @@
 
 #ifdef __AVX2__
 
+#define Q3_X86_BITS 256
 #include "cpu/dot_x86.h"
-
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
-#endif
 
 /* The loops over the parts of a block are unrolled (#pragma GCC unroll, which clang honours
  * too) so that their index is a constant in every shift count and shuffle control. */
@@ -36,65 +33,28 @@ static inline __m128i fold_to_128(__m256i v) {
     return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
 }
 
-static inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = fold_to_128(v);
-    return _mm_cvtsi128_si32(q3_x86_sum_pair(s, s));
-}
-
 static inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
 static inline __m256i loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-/* ---- float types: eight lanes, four accumulators ---- */
+/* ---- float types: the loop of dot_x86.h, a scalar tail ---- */
 
-/* The loop of every float dot product: `widen` loads eight weights as f32, `widen_one` one.
- * Four independent accumulators hide the FMA latency; a scalar loop takes the last n % 8. */
-#define FLOAT_DOT_AVX2(widen, widen_one)                                                  \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;             \
-    int64_t i = 0;                                                                        \
-    for (; i + 32 <= n; i += 32) {                                                        \
-        acc0 = _mm256_fmadd_ps(widen(a + i), _mm256_loadu_ps(x + i), acc0);               \
-        acc1 = _mm256_fmadd_ps(widen(a + i + 8), _mm256_loadu_ps(x + i + 8), acc1);       \
-        acc2 = _mm256_fmadd_ps(widen(a + i + 16), _mm256_loadu_ps(x + i + 16), acc2);     \
-        acc3 = _mm256_fmadd_ps(widen(a + i + 24), _mm256_loadu_ps(x + i + 24), acc3);     \
-    }                                                                                     \
-    for (; i + 8 <= n; i += 8)                                                            \
-        acc0 = _mm256_fmadd_ps(widen(a + i), _mm256_loadu_ps(x + i), acc0);               \
-    float tail = 0;                                                                       \
-    for (; i < n; i++) tail += widen_one(a[i]) * x[i];                                    \
-    __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));     \
+static inline float float_dot_end(int64_t n, int64_t i, const void *w, const float *x, enum x86_float_kind kind,
+                                  __m256 acc0, __m256 acc1, __m256 acc2, __m256 acc3) {
+    float tail = 0;
+    for (; i < n; i++) {
+        float wi = kind == X86_F32    ? ((const float *)w)[i]
+                   : kind == X86_F16 ? half_to_float(((const uint16_t *)w)[i])
+                                     : q3_bf16_to_f32(((const uint16_t *)w)[i]);
+        tail += wi * x[i];
+    }
+    __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
     return hsum_ps(acc) + tail;
-
-static inline __m256 load_f32x8(const float *p) { return _mm256_loadu_ps(p); }
-static inline float f32_one(float v) { return v; }
-
-float q3_f32_vec_dot_avx2(int64_t n, const void *w, const void *xv) {
-    const float *a = w, *x = xv;
-    FLOAT_DOT_AVX2(load_f32x8, f32_one)
 }
 
-static inline __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-float q3_f16_vec_dot_avx2(int64_t n, const void *w, const void *xv) {
-    const uint16_t *a = w;
-    const float *x = xv;
-    FLOAT_DOT_AVX2(load_f16x8, half_to_float)
-}
-
-/* bf16 is the top half of an f32: widen by a 16-bit shift, then FMA in f32 (exact products,
- * unlike a bf16 dot-product instruction). */
-static inline __m256 load_bf16x8(const uint16_t *p) {
-    __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-}
-
-float q3_bf16_vec_dot_avx2(int64_t n, const void *w, const void *xv) {
-    const uint16_t *a = w;
-    const float *x = xv;
-    FLOAT_DOT_AVX2(load_bf16x8, q3_bf16_to_f32)
-}
+float q3_f32_vec_dot_avx2(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_F32); }
+float q3_f16_vec_dot_avx2(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_F16); }
+float q3_bf16_vec_dot_avx2(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_BF16); }
 
 /* ---- Q8_0 ---- */
 
@@ -408,90 +368,25 @@ float q3_q3_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     return sum;
 }
 
-/* ---- activation quantizers ---- */
+/* ---- activation quantizers: the loops of dot_x86.h ---- */
 
-static inline float hmax_ps(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-}
-
-static inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
-
-/* roundf on eight lanes: truncate, then step away from zero when the dropped fraction (exact)
- * is at least one half. */
+/* Truncate, then step away from zero when the dropped fraction (exact) is at least one half. */
 static inline __m256i round_half_away(__m256 v) {
     __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 up = _mm256_cmp_ps(abs_ps(_mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 up = _mm256_cmp_ps(vf_abs(_mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
     __m256 step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
     return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)));
 }
 
-/* Packs 32 int32 (four vectors, in order) into 32 int8 with saturation. */
-static inline __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d) {
-    __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+static inline void store_i8x32(int8_t *dst, const __m256i *q) {
+    __m256i ab = _mm256_packs_epi32(q[0], q[1]), cd = _mm256_packs_epi32(q[2], q[3]);
     __m256i bytes = _mm256_packs_epi16(ab, cd); /* in-lane packing interleaves 4-byte groups */
-    return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, bytes);
 }
 
-void q3_q8_0_from_float_avx2(const float *src, void *dst, int64_t n) {
-    q3_block_q8_0 *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK; i++, src += Q3_QK) {
-        __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
-        __m256 v2 = _mm256_loadu_ps(src + 16), v3 = _mm256_loadu_ps(src + 24);
-        __m256 amax = _mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)),
-                                    _mm256_max_ps(abs_ps(v2), abs_ps(v3)));
-        float d = hmax_ps(amax) / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        __m256 vid = _mm256_set1_ps(id);
-        __m256i q0 = round_half_away(_mm256_mul_ps(v0, vid)), q1 = round_half_away(_mm256_mul_ps(v1, vid));
-        __m256i q2 = round_half_away(_mm256_mul_ps(v2, vid)), q3 = round_half_away(_mm256_mul_ps(v3, vid));
-        _mm256_storeu_si256((__m256i *)b[i].qs, pack_i32x32(q0, q1, q2, q3));
-    }
-}
-
-/* The first value whose magnitude is amax (the reference's tie rule). */
-static float first_with_magnitude(const float *x, int n, float amax) {
-    __m256 target = _mm256_set1_ps(amax);
-    for (int k = 0; k < n; k += 8) {
-        __m256 hit = _mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + k)), target, _CMP_EQ_OQ);
-        int hits = _mm256_movemask_ps(hit);
-        if (hits) return x[k + __builtin_ctz((unsigned)hits)];
-    }
-    return 0;
-}
-
-/* Eight values times iscale, rounded to nearest even (the default rounding mode) and clamped
- * to int8 like the reference. */
-static inline __m256i round_to_int8(const float *src, __m256 iscale) {
-    __m256i r = _mm256_cvtps_epi32(_mm256_mul_ps(iscale, _mm256_loadu_ps(src)));
-    return _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128));
-}
-
-void q3_q8_k_from_float_avx2(const float *src, void *dst, int64_t n) {
-    q3_block_q8_k *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        __m256 amax = _mm256_setzero_ps();
-        for (int k = 0; k < Q3_QK_K; k += 8) amax = _mm256_max_ps(amax, abs_ps(_mm256_loadu_ps(src + k)));
-        float max = first_with_magnitude(src, Q3_QK_K, hmax_ps(amax));
-        if (max == 0) {
-            memset(&b[i], 0, sizeof b[i]);
-            continue;
-        }
-        float iscale = -127.0f / max;
-        __m256 vs = _mm256_set1_ps(iscale);
-        for (int k = 0; k < Q3_QK_K; k += 32) {
-            __m256i q0 = round_to_int8(src + k, vs), q1 = round_to_int8(src + k + 8, vs);
-            __m256i q2 = round_to_int8(src + k + 16, vs), q3 = round_to_int8(src + k + 24, vs);
-            b[i].bsums[k / 16] = (int16_t)hsum_epi32(_mm256_add_epi32(q0, q1));
-            b[i].bsums[k / 16 + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q2, q3));
-            _mm256_storeu_si256((__m256i *)(b[i].qs + k), pack_i32x32(q0, q1, q2, q3));
-        }
-        b[i].d = 1 / iscale;
-    }
-}
+void q3_q8_0_from_float_avx2(const float *src, void *dst, int64_t n) { x86_q8_0_from_float(src, dst, n); }
+void q3_q8_k_from_float_avx2(const float *src, void *dst, int64_t n) { x86_q8_k_from_float(src, dst, n); }
 
 #else
 typedef int q3_dot_avx2_unused; /* ISO C wants a declaration in every translation unit */

@@ -18,11 +18,8 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__)
 
+#define Q3_X86_BITS 512
 #include "cpu/dot_x86.h"
-
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
-#endif
 
 /* The loops over the parts of a block are unrolled (#pragma GCC unroll, which clang honours
  * too) so that their index is a constant in every shift count and shuffle control. */
@@ -47,55 +44,30 @@ static inline __m512i halves_epi16(int low, int high) {
 /* Lane mask for the first k (0..16) of 16 lanes. */
 static inline __mmask16 first_lanes(int64_t k) { return (__mmask16)((1u << k) - 1); }
 
-/* ---- float types: sixteen lanes, four accumulators, a masked tail ---- */
+/* ---- float types: the loop of dot_x86.h, a masked tail ---- */
 
-/* The loop of every float dot product: `widen` loads 16 weights (those of mask m) as f32. */
-#define FLOAT_DOT_AVX512(widen)                                                           \
-    const __mmask16 all = 0xFFFF;                                                         \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;             \
-    int64_t i = 0;                                                                        \
-    for (; i + 64 <= n; i += 64) {                                                        \
-        acc0 = _mm512_fmadd_ps(widen(a + i, all), _mm512_loadu_ps(x + i), acc0);          \
-        acc1 = _mm512_fmadd_ps(widen(a + i + 16, all), _mm512_loadu_ps(x + i + 16), acc1); \
-        acc2 = _mm512_fmadd_ps(widen(a + i + 32, all), _mm512_loadu_ps(x + i + 32), acc2); \
-        acc3 = _mm512_fmadd_ps(widen(a + i + 48, all), _mm512_loadu_ps(x + i + 48), acc3); \
-    }                                                                                     \
-    for (; i + 16 <= n; i += 16)                                                          \
-        acc0 = _mm512_fmadd_ps(widen(a + i, all), _mm512_loadu_ps(x + i), acc0);          \
-    if (i < n) {                                                                          \
-        __mmask16 m = first_lanes(n - i);                                                 \
-        acc1 = _mm512_fmadd_ps(widen(a + i, m), _mm512_maskz_loadu_ps(m, x + i), acc1);   \
-    }                                                                                     \
+/* 16 weights from element i (those of mask m) as f32. */
+static inline __m512 widen_masked(const void *w, int64_t i, __mmask16 m, enum x86_float_kind kind) {
+    if (kind == X86_F32) return _mm512_maskz_loadu_ps(m, (const float *)w + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
+    if (kind == X86_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The tail goes into acc1, then one fixed reduction: the order the float tile kernels of
+ * gemm_avx512.c follow. */
+static inline float float_dot_end(int64_t n, int64_t i, const void *w, const float *x, enum x86_float_kind kind,
+                                  __m512 acc0, __m512 acc1, __m512 acc2, __m512 acc3) {
+    if (i < n) {
+        __mmask16 m = first_lanes(n - i);
+        acc1 = _mm512_fmadd_ps(widen_masked(w, i, m, kind), _mm512_maskz_loadu_ps(m, x + i), acc1);
+    }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(acc2, acc3)));
-
-static inline __m512 load_f32x16(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-
-float q3_f32_vec_dot_avx512(int64_t n, const void *w, const void *xv) {
-    const float *a = w, *x = xv;
-    FLOAT_DOT_AVX512(load_f32x16)
 }
 
-static inline __m512 load_f16x16(const uint16_t *p, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
-}
-
-float q3_f16_vec_dot_avx512(int64_t n, const void *w, const void *xv) {
-    const uint16_t *a = w;
-    const float *x = xv;
-    FLOAT_DOT_AVX512(load_f16x16)
-}
-
-/* bf16 is the top half of an f32: widen by a 16-bit shift. */
-static inline __m512 load_bf16x16(const uint16_t *p, __mmask16 m) {
-    __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
-}
-
-float q3_bf16_vec_dot_avx512(int64_t n, const void *w, const void *xv) {
-    const uint16_t *a = w;
-    const float *x = xv;
-    FLOAT_DOT_AVX512(load_bf16x16)
-}
+float q3_f32_vec_dot_avx512(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_F32); }
+float q3_f16_vec_dot_avx512(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_F16); }
+float q3_bf16_vec_dot_avx512(int64_t n, const void *w, const void *x) { return x86_float_dot(n, w, x, X86_BF16); }
 
 /* ---- the 32-wide formats: two blocks per register ---- */
 
@@ -482,10 +454,9 @@ float q3_q3_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     return sum;
 }
 
-/* ---- activation quantizers ---- */
+/* ---- activation quantizers: the loops of dot_x86.h ---- */
 
-/* roundf on sixteen lanes: truncate, then step away from zero when the dropped fraction
- * (exact) is at least one half. */
+/* Truncate, then step away from zero when the dropped fraction (exact) is at least one half. */
 static inline __m512i round_half_away(__m512 v) {
     __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
     __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
@@ -494,53 +465,13 @@ static inline __m512i round_half_away(__m512 v) {
     return _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, step));
 }
 
-void q3_q8_0_from_float_avx512(const float *src, void *dst, int64_t n) {
-    q3_block_q8_0 *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK; i++, src += Q3_QK) {
-        __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
-        float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        __m512 vid = _mm512_set1_ps(id);
-        __m512i q0 = round_half_away(_mm512_mul_ps(v0, vid)), q1 = round_half_away(_mm512_mul_ps(v1, vid));
-        _mm_storeu_si128((__m128i *)b[i].qs, _mm512_cvtsepi32_epi8(q0));
-        _mm_storeu_si128((__m128i *)(b[i].qs + 16), _mm512_cvtsepi32_epi8(q1));
-    }
+static inline void store_i8x32(int8_t *dst, const __m512i *q) {
+    _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(q[0]));
+    _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(q[1]));
 }
 
-/* The first value whose magnitude is amax (the reference's tie rule). */
-static float first_with_magnitude(const float *x, int n, float amax) {
-    __m512 target = _mm512_set1_ps(amax);
-    for (int k = 0; k < n; k += 16) {
-        __mmask16 hits = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + k)), target, _CMP_EQ_OQ);
-        if (hits) return x[k + __builtin_ctz(hits)];
-    }
-    return 0;
-}
-
-void q3_q8_k_from_float_avx512(const float *src, void *dst, int64_t n) {
-    q3_block_q8_k *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        __m512 amax = _mm512_setzero_ps();
-        for (int k = 0; k < Q3_QK_K; k += 16)
-            amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(src + k)));
-        float max = first_with_magnitude(src, Q3_QK_K, _mm512_reduce_max_ps(amax));
-        if (max == 0) {
-            memset(&b[i], 0, sizeof b[i]);
-            continue;
-        }
-        float iscale = -127.0f / max;
-        __m512 vs = _mm512_set1_ps(iscale);
-        for (int k = 0; k < Q3_QK_K; k += 16) {
-            /* Round to nearest even (the default mode), clamp to int8 like the reference. */
-            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(src + k)));
-            q = _mm512_max_epi32(_mm512_min_epi32(q, _mm512_set1_epi32(127)), _mm512_set1_epi32(-128));
-            b[i].bsums[k / 16] = (int16_t)_mm512_reduce_add_epi32(q);
-            _mm_storeu_si128((__m128i *)(b[i].qs + k), _mm512_cvtsepi32_epi8(q));
-        }
-        b[i].d = 1 / iscale;
-    }
-}
+void q3_q8_0_from_float_avx512(const float *src, void *dst, int64_t n) { x86_q8_0_from_float(src, dst, n); }
+void q3_q8_k_from_float_avx512(const float *src, void *dst, int64_t n) { x86_q8_k_from_float(src, dst, n); }
 
 #else
 typedef int q3_dot_avx512_unused; /* ISO C wants a declaration in every translation unit */

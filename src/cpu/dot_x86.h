@@ -1,12 +1,20 @@
-/* Helpers shared by the AVX2 and AVX-512 kernels (both files are built with at least AVX2, FMA
- * and F16C): the K-quant scale unpacking and the per-block tail that turns exact integer sums
- * into the reference's float result. Include only from files built with those flags. */
+/* The parts of the AVX2 and AVX-512 dot product kernels written once: the K-quant scale
+ * unpacking, the per-block tail that turns exact integer sums into the reference's float
+ * result, the Q4_K loop around an ISA's block sums, and, at the width of the including file
+ * (Q3_X86_BITS, cpu/simd_x86.h), the float types' loop and the activation quantizers around a
+ * few primitives each ISA defines (declared below). dot_avx2.c and dot_avx512.c include it,
+ * built with at least AVX2, FMA and F16C. */
 #ifndef Q3_CPU_DOT_X86_H
 #define Q3_CPU_DOT_X86_H
 
 #include <immintrin.h>
 #include <string.h>
+#include "cpu/simd_x86.h"
 #include "quant/blocks.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
+#endif
 
 /* Decode streams each weight row from DRAM once. The hardware prefetchers lose the stream at
  * every 4 KiB page and at each task's start, so the K-quant loops ask for the bytes this far
@@ -126,6 +134,114 @@ static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, co
         sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(block_sums(&bw[i], &bx[i], scales_mins), min_terms));
     }
     return sum;
+}
+
+/* ---- written once for both widths ---- */
+
+/* The primitives each ISA's file defines. */
+enum x86_float_kind { X86_F32, X86_F16, X86_BF16 };
+/* The four accumulators of x86_float_dot summed, plus the weights from i to n (fewer than a
+ * register) times x: the ISA's tail and reduction. */
+static inline float float_dot_end(int64_t n, int64_t i, const void *w, const float *x, enum x86_float_kind kind,
+                                  vf acc0, vf acc1, vf acc2, vf acc3);
+/* roundf on every lane (half away from zero), as int32. */
+static inline vi round_half_away(vf v);
+/* The 32 int32 of q[0 .. 32 / Q3_X86_LANES) saturated to int8, in order, at dst. */
+static inline void store_i8x32(int8_t *dst, const vi *q);
+
+/* Q3_X86_LANES weights of row w from element i as f32: exact widening. */
+static inline vf widen(const void *w, int64_t i, const enum x86_float_kind kind) {
+    if (kind == X86_F32) return vf_loadu((const float *)w + i);
+    if (kind == X86_F16) return vf_load_halves((const uint16_t *)w + i);
+    return vf_load_bf16((const uint16_t *)w + i); /* bf16 is the top half of an f32 */
+}
+
+/* The dot product of the float types: four independent accumulators over four-register steps
+ * hide the FMA latency, single registers go into the first, and the ISA ends it. BF16 is
+ * widened and FMA'd in f32 (exact products), not by a bf16 dot product instruction, which would
+ * round the activations to bf16 first. */
+static inline __attribute__((always_inline)) float x86_float_dot(int64_t n, const void *w, const float *x,
+                                                                 const enum x86_float_kind kind) {
+    const int64_t lanes = Q3_X86_LANES;
+    vf acc0 = vf_zero(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    int64_t i = 0;
+    for (; i + 4 * lanes <= n; i += 4 * lanes) {
+        acc0 = vf_fmadd(widen(w, i, kind), vf_loadu(x + i), acc0);
+        acc1 = vf_fmadd(widen(w, i + lanes, kind), vf_loadu(x + i + lanes), acc1);
+        acc2 = vf_fmadd(widen(w, i + 2 * lanes, kind), vf_loadu(x + i + 2 * lanes), acc2);
+        acc3 = vf_fmadd(widen(w, i + 3 * lanes, kind), vf_loadu(x + i + 3 * lanes), acc3);
+    }
+    for (; i + lanes <= n; i += lanes) acc0 = vf_fmadd(widen(w, i, kind), vf_loadu(x + i), acc0);
+    return float_dot_end(n, i, w, x, kind, acc0, acc1, acc2, acc3);
+}
+
+#define X86_REGS_PER_32 (32 / Q3_X86_LANES)
+
+/* Q8_0: per block of 32, d = max|x| / 127 (stored as fp16) and q = roundf(x / d), as the
+ * reference rounds, so the bytes are the same. */
+static inline void x86_q8_0_from_float(const float *src, void *dst, int64_t n) {
+    q3_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / Q3_QK; i++, src += Q3_QK) {
+        vf v[X86_REGS_PER_32], amax[X86_REGS_PER_32];
+#pragma GCC unroll 4
+        for (int k = 0; k < X86_REGS_PER_32; k++) amax[k] = vf_abs(v[k] = vf_loadu(src + k * Q3_X86_LANES));
+#pragma GCC unroll 2
+        for (int step = 1; step < X86_REGS_PER_32; step *= 2)
+#pragma GCC unroll 2
+            for (int k = 0; k + step < X86_REGS_PER_32; k += 2 * step) amax[k] = vf_max(amax[k], amax[k + step]);
+        float d = vf_reduce_max(amax[0]) / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        vi q[X86_REGS_PER_32];
+#pragma GCC unroll 4
+        for (int k = 0; k < X86_REGS_PER_32; k++) q[k] = round_half_away(vf_mul(v[k], vf_set1(id)));
+        store_i8x32(b[i].qs, q);
+    }
+}
+
+/* The first of the n values at x whose magnitude is amax (the reference's tie rule). */
+static inline float first_with_magnitude(const float *x, int n, float amax) {
+    vf target = vf_set1(amax);
+    for (int k = 0; k < n; k += Q3_X86_LANES) {
+        unsigned hits = vf_eq_bits(vf_abs(vf_loadu(x + k)), target);
+        if (hits) return x[k + __builtin_ctz(hits)];
+    }
+    return 0;
+}
+
+/* Q8_K: per block of 256, the value of largest magnitude m gives iscale = -127 / m; q =
+ * x * iscale rounded to nearest even (the default mode) and clamped to int8, bsums the sums of
+ * q per 16, all as the reference does them. */
+static inline void x86_q8_k_from_float(const float *src, void *dst, int64_t n) {
+    q3_block_q8_k *b = dst;
+    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
+        vf amax = vf_zero();
+        for (int k = 0; k < Q3_QK_K; k += Q3_X86_LANES) amax = vf_max(amax, vf_abs(vf_loadu(src + k)));
+        float max = first_with_magnitude(src, Q3_QK_K, vf_reduce_max(amax));
+        if (max == 0) {
+            memset(&b[i], 0, sizeof b[i]);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        vf vs = vf_set1(iscale);
+        for (int k = 0; k < Q3_QK_K; k += 32) {
+            vi q[X86_REGS_PER_32];
+#pragma GCC unroll 4
+            for (int r = 0; r < X86_REGS_PER_32; r++) {
+                vi rounded = vf_to_i32(vf_mul(vs, vf_loadu(src + k + r * Q3_X86_LANES)));
+                q[r] = vi_max32(vi_min32(rounded, vi_set1_32(127)), vi_set1_32(-128));
+            }
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                vi sum = q[h * X86_REGS_PER_32 / 2];
+#pragma GCC unroll 2
+                for (int r = 1; r < X86_REGS_PER_32 / 2; r++) sum = vi_add32(sum, q[h * X86_REGS_PER_32 / 2 + r]);
+                b[i].bsums[k / 16 + h] = (int16_t)vi_reduce_add32(sum);
+            }
+            store_i8x32(b[i].qs + k, q);
+        }
+        b[i].d = 1 / iscale;
+    }
 }
 
 #endif

@@ -51,6 +51,23 @@ static inline vf vf_from_i32(vi a) { return _mm512_cvtepi32_ps(a); }
 static inline void vf_storeu(float *p, vf v) { _mm512_storeu_ps(p, v); }
 /* The Q3_X86_LANES fp16 values at p as floats (exact). */
 static inline vf vf_load_halves(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline vf vf_loadu(const float *p) { return _mm512_loadu_ps(p); }
+/* The Q3_X86_LANES bfloat16 values at p as floats (the top halves of f32s: exact). */
+static inline vf vf_load_bf16(const uint16_t *p) {
+    __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+static inline vf vf_fmadd(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf vf_abs(vf a) { return _mm512_abs_ps(a); }
+static inline vf vf_max(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline float vf_reduce_max(vf a) { return _mm512_reduce_max_ps(a); }
+/* Bit k set where lane k of a equals lane k of b. */
+static inline unsigned vf_eq_bits(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+/* To int32 in the current rounding mode (nearest even by default). */
+static inline vi vf_to_i32(vf a) { return _mm512_cvtps_epi32(a); }
+static inline vi vi_min32(vi a, vi b) { return _mm512_min_epi32(a, b); }
+static inline vi vi_max32(vi a, vi b) { return _mm512_max_epi32(a, b); }
+static inline int32_t vi_reduce_add32(vi a) { return _mm512_reduce_add_epi32(a); }
 
 #elif Q3_X86_BITS == 256
 
@@ -78,6 +95,28 @@ static inline vf vf_mul(vf a, vf b) { return _mm256_mul_ps(a, b); }
 static inline vf vf_from_i32(vi a) { return _mm256_cvtepi32_ps(a); }
 static inline void vf_storeu(float *p, vf v) { _mm256_storeu_ps(p, v); }
 static inline vf vf_load_halves(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline vf vf_loadu(const float *p) { return _mm256_loadu_ps(p); }
+static inline vf vf_load_bf16(const uint16_t *p) {
+    __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+static inline vf vf_fmadd(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline vf vf_abs(vf a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline vf vf_max(vf a, vf b) { return _mm256_max_ps(a, b); }
+static inline float vf_reduce_max(vf a) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+static inline unsigned vf_eq_bits(vf a, vf b) { return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)); }
+static inline vi vf_to_i32(vf a) { return _mm256_cvtps_epi32(a); }
+static inline vi vi_min32(vi a, vi b) { return _mm256_min_epi32(a, b); }
+static inline vi vi_max32(vi a, vi b) { return _mm256_max_epi32(a, b); }
+static inline int32_t vi_reduce_add32(vi a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)));
+}
 
 #else
 #error "Q3_X86_BITS must be 256 or 512"
