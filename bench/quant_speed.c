@@ -1,20 +1,29 @@
 /* quant_speed: single-thread throughput of the vec_dot kernels, per type and instruction set,
  * as GB/s of weights streamed. Two sizes: a matrix far larger than the caches (the decode case:
  * every weight read once from DRAM per token) and one that fits in L2 (the kernel's own speed).
- * With --tokens N, the tile kernels (gemm, prefill's products) instead: 256 rows (L2-resident)
- * against N tokens, in GMAC/s, next to vec_dot doing the same pairs one at a time.
+ * With --tokens N, the tile kernels (gemm, prefill's products; for one token the rows kernel,
+ * vec_dot_rows, decode's) instead: 256 rows (L2-resident) against N tokens, in GMAC/s, next to
+ * vec_dot doing the same pairs one at a time.
  *
  *   quant_speed [--mib N] [--cols N] [--tokens N] [TYPE...]
  *       defaults: 256 MiB, 4096 columns, the hot types
  *
  * The weights are a small quantized random matrix tiled over the large one, so the blocks are
- * realistic without quantizing gigabytes first. */
+ * realistic without quantizing gigabytes first. Time is the measuring thread's CPU time: the
+ * same as wall-clock time on an idle machine, and not inflated by the time other processes
+ * take the core on a shared one (their effect on caches and memory bandwidth remains). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "base/clock.h"
 #include "cpu/kernel_table.h"
+
+/* CPU seconds of the calling thread. */
+static double thread_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static float random_value(uint64_t *state) {
     *state = *state * 6364136223846793005ull + 1442695040888963407ull;
@@ -48,14 +57,14 @@ static double measure(const q3_type_traits *tr, const void *w, const void *act, 
     size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
     volatile float sink = 0;
     int reps = 0;
-    double start = q3_now_s(), elapsed;
+    double start = thread_seconds(), elapsed;
     do {
         float s = 0;
         for (int64_t r = 0; r < rows; r++)
             s += tr->vec_dot(cols, (const char *)w + row_bytes * (size_t)r, act);
         sink += s;
         reps++;
-        elapsed = q3_now_s() - start;
+        elapsed = thread_seconds() - start;
     } while (elapsed < min_seconds);
     (void)sink;
     return (double)row_bytes * (double)rows * reps / elapsed / 1e9;
@@ -99,10 +108,14 @@ static double measure_tiles(const q3_type_traits *tr, bool use_gemm, const void 
                             int64_t rows, int64_t cols, float *out, double min_seconds) {
     size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
     int reps = 0;
-    double start = q3_now_s(), elapsed;
+    double start = thread_seconds(), elapsed;
     do {
         for (int64_t r = 0; r < rows; r += Q3_GEMM_ROWS) {
             const char *wr = (const char *)w + row_bytes * (size_t)r;
+            if (use_gemm && tokens == 1 && tr->vec_dot_rows) {
+                tr->vec_dot_rows(cols, wr, row_bytes, Q3_GEMM_ROWS, x[0], out + r);
+                continue;
+            }
             if (use_gemm) {
                 tr->gemm(cols, wr, row_bytes, Q3_GEMM_ROWS, x, tokens, out + r, (size_t)rows);
                 continue;
@@ -111,7 +124,7 @@ static double measure_tiles(const q3_type_traits *tr, bool use_gemm, const void 
                 for (int i = 0; i < Q3_GEMM_ROWS; i++) out[c * rows + r + i] = tr->vec_dot(cols, wr + i * row_bytes, x[c]);
         }
         reps++;
-        elapsed = q3_now_s() - start;
+        elapsed = thread_seconds() - start;
     } while (elapsed < min_seconds);
     return (double)rows * (double)cols * tokens * reps / elapsed / 1e9;
 }
@@ -140,7 +153,11 @@ static void bench_gemm(q3_type t, int64_t cols, int tokens) {
             xs[c] = act + ab * (size_t)c;
         }
         double by_dot = measure_tiles(ti, false, w, xs, tokens, rows, cols, out, 0.5);
-        if (ti->gemm)
+        if (tokens == 1 && ti->vec_dot_rows)
+            printf("%-5s %-7s rows %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x 1 token)\n", tr->name,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   (long long)rows, (long long)cols);
+        else if (ti->gemm)
             printf("%-5s %-7s gemm %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x %d tokens)\n", tr->name,
                    q3_isa_name((q3_isa)isa), measure_tiles(ti, true, w, xs, tokens, rows, cols, out, 0.5), by_dot,
                    (long long)rows, (long long)cols, tokens);

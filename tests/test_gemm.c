@@ -161,6 +161,27 @@ static void check_tile(const problem *p, int r0, int nr, int c0, int nc) {
     free(out);
 }
 
+/* vec_dot_rows over rows [r0, r0 + nr) against token c equals vec_dot for every row, bits
+ * included, and writes nothing past its nr outputs. */
+static void check_rows(const problem *p, int r0, int nr, int c) {
+    const q3_type_traits *tr = q3_type_get_isa(p->type, p->isa);
+    const float sentinel = -12345.0f;
+    float out[Q3_GEMM_ROWS + 4];
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++) out[i] = sentinel;
+    tr->vec_dot_rows(p->n, p->w + r0 * p->w_stride, p->w_stride, nr, p->x[c], out);
+    for (int r = 0; r < (int)(sizeof out / sizeof *out); r++) {
+        if (r >= nr) {
+            if (memcmp(&out[r], &sentinel, sizeof sentinel) != 0)
+                fail_msg("%s %s vec_dot_rows of %d rows wrote out[%d]", q3_isa_name(p->isa), tr->name, nr, r);
+            continue;
+        }
+        float want = tr->vec_dot(p->n, p->w + (r0 + r) * p->w_stride, p->x[c]);
+        if (memcmp(&out[r], &want, sizeof want) != 0)
+            fail_msg("%s %s n=%lld %d rows: row %d: vec_dot_rows %.9g != vec_dot %.9g", q3_isa_name(p->isa),
+                     tr->name, (long long)p->n, nr, r0 + r, out[r], want);
+    }
+}
+
 static const q3_type GEMM_TYPES[] = {Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K,
                                      Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K};
 #define N_GEMM_TYPES (sizeof GEMM_TYPES / sizeof GEMM_TYPES[0])
@@ -190,6 +211,31 @@ static void check_type_on_isa(q3_isa isa, q3_type t) {
     print_message("%-6s %-4s gemm == vec_dot on every tile edge\n", q3_isa_name(isa), tr->name);
 }
 
+/* Every row count on a few row lengths, ordinary and raw (extreme) activations. */
+static void check_rows_on_isa(q3_isa isa, q3_type t) {
+    const q3_type_traits *tr = q3_type_get_isa(t, isa);
+    if (!tr->vec_dot_rows) return;
+    static const int blocks[] = {1, 2, 3, 8, 11};
+    for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+        for (int raw = 0; raw < 2; raw++) {
+            problem p;
+            problem_make(&p, isa, t, (int64_t)blocks[b] * tr->block_size, raw);
+            for (int nr = 1; nr <= Q3_GEMM_ROWS; nr++)
+                for (int c = 0; c < 3; c++) check_rows(&p, Q3_GEMM_ROWS - nr, nr, c);
+            problem_free(&p);
+        }
+    }
+    print_message("%-6s %-4s vec_dot_rows == vec_dot for 1..%d rows\n", q3_isa_name(isa), tr->name, Q3_GEMM_ROWS);
+}
+
+static void test_rows_match_vec_dot(void **state) {
+    (void)state;
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        for (size_t k = 0; k < N_GEMM_TYPES; k++) check_rows_on_isa((q3_isa)isa, GEMM_TYPES[k]);
+    }
+}
+
 static void test_gemm_matches_vec_dot(void **state) {
     (void)state;
     for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
@@ -213,6 +259,16 @@ static void test_gemm_installed(void **state) {
             assert_non_null(q3_type_get_isa(hot[k], Q3_ISA_AVX512)->gemm);
     }
     assert_ptr_equal(q3_type_get(Q3_TYPE_Q4_K)->gemm, q3_type_get_isa(Q3_TYPE_Q4_K, q3_isa_active())->gemm);
+    /* so do the rows kernels: the x86 ISAs have them for decode's hot types */
+    for (int isa = Q3_ISA_AVX2; isa <= Q3_ISA_AVX512; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q4_K, (q3_isa)isa)->vec_dot_rows);
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q6_K, (q3_isa)isa)->vec_dot_rows);
+    }
+    for (int t = 0; t < Q3_TYPE_COUNT; t++) {
+        const q3_type_traits *tr = q3_type_get_isa((q3_type)t, Q3_ISA_SCALAR);
+        if (tr) assert_null(tr->vec_dot_rows);
+    }
 }
 
 /* ---- end to end: a small synthetic model per quantized file type ---- */
@@ -281,6 +337,7 @@ int main(void) {
         cmocka_unit_test(test_isa_coverage),
         cmocka_unit_test(test_gemm_installed),
         cmocka_unit_test(test_gemm_matches_vec_dot),
+        cmocka_unit_test(test_rows_match_vec_dot),
         cmocka_unit_test(test_prefill_equals_decode_quantized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -223,13 +223,15 @@ static inline __m256i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_
     return acc;
 }
 
-/* q4_k_block_sums folded to four lanes, for q3_x86_q4_k_dot. */
+/* q4_k_block_sums folded to four lanes: the primitive of dot_x86.h's Q4_K loops. */
 static inline __attribute__((always_inline)) __m128i q4_k_block_folded(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
     return fold_to_128(q4_k_block_sums(w, x, scales_mins));
 }
 
-float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    return q3_x86_q4_k_dot(n, w, x, q4_k_block_folded);
+float q3_q4_k_vec_dot_avx2(int64_t n, const void *w, const void *x) { return q3_x86_q4_k_dot(n, w, x); }
+
+void q3_q4_k_vec_dot_rows_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    q3_x86_q4_k_dot_rows(n, w, w_stride, nr, x, out, q3_q4_k_vec_dot_avx2);
 }
 
 /* 16 where bit `bit` of the qh byte is set: the fifth bit of Q5_K's levels. */
@@ -264,9 +266,13 @@ float q3_q5_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
 
 /* The block's sum of scale * level * y, minus offset * sum(scale * bsums): the kernels below
  * multiply level + offset (unsigned, as maddubs needs) and correct by the same integer. */
-static inline int32_t offset_corrected(__m256i acc, __m256i scales16, const int16_t *bsums, int offset) {
+static inline __m128i offset_corrected4(__m256i acc, __m256i scales16, const int16_t *bsums, int offset) {
     __m128i correction = fold_to_128(_mm256_madd_epi16(scales16, loadu(bsums)));
-    __m128i s = _mm_sub_epi32(fold_to_128(acc), _mm_mullo_epi32(correction, _mm_set1_epi32(offset)));
+    return _mm_sub_epi32(fold_to_128(acc), _mm_mullo_epi32(correction, _mm_set1_epi32(offset)));
+}
+
+static inline int32_t offset_corrected(__m256i acc, __m256i scales16, const int16_t *bsums, int offset) {
+    __m128i s = offset_corrected4(acc, scales16, bsums, offset);
     return _mm_cvtsi128_si32(q3_x86_sum_pair(s, s));
 }
 
@@ -274,35 +280,52 @@ static inline int32_t offset_corrected(__m256i acc, __m256i scales16, const int1
  * 128h + l (low nibble) and 128h + 64 + l (high), ql[64h + 32 + l] weights 128h + 32 + l and
  * 128h + 96 + l; qh[32h + l] their top bits in pairs 0-1, 2-3, 4-5, 6-7. Word shifts are safe:
  * the 0x30 mask drops what crosses between the bytes of a word. */
+/* The block's four int32 lanes of sum(scale * level * y) - 32 * sum(scale * bsums). */
+static inline __attribute__((always_inline)) __m128i q6_k_block_folded(const q3_block_q6_k *b, const q3_block_q8_k *x) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256i ql0 = loadu(b->ql + 64 * h), ql1 = loadu(b->ql + 64 * h + 32);
+        __m256i qh = loadu(b->qh + 32 * h), s = half_of_scales(sc16, h);
+        __m256i q0 = _mm256_and_si256(ql0, nibble), q1 = _mm256_and_si256(ql1, nibble);
+        __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble);
+        __m256i q3 = _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble);
+        q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), top));
+        q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), top));
+        q2 = _mm256_or_si256(q2, _mm256_and_si256(qh, top));
+        q3 = _mm256_or_si256(q3, _mm256_and_si256(_mm256_srli_epi16(qh, 2), top));
+        const int8_t *y = x->qs + 128 * h;
+        acc = _mm256_add_epi32(acc, scaled_dot32(q0, y, two_scales(s, 0)));
+        acc = _mm256_add_epi32(acc, scaled_dot32(q1, y + 32, two_scales(s, 2)));
+        acc = _mm256_add_epi32(acc, scaled_dot32(q2, y + 64, two_scales(s, 4)));
+        acc = _mm256_add_epi32(acc, scaled_dot32(q3, y + 96, two_scales(s, 6)));
+    }
+    return offset_corrected4(acc, sc16, x->bsums, 32);
+}
+
 float q3_q6_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     const q3_block_q6_k *bw = w;
     const q3_block_q8_k *bx = x;
-    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw[i].scales));
-        __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i ql0 = loadu(bw[i].ql + 64 * h), ql1 = loadu(bw[i].ql + 64 * h + 32);
-            __m256i qh = loadu(bw[i].qh + 32 * h), s = half_of_scales(sc16, h);
-            __m256i q0 = _mm256_and_si256(ql0, nibble), q1 = _mm256_and_si256(ql1, nibble);
-            __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nibble);
-            __m256i q3 = _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nibble);
-            q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(qh, 4), top));
-            q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(qh, 2), top));
-            q2 = _mm256_or_si256(q2, _mm256_and_si256(qh, top));
-            q3 = _mm256_or_si256(q3, _mm256_and_si256(_mm256_srli_epi16(qh, 2), top));
-            const int8_t *y = bx[i].qs + 128 * h;
-            acc = _mm256_add_epi32(acc, scaled_dot32(q0, y, two_scales(s, 0)));
-            acc = _mm256_add_epi32(acc, scaled_dot32(q1, y + 32, two_scales(s, 2)));
-            acc = _mm256_add_epi32(acc, scaled_dot32(q2, y + 64, two_scales(s, 4)));
-            acc = _mm256_add_epi32(acc, scaled_dot32(q3, y + 96, two_scales(s, 6)));
-        }
-        int32_t sum_qy = offset_corrected(acc, sc16, bx[i].bsums, 32);
+        __m128i s = q6_k_block_folded(&bw[i], &bx[i]);
+        int32_t sum_qy = _mm_cvtsi128_si32(q3_x86_sum_pair(s, s));
         sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), 0, sum_qy, 0);
     }
     return sum;
+}
+
+static inline __attribute__((always_inline)) void q6_k_terms(const void *w, const q3_block_q8_k *x, __m128i *qy,
+                                                             __m128i *my) {
+    *qy = q6_k_block_folded(w, x);
+    *my = _mm_setzero_si128();
+}
+
+void q3_q6_k_vec_dot_rows_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    q3_x86_k_dot_rows(n, w, w_stride, nr, x, out, sizeof(q3_block_q6_k), offsetof(q3_block_q6_k, d), false, q6_k_terms,
+                      q3_q6_k_vec_dot_avx2);
 }
 
 /* Bit pair k of 32 bytes: the 2-bit levels of weights 128h + 32k + 0..31 in Q2_K and Q3_K. */

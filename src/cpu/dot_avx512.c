@@ -297,13 +297,15 @@ static inline __m512i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_
     return _mm512_add_epi32(acc_low, acc_high);
 }
 
-/* q4_k_block_sums folded to four lanes, for q3_x86_q4_k_dot. */
+/* q4_k_block_sums folded to four lanes: the primitive of dot_x86.h's Q4_K loops. */
 static inline __attribute__((always_inline)) __m128i q4_k_block_folded(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
     return fold_to_128(q4_k_block_sums(w, x, scales_mins));
 }
 
-float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    return q3_x86_q4_k_dot(n, w, x, q4_k_block_folded);
+float q3_q4_k_vec_dot_avx512(int64_t n, const void *w, const void *x) { return q3_x86_q4_k_dot(n, w, x); }
+
+void q3_q4_k_vec_dot_rows_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    q3_x86_q4_k_dot_rows(n, w, w_stride, nr, x, out, q3_q4_k_vec_dot_avx512);
 }
 
 /* The fifth bit of Q5_K weight e is bit e / 32 of qh[e % 32]. */
@@ -352,10 +354,14 @@ static inline __m512i scales_for_lanes(__m512i scales16, int first) {
 
 /* The block's sum of scale * level * y, minus offset * sum(scale * bsums): these kernels
  * multiply level + offset (unsigned, as maddubs needs) and correct by the same integer. */
-static inline int32_t offset_corrected(__m512i acc, __m256i scales16, const int16_t *bsums, int offset) {
+static inline __m128i offset_corrected4(__m512i acc, __m256i scales16, const int16_t *bsums, int offset) {
     __m256i correction = _mm256_madd_epi16(scales16, loadu256(bsums));
     __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(correction), _mm256_extracti128_si256(correction, 1));
-    __m128i s = _mm_sub_epi32(fold_to_128(acc), _mm_mullo_epi32(c4, _mm_set1_epi32(offset)));
+    return _mm_sub_epi32(fold_to_128(acc), _mm_mullo_epi32(c4, _mm_set1_epi32(offset)));
+}
+
+static inline int32_t offset_corrected(__m512i acc, __m256i scales16, const int16_t *bsums, int offset) {
+    __m128i s = offset_corrected4(acc, scales16, bsums, offset);
     return _mm_cvtsi128_si32(q3_x86_sum_pair(s, s));
 }
 
@@ -364,32 +370,49 @@ static inline int32_t offset_corrected(__m512i acc, __m256i scales16, const int1
  * weights l, l + 32 (low-nibble register) and l + 64, l + 96 (high) sit in bit pairs 0, 1, 2, 3
  * of qh[32h + l]. Word shifts move each pair to bits 4-5; the 0x30 mask drops what crosses
  * between the bytes of a word. */
+/* The block's four int32 lanes of sum(scale * level * y) - 32 * sum(scale * bsums). */
+static inline __attribute__((always_inline)) __m128i q6_k_block_folded(const q3_block_q6_k *b, const q3_block_q8_k *x) {
+    const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+    const __m512i shift_low = halves_epi16(4, 2), shift_high = halves_epi16(0, 2);
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = loadu512(b->ql + 64 * h);
+        __m512i qh = _mm512_broadcast_i64x4(loadu256(b->qh + 32 * h));
+        __m512i low = _mm512_and_si512(ql, nibble);
+        __m512i high = _mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble);
+        low = _mm512_or_si512(low, _mm512_and_si512(_mm512_sllv_epi16(qh, shift_low), top));
+        high = _mm512_or_si512(high, _mm512_and_si512(_mm512_srlv_epi16(qh, shift_high), top));
+        const int8_t *y = x->qs + 128 * h;
+        acc = scaled_dot64(acc, low, loadu512(y), scales_for_lanes(sc512, 8 * h));
+        acc = scaled_dot64(acc, high, loadu512(y + 64), scales_for_lanes(sc512, 8 * h + 4));
+    }
+    return offset_corrected4(acc, sc16, x->bsums, 32);
+}
+
 float q3_q6_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_q6_k *bw = w;
     const q3_block_q8_k *bx = x;
-    const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
-    const __m512i shift_low = halves_epi16(4, 2), shift_high = halves_epi16(0, 2);
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)bw[i].scales));
-        __m512i sc512 = _mm512_castsi256_si512(sc16), acc = _mm512_setzero_si512();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m512i ql = loadu512(bw[i].ql + 64 * h);
-            __m512i qh = _mm512_broadcast_i64x4(loadu256(bw[i].qh + 32 * h));
-            __m512i low = _mm512_and_si512(ql, nibble);
-            __m512i high = _mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble);
-            low = _mm512_or_si512(low, _mm512_and_si512(_mm512_sllv_epi16(qh, shift_low), top));
-            high = _mm512_or_si512(high, _mm512_and_si512(_mm512_srlv_epi16(qh, shift_high), top));
-            const int8_t *y = bx[i].qs + 128 * h;
-            acc = scaled_dot64(acc, low, loadu512(y), scales_for_lanes(sc512, 8 * h));
-            acc = scaled_dot64(acc, high, loadu512(y + 64), scales_for_lanes(sc512, 8 * h + 4));
-        }
-        int32_t sum_qy = offset_corrected(acc, sc16, bx[i].bsums, 32);
+        __m128i s = q6_k_block_folded(&bw[i], &bx[i]);
+        int32_t sum_qy = _mm_cvtsi128_si32(q3_x86_sum_pair(s, s));
         sum = q3_kdot_accumulate(sum, bx[i].d, half_to_float(bw[i].d), 0, sum_qy, 0);
     }
     return sum;
+}
+
+static inline __attribute__((always_inline)) void q6_k_terms(const void *w, const q3_block_q8_k *x, __m128i *qy,
+                                                             __m128i *my) {
+    *qy = q6_k_block_folded(w, x);
+    *my = _mm_setzero_si128();
+}
+
+void q3_q6_k_vec_dot_rows_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    q3_x86_k_dot_rows(n, w, w_stride, nr, x, out, sizeof(q3_block_q6_k), offsetof(q3_block_q6_k, d), false, q6_k_terms,
+                      q3_q6_k_vec_dot_avx512);
 }
 
 /* The 2-bit levels of Q2_K / Q3_K weights 128h + 64p + 0..63 from the 32 bytes q (broadcast

@@ -6,6 +6,8 @@
 #include "cpu/dot.h"
 #include "cpu/dot_ckpt.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define Q3_X86 1
@@ -81,18 +83,20 @@ static void install_listed(q3_type_traits *t, q3_isa isa) {
 #undef Q3_INSTALL_KERNEL
 }
 
-/* Installs one level. A tile kernel is exact only against the vec_dot it was written with, so
- * where the level replaces a vec_dot without bringing its own gemm, the gemm of the level below
- * goes (NULL: callers use vec_dot). */
+/* Installs one level. A tile or rows kernel is exact only against the vec_dot it was written
+ * with, so where the level replaces a vec_dot without bringing its own, the one of the level
+ * below goes (NULL: callers use vec_dot). */
 static void install_level(q3_type_traits *t, q3_isa isa) {
-    q3_vec_dot_fn dot_before[Q3_TYPE_COUNT];
-    q3_gemm_fn gemm_before[Q3_TYPE_COUNT];
-    for (int i = 0; i < Q3_TYPE_COUNT; i++) dot_before[i] = t[i].vec_dot, gemm_before[i] = t[i].gemm;
+    q3_type_traits before[Q3_TYPE_COUNT];
+    memcpy(before, t, sizeof before);
     install_listed(t, isa);
     q3_dot_ckpt_install(t, isa);
     q3_dot_iq_install(t, isa);
-    for (int i = 0; i < Q3_TYPE_COUNT; i++)
-        if (t[i].vec_dot != dot_before[i] && t[i].gemm == gemm_before[i]) t[i].gemm = NULL;
+    for (int i = 0; i < Q3_TYPE_COUNT; i++) {
+        if (t[i].vec_dot == before[i].vec_dot) continue;
+        if (t[i].gemm == before[i].gemm) t[i].gemm = NULL;
+        if (t[i].vec_dot_rows == before[i].vec_dot_rows) t[i].vec_dot_rows = NULL;
+    }
 }
 #endif
 

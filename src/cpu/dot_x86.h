@@ -8,9 +8,12 @@
 #define Q3_CPU_DOT_X86_H
 
 #include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include "cpu/simd_x86.h"
 #include "quant/blocks.h"
+#include "quant/types.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
@@ -106,15 +109,17 @@ static inline float q3_x86_kdot_tail4(float acc, const q3_block_q8_k *x, const u
     return acc;
 }
 
-/* An ISA's exact integer sums of one Q4_K block (levels x activations x scales) folded to four
- * int32 lanes; scales_mins is q3_x86_kscales' result for the block. */
-typedef __m128i (*q3_x86_q4_k_sums_fn)(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins);
+/* The ISA's exact integer sums of one Q4_K block (levels x activations x scales) folded to four
+ * int32 lanes; scales_mins is q3_x86_kscales' result for the block. Defined by the including
+ * file. */
+static inline __attribute__((always_inline)) __m128i q4_k_block_folded(const q3_block_q4_k *w, const q3_block_q8_k *x,
+                                                                      __m128i scales_mins);
 
-/* The Q4_K dot product around an ISA's block sums: four blocks' float terms side by side, the
+/* The Q4_K dot product around the ISA's block sums: four blocks' float terms side by side, the
  * blocks left over one at a time; either way the reference's additions in its order, so every
- * ISA gives the scalar code's bits. Always inlined, so block_sums is inlined in turn. */
-static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, const q3_block_q4_k *bw, const q3_block_q8_k *bx,
-                                    q3_x86_q4_k_sums_fn block_sums) {
+ * ISA gives the scalar code's bits. */
+static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, const q3_block_q4_k *bw,
+                                                                   const q3_block_q8_k *bx) {
     int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
     for (; i + 4 <= nb; i += 4) {
@@ -123,7 +128,7 @@ static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, co
 #pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
             __m128i scales_mins = q3_x86_kscales(bw[i + b].scales);
-            qy[b] = block_sums(&bw[i + b], &bx[i + b], scales_mins);
+            qy[b] = q4_k_block_folded(&bw[i + b], &bx[i + b], scales_mins);
             my[b] = q3_x86_kmin_terms(scales_mins, bx[i + b].bsums);
         }
         sum = q3_x86_kdot_tail4(sum, bx + i, &bw[i].d, sizeof *bw, qy, my);
@@ -131,9 +136,73 @@ static inline __attribute__((always_inline)) float q3_x86_q4_k_dot(int64_t n, co
     for (; i < nb; i++) {
         __m128i scales_mins = q3_x86_kscales(bw[i].scales);
         __m128i min_terms = q3_x86_kmin_terms(scales_mins, bx[i].bsums);
-        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(block_sums(&bw[i], &bx[i], scales_mins), min_terms));
+        sum = q3_x86_kdot_tail(sum, bx[i].d, &bw[i].d, q3_x86_sum_pair(q4_k_block_folded(&bw[i], &bx[i], scales_mins), min_terms));
     }
     return sum;
+}
+
+/* The exact integer terms of one K-quant block against its Q8_K activations, folded to four
+ * int32 lanes each (not yet summed): qy = sum of levels x activations x scales, my = the min
+ * term (zero for the types without mins). An ISA's, always inlined into the drivers below. */
+typedef void (*q3_x86_kterms_fn)(const void *w, const q3_block_q8_k *x, __m128i *qy, __m128i *my);
+
+/* The fp16 values at p, p + stride, p + 2 stride, p + 3 stride as four floats. */
+static inline __m128 q3_x86_halves4(const unsigned char *p, size_t stride) {
+    uint16_t h[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) memcpy(&h[k], p + k * stride, 2);
+    uint64_t bits;
+    memcpy(&bits, h, 8);
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)bits));
+}
+
+/* vec_dot_rows (quant/types.h) of the K-quants around an ISA's block terms: four rows side by
+ * side share each activation block, and their float tails run in the four lanes of one vector,
+ * each lane the reference's operations for its row in block order (q3_kdot_accumulate): so
+ * every result is the scalar code's bits. Rows left over go through vec_dot. d (and dmin right
+ * after it, when has_dmin) sit at d_offset in each block. */
+static inline __attribute__((always_inline)) void q3_x86_k_dot_rows(int64_t n, const void *w, size_t w_stride, int nr,
+                                                                    const void *x, float *out, size_t block_bytes,
+                                                                    size_t d_offset, bool has_dmin,
+                                                                    q3_x86_kterms_fn terms, q3_vec_dot_fn vec_dot) {
+    const q3_block_q8_k *bx = x;
+    int64_t nb = n / Q3_QK_K;
+    int r = 0;
+    for (; r + 4 <= nr; r += 4) {
+        const unsigned char *row = (const unsigned char *)w + (size_t)r * w_stride;
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i++, row += block_bytes) {
+            __m128i qy[4], my[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                q3_x86_prefetch_ahead(row + k * w_stride, block_bytes);
+                terms(row + k * w_stride, &bx[i], &qy[k], &my[k]);
+            }
+            __m128 sum_qy = _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(qy[0], qy[1]), _mm_hadd_epi32(qy[2], qy[3])));
+            __m128 sum_my = _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(my[0], my[1]), _mm_hadd_epi32(my[2], my[3])));
+            __m128 d = q3_x86_halves4(row + d_offset, w_stride);
+            __m128 dmin = has_dmin ? q3_x86_halves4(row + d_offset + 2, w_stride) : _mm_setzero_ps();
+            __m128 dx = _mm_set1_ps(bx[i].d);
+            acc = _mm_add_ps(acc, _mm_sub_ps(_mm_mul_ps(_mm_mul_ps(dx, d), sum_qy), _mm_mul_ps(_mm_mul_ps(dx, dmin), sum_my)));
+        }
+        _mm_storeu_ps(out + r, acc);
+    }
+    for (; r < nr; r++) out[r] = vec_dot(n, (const unsigned char *)w + (size_t)r * w_stride, x);
+}
+
+static inline __attribute__((always_inline)) void q3_x86_q4_k_terms(const void *w, const q3_block_q8_k *x, __m128i *qy,
+                                                                    __m128i *my) {
+    const q3_block_q4_k *b = w;
+    __m128i scales_mins = q3_x86_kscales(b->scales);
+    *qy = q4_k_block_folded(b, x, scales_mins);
+    *my = q3_x86_kmin_terms(scales_mins, x->bsums);
+}
+
+/* vec_dot_rows of Q4_K. */
+static inline __attribute__((always_inline)) void q3_x86_q4_k_dot_rows(int64_t n, const void *w, size_t w_stride, int nr,
+                                                                       const void *x, float *out, q3_vec_dot_fn vec_dot) {
+    q3_x86_k_dot_rows(n, w, w_stride, nr, x, out, sizeof(q3_block_q4_k), offsetof(q3_block_q4_k, d), true,
+                      q3_x86_q4_k_terms, vec_dot);
 }
 
 /* ---- written once for both widths ---- */

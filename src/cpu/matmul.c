@@ -25,6 +25,10 @@ void q3_matmul_tile(const q3_mat *w, int64_t r0, int64_t r1, const void *const *
         int nr = (int)(r1 - r < Q3_GEMM_ROWS ? r1 - r : Q3_GEMM_ROWS);
         const char *wr = (const char *)w->data + (size_t)r * w->row_bytes;
         float *o = out + (r - r0);
+        if (n == 1 && tr->vec_dot_rows) { /* decode: rows side by side against one token */
+            tr->vec_dot_rows(w->cols, wr, w->row_bytes, nr, x[0], o);
+            continue;
+        }
         if (tr->gemm) {
             tr->gemm(w->cols, wr, w->row_bytes, nr, x, n, o, out_stride);
             continue;

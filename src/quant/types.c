@@ -14,7 +14,7 @@
 
 /* Every GGML type id with its block geometry, so a file of any llama.cpp type can be measured and
  * named; the kernels (to_float, vec_dot) are filled in for the types q3moe computes with. The
- * reference has no tile kernels (gemm NULL): the SIMD ISAs bring them. */
+ * reference has no tile or rows kernels (gemm, vec_dot_rows NULL): the SIMD ISAs bring them. */
 static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [Q3_TYPE_F32] = {"F32", 1, 4, q3_f32_to_float, q3_f32_from_float, q3_f32_vec_dot, Q3_TYPE_F32, NULL, NULL},
     [Q3_TYPE_F16] = {"F16", 1, 2, q3_f16_to_float, q3_f16_from_float, q3_f16_vec_dot, Q3_TYPE_F32, NULL, NULL},

@@ -27,6 +27,11 @@ typedef void (*q3_quantize_fn)(const float *src, void *dst, int64_t n, const flo
 typedef void (*q3_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x,
                            int nc, float *out, size_t out_stride);
 #define Q3_GEMM_ROWS 16 /* rows per gemm call: one per 32-bit lane of an AVX-512 register */
+/* Rows against one activation row, decode's matrix-vector product: out[r] = vec_dot(n, w + r *
+ * w_stride, x) for r < nr <= Q3_GEMM_ROWS, bit-identical to this ISA's vec_dot. Rows side by
+ * side share the activation's loads and run their float tails in one vector. NULL in the
+ * traits: callers use vec_dot. */
+typedef void (*q3_vec_dot_rows_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out);
 #define Q3_GEMM_COLS 64 /* tokens per gemm call: enough to spread the weight unpacking thin */
 
 typedef struct q3_type_traits {
@@ -39,6 +44,7 @@ typedef struct q3_type_traits {
     q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
     q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
     q3_quantize_fn quantize; /* NULL: from_float takes no importance (not an i-quant) */
+    q3_vec_dot_rows_fn vec_dot_rows; /* NULL: use vec_dot row by row */
 } q3_type_traits;
 
 /* Traits of t with the portable reference kernels, or NULL for an id we do not know (not every
