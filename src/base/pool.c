@@ -1,42 +1,64 @@
 /* Thread pool. A job is published by bumping `generation`; workers spin on it for a while
  * (decode steps come every few milliseconds, so waking from a futex each op would cost more
  * than the op) and then sleep on a condition variable. A job's tasks sit in groups, each with
- * its own counter; a plain job is one group. */
+ * its own counter; a plain job is one group.
+ *
+ * A job is over when its tasks are done, not when every worker has checked in: with more
+ * threads than free cores (`--threads` above the core count, or other processes on the
+ * machine) a worker may not run at all during a short job, and waiting for it would cost a
+ * scheduler time slice per job. So a worker that wakes late must not take a task of the next
+ * job for one of its own: each group's counter carries the job's generation in its high half,
+ * and a task is claimed by compare-and-swap only while the generation still matches. */
 #include "base/pool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include "base/numa.h"
 
-#define SPIN_ITERATIONS 200000
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* How long an idle worker stays awake for the next job: spinning (with pause) at first, then
+ * yielding the core to anything else runnable, then asleep on the condition variable. */
+#define SPIN_ITERATIONS 20000
+#define AWAKE_SECONDS 0.002
 
 _Static_assert(Q3_NUMA_MAX_NODES <= Q3_POOL_MAX_GROUPS, "a job needs a group per NUMA node");
 
-/* One group's tasks [next, end), alone on its cache line: threads of different nodes hammer
- * different counters. */
+/* One group's tasks: `next` is generation << 32 | the next task, `end` one past the last; alone
+ * on its cache line, as threads of different nodes hammer different counters. */
 struct task_group {
-    atomic_int next;
-    int end;
-    char pad[64 - sizeof(atomic_int) - sizeof(int)];
+    _Atomic uint64_t next;
+    atomic_int end;
+    char pad[64 - sizeof(_Atomic uint64_t) - sizeof(atomic_int)];
 };
 
 struct q3_pool {
     int n_threads;
+    bool oversubscribed; /* more threads than online CPUs: waiting threads yield at once */
     pthread_t *threads;
     int *thread_node;    /* [n_threads] node of each thread's CPU, -1 unknown */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     atomic_uint generation;
-    atomic_int pending;  /* workers still inside the current job */
     atomic_bool stop;
-    q3_task_fn fn;
+    q3_task_fn fn;       /* read only after claiming a task: the job is then still running */
     void *ctx;
-    int n_groups;
+    atomic_int n_groups; /* these two a late worker may read while the next job is described */
+    atomic_int group_node[Q3_POOL_MAX_GROUPS];
+    _Alignas(64) atomic_int done; /* tasks of the current job finished */
     struct task_group groups[Q3_POOL_MAX_GROUPS];
-    int group_node[Q3_POOL_MAX_GROUPS];
 };
 
 struct worker_arg {
@@ -44,25 +66,71 @@ struct worker_arg {
     int index;
 };
 
-static void drain_group(q3_pool *p, struct task_group *g, int thread) {
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The next task of group g in job gen, or -1 when it has none left (or has moved on to a later
+ * job). The generation, the counter and the end are checked together by the compare-and-swap:
+ * the caller resets a group's counter to the next generation before it changes the end (both
+ * sequentially consistent), so an end read after that reset can never pass the swap. */
+static int claim_task(struct task_group *g, unsigned gen) {
+    uint64_t v = atomic_load(&g->next);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed);
-        if (t >= g->end) break;
+        if ((unsigned)(v >> 32) != gen) return -1;
+        int t = (int)(uint32_t)v;
+        if (t >= atomic_load(&g->end)) return -1;
+        if (atomic_compare_exchange_weak(&g->next, &v, v + 1)) return t;
+    }
+}
+
+static void drain_group(q3_pool *p, struct task_group *g, unsigned gen, int thread) {
+    for (int t; (t = claim_task(g, gen)) >= 0;) {
         p->fn(p->ctx, t, thread);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
     }
 }
 
 /* The group a thread starts on: its node's, else one spread by thread index so that threads of
  * no node do not all queue on the same counter. */
-static int home_group(const q3_pool *p, int thread) {
-    for (int g = 0; g < p->n_groups; g++)
-        if (p->group_node[g] >= 0 && p->group_node[g] == p->thread_node[thread]) return g;
-    return thread % p->n_groups;
+static int home_group(q3_pool *p, int n_groups, int thread) {
+    for (int g = 0; g < n_groups; g++) {
+        int node = atomic_load_explicit(&p->group_node[g], memory_order_relaxed);
+        if (node >= 0 && node == p->thread_node[thread]) return g;
+    }
+    return thread % n_groups;
 }
 
-static void drain(q3_pool *p, int thread) {
-    int home = home_group(p, thread);
-    for (int k = 0; k < p->n_groups; k++) drain_group(p, &p->groups[(home + k) % p->n_groups], thread);
+/* Takes job gen's tasks until none is left. A worker late for gen may read the fields of a
+ * later job here; it then claims nothing, since every claim checks gen. */
+static void drain(q3_pool *p, unsigned gen, int thread) {
+    int n_groups = atomic_load_explicit(&p->n_groups, memory_order_relaxed);
+    if (n_groups < 1 || n_groups > Q3_POOL_MAX_GROUPS) return;
+    int home = home_group(p, n_groups, thread);
+    for (int k = 0; k < n_groups; k++) drain_group(p, &p->groups[(home + k) % n_groups], gen, thread);
+}
+
+/* Waits for a generation other than seen: spins, then yields, then sleeps. Returns it, or
+ * seen when the pool stops. */
+static unsigned wait_for_job(q3_pool *p, unsigned seen) {
+    double give_up = 0;
+    for (int spins = 0;; spins++) {
+        unsigned gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (gen != seen || atomic_load(&p->stop)) return gen;
+        if (!p->oversubscribed && spins < SPIN_ITERATIONS) {
+            cpu_relax();
+            continue;
+        }
+        sched_yield();
+        if (give_up == 0) give_up = seconds_now() + AWAKE_SECONDS;
+        if (spins % 64 == 0 && seconds_now() > give_up) break;
+    }
+    pthread_mutex_lock(&p->lock);
+    while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    return atomic_load_explicit(&p->generation, memory_order_acquire);
 }
 
 static void *worker(void *arg) {
@@ -72,20 +140,10 @@ static void *worker(void *arg) {
     free(wa);
     unsigned seen = 0;
     for (;;) {
-        unsigned gen;
-        int spins = 0;
-        while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-               !atomic_load(&p->stop)) {
-            if (++spins < SPIN_ITERATIONS) continue;
-            pthread_mutex_lock(&p->lock);
-            while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
-                pthread_cond_wait(&p->wake, &p->lock);
-            pthread_mutex_unlock(&p->lock);
-        }
+        unsigned gen = wait_for_job(p, seen);
         if (atomic_load(&p->stop)) return NULL;
         seen = gen;
-        drain(p, index);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        drain(p, gen, index);
     }
 }
 
@@ -120,6 +178,8 @@ q3_status q3_pool_new(q3_pool **out, int n_threads, bool pin, q3_error *e) {
     q3_pool *p = calloc(1, sizeof *p);
     if (!p) return q3_fail(e, Q3_ENOMEM, "thread pool: out of memory");
     p->n_threads = n_threads;
+    long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+    p->oversubscribed = n_cpu > 0 && n_threads > n_cpu;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
@@ -181,19 +241,25 @@ void q3_pool_run_grouped(q3_pool *p, q3_task_fn fn, void *ctx, int n_groups, con
         for (int t = group_first[0]; t < group_first[n_groups]; t++) fn(ctx, t, 0);
         return;
     }
+    unsigned gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
+    /* Each group's counter moves to this job before its end changes (see claim_task); groups
+     * this job leaves alone stay exhausted by the job that used them last. */
+    for (int g = 0; g < n_groups; g++) {
+        atomic_store(&p->groups[g].next, (uint64_t)gen << 32 | (uint32_t)group_first[g]);
+        atomic_store(&p->groups[g].end, group_first[g + 1]);
+        atomic_store_explicit(&p->group_node[g], group_node[g], memory_order_relaxed);
+    }
     p->fn = fn;
     p->ctx = ctx;
-    p->n_groups = n_groups;
-    for (int g = 0; g < n_groups; g++) {
-        atomic_store_explicit(&p->groups[g].next, group_first[g], memory_order_relaxed);
-        p->groups[g].end = group_first[g + 1];
-        p->group_node[g] = group_node[g];
-    }
-    atomic_store(&p->pending, p->n_threads - 1);
+    atomic_store_explicit(&p->n_groups, n_groups, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    drain(p, 0);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) sched_yield();
+    drain(p, gen, 0);
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
+        if (!p->oversubscribed && spins < SPIN_ITERATIONS) cpu_relax();
+        else sched_yield();
+    }
 }
