@@ -49,8 +49,9 @@ class TinyModel(unittest.TestCase):
             self.assertGreater(r["roofline_fraction"], 0)
             # The tiny model's 6 MB sit in the last-level cache, so its decode may beat the DRAM
             # roofline, the more so when other work on the machine slows the bandwidth probe:
-            # this bound only catches a roofline off by orders of magnitude (a units slip).
-            self.assertLess(r["roofline_fraction"], 20)
+            # this bound only catches a roofline off by orders of magnitude (a units slip). (With
+            # a pool that no longer waits for descheduled workers it measured 7 under load 15.)
+            self.assertLess(r["roofline_fraction"], 100)
             self.assertAlmostEqual(r["roofline_fraction"], r["decode_tok_s"] / r["roofline_tok_s"], places=4)
             self.assertGreater(r["weights_roofline_fraction"], 0)
             self.assertTrue(r["logits_finite"])
