@@ -7,6 +7,9 @@
 
 /* Tokens per tile: a tile of converted activations stays in L2 while the rows run past it. */
 #define TOKEN_TILE Q3_GEMM_COLS
+/* Elements below which activations are converted on the calling thread: a few microseconds of
+ * work, about what a pool round costs (decode's 8 expert rows of 768, 4 tokens of 2048). */
+#define ACT_PREPARE_ON_POOL 8192
 
 size_t q3_act_row_bytes(q3_type w_type, int64_t cols) {
     return q3_row_bytes(q3_type_get(w_type)->vec_dot_type, cols);
@@ -65,7 +68,7 @@ static void convert_task(void *ctx, int t, int thread) {
 
 const void *q3_act_prepare(q3_pool *pool, q3_type w_type, const float *x, int64_t cols, int n, void *dst) {
     if (q3_type_get(w_type)->vec_dot_type == Q3_TYPE_F32) return x; /* the rows as they are */
-    if (n < 4) { /* not worth waking the pool */
+    if ((int64_t)n * cols < ACT_PREPARE_ON_POOL) { /* not worth a pool round */
         q3_act_convert(w_type, x, cols, n, dst);
         return dst;
     }
