@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The ISA enum value (quant/types.h) of each kernel-name suffix. */
+/* The ISA enum value (cpu/kernel_table.h) of each kernel-name suffix. */
 #define Q3_ISA_ID_avx2 Q3_ISA_AVX2
 #define Q3_ISA_ID_avx512 Q3_ISA_AVX512
 #define Q3_ISA_ID_neon Q3_ISA_NEON
