@@ -94,8 +94,8 @@ static void test_prompt_logprobs_match_forward(void **state) {
     assert_int_equal(c.completion_tokens, 0);
     /* the same prompt through the forward pass directly, logits at every position */
     int vocab = q3_model_config(m)->vocab_size;
-    q3_kv_cache *kv;
-    q3_runner *run;
+    q3_kv_cache *kv = NULL;
+    q3_runner *run = NULL; /* clang cannot see that fail_msg does not return */
     float *logits = malloc((size_t)N * vocab * sizeof *logits);
     if (q3_kv_cache_new(&kv, m, &(q3_kv_options){Q3_TYPE_F16, 16, 8, 1, 128}, &e) || q3_runner_new(&run, m, N, 2, &e))
         fail_msg("%s", e.msg);

@@ -2,7 +2,6 @@
  * dot_dispatch.c, whose per-ISA installs call this). Only the ISAs this build targets have
  * kernels to name. */
 #include "cpu/dot.h"
-#include "cpu/gemm.h"
 
 #define INSTALL_IQ_DOTS(t, isa)                                 \
     do {                                                        \
