@@ -35,13 +35,14 @@ static int teardown(void **state) {
 }
 
 /* Runs ids through a fresh cache of kv_type, `chunk` tokens per step; logits of every position. */
-static float *run_logits_kv(q3_model *m, const int32_t *ids, int n, int chunk, q3_trace *trace, q3_type kv_type) {
+static float *run_logits_on(q3_model *m, const int32_t *ids, int n, int chunk, q3_trace *trace, q3_type kv_type,
+                            int threads) {
     q3_error e = {0};
     q3_kv_cache *kv;
     q3_runner *r;
     const q3_config *c = q3_model_config(m);
     assert_int_equal(q3_kv_cache_new(&kv, m, &(q3_kv_options){kv_type, 16, (n + 15) / 16 + 1, 1, n + 16}, &e), 0);
-    assert_int_equal(q3_runner_new(&r, m, chunk, 2, &e), 0);
+    assert_int_equal(q3_runner_new(&r, m, chunk, threads, &e), 0);
     q3_runner_set_trace(r, trace);
     float *logits = malloc((size_t)n * c->vocab_size * sizeof(float));
     int32_t *pos = malloc((size_t)n * sizeof *pos), *seq = calloc((size_t)n, sizeof *seq);
@@ -56,6 +57,10 @@ static float *run_logits_kv(q3_model *m, const int32_t *ids, int n, int chunk, q
     q3_runner_free(r);
     q3_kv_cache_free(kv);
     return logits;
+}
+
+static float *run_logits_kv(q3_model *m, const int32_t *ids, int n, int chunk, q3_trace *trace, q3_type kv_type) {
+    return run_logits_on(m, ids, n, chunk, trace, kv_type, 2);
 }
 
 static float *run_logits(q3_model *m, const int32_t *ids, int n, int chunk, q3_trace *trace) {
@@ -299,6 +304,36 @@ static void test_gguf_round_trip(void **state) {
     }
 }
 
+/* The same logits on 1, 3 and 7 threads (7 oversubscribe this machine's cores, so some threads
+ * lose theirs mid-job), prefill and decode, with float weights and with Q8_0 weights (whose
+ * experts' hidden rows are converted inside the MoE's one pool job, by whichever thread ends an
+ * expert's gate/up last): the work's split over threads never changes a bit. */
+static void test_thread_count_invariance(void **state) {
+    fixture *f = *state;
+    q3_export_options o;
+    q3_export_options_uniform(&o, Q3_TYPE_Q8_0);
+    const char *path = tmp_path(0, "tiny-q8_0.gguf");
+    q3_error e = {0};
+    q3_model *q8 = NULL;
+    if (q3_export_gguf(f->m, path, &o, &e) || q3_model_load(&q8, path, NULL, &e)) fail_msg("%s", e.msg);
+    q3_model *models[] = {f->m, q8};
+    const q3_tensor_view *ids = ref_tensor(&f->ref, "p64.input_ids");
+    int n = (int)ids->shape[0], threads[] = {3, 7};
+    size_t bytes = (size_t)n * q3_model_config(f->m)->vocab_size * sizeof(float);
+    for (int k = 0; k < 2; k++)
+        for (int chunk = 1; chunk <= n; chunk += n - 1) {
+            float *one = run_logits_on(models[k], ids->data, n, chunk, NULL, Q3_TYPE_F32, 1);
+            for (int t = 0; t < 2; t++) {
+                float *many = run_logits_on(models[k], ids->data, n, chunk, NULL, Q3_TYPE_F32, threads[t]);
+                assert_memory_equal(one, many, bytes);
+                free(many);
+            }
+            free(one);
+        }
+    printf("  p64, bf16 and Q8_0 weights, prefill and decode: logits on 1, 3, 7 threads bit-identical\n");
+    q3_model_free(q8);
+}
+
 /* A second checkpoint of unusual shapes (one KV head, a dense layer, no top-k renormalisation,
  * rope_theta 10000, newer config.json keys) and a 1100-token prompt, straight and via GGUF. */
 static void test_variant_shapes(void **state) {
@@ -339,6 +374,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_continuation),
         cmocka_unit_test(test_batched_sequences_are_independent),
         cmocka_unit_test(test_gguf_round_trip),
+        cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_variant_shapes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

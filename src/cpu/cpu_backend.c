@@ -46,7 +46,7 @@ static void cpu_destroy(q3_backend *be) {
     if (!c) return;
     q3_pool_free(c->pool);
     void *bufs[] = {c->act, c->rope_cos, c->rope_sin, c->attn_scratch, c->attn_chunk_start, c->attn_block_start,
-                    c->attn_partials, c->slot_of, c->expert_start, c->assign_token, c->active, c->h, c->h_act, c->y};
+                    c->attn_partials, c->slot_of, c->expert_start, c->assign_token, c->active, c->h, c->h_act, c->y, c->expert_sync};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(c);
 }
@@ -162,8 +162,9 @@ static bool alloc_scratch(q3_cpu *c, const q3_model *m) {
     c->h = malloc(A * (size_t)ffn_dim * sizeof(float));
     c->h_act = malloc(A * c->h_act_bytes);
     c->y = malloc(A * H * sizeof(float));
+    c->expert_sync = aligned_alloc(64, E * q3_cpu_expert_sync_bytes()); /* a cache line each */
     return c->act && c->rope_cos && c->rope_sin && c->slot_of && c->expert_start && c->assign_token && c->active &&
-           c->h && c->h_act && c->y;
+           c->h && c->h_act && c->y && c->expert_sync;
 }
 
 q3_status q3_cpu_backend_new(q3_backend **out, const q3_model *m, int max_tokens, int n_threads, q3_error *e) {

@@ -41,6 +41,7 @@ typedef struct q3_cpu {
     void *h_act;            /* those rows converted for the down projection */
     size_t h_act_bytes;
     float *y;               /* [T * top_k][hidden] expert outputs */
+    void *expert_sync;      /* [n_experts] each expert's progress in a fused job (moe.c) */
 } q3_cpu;
 
 /* A CPU backend for model m and batches of up to max_tokens, on n_threads threads (<= 0: one per
@@ -57,5 +58,7 @@ void q3_cpu_route(q3_backend *be, const float *logits, int n, int32_t *top, floa
 void q3_cpu_experts(q3_backend *be, const q3_ffn *experts, const float *xn, int n, const int32_t *top,
                     const float *weight, float *out);
 void q3_cpu_ffn(q3_backend *be, const q3_ffn *f, const float *xn, int n, float *out);
+/* Bytes of moe.c's progress record of one expert; cannot fail. */
+size_t q3_cpu_expert_sync_bytes(void);
 
 #endif

@@ -2,11 +2,18 @@
  * optional renormalisation. experts: group the (token, expert) assignments by expert, run each
  * active expert once over all its tokens with gate, up and SiLU fused, then the down projection,
  * and sum each token's k outputs weighted, in a fixed order. Threads take (expert, block of
- * rows) tasks from one queue, so busy and idle experts balance out. A dense feed-forward is the
- * same machinery with one expert that every token takes. */
+ * rows) tasks from one queue, so busy and idle experts balance out. The experts of an MoE layer
+ * are one pool job: gate/up tasks first, then down tasks, each expert's down waiting only for
+ * its own gate/up (the last of those converts its hidden rows), so a layer's experts cost one
+ * pool round, not two with a serial conversion between. A dense feed-forward is the same
+ * machinery with one expert that every token takes, in rounds (its conversion then runs on
+ * every thread). */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "cpu/cpu_backend.h"
+#include "cpu/kernel_table.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "quant/types.h"
@@ -94,36 +101,55 @@ static void group_by_node(q3_cpu *r, int n_active, node_groups *g) {
     for (int k = 0; k < g->n; k++) g->node[k] = m->numa.node_id[k];
 }
 
+/* One expert's progress in a fused job (run_experts_fused), alone on its cache line. */
+typedef struct expert_sync {
+    atomic_int pending; /* its gate/up tasks not yet finished */
+    atomic_int ready;   /* its hidden rows are converted: its down tasks may run */
+    char pad[64 - 2 * sizeof(atomic_int)];
+} expert_sync;
+
+size_t q3_cpu_expert_sync_bytes(void) { return sizeof(expert_sync); }
+
+/* How a matrix's rows are cut into tasks: `per` rows a task, `tasks` tasks per expert. */
+typedef struct row_split {
+    int64_t per, tasks;
+} row_split;
+
 typedef struct ffn_job {
     q3_cpu *r;
     const q3_ffn *experts; /* indexed by expert id */
     const node_groups *groups;
     const void *act, *h_act; /* the tokens' inputs and the gated hidden rows, ready for the kernels */
     int n_experts_active;
-    int64_t rows_per_task, row_tasks; /* row_tasks: tasks per expert */
+    row_split gate_up, down;
     int ffn_dim, hidden;
 } ffn_job;
 
 /* Splits `rows` of each active expert into tasks: the largest size that still gives every
  * thread about eight tasks. */
-static void split_rows(ffn_job *j, int64_t rows) {
+static row_split split_rows(const ffn_job *j, int64_t rows) {
     int64_t per = MAX_ROWS_PER_TASK, want = 8 * (int64_t)q3_pool_size(j->r->pool);
     while (per > MIN_ROWS_PER_TASK && j->n_experts_active * ((rows + per - 1) / per) < want) per /= 2;
-    j->rows_per_task = per;
-    j->row_tasks = (rows + per - 1) / per;
+    return (row_split){per, (rows + per - 1) / per};
 }
 
-/* The task's expert and its rows [r0, r1) of a matrix with `rows` rows. Within a node's group,
- * tasks go by row block first, expert second: every expert's full blocks come before the short
- * last blocks, so a job ends on small tasks and no thread waits long for the last one. */
-static int expert_of_task(const ffn_job *j, int task, int64_t rows, int64_t *r0, int64_t *r1) {
-    const node_groups *g = j->groups;
+/* Task `local` of a node group's n_experts experts, cut by sp, over a matrix of `rows` rows: its
+ * expert's index in the group, and its rows [r0, r1). Tasks go by row block first, expert second:
+ * every expert's full blocks come before the short last blocks, so a phase ends on small tasks
+ * and no thread waits long for the last one. */
+static int task_rows(row_split sp, int local, int n_experts, int64_t rows, int64_t *r0, int64_t *r1) {
+    *r0 = (int64_t)(local / n_experts) * sp.per;
+    *r1 = *r0 + sp.per < rows ? *r0 + sp.per : rows;
+    return local % n_experts;
+}
+
+/* The node group of a task when each expert has per_expert tasks: its index, with *local the
+ * task's number inside the group. */
+static int group_of_task(const node_groups *g, int64_t per_expert, int task, int *local) {
     int k = 0;
-    while (task >= g->first[k + 1] * j->row_tasks) k++;
-    int local = task - (int)(g->first[k] * j->row_tasks), n_experts = g->first[k + 1] - g->first[k];
-    *r0 = (int64_t)(local / n_experts) * j->rows_per_task;
-    *r1 = *r0 + j->rows_per_task < rows ? *r0 + j->rows_per_task : rows;
-    return j->r->active[g->first[k] + local % n_experts];
+    while (task >= g->first[k + 1] * per_expert) k++;
+    *local = task - (int)(g->first[k] * per_expert);
+    return k;
 }
 
 /* Pointers to the converted activation rows of slots [s0, s0 + n) of the grouping: rows of
@@ -139,14 +165,10 @@ static void let_sums_travel(const ffn_job *j, int thread) {
     if (thread == 0 && be->progress) be->progress(be->progress_ctx);
 }
 
-/* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for the expert's tokens, in tiles of up
- * to Q3_GEMM_COLS tokens x Q3_GEMM_ROWS rows: up straight into h, gate beside it. */
-static void gate_up_task(void *ctx, int task, int thread) {
-    ffn_job *j = ctx;
-    let_sums_travel(j, thread);
+/* h[slot][row] = silu(gate[row] . x) * (up[row] . x) for rows [r0, r1) of expert x's tokens, in
+ * tiles of up to Q3_GEMM_COLS tokens x Q3_GEMM_ROWS rows: up straight into h, gate beside it. */
+static void gate_up_rows(const ffn_job *j, int x, int64_t r0, int64_t r1) {
     q3_cpu *r = j->r;
-    int64_t r0, r1;
-    int x = expert_of_task(j, task, j->ffn_dim, &r0, &r1);
     const q3_ffn *f = &j->experts[x];
     size_t ab = q3_act_row_bytes(f->gate.type, f->gate.cols), F = (size_t)j->ffn_dim;
     const void *xs[Q3_GEMM_COLS];
@@ -165,12 +187,9 @@ static void gate_up_task(void *ctx, int task, int thread) {
     }
 }
 
-static void down_task(void *ctx, int task, int thread) {
-    ffn_job *j = ctx;
-    let_sums_travel(j, thread);
+/* y[slot][r0 .. r1) = down rows [r0, r1) . h_act[slot] for expert x's tokens. */
+static void down_rows(const ffn_job *j, int x, int64_t r0, int64_t r1) {
     q3_cpu *r = j->r;
-    int64_t r0, r1;
-    int x = expert_of_task(j, task, j->hidden, &r0, &r1);
     const q3_mat *d = &j->experts[x].down;
     size_t ab = q3_act_row_bytes(d->type, d->cols);
     const void *xs[Q3_GEMM_COLS];
@@ -181,27 +200,123 @@ static void down_task(void *ctx, int task, int thread) {
     }
 }
 
-/* Runs fn over every (expert, rows) task; each node's threads take its experts' tasks first. */
-static void run_expert_tasks(ffn_job *j, q3_task_fn fn) {
+/* The expert (id) and rows [r0, r1) of task `task` of a phase cut by sp over `rows` rows. */
+static int phase_task(const ffn_job *j, row_split sp, int task, int64_t rows, int64_t *r0, int64_t *r1) {
+    int local, k = group_of_task(j->groups, sp.tasks, task, &local);
+    int first = j->groups->first[k], n_experts = j->groups->first[k + 1] - first;
+    return j->r->active[first + task_rows(sp, local, n_experts, rows, r0, r1)];
+}
+
+/* Tasks of a job in rounds (run_experts_in_rounds): gate/up rows, or down rows, of one expert. */
+static void gate_up_task(void *ctx, int task, int thread) {
+    ffn_job *j = ctx;
+    let_sums_travel(j, thread);
+    int64_t r0, r1;
+    int x = phase_task(j, j->gate_up, task, j->ffn_dim, &r0, &r1);
+    gate_up_rows(j, x, r0, r1);
+}
+
+static void down_task(void *ctx, int task, int thread) {
+    ffn_job *j = ctx;
+    let_sums_travel(j, thread);
+    int64_t r0, r1;
+    int x = phase_task(j, j->down, task, j->hidden, &r0, &r1);
+    down_rows(j, x, r0, r1);
+}
+
+/* Runs fn over every (expert, rows) task, per_expert tasks an expert; each node's threads take
+ * its experts' tasks first. */
+static void run_expert_tasks(ffn_job *j, q3_task_fn fn, int64_t per_expert) {
     int first[Q3_NUMA_MAX_NODES + 1];
-    for (int g = 0; g <= j->groups->n; g++) first[g] = (int)(j->groups->first[g] * j->row_tasks);
+    for (int g = 0; g <= j->groups->n; g++) first[g] = (int)(j->groups->first[g] * per_expert);
     q3_pool_run_grouped(j->r->pool, fn, j, j->groups->n, first, j->groups->node);
 }
 
-/* Runs the grouped experts over the n tokens' rows of xn (assignments already grouped). */
-static void run_experts(q3_cpu *r, const q3_ffn *experts, const node_groups *groups, int n_active, int n_assign,
-                        const float *xn, int n) {
+/* Converts expert x's hidden rows for the down projection (when its last gate/up task ends). */
+static void convert_hidden(const ffn_job *j, int x) {
+    q3_cpu *r = j->r;
+    const q3_mat *d = &j->experts[x].down;
+    int s0 = r->expert_start[x], n = r->expert_start[x + 1] - s0;
+    size_t ab = q3_act_row_bytes(d->type, d->cols);
+    q3_act_convert(d->type, r->h + (size_t)s0 * j->ffn_dim, j->ffn_dim, n, (char *)r->h_act + (size_t)s0 * ab);
+}
+
+/* Waits until an expert's hidden rows are ready. Its gate/up tasks were all claimed before this
+ * down task (they come first in the group), so they are running and end without waiting for
+ * anything: the wait is short, unless their thread lost its core, hence the yield. */
+static void wait_hidden(expert_sync *s) {
+    for (int spins = 0; !atomic_load_explicit(&s->ready, memory_order_acquire); spins++) {
+#if defined(__x86_64__) || defined(__i386__)
+        if (spins < 4000) {
+            __builtin_ia32_pause();
+            continue;
+        }
+#endif
+        sched_yield();
+    }
+}
+
+/* Task of a fused job: in each node group, the gate/up tasks of its experts, then their down
+ * tasks. A gate/up task's writes to h are released by its decrement; the last one's acquire
+ * sees them all, converts the expert's rows, and releases them through `ready`. */
+static void fused_task(void *ctx, int task, int thread) {
+    ffn_job *j = ctx;
+    let_sums_travel(j, thread);
+    expert_sync *sync = j->r->expert_sync;
+    int local, k = group_of_task(j->groups, j->gate_up.tasks + j->down.tasks, task, &local);
+    int first = j->groups->first[k], n_experts = j->groups->first[k + 1] - first;
+    int64_t r0, r1;
+    if (local < n_experts * j->gate_up.tasks) {
+        int x = j->r->active[first + task_rows(j->gate_up, local, n_experts, j->ffn_dim, &r0, &r1)];
+        gate_up_rows(j, x, r0, r1);
+        if (atomic_fetch_sub_explicit(&sync[x].pending, 1, memory_order_acq_rel) == 1) {
+            if (j->h_act != j->r->h) convert_hidden(j, x);
+            atomic_store_explicit(&sync[x].ready, 1, memory_order_release);
+        }
+        return;
+    }
+    local -= n_experts * (int)j->gate_up.tasks;
+    int x = j->r->active[first + task_rows(j->down, local, n_experts, j->hidden, &r0, &r1)];
+    wait_hidden(&sync[x]);
+    down_rows(j, x, r0, r1);
+}
+
+/* The job over the n tokens' rows of xn (assignments already grouped): their inputs converted
+ * once for every expert's gate and up. */
+static ffn_job expert_job(q3_cpu *r, const q3_ffn *experts, const node_groups *groups, int n_active,
+                          const float *xn, int n) {
     int H = r->base.m->cfg.hidden_size;
     const q3_ffn *f = &experts[r->active[0]]; /* all experts share one type */
-    int ffn_dim = (int)f->gate.rows;
     ffn_job j = {r, experts, groups, q3_act_prepare(r->pool, f->gate.type, xn, H, n, r->act), NULL,
-                 n_active, 0, 0, ffn_dim, H};
-    split_rows(&j, ffn_dim);
-    run_expert_tasks(&j, gate_up_task);
+                 n_active, {0, 0}, {0, 0}, (int)f->gate.rows, H};
+    j.gate_up = split_rows(&j, j.ffn_dim);
+    j.down = split_rows(&j, H);
+    return j;
+}
+
+/* Gate/up, the conversion of every hidden row, then down: a pool round each. */
+static void run_experts_in_rounds(q3_cpu *r, const q3_ffn *experts, const node_groups *groups, int n_active,
+                                  int n_assign, const float *xn, int n) {
+    ffn_job j = expert_job(r, experts, groups, n_active, xn, n);
+    run_expert_tasks(&j, gate_up_task, j.gate_up.tasks);
     /* a hidden row is ffn_dim wide, as wide as the down projection's columns */
-    j.h_act = q3_act_prepare(r->pool, f->down.type, r->h, ffn_dim, n_assign, r->h_act);
-    split_rows(&j, H);
-    run_expert_tasks(&j, down_task);
+    j.h_act = q3_act_prepare(r->pool, experts[r->active[0]].down.type, r->h, j.ffn_dim, n_assign, r->h_act);
+    run_expert_tasks(&j, down_task, j.down.tasks);
+}
+
+/* The same in one pool round (fused_task). */
+static void run_experts_fused(q3_cpu *r, const q3_ffn *experts, const node_groups *groups, int n_active,
+                              const float *xn, int n) {
+    ffn_job j = expert_job(r, experts, groups, n_active, xn, n);
+    bool converts = q3_type_get(experts[r->active[0]].down.type)->vec_dot_type != Q3_TYPE_F32;
+    j.h_act = converts ? r->h_act : r->h;
+    expert_sync *sync = r->expert_sync;
+    for (int a = 0; a < n_active; a++) {
+        atomic_store_explicit(&sync[r->active[a]].pending, (int)j.gate_up.tasks, memory_order_relaxed);
+        atomic_store_explicit(&sync[r->active[a]].ready, 0, memory_order_relaxed);
+    }
+    /* the pool publishes the job (and these counters) with a release store */
+    run_expert_tasks(&j, fused_task, j.gate_up.tasks + j.down.tasks);
 }
 
 void q3_cpu_route(q3_backend *be, const float *logits, int n, int32_t *top, float *weight) {
@@ -237,7 +352,7 @@ void q3_cpu_experts(q3_backend *be, const q3_ffn *experts, const float *xn, int 
     for (int a = 0; a < n_active; a++) be->bytes_read += q3_ffn_bytes(&experts[r->active[a]]);
     node_groups groups;
     group_by_node(r, n_active, &groups);
-    if (n_active) run_experts(r, experts, &groups, n_active, r->expert_start[E], xn, n);
+    if (n_active) run_experts_fused(r, experts, &groups, n_active, xn, n);
     weighted_sum(r, weight, n, k, c->hidden_size, out);
 }
 
@@ -248,7 +363,7 @@ void q3_cpu_ffn(q3_backend *be, const q3_ffn *f, const float *xn, int n, float *
     r->expert_start[0] = 0;
     r->expert_start[1] = n;
     for (int i = 0; i < n; i++) r->assign_token[i] = i;
-    run_experts(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, xn, n);
+    run_experts_in_rounds(r, f, &(node_groups){1, {0, 1}, {-1}}, 1, n, xn, n);
     be->bytes_read += q3_ffn_bytes(f);
     memcpy(out, r->y, (size_t)n * H * sizeof(float));
 }
