@@ -1,10 +1,12 @@
 /* The engine's request features beyond plain sampling, on real models:
  *   - a sequence alone in a KV cache too small for its max_tokens ends with "length" when the
- *     cache is full (it used to fail "no free page"), on the tiny fixture;
+ *     cache is full (it used to fail "no free page"), on the tiny fixture, also when max_tokens
+ *     is INT_MAX (prompt + max_tokens used to overflow);
  *   - prompt log-probabilities (echo) equal the log-softmax of the forward pass's own logits for
  *     every prompt position, on the tiny fixture;
  *   - a grammar constrains the reply: the demo model (Python source) answers an enum schema with
  *     exactly one of its values, and a grammar without a tokenizer is refused. */
+#include <limits.h>
 #include <math.h>
 
 #include "engine/engine.h"
@@ -66,6 +68,21 @@ static void test_out_of_cache_ends_with_length(void **state) {
     assert_int_equal(c.finish, Q3_FINISH_LENGTH);
     assert_true(c.completion_tokens > 0 && 8 + c.completion_tokens <= 64 + 1);
     assert_int_equal(c.n_tokens, c.completion_tokens);
+    q3_engine_free(en);
+    q3_model_free(m);
+}
+
+static void test_unbounded_max_tokens_ends_with_length(void **state) {
+    (void)state;
+    q3_model *m;
+    q3_engine *en = tiny_engine(&m, 64);
+    int32_t prompt[8] = {1, 17, 33, 49, 65, 81, 97, 113};
+    collected c = {0};
+    q3_request r = {.prompt = prompt, .n_prompt = 8, .sampling = q3_sampling_defaults(), .max_tokens = INT_MAX,
+                    .ignore_eos = true, .top_logprobs = -1, .on_event = collect, .ctx = &c};
+    q3_error e = {0};
+    assert_int_equal(q3_engine_generate(en, &r, &e), Q3_FINISH_LENGTH);
+    assert_true(c.completion_tokens > 0 && 8 + c.completion_tokens <= 64 + 1);
     q3_engine_free(en);
     q3_model_free(m);
 }
@@ -162,6 +179,7 @@ static void test_grammar_constrains_the_reply(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_of_cache_ends_with_length),
+        cmocka_unit_test(test_unbounded_max_tokens_ends_with_length),
         cmocka_unit_test(test_prompt_logprobs_match_forward),
         cmocka_unit_test(test_grammar_constrains_the_reply),
     };

@@ -20,14 +20,14 @@
 
 #include "testutil.h"
 #include "text/chat.h"
-#include "text/strbuf.h"
+#include "base/buf.h"
 #include "text/tool_call.h"
 
 /* ---- joining events ---- */
 
 typedef struct joined {
-    q3_strbuf reasoning, content;
-    q3_strbuf args[16];
+    q3_buf reasoning, content;
+    q3_buf args[16];
     char names[16][64], ids[16][64];
     size_t n_calls;       /* complete */
     bool open;            /* a call has started and not ended */
@@ -41,7 +41,7 @@ static void on_event(void *user, const q3_reply_event *ev) {
     case Q3_REPLY_REASONING:
         if (j->open) fail_msg("%s: text while a call is open", j->label);
         assert_true(ev->len > 0);
-        q3_sb_put(ev->kind == Q3_REPLY_CONTENT ? &j->content : &j->reasoning, ev->text, ev->len);
+        q3_buf_put(ev->kind == Q3_REPLY_CONTENT ? &j->content : &j->reasoning, ev->text, ev->len);
         break;
     case Q3_REPLY_CALL_START:
         if (j->open || ev->index != j->n_calls) fail_msg("%s: start of call %zu out of turn", j->label, ev->index);
@@ -53,7 +53,7 @@ static void on_event(void *user, const q3_reply_event *ev) {
         break;
     case Q3_REPLY_CALL_ARGS:
         if (!j->open || ev->index != j->n_calls) fail_msg("%s: arguments outside their call", j->label);
-        q3_sb_put(&j->args[ev->index], ev->text, ev->len);
+        q3_buf_put(&j->args[ev->index], ev->text, ev->len);
         break;
     case Q3_REPLY_CALL_END:
     case Q3_REPLY_CALL_DROP:
@@ -65,12 +65,12 @@ static void on_event(void *user, const q3_reply_event *ev) {
 }
 
 static void joined_free(joined *j) {
-    q3_sb_free(&j->reasoning);
-    q3_sb_free(&j->content);
-    for (size_t i = 0; i < 16; i++) q3_sb_free(&j->args[i]);
+    q3_buf_free(&j->reasoning);
+    q3_buf_free(&j->content);
+    for (size_t i = 0; i < 16; i++) q3_buf_free(&j->args[i]);
 }
 
-static const char *text_of(const q3_strbuf *b) { return b->data ? b->data : ""; }
+static const char *text_of(const q3_buf *b) { return b->data ? b->data : ""; }
 
 /* Streams text cut into pieces at the given lengths (cycled; 0 means one byte) and checks that
  * the events join to the whole-reply result. */

@@ -648,8 +648,8 @@ static q3_status make_seq(q3_engine *en, const q3_request *req, seq **out, q3_er
     if (st) return st;
     seq *s = calloc(1, sizeof *s);
     if (!s) return q3_fail(e, Q3_ENOMEM, "out of memory");
-    int limit = req->n_prompt + req->max_tokens;
-    s->cap = limit < en->o.max_context ? limit : en->o.max_context;
+    int64_t limit = (int64_t)req->n_prompt + req->max_tokens; /* max_tokens may be INT_MAX */
+    s->cap = limit < en->o.max_context ? (int)limit : en->o.max_context;
     s->tokens = malloc((size_t)s->cap * sizeof *s->tokens);
     if (!s->tokens || (st = q3_sampler_new(&s->sampler, &req->sampling, en->vocab, e)) ||
         (st = q3_stop_init(&s->stop, req->stop, req->n_stop, e)) ||

@@ -4,20 +4,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/buf.h"
 #include "base/path.h"
 #include "formats/gguf.h"
 #include "quant/types.h"
 
 #define ALIGNMENT 32
 
-typedef struct buf {
-    unsigned char *p;
-    size_t len, cap;
-} buf;
-
 typedef struct kv_entry {
     char *key;
-    buf value; /* type id + encoded value */
+    q3_buf value; /* type id + encoded value */
 } kv_entry;
 
 typedef struct tensor_entry {
@@ -40,23 +36,14 @@ struct q3_gguf_writer {
     uint64_t data_size;
 };
 
-static q3_status put(buf *b, const void *p, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->len + n) cap *= 2;
-        unsigned char *q = realloc(b->p, cap);
-        if (!q) return Q3_ENOMEM;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return Q3_OK;
+static q3_status put(q3_buf *b, const void *p, size_t n) {
+    q3_buf_put(b, p, n);
+    return b->failed ? Q3_ENOMEM : Q3_OK;
 }
 
-static q3_status put_u32(buf *b, uint32_t v) { return put(b, &v, 4); }
-static q3_status put_u64(buf *b, uint64_t v) { return put(b, &v, 8); }
-static q3_status put_str(buf *b, const char *s, uint64_t len) {
+static q3_status put_u32(q3_buf *b, uint32_t v) { return put(b, &v, 4); }
+static q3_status put_u64(q3_buf *b, uint64_t v) { return put(b, &v, 8); }
+static q3_status put_str(q3_buf *b, const char *s, uint64_t len) {
     return put_u64(b, len) ? Q3_ENOMEM : put(b, s, len);
 }
 
@@ -69,7 +56,7 @@ void q3_gguf_writer_free(q3_gguf_writer *w) {
     if (!w) return;
     for (int i = 0; i < w->n_kv; i++) {
         free(w->kv[i].key);
-        free(w->kv[i].value.p);
+        q3_buf_free(&w->kv[i].value);
     }
     for (int i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->kv);
@@ -78,7 +65,7 @@ void q3_gguf_writer_free(q3_gguf_writer *w) {
 }
 
 /* The entry for key, emptied for a new value; a new entry if the key is new. */
-static buf *slot(q3_gguf_writer *w, const char *key) {
+static q3_buf *slot(q3_gguf_writer *w, const char *key) {
     for (int i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, key) == 0) {
             w->kv[i].value.len = 0;
@@ -99,7 +86,7 @@ static buf *slot(q3_gguf_writer *w, const char *key) {
 }
 
 static q3_status set_scalar(q3_gguf_writer *w, const char *key, uint32_t type, const void *v, size_t n) {
-    buf *b = slot(w, key);
+    q3_buf *b = slot(w, key);
     if (!b || put_u32(b, type) || put(b, v, n)) return Q3_ENOMEM;
     return Q3_OK;
 }
@@ -118,14 +105,14 @@ q3_status q3_gguf_set_bool(q3_gguf_writer *w, const char *key, bool v) {
     return set_scalar(w, key, Q3_GGUF_BOOL, &b, 1);
 }
 q3_status q3_gguf_set_str(q3_gguf_writer *w, const char *key, const char *v) {
-    buf *b = slot(w, key);
+    q3_buf *b = slot(w, key);
     if (!b || put_u32(b, Q3_GGUF_STRING) || put_str(b, v, strlen(v))) return Q3_ENOMEM;
     return Q3_OK;
 }
 
 static q3_status set_array(q3_gguf_writer *w, const char *key, uint32_t type, const void *v,
                            uint64_t n, size_t es) {
-    buf *b = slot(w, key);
+    q3_buf *b = slot(w, key);
     if (!b || put_u32(b, Q3_GGUF_ARRAY) || put_u32(b, type) || put_u64(b, n) || put(b, v, n * es))
         return Q3_ENOMEM;
     return Q3_OK;
@@ -137,7 +124,7 @@ q3_status q3_gguf_set_arr_f32(q3_gguf_writer *w, const char *key, const float *v
     return set_array(w, key, Q3_GGUF_F32, v, n, 4);
 }
 q3_status q3_gguf_set_arr_str(q3_gguf_writer *w, const char *key, const q3_gguf_str *v, uint64_t n) {
-    buf *b = slot(w, key);
+    q3_buf *b = slot(w, key);
     if (!b || put_u32(b, Q3_GGUF_ARRAY) || put_u32(b, Q3_GGUF_STRING) || put_u64(b, n)) return Q3_ENOMEM;
     for (uint64_t i = 0; i < n; i++)
         if (put_str(b, v[i].ptr, v[i].len)) return Q3_ENOMEM;
@@ -151,7 +138,7 @@ static size_t vsize(uint32_t t) {
 
 q3_status q3_gguf_copy_kv(q3_gguf_writer *w, const q3_gguf_kv *kv) {
     if (kv->type == Q3_GGUF_STRING) {
-        buf *b = slot(w, kv->key);
+        q3_buf *b = slot(w, kv->key);
         if (!b || put_u32(b, Q3_GGUF_STRING) || put_str(b, kv->strs[0].ptr, kv->strs[0].len))
             return Q3_ENOMEM;
         return Q3_OK;
@@ -202,13 +189,13 @@ q3_status q3_gguf_add_tensor(q3_gguf_writer *w, const char *name, q3_type type, 
 }
 
 static q3_status write_header(q3_gguf_writer *w, FILE *f) {
-    buf h = {0};
+    q3_buf h = {0};
     q3_status st = Q3_ENOMEM;
     if (put_u32(&h, 0x46554747u) || put_u32(&h, 3) || put_u64(&h, (uint64_t)w->n_tensors) ||
         put_u64(&h, (uint64_t)w->n_kv))
         goto done;
     for (int i = 0; i < w->n_kv; i++)
-        if (put_str(&h, w->kv[i].key, strlen(w->kv[i].key)) || put(&h, w->kv[i].value.p, w->kv[i].value.len))
+        if (put_str(&h, w->kv[i].key, strlen(w->kv[i].key)) || put(&h, w->kv[i].value.data, w->kv[i].value.len))
             goto done;
     for (int i = 0; i < w->n_tensors; i++) {
         tensor_entry *t = &w->tensors[i];
@@ -219,9 +206,9 @@ static q3_status write_header(q3_gguf_writer *w, FILE *f) {
     }
     static const unsigned char zeros[ALIGNMENT];
     if (put(&h, zeros, (ALIGNMENT - h.len % ALIGNMENT) % ALIGNMENT)) goto done;
-    st = fwrite(h.p, 1, h.len, f) == h.len ? Q3_OK : Q3_EIO;
+    st = fwrite(h.data, 1, h.len, f) == h.len ? Q3_OK : Q3_EIO;
 done:
-    free(h.p);
+    q3_buf_free(&h);
     return st;
 }
 

@@ -32,7 +32,7 @@ typedef struct anthropic_reply {
     int n_stop;
     int input_tokens;
     /* a stream's state */
-    sbuf *out;
+    q3_buf *out;
     bool started;
     block_kind open;           /* the block being streamed */
     int index;                 /* its index; the next one's when none is open */
@@ -119,10 +119,10 @@ static http_reply reply_whole(anthropic_reply *a, const char *path) {
 /* ---- streamed ---- */
 
 static void event(anthropic_reply *a, const char *name, json_t *data) {
-    sbuf_printf(a->out, "event: %s\ndata: ", name);
-    if (data) sbuf_put_json(a->out, data);
+    q3_buf_printf(a->out, "event: %s\ndata: ", name);
+    if (data) buf_put_json(a->out, data);
     else a->out->failed = true;
-    sbuf_puts(a->out, "\n\n");
+    q3_buf_puts(a->out, "\n\n");
     json_decref(data);
 }
 
@@ -202,7 +202,7 @@ static void stream_end(anthropic_reply *a) {
     event(a, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
-static stream_step stream_produce(void *ctx, sbuf *out) {
+static stream_step stream_produce(void *ctx, q3_buf *out) {
     anthropic_reply *a = ctx;
     a->out = out;
     if (!a->started) {

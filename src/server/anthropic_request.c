@@ -26,9 +26,9 @@ static bool is_type(const json_t *block, const char *type) {
 }
 
 /* The text of a string or of a list of text blocks, joined by "\n"; where names the field. */
-static bool text_of(const json_t *content, const char *where, sbuf *out, api_error *err) {
+static bool text_of(const json_t *content, const char *where, q3_buf *out, api_error *err) {
     if (json_is_string(content)) {
-        sbuf_put(out, json_string_value(content), json_string_length(content));
+        q3_buf_put(out, json_string_value(content), json_string_length(content));
         return true;
     }
     if (!json_is_array(content)) return api_fail(err, 400, NULL, NULL, "%s must be a string or a list of text blocks", where);
@@ -38,13 +38,13 @@ static bool text_of(const json_t *content, const char *where, sbuf *out, api_err
         if (!is_type(block, "text") || !json_is_string(json_object_get(block, "text")))
             return api_fail(err, 400, NULL, NULL, "%s.%zu: only text blocks are supported here, not \"%s\"", where, i,
                             type_of(block) ? type_of(block) : "(no type)");
-        if (i) sbuf_puts(out, "\n");
-        sbuf_puts(out, json_string_value(json_object_get(block, "text")));
+        if (i) q3_buf_puts(out, "\n");
+        q3_buf_puts(out, json_string_value(json_object_get(block, "text")));
     }
     return true;
 }
 
-static bool add_text_message(json_t *messages, const char *role, sbuf *text, const char *reasoning) {
+static bool add_text_message(json_t *messages, const char *role, q3_buf *text, const char *reasoning) {
     json_t *m = json_pack("{s:s, s:s}", "role", role, "content", text->data ? text->data : "");
     if (m && reasoning) json_object_set_new(m, "reasoning_content", json_string(reasoning));
     return m && !json_array_append_new(messages, m);
@@ -55,14 +55,14 @@ static bool user_turn(const json_t *content, size_t index, json_t *messages, api
     char where[64];
     snprintf(where, sizeof where, "messages.%zu.content", index);
     if (json_is_string(content)) {
-        sbuf text = {0};
-        sbuf_puts(&text, json_string_value(content));
+        q3_buf text = {0};
+        q3_buf_puts(&text, json_string_value(content));
         bool ok = add_text_message(messages, "user", &text, NULL);
-        sbuf_free(&text);
+        q3_buf_free(&text);
         return ok || api_fail(err, 500, NULL, NULL, "out of memory");
     }
     if (!json_is_array(content)) return api_fail(err, 400, NULL, NULL, "%s must be a string or a list of blocks", where);
-    sbuf text = {0};
+    q3_buf text = {0};
     bool ok = true, any_text = false;
     size_t i;
     const json_t *block;
@@ -70,18 +70,18 @@ static bool user_turn(const json_t *content, size_t index, json_t *messages, api
         char at[96];
         snprintf(at, sizeof at, "%s.%zu", where, i);
         if (is_type(block, "text") && json_is_string(json_object_get(block, "text"))) {
-            if (any_text) sbuf_puts(&text, "\n");
-            sbuf_puts(&text, json_string_value(json_object_get(block, "text")));
+            if (any_text) q3_buf_puts(&text, "\n");
+            q3_buf_puts(&text, json_string_value(json_object_get(block, "text")));
             any_text = true;
         } else if (is_type(block, "tool_result") && json_is_string(json_object_get(block, "tool_use_id"))) {
-            sbuf result = {0};
+            q3_buf result = {0};
             const json_t *rc = json_object_get(block, "content");
             ok = !rc || text_of(rc, at, &result, err);
             json_t *m = ok ? json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
                                        json_string_value(json_object_get(block, "tool_use_id")), "content",
                                        result.data ? result.data : "") : NULL;
             ok = ok && (m ? !json_array_append_new(messages, m) : api_fail(err, 500, NULL, NULL, "out of memory"));
-            sbuf_free(&result);
+            q3_buf_free(&result);
         } else {
             ok = api_fail(err, 400, NULL, NULL, "%s: a user turn takes text and tool_result blocks, not \"%s\"", at,
                           type_of(block) ? type_of(block) : "(no type)");
@@ -89,7 +89,7 @@ static bool user_turn(const json_t *content, size_t index, json_t *messages, api
         if (!ok) break;
     }
     if (ok && any_text) ok = add_text_message(messages, "user", &text, NULL) || api_fail(err, 500, NULL, NULL, "out of memory");
-    sbuf_free(&text);
+    q3_buf_free(&text);
     return ok;
 }
 
@@ -106,14 +106,14 @@ static bool tool_use_call(const json_t *block, const char *at, json_t *calls, ap
 /* An assistant turn: its text, thinking and tool calls in one assistant message. */
 static bool assistant_turn(const json_t *content, size_t index, json_t *messages, api_error *err) {
     if (json_is_string(content)) {
-        sbuf text = {0};
-        sbuf_puts(&text, json_string_value(content));
+        q3_buf text = {0};
+        q3_buf_puts(&text, json_string_value(content));
         bool ok = add_text_message(messages, "assistant", &text, NULL);
-        sbuf_free(&text);
+        q3_buf_free(&text);
         return ok || api_fail(err, 500, NULL, NULL, "out of memory");
     }
     if (!json_is_array(content)) return api_fail(err, 400, NULL, NULL, "messages.%zu.content must be a string or a list of blocks", index);
-    sbuf text = {0}, thinking = {0};
+    q3_buf text = {0}, thinking = {0};
     json_t *calls = json_array();
     bool ok = calls != NULL;
     size_t i;
@@ -121,8 +121,8 @@ static bool assistant_turn(const json_t *content, size_t index, json_t *messages
     json_array_foreach(content, i, block) {
         char at[96];
         snprintf(at, sizeof at, "messages.%zu.content.%zu", index, i);
-        if (is_type(block, "text") && json_is_string(json_object_get(block, "text"))) sbuf_puts(&text, json_string_value(json_object_get(block, "text")));
-        else if (is_type(block, "thinking") && json_is_string(json_object_get(block, "thinking"))) sbuf_puts(&thinking, json_string_value(json_object_get(block, "thinking")));
+        if (is_type(block, "text") && json_is_string(json_object_get(block, "text"))) q3_buf_puts(&text, json_string_value(json_object_get(block, "text")));
+        else if (is_type(block, "thinking") && json_is_string(json_object_get(block, "thinking"))) q3_buf_puts(&thinking, json_string_value(json_object_get(block, "thinking")));
         else if (is_type(block, "tool_use")) ok = tool_use_call(block, at, calls, err);
         else if (!is_type(block, "redacted_thinking"))
             ok = api_fail(err, 400, NULL, NULL, "%s: an assistant turn takes text, thinking and tool_use blocks, not \"%s\"", at,
@@ -136,18 +136,18 @@ static bool assistant_turn(const json_t *content, size_t index, json_t *messages
         if (!ok) api_fail(err, 500, NULL, NULL, "out of memory");
     }
     json_decref(calls);
-    sbuf_free(&text);
-    sbuf_free(&thinking);
+    q3_buf_free(&text);
+    q3_buf_free(&thinking);
     return ok;
 }
 
 static bool translate_messages(const json_t *body, json_t *messages, api_error *err) {
     const json_t *system = field(body, "system"), *list = field(body, "messages");
     if (system) {
-        sbuf text = {0};
+        q3_buf text = {0};
         bool ok = text_of(system, "system", &text, err) && (add_text_message(messages, "system", &text, NULL) ||
                                                            api_fail(err, 500, NULL, NULL, "out of memory"));
-        sbuf_free(&text);
+        q3_buf_free(&text);
         if (!ok) return false;
     }
     if (!json_is_array(list) || json_array_size(list) == 0)

@@ -113,7 +113,7 @@ bool parse_sampling(const json_t *body, q3_sampling *s, api_error *err) {
 
 
 bool read_body(const http_request *r, json_t **out, api_error *err) {
-    size_t bad = utf8_invalid_at(r->body, r->body_len);
+    size_t bad = q3_utf8_invalid_at(r->body, r->body_len);
     if (bad < r->body_len)
         return api_fail(err, 400, "invalid_utf8", NULL, "the request body is not valid UTF-8 (byte %zu)", bad);
     json_error_t je;

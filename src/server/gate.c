@@ -73,20 +73,20 @@ static const char *reason_phrase(int status) {
 
 /* The whole response, written at once: it is small, and the socket's buffer is empty. */
 static void send_error(gate *g, int fd, const char *path, const api_error *err) {
-    sbuf body = {0}, out = {0};
+    q3_buf body = {0}, out = {0};
     json_t *v = error_json(path, err);
-    if (v) sbuf_put_json(&body, v);
+    if (v) buf_put_json(&body, v);
     json_decref(v);
-    sbuf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+    q3_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                       "Connection: close\r\n", err->status, reason_phrase(err->status), body.len);
-    if (err->retry_after > 0) sbuf_printf(&out, "Retry-After: %d\r\n", err->retry_after);
-    if (g->srv->o.cors_origin) sbuf_printf(&out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", g->srv->o.cors_origin);
-    sbuf_puts(&out, "\r\n");
-    if (body.data) sbuf_put(&out, body.data, body.len);
+    if (err->retry_after > 0) q3_buf_printf(&out, "Retry-After: %d\r\n", err->retry_after);
+    if (g->srv->o.cors_origin) q3_buf_printf(&out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", g->srv->o.cors_origin);
+    q3_buf_puts(&out, "\r\n");
+    if (body.data) q3_buf_put(&out, body.data, body.len);
     if (!out.failed && !body.failed && send(fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)out.len)
         metrics_count_response(&g->srv->metrics, err->status);
-    sbuf_free(&body);
-    sbuf_free(&out);
+    q3_buf_free(&body);
+    q3_buf_free(&out);
 }
 
 /* ---- doors ---- */

@@ -15,7 +15,7 @@
 static void call_free(gen_call *call) {
     free(call->id);
     free(call->name);
-    sbuf_free(&call->arguments);
+    q3_buf_free(&call->arguments);
     *call = (gen_call){0};
 }
 
@@ -38,10 +38,10 @@ static void on_reply(void *user, const q3_reply_event *ev) {
     gen_choice *ch = user;
     gen_call *call = ev->index < ch->n_calls ? &ch->calls[ev->index] : NULL;
     switch (ev->kind) {
-    case Q3_REPLY_CONTENT: sbuf_put(&ch->content, ev->text, ev->len); break;
-    case Q3_REPLY_REASONING: sbuf_put(&ch->reasoning, ev->text, ev->len); break;
+    case Q3_REPLY_CONTENT: q3_buf_put(&ch->content, ev->text, ev->len); break;
+    case Q3_REPLY_REASONING: q3_buf_put(&ch->reasoning, ev->text, ev->len); break;
     case Q3_REPLY_CALL_START: call_start(ch, ev); break;
-    case Q3_REPLY_CALL_ARGS: if (call) sbuf_put(&call->arguments, ev->text, ev->len); break;
+    case Q3_REPLY_CALL_ARGS: if (call) q3_buf_put(&call->arguments, ev->text, ev->len); break;
     case Q3_REPLY_CALL_END: if (call) call->complete = true; break;
     case Q3_REPLY_CALL_DROP: /* its text comes again as content */
         if (call && ev->index == ch->n_calls - 1) call_free(&ch->calls[--ch->n_calls]);
@@ -52,7 +52,7 @@ static void on_reply(void *user, const q3_reply_event *ev) {
 /* ---- folding events in ---- */
 
 static void take_text(gen_choice *ch, const char *text, size_t len) {
-    if (!ch->parser || q3_reply_parser_feed(ch->parser, text, len, NULL)) sbuf_put(&ch->content, text, len);
+    if (!ch->parser || q3_reply_parser_feed(ch->parser, text, len, NULL)) q3_buf_put(&ch->content, text, len);
 }
 
 static void absorb(gen *g, const job_event *ev) {
@@ -78,18 +78,18 @@ static void cancel_all(gen *g) {
  * (`nc -N`) still reads, and one that closed looks the same until something is written to it: a
  * half-closed client is sent something harmless now and then (a stream an SSE comment, a whole
  * reply an interim 100 Continue), and a closed one answers that with a reset. */
-static bool client_present(gen *g, sbuf *stream) {
+static bool client_present(gen *g, q3_buf *stream) {
     client_state cs = http_client_state(&g->conn);
     if (cs == CLIENT_GONE) return false;
     if (cs == CLIENT_HALF_CLOSED && q3_now_s() - g->probed > PROBE_S) {
         g->probed = q3_now_s();
-        if (stream) sbuf_puts(stream, ": are you there\n\n");
+        if (stream) q3_buf_puts(stream, ": are you there\n\n");
         else http_probe_client(&g->conn);
     }
     return true;
 }
 
-bool gen_wait(gen *g, sbuf *stream) {
+bool gen_wait(gen *g, q3_buf *stream) {
     job_event *events;
     job_take(g->job, WAIT_SLICE_S, &events);
     absorb(g, events);
@@ -223,8 +223,8 @@ void gen_free(gen *g) {
     for (int i = 0; i < g->n; i++) {
         gen_choice *ch = &g->choice[i];
         q3_reply_parser_free(ch->parser);
-        sbuf_free(&ch->reasoning);
-        sbuf_free(&ch->content);
+        q3_buf_free(&ch->reasoning);
+        q3_buf_free(&ch->content);
         while (ch->n_calls) call_free(&ch->calls[--ch->n_calls]);
         free(ch->calls);
     }

@@ -17,13 +17,13 @@
 /* A tool call as the reply parser read it; complete once its text has closed. */
 typedef struct gen_call {
     char *id, *name;
-    sbuf arguments;            /* JSON text */
+    q3_buf arguments;            /* JSON text */
     bool complete;
 } gen_call;
 
 typedef struct gen_choice {
     q3_reply_parser *parser;   /* chat: the template's tool-call format, reasoning split (tool_call.h) */
-    sbuf reasoning, content;   /* since the writer last took them (it empties them) */
+    q3_buf reasoning, content;   /* since the writer last took them (it empties them) */
     gen_call *calls;           /* in the reply's order */
     size_t n_calls, cap_calls;
     size_t calls_taken;        /* complete calls the writer has passed on */
@@ -67,7 +67,7 @@ bool gen_submit(gen *g, const completion_request *c, const int32_t *prompt, int 
 /* Waits up to one slice for events and folds them in. False when the client has gone (every
  * choice is then cancelled). stream: the body being streamed (a probe of a half-closed client
  * goes there), NULL for a whole reply. */
-bool gen_wait(gen *g, sbuf *stream);
+bool gen_wait(gen *g, q3_buf *stream);
 /* Every choice has ended. */
 static inline bool gen_done(const gen *g) { return g->n_ended == g->n; }
 /* The reply of choice i is over: what its parser held back is settled (a partial tag is text, a

@@ -58,11 +58,11 @@ bool api_fail(api_error *err, int status, const char *code, const char *param, c
 
 http_reply reply_json(int status, json_t *v) {
     http_reply r = {.status = status, .content_type = "application/json"};
-    sbuf b = {0};
-    if (v) sbuf_put_json(&b, v);
+    q3_buf b = {0};
+    if (v) buf_put_json(&b, v);
     json_decref(v);
     if (!v || b.failed) {
-        sbuf_free(&b);
+        q3_buf_free(&b);
         return (http_reply){.status = 500, .content_type = "application/json",
                             .static_body = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                                            "\"param\":null,\"code\":null}}"};
@@ -192,7 +192,7 @@ static bool authorized(q3_server *srv, struct MHD_Connection *c) {
 /* A streamed reply's state on its connection's thread. */
 typedef struct stream_state {
     http_stream src;
-    sbuf out;
+    q3_buf out;
     size_t sent;
     stream_step last;
 } stream_state;
@@ -217,7 +217,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_done(void *cls) {
     stream_state *s = cls;
     s->src.close(s->src.ctx);
-    sbuf_free(&s->out);
+    q3_buf_free(&s->out);
     free(s);
 }
 
@@ -308,7 +308,7 @@ static enum MHD_Result send_options(q3_server *srv, struct MHD_Connection *c, co
 /* What a request carries between libmicrohttpd's calls: its route and its body so far. */
 typedef struct request_state {
     const struct route *route;
-    sbuf body;
+    q3_buf body;
     bool too_big;
     bool answered;  /* a reply went out before the body: whatever still arrives is dropped */
     bool replied;   /* a reply of ours was queued (else libmicrohttpd answered: on_completed counts it) */
@@ -371,7 +371,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (q3_now_s() - rs->started > BODY_TIMEOUT_S) return MHD_NO;
     if (*upload_size) {
         if (rs->body.len + *upload_size > srv->o.max_body) rs->too_big = true;
-        else sbuf_put(&rs->body, upload, *upload_size);
+        else q3_buf_put(&rs->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
@@ -398,7 +398,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state, enum
     if (!rs) return;
     const union MHD_ConnectionInfo *status = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (!rs->replied && status && status->http_status) metrics_count_response(&srv->metrics, (int)status->http_status);
-    sbuf_free(&rs->body);
+    q3_buf_free(&rs->body);
     free(rs);
     *state = NULL;
 }

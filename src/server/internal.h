@@ -19,6 +19,8 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include "base/buf.h"
+#include "base/utf8.h"
 
 #include "server/metrics.h"
 #include "server/server.h"
@@ -41,23 +43,8 @@ struct q3_server {
 
 /* ---- text helpers (text.c) ---- */
 
-/* A growable byte buffer, always NUL-terminated once anything was put in it. An allocation
- * failure sets `failed` and drops later writes, so callers check once at the end. */
-typedef struct sbuf {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} sbuf;
-
-void sbuf_put(sbuf *b, const char *s, size_t n);
-void sbuf_puts(sbuf *b, const char *s);
-void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends v as compact JSON. */
-void sbuf_put_json(sbuf *b, const json_t *v);
-void sbuf_free(sbuf *b);
-
-/* The offset of the first byte that is not part of a valid UTF-8 character, or n. */
-size_t utf8_invalid_at(const char *s, size_t n);
+void buf_put_json(q3_buf *b, const json_t *v);
 /* A JSON string of n bytes; bytes that are not valid UTF-8 become U+FFFD. NULL only without
  * memory. */
 json_t *json_text(const char *s, size_t n);
@@ -83,7 +70,7 @@ typedef enum stream_step {
  * thread and may block until it has something to write; close runs once, when the response is
  * finished with, whether the client read it all or went away. */
 typedef struct http_stream {
-    stream_step (*produce)(void *ctx, sbuf *out);
+    stream_step (*produce)(void *ctx, q3_buf *out);
     void (*close)(void *ctx);
     void *ctx;
 } http_stream;

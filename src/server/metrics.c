@@ -35,28 +35,28 @@ void metrics_observe(q3_metrics *m, q3_histogram *h, double seconds) {
     pthread_mutex_unlock(&m->lock);
 }
 
-static void family(sbuf *b, const char *name, const char *type, const char *help) {
-    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+static void family(q3_buf *b, const char *name, const char *type, const char *help) {
+    q3_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void scalar(sbuf *b, const char *name, const char *type, const char *help, double v) {
+static void scalar(q3_buf *b, const char *name, const char *type, const char *help, double v) {
     family(b, name, type, help);
-    sbuf_printf(b, "%s %.17g\n", name, v);
+    q3_buf_printf(b, "%s %.17g\n", name, v);
 }
 
-static void histogram(sbuf *b, const char *name, const char *help, const q3_histogram *h) {
+static void histogram(q3_buf *b, const char *name, const char *help, const q3_histogram *h) {
     family(b, name, "histogram", help);
     uint64_t below = 0;
     for (int i = 0; i < Q3_METRICS_BUCKETS; i++) {
         below += h->counts[i];
-        sbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, BOUNDS[i], (unsigned long long)below);
+        q3_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, BOUNDS[i], (unsigned long long)below);
     }
-    sbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->n);
-    sbuf_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->n);
+    q3_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->n);
+    q3_buf_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name, (unsigned long long)h->n);
 }
 
 bool metrics_render(q3_metrics *m, const q3_engine_stats *s, char **out, size_t *len) {
-    sbuf b = {0};
+    q3_buf b = {0};
     pthread_mutex_lock(&m->lock);
     q3_metrics snap = *m;
     pthread_mutex_unlock(&m->lock);
@@ -64,7 +64,7 @@ bool metrics_render(q3_metrics *m, const q3_engine_stats *s, char **out, size_t 
     family(&b, "q3moe_http_requests_total", "counter", "HTTP requests answered, by status code.");
     for (int code = 0; code < (int)(sizeof snap.responses / sizeof *snap.responses); code++)
         if (snap.responses[code])
-            sbuf_printf(&b, "q3moe_http_requests_total{code=\"%d\"} %llu\n", code,
+            q3_buf_printf(&b, "q3moe_http_requests_total{code=\"%d\"} %llu\n", code,
                         (unsigned long long)snap.responses[code]);
     scalar(&b, "q3moe_prompt_tokens_total", "counter", "Prompt tokens submitted.", (double)s->prompt_tokens);
     scalar(&b, "q3moe_generation_tokens_total", "counter", "Tokens generated.", (double)s->generated_tokens);
@@ -81,7 +81,7 @@ bool metrics_render(q3_metrics *m, const q3_engine_stats *s, char **out, size_t 
     histogram(&b, "q3moe_inter_token_latency_seconds", "Time between a request's successive tokens.", &snap.itl);
     histogram(&b, "q3moe_request_duration_seconds", "Time from submission to the end of a request.", &snap.e2e);
     if (b.failed) {
-        sbuf_free(&b);
+        q3_buf_free(&b);
         return false;
     }
     *out = b.data;

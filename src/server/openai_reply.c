@@ -35,7 +35,7 @@ struct openai_reply {
     bool final_sent[Q3_MAX_CHOICES];
     json_t *all_logprobs[Q3_MAX_CHOICES]; /* a whole reply's logprobs objects */
     size_t text_offset[Q3_MAX_CHOICES];   /* the legacy logprobs' text_offset */
-    sbuf *out;                 /* a stream's body while it is being produced */
+    q3_buf *out;                 /* a stream's body while it is being produced */
     char *prompt_text;         /* echo: the prompt as its tokens spell it */
     size_t prompt_len;
 };
@@ -47,12 +47,12 @@ static json_t *token_text(const q3_tokenizer *tok, int32_t id) {
     size_t len = 0;
     const char *piece = q3_tok_piece(tok, id, &len);
     if (!piece) return json_string("");
-    if (utf8_invalid_at(piece, len) == len) return json_stringn(piece, len);
-    sbuf b = {0};
-    sbuf_puts(&b, "bytes:");
-    for (size_t i = 0; i < len; i++) sbuf_printf(&b, "\\x%02x", (unsigned char)piece[i]);
+    if (q3_utf8_invalid_at(piece, len) == len) return json_stringn(piece, len);
+    q3_buf b = {0};
+    q3_buf_puts(&b, "bytes:");
+    for (size_t i = 0; i < len; i++) q3_buf_printf(&b, "\\x%02x", (unsigned char)piece[i]);
     json_t *v = b.failed ? NULL : json_string(b.data);
-    sbuf_free(&b);
+    q3_buf_free(&b);
     return v;
 }
 
@@ -124,11 +124,11 @@ static json_t *usage_json(const openai_reply *a) {
                      e->cached_tokens);
 }
 
-static void sse_write(sbuf *out, json_t *v) {
-    sbuf_puts(out, "data: ");
-    if (v) sbuf_put_json(out, v);
+static void sse_write(q3_buf *out, json_t *v) {
+    q3_buf_puts(out, "data: ");
+    if (v) buf_put_json(out, v);
     else out->failed = true;
-    sbuf_puts(out, "\n\n");
+    q3_buf_puts(out, "\n\n");
     json_decref(v);
 }
 
@@ -224,7 +224,7 @@ static void write_stream_end(openai_reply *a) {
         json_object_set_new(last, "usage", usage_json(a));
         sse_write(a->out, last);
     }
-    sbuf_puts(a->out, "data: [DONE]\n\n");
+    q3_buf_puts(a->out, "data: [DONE]\n\n");
 }
 
 static json_t *whole_choice(openai_reply *a, int i) {
@@ -235,11 +235,11 @@ static json_t *whole_choice(openai_reply *a, int i) {
                                finish_reason(a, i, ch->n_calls));
     const char *content = ch->content.data ? ch->content.data : "";
     if (!a->chat) {
-        sbuf text = {0};
-        if (a->echo) sbuf_put(&text, a->prompt_text, a->prompt_len);
-        sbuf_put(&text, content, ch->content.len);
+        q3_buf text = {0};
+        if (a->echo) q3_buf_put(&text, a->prompt_text, a->prompt_len);
+        q3_buf_put(&text, content, ch->content.len);
         json_object_set_new(choice, "text", json_text(text.data ? text.data : "", text.len));
-        sbuf_free(&text);
+        q3_buf_free(&text);
         return choice;
     }
     json_t *message = json_pack("{s:s}", "role", "assistant");
@@ -281,7 +281,7 @@ http_reply openai_reply_whole(openai_reply *a) {
     return reply_json(200, reply);
 }
 
-static stream_step stream_produce(void *ctx, sbuf *out) {
+static stream_step stream_produce(void *ctx, q3_buf *out) {
     openai_reply *a = ctx;
     a->out = out;
     if (!a->head_sent) {
@@ -295,7 +295,7 @@ static stream_step stream_produce(void *ctx, sbuf *out) {
         if (!gen_wait(a->g, out)) return STREAM_ABORT;
         for (int i = 0; i < a->g->n; i++)
             if (a->g->choice[i].ended && !a->final_sent[i] && !failure(a)) write_choice_end(a, i);
-        if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) sbuf_puts(out, ": keep-alive\n\n");
+        if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) q3_buf_puts(out, ": keep-alive\n\n");
     }
     if (!gen_done(a->g)) return STREAM_MORE;
     for (int i = 0; i < a->g->n; i++)

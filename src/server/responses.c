@@ -34,11 +34,11 @@ typedef struct responses_reply {
     json_t *echo;              /* the request's settings the response repeats (tools, tool_choice, ...) */
     json_t *output;            /* the items, as they are finished */
     /* a stream's state */
-    sbuf *out;
+    q3_buf *out;
     int sequence;
     item_kind open;
     char item_id[64];
-    sbuf item_text;            /* the open item's text so far */
+    q3_buf item_text;            /* the open item's text so far */
 } responses_reply;
 
 /* ---- items ---- */
@@ -136,9 +136,9 @@ static void event(responses_reply *a, const char *type, json_t *data) {
     }
     json_object_set_new(data, "type", json_string(type));
     json_object_set_new(data, "sequence_number", json_integer(a->sequence++));
-    sbuf_printf(a->out, "event: %s\ndata: ", type);
-    sbuf_put_json(a->out, data);
-    sbuf_puts(a->out, "\n\n");
+    q3_buf_printf(a->out, "event: %s\ndata: ", type);
+    buf_put_json(a->out, data);
+    q3_buf_puts(a->out, "\n\n");
     json_decref(data);
 }
 
@@ -183,14 +183,14 @@ static void open_item(responses_reply *a, item_kind kind) {
     a->open = kind;
 }
 
-static void delta(responses_reply *a, item_kind kind, sbuf *text) {
+static void delta(responses_reply *a, item_kind kind, q3_buf *text) {
     if (!text->len) return;
     if (a->open != kind) open_item(a, kind);
     json_t *data = json_pack("{s:s, s:i, s:i, s:o}", "item_id", a->item_id, "output_index", output_index(a),
                              "content_index", 0, "delta", json_text(text->data, text->len));
     if (kind == ITEM_MESSAGE && data) json_object_set_new(data, "logprobs", json_array());
     event(a, kind == ITEM_REASONING ? "response.reasoning_text.delta" : "response.output_text.delta", data);
-    sbuf_put(&a->item_text, text->data, text->len);
+    q3_buf_put(&a->item_text, text->data, text->len);
     text->len = 0;
 }
 
@@ -242,7 +242,7 @@ static void stream_end(responses_reply *a) {
     event(a, incomplete(a) ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", response_json(a, status)));
 }
 
-static stream_step stream_produce(void *ctx, sbuf *out) {
+static stream_step stream_produce(void *ctx, q3_buf *out) {
     responses_reply *a = ctx;
     a->out = out;
     if (a->sequence == 0) {
@@ -253,7 +253,7 @@ static stream_step stream_produce(void *ctx, sbuf *out) {
     double quiet_since = q3_now_s();
     while (out->len == 0 && !gen_done(a->g)) {
         if (!gen_wait(a->g, out)) return STREAM_ABORT;
-        if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) sbuf_puts(out, ": keep-alive\n\n");
+        if (out->len == 0 && q3_now_s() - quiet_since > KEEPALIVE_S) q3_buf_puts(out, ": keep-alive\n\n");
     }
     if (!gen_done(a->g)) return STREAM_MORE;
     stream_end(a);
@@ -306,7 +306,7 @@ static void responses_reply_free(responses_reply *a) {
     gen_free(a->g);
     json_decref(a->echo);
     json_decref(a->output);
-    sbuf_free(&a->item_text);
+    q3_buf_free(&a->item_text);
     free(a);
 }
 

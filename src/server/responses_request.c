@@ -26,13 +26,13 @@ static bool is(const char *a, const char *b) { return a && !strcmp(a, b); }
 typedef struct translation {
     json_t *messages;
     json_t *last_assistant;    /* the assistant message function calls attach to; NULL: none open */
-    sbuf reasoning;            /* from reasoning items, for the next assistant message */
+    q3_buf reasoning;            /* from reasoning items, for the next assistant message */
 } translation;
 
 /* The text of a content list (input_text, output_text, refusal parts) or string. */
-static bool content_text(const json_t *content, const char *where, sbuf *out, api_error *err) {
+static bool content_text(const json_t *content, const char *where, q3_buf *out, api_error *err) {
     if (json_is_string(content)) {
-        sbuf_puts(out, json_string_value(content));
+        q3_buf_puts(out, json_string_value(content));
         return true;
     }
     if (!json_is_array(content)) return api_fail(err, 400, "invalid_type", where, "%s must be a string or a list of parts", where);
@@ -43,7 +43,7 @@ static bool content_text(const json_t *content, const char *where, sbuf *out, ap
         if (!(is(type, "input_text") || is(type, "output_text") || is(type, "refusal")) || !text)
             return api_fail(err, 400, "invalid_value", where, "%s[%zu]: parts of type \"%s\" are not supported", where, i,
                             type ? type : "(none)");
-        sbuf_puts(out, text);
+        q3_buf_puts(out, text);
     }
     return true;
 }
@@ -65,12 +65,12 @@ static bool message_item(translation *t, const json_t *item, const char *where, 
     if (is(role, "developer")) role = "system";
     if (!is(role, "user") && !is(role, "assistant") && !is(role, "system"))
         return api_fail(err, 400, "invalid_value", where, "%s.role must be user, assistant, system or developer", where);
-    sbuf text = {0};
+    q3_buf text = {0};
     char at[96];
     snprintf(at, sizeof at, "%s.content", where);
     bool ok = content_text(json_object_get(item, "content"), at, &text, err) &&
               add_message(t, role, text.data ? text.data : "", err);
-    sbuf_free(&text);
+    q3_buf_free(&text);
     return ok;
 }
 
@@ -93,11 +93,11 @@ static bool function_output_item(translation *t, const json_t *item, const char 
     const char *call_id = str(item, "call_id");
     const json_t *output = json_object_get(item, "output");
     if (!call_id || !output) return api_fail(err, 400, "invalid_value", where, "%s: a function_call_output needs call_id and output", where);
-    sbuf text = {0};
+    q3_buf text = {0};
     bool ok = content_text(output, where, &text, err);
     json_t *m = ok ? json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", call_id, "content", text.data ? text.data : "") : NULL;
     ok = ok && ((m && !json_array_append_new(t->messages, m)) || api_fail(err, 500, NULL, NULL, "out of memory"));
-    sbuf_free(&text);
+    q3_buf_free(&text);
     t->last_assistant = NULL;
     return ok;
 }
@@ -108,7 +108,7 @@ static void reasoning_item(translation *t, const json_t *item) {
     size_t i;
     const json_t *part;
     json_array_foreach(parts, i, part)
-        if (str(part, "text")) sbuf_puts(&t->reasoning, str(part, "text"));
+        if (str(part, "text")) q3_buf_puts(&t->reasoning, str(part, "text"));
 }
 
 static bool translate_input(translation *t, const json_t *input, api_error *err) {
@@ -192,7 +192,7 @@ bool responses_request(const json_t *body, const q3_server *srv, completion_requ
     if (ok && instructions) ok = add_message(&t, "system", json_string_value(instructions), err);
     if (ok && !input) ok = api_fail(err, 400, "missing_field", "input", "input is required");
     ok = ok && translate_input(&t, input, err) && translate_tools(body, tools, err);
-    sbuf_free(&t.reasoning);
+    q3_buf_free(&t.reasoning);
     if (!ok) return false;
     c->messages = t.messages;
     c->tools = json_array_size(tools) ? tools : NULL;

@@ -16,9 +16,9 @@
 #include "text/pyfmt.h"
 
 q3_status q3_chat_tojson(const json_t *v, char **out, q3_error *e) {
-    q3_strbuf b = {0};
+    q3_buf b = {0};
     q3_py_json(&b, v);
-    if (!(*out = q3_sb_take(&b))) return q3_fail(e, Q3_ENOMEM, "chat template: out of memory");
+    if (!(*out = q3_buf_take(&b))) return q3_fail(e, Q3_ENOMEM, "chat template: out of memory");
     return Q3_OK;
 }
 
@@ -44,21 +44,21 @@ static q3_status check_role(const json_t *msg, size_t i, const char **role, q3_e
 /* Content as an array of parts, the other form the OpenAI API allows: the text parts joined with
  * "\n", as vLLM flattens them for a text-only template. */
 static q3_status join_text_parts(const json_t *parts, size_t i, json_t **out, q3_error *e) {
-    q3_strbuf b = {0};
+    q3_buf b = {0};
     for (size_t j = 0; j < json_array_size(parts); j++) {
         const json_t *part = json_array_get(parts, j);
         const json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text)) {
-            q3_sb_free(&b);
+            q3_buf_free(&b);
             return q3_fail(e, Q3_EINVAL,
                            "messages[%zu].content[%zu]: expected {\"type\": \"text\", \"text\": string}"
                            " (only text parts are supported)", i, j);
         }
-        if (j) q3_sb_putc(&b, '\n');
-        q3_sb_put(&b, json_string_value(text), json_string_length(text));
+        if (j) q3_buf_putc(&b, '\n');
+        q3_buf_put(&b, json_string_value(text), json_string_length(text));
     }
     size_t len = b.len;
-    char *joined = q3_sb_take(&b);
+    char *joined = q3_buf_take(&b);
     *out = joined ? json_stringn_nocheck(joined, len) : NULL;
     free(joined);
     return *out ? Q3_OK : q3_fail(e, Q3_ENOMEM, "chat template: out of memory");

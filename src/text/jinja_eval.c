@@ -130,10 +130,10 @@ static bool call_func(jctx *c, const jnode *at, int func, const jargs *args, jv 
     case JF_DICT: return call_mapping(c, at, args, false, out);
     case JF_STRFTIME_NOW: return call_strftime_now(c, at, args, out);
     case JF_RAISE_EXCEPTION: {
-        q3_strbuf b = {.limit = 4096}; /* the message keeps less */
+        q3_buf b = {.limit = 4096}; /* the message keeps less */
         for (size_t i = 0; i < args->n_pos; i++) jv_write_str(c, &b, args->pos[i]);
         jx_fail(c, at, "raise_exception: %s", b.data ? b.data : "");
-        q3_sb_free(&b);
+        q3_buf_free(&b);
         return false;
     }
     }
@@ -283,11 +283,11 @@ static bool eval_compare(jctx *c, const jnode *n, jv *out) {
 }
 
 static bool eval_concat(jctx *c, const jnode *n, jv *out) {
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     for (size_t i = 0; i < n->n_args; i++) {
         jv v;
         if (!jx_eval(c, n->args[i], &v)) {
-            q3_sb_free(&b);
+            q3_buf_free(&b);
             return false;
         }
         jv_write_str(c, &b, v);

@@ -85,9 +85,9 @@ bool jx_charge(jctx *c, const jnode *at, uint64_t bytes) {
     return c->steps <= c->max_steps || past_steps(c, at ? at : c->here);
 }
 
-q3_strbuf jx_value_buf(const jctx *c) {
+q3_buf jx_value_buf(const jctx *c) {
     size_t room = c->arena.limit > c->arena.total ? c->arena.limit - c->arena.total : 1;
-    return (q3_strbuf){.limit = c->arena.limit ? room : 0};
+    return (q3_buf){.limit = c->arena.limit ? room : 0};
 }
 
 /* ---- output ---- */
@@ -111,7 +111,7 @@ static flow exec_body(jctx *c, const jbody *b);
 static flow ok_or_fail(bool ok) { return ok ? FLOW_OK : FLOW_FAIL; }
 
 bool jx_render_body(jctx *c, const jbody *b, jv *out) {
-    q3_strbuf buf = {.limit = c->max_output}, *outer = c->out;
+    q3_buf buf = {.limit = c->max_output}, *outer = c->out;
     c->out = &buf;
     flow f = exec_body(c, b);
     c->out = outer;
@@ -123,7 +123,7 @@ bool jx_render_body(jctx *c, const jbody *b, jv *out) {
         ok = check_output(c, NULL);
         c->out = outer;
     }
-    q3_sb_free(&buf);
+    q3_buf_free(&buf);
     if (ok && !s) return jx_check_memory(c, NULL);
     if (ok) *out = jv_str(s, n);
     return ok;
@@ -306,7 +306,7 @@ q3_status q3_jinja_render(const q3_jinja *t, const json_t *context, const q3_jin
     q3_jinja_limits lim = limits ? *limits : q3_jinja_default_limits();
     *out = NULL;
     if (context && !json_is_object(context)) return q3_fail(e, Q3_EINVAL, "%s: the context must be a JSON object", t->name);
-    q3_strbuf buf = {.limit = lim.max_output};
+    q3_buf buf = {.limit = lim.max_output};
     jctx c = {.t = t, .out = &buf, .max_output = lim.max_output, .max_steps = lim.max_steps,
               .max_depth = lim.max_depth, .e = e};
     c.arena.limit = lim.max_memory;
@@ -317,10 +317,10 @@ q3_status q3_jinja_render(const q3_jinja *t, const json_t *context, const q3_jin
               exec_body(&c, &t->body) == FLOW_OK && !c.failed;
     ja_free(&c.arena);
     if (!ok) {
-        q3_sb_free(&buf);
+        q3_buf_free(&buf);
         return c.status ? c.status : q3_fail(e, Q3_ENOMEM, "%s: out of memory", t->name);
     }
-    if (!(*out = q3_sb_take(&buf))) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", t->name);
+    if (!(*out = q3_buf_take(&buf))) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", t->name);
     return Q3_OK;
 }
 

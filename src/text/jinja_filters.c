@@ -199,8 +199,8 @@ static bool f_reverse(jctx *c, const jnode *at, jv v, const jargs *args, jv *out
     (void)args;
     if (!jv_items(c, at, v, &items, &n)) return false;
     if (v.type == JT_STR) {
-        q3_strbuf b = jx_value_buf(c);
-        for (size_t i = n; i-- > 0 && !b.failed;) q3_sb_put(&b, items[i].u.s.p, items[i].u.s.n);
+        q3_buf b = jx_value_buf(c);
+        for (size_t i = n; i-- > 0 && !b.failed;) q3_buf_put(&b, items[i].u.s.p, items[i].u.s.n);
         return jx_take_str(c, &b, out);
     }
     if (!jv_new_list(c, n, false, out)) return false;
@@ -214,14 +214,14 @@ static bool f_join(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     size_t n;
     jv sep = GIVEN(0) ? a[0] : jv_str("", 0);
     if (!jv_items(c, at, v, &items, &n) || !jv_to_str(c, sep, &sep)) return false;
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     for (size_t i = 0; i < n && !b.failed && !c->failed; i++) {
         jv item = items[i];
         if (GIVEN(1) && !attr_path(c, at, item, a[1], &item)) {
-            q3_sb_free(&b);
+            q3_buf_free(&b);
             return false;
         }
-        if (i) q3_sb_put(&b, sep.u.s.p, sep.u.s.n);
+        if (i) q3_buf_put(&b, sep.u.s.p, sep.u.s.n);
         jv_write_str(c, &b, item);
     }
     return jx_take_str(c, &b, out);
@@ -449,11 +449,11 @@ static bool f_capitalize(jctx *c, const jnode *at, jv v, const jargs *args, jv *
 static bool f_title(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     (void)args;
     if (!need_str(c, at, "title", v, &v)) return false;
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     bool start = true;
     for (size_t i = 0; i < v.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(v.u.s.p, v.u.s.n, &i);
-        q3_sb_put_utf8(&b, start ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
+        q3_buf_put_utf8(&b, start ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
         start = jx_is_space(cp) || (cp > 0 && cp < 128 && strchr("-({[<", cp));
     }
     return jx_take_str(c, &b, out);
@@ -469,13 +469,13 @@ static bool f_replace(jctx *c, const jnode *at, jv v, const jargs *args, jv *out
 static bool f_escape(jctx *c, const jnode *at, jv v, const jargs *args, jv *out) {
     (void)args;
     if (!need_str(c, at, "escape", v, &v)) return false;
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     for (size_t i = 0; i < v.u.s.n && !b.failed; i++) {
         char ch = v.u.s.p[i];
         const char *esc = ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '"' ? "&#34;"
                         : ch == '\'' ? "&#39;" : NULL;
-        if (esc) q3_sb_puts(&b, esc);
-        else q3_sb_putc(&b, ch);
+        if (esc) q3_buf_puts(&b, esc);
+        else q3_buf_putc(&b, ch);
     }
     return jx_take_str(c, &b, out);
 }
@@ -492,14 +492,14 @@ static bool f_indent(jctx *c, const jnode *at, jv v, const jargs *args, jv *out)
     }
     if (!need_str(c, at, "indent", v, &v)) return false;
     bool first = GIVEN(1) && jv_truthy(a[1]), blank = GIVEN(2) && jv_truthy(a[2]);
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     jstr s = v.u.s;
     for (size_t i = 0, line = 0; i <= s.n && !b.failed; line++) {
         size_t end = i;
         while (end < s.n && s.p[end] != '\n') end++;
-        if (line) q3_sb_putc(&b, '\n');
-        if ((line || first) && (blank || end > i)) q3_sb_put(&b, pad.u.s.p, pad.u.s.n);
-        q3_sb_put(&b, s.p + i, end - i);
+        if (line) q3_buf_putc(&b, '\n');
+        if ((line || first) && (blank || end > i)) q3_buf_put(&b, pad.u.s.p, pad.u.s.n);
+        q3_buf_put(&b, s.p + i, end - i);
         i = end + 1;
     }
     return jx_take_str(c, &b, out);
@@ -522,9 +522,9 @@ static bool f_tojson(jctx *c, const jnode *at, jv v, const jargs *args, jv *out)
         o.item_sep = seps[0];
         o.key_sep = seps[1];
     }
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     if (!jv_write_json(c, at, &b, v, &o, 0)) {
-        q3_sb_free(&b);
+        q3_buf_free(&b);
         return false;
     }
     return jx_take_str(c, &b, out);

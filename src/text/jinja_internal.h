@@ -11,7 +11,8 @@
 #include <stdint.h>
 
 #include "text/jinja.h"
-#include "text/strbuf.h"
+#include "base/buf.h"
+#include "base/utf8.h"
 
 /* ---- memory: one arena for a compiled tree, one per render ---- */
 
@@ -205,7 +206,7 @@ typedef struct jctx {
     jarena arena;
     jframe *root;   /* the template's own variables, over the context's */
     jframe *frame;  /* the innermost scope: a loop iteration's, a macro call's, or root */
-    q3_strbuf *out; /* where text goes now (a macro or block set renders into its own) */
+    q3_buf *out; /* where text goes now (a macro or block set renders into its own) */
     size_t max_output;
     uint64_t steps, max_steps;
     uint64_t read;  /* bytes read by operations and not yet counted as a step (jx_charge) */
@@ -241,7 +242,7 @@ bool jx_charge(jctx *c, const jnode *at, uint64_t bytes);
 /* A buffer for building a string value: it grows at most to what the memory limit leaves, as the
  * value goes into the render's arena after (jx_take_str); passing that is the memory limit's
  * error, and writing values into a failed buffer stops early. */
-q3_strbuf jx_value_buf(const jctx *c);
+q3_buf jx_value_buf(const jctx *c);
 
 /* Records the first error, at node at (may be NULL), and returns false. */
 bool jx_fail(jctx *c, const jnode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -328,9 +329,9 @@ bool jv_contains(jctx *c, const jnode *at, jv container, jv item, bool *out);
 /* str(v) appended to b (undefined: nothing). Charged as read (jx_charge): a value written costs
  * JX_ITEM_BYTES, and a string its bytes too; writing stops once b has failed or the render is
  * past its steps. */
-void jv_write_str(jctx *c, q3_strbuf *b, jv v);
+void jv_write_str(jctx *c, q3_buf *b, jv v);
 /* repr(v), likewise. */
-void jv_write_repr(jctx *c, q3_strbuf *b, jv v);
+void jv_write_repr(jctx *c, q3_buf *b, jv v);
 /* str(v) as a string value (v itself when already one). */
 bool jv_to_str(jctx *c, jv v, jv *out);
 typedef struct jjson_opts {
@@ -340,7 +341,7 @@ typedef struct jjson_opts {
     const char *item_sep, *key_sep; /* NULL: json.dumps's defaults for the indent */
 } jjson_opts;
 /* json.dumps(v, ...); values JSON cannot hold are a type error. */
-bool jv_write_json(jctx *c, const jnode *at, q3_strbuf *b, jv v, const jjson_opts *o, int level);
+bool jv_write_json(jctx *c, const jnode *at, q3_buf *b, jv v, const jjson_opts *o, int level);
 
 /* ---- named operations ---- */
 
@@ -352,7 +353,7 @@ bool jx_test_exists(jstr name);
 bool jx_is_space(int cp);
 /* A string value made from a buffer (which is freed); a failed buffer is the memory limit's error
  * (or running out of memory). */
-bool jx_take_str(jctx *c, q3_strbuf *b, jv *out);
+bool jx_take_str(jctx *c, q3_buf *b, jv *out);
 /* Applies filter name to v. */
 bool jx_filter(jctx *c, const jnode *at, jstr name, jv v, const jargs *args, jv *out);
 /* Runs test name on v. */

@@ -181,56 +181,56 @@ static int hex_escape(const char *s, size_t n, size_t *i, int digits) {
 
 /* One escape after a backslash at s[*i] (the letter); appends what it stands for. Unknown
  * escapes stay as they are, as in Python. */
-static bool put_escape(q3_strbuf *b, const char *s, size_t n, size_t *i) {
+static bool put_escape(q3_buf *b, const char *s, size_t n, size_t *i) {
     char c = s[*i];
     static const char SIMPLE_FROM[] = "nrt\\'\"abfv\n", SIMPLE_TO[] = "\n\r\t\\'\"\a\b\f\v";
     const char *k = strchr(SIMPLE_FROM, c);
     if (c && k) {
-        if (c != '\n') q3_sb_putc(b, SIMPLE_TO[k - SIMPLE_FROM]); /* backslash-newline: nothing */
+        if (c != '\n') q3_buf_putc(b, SIMPLE_TO[k - SIMPLE_FROM]); /* backslash-newline: nothing */
         return true;
     }
     if (c >= '0' && c <= '7') {
         int cp = 0;
         for (int d = 0; d < 3 && *i < n && s[*i] >= '0' && s[*i] <= '7'; d++) cp = cp * 8 + (s[(*i)++] - '0');
         (*i)--;
-        q3_sb_put_utf8(b, cp);
+        q3_buf_put_utf8(b, cp);
         return true;
     }
     int digits = c == 'x' ? 2 : c == 'u' ? 4 : c == 'U' ? 8 : 0;
     if (digits) {
         int cp = hex_escape(s, n, i, digits);
         if (cp < 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) return false;
-        q3_sb_put_utf8(b, cp);
+        q3_buf_put_utf8(b, cp);
         return true;
     }
-    q3_sb_putc(b, '\\');
-    q3_sb_putc(b, c);
+    q3_buf_putc(b, '\\');
+    q3_buf_putc(b, c);
     return true;
 }
 
 static q3_status lex_string(lexer *lx, jtoken *t) {
     const char *s = lx->src;
     char quote = s[lx->pos];
-    q3_strbuf b = {0};
+    q3_buf b = {0};
     size_t i = lx->pos + 1;
     for (; i < lx->len && s[i] != quote; i++) {
         if (s[i] != '\\') {
-            q3_sb_putc(&b, s[i]);
+            q3_buf_putc(&b, s[i]);
             continue;
         }
         if (++i >= lx->len) break;
         if (!put_escape(&b, s, lx->len, &i)) {
-            q3_sb_free(&b);
+            q3_buf_free(&b);
             return lex_fail(lx, i - 1, "bad escape in a string");
         }
     }
     if (i >= lx->len) {
-        q3_sb_free(&b);
+        q3_buf_free(&b);
         return lex_fail(lx, lx->pos, "unterminated string");
     }
     if (b.failed) return q3_fail(lx->e, Q3_ENOMEM, "%s: out of memory", lx->name);
     t->s = (jstr){ja_strndup(lx->a, b.data ? b.data : "", b.len), b.len};
-    q3_sb_free(&b);
+    q3_buf_free(&b);
     lx->pos = i + 1;
     return t->s.p ? Q3_OK : q3_fail(lx->e, Q3_ENOMEM, "%s: out of memory", lx->name);
 }

@@ -40,9 +40,9 @@ bool jx_is_space(int cp) {
     return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
 }
 
-bool jx_take_str(jctx *c, q3_strbuf *b, jv *out) {
+bool jx_take_str(jctx *c, q3_buf *b, jv *out) {
     if (c->failed) { /* past the steps while it was written */
-        q3_sb_free(b);
+        q3_buf_free(b);
         return false;
     }
     if (b->failed) { /* the arena could not have held it either */
@@ -51,7 +51,7 @@ bool jx_take_str(jctx *c, q3_strbuf *b, jv *out) {
     }
     char *s = b->failed ? NULL : ja_strndup(&c->arena, b->data ? b->data : "", b->len);
     size_t n = b->len;
-    q3_sb_free(b);
+    q3_buf_free(b);
     if (!s) return jx_check_memory(c, NULL);
     *out = jv_str(s, n);
     return true;
@@ -88,10 +88,10 @@ bool jx_strip(jctx *c, jv s, const jv *chars, bool left, bool right, jv *out) {
 }
 
 bool jx_case(jctx *c, jv s, bool upper, jv *out) {
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     for (size_t i = 0; i < s.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(s.u.s.p, s.u.s.n, &i);
-        q3_sb_put_utf8(&b, upper ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
+        q3_buf_put_utf8(&b, upper ? utf8proc_toupper(cp) : utf8proc_tolower(cp));
     }
     return jx_take_str(c, &b, out);
 }
@@ -99,24 +99,24 @@ bool jx_case(jctx *c, jv s, bool upper, jv *out) {
 bool jx_replace(jctx *c, const jnode *at, jv s, jv old, jv new_, int64_t count, jv *out) {
     if (old.type != JT_STR || new_.type != JT_STR) return jx_fail(c, at, "replace: expected two strings");
     jstr t = s.u.s, o = old.u.s, r = new_.u.s;
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     size_t i = 0;
     for (int64_t done = 0; (count < 0 || done < count) && !b.failed; done++) {
         if (o.n == 0) { /* "" matches before every character and at the end */
-            q3_sb_put(&b, r.p, r.n);
+            q3_buf_put(&b, r.p, r.n);
             if (i >= t.n) break;
             size_t start = i;
             q3_utf8_next(t.p, t.n, &i);
-            q3_sb_put(&b, t.p + start, i - start);
+            q3_buf_put(&b, t.p + start, i - start);
             continue;
         }
         const char *hit = memmem(t.p + i, t.n - i, o.p, o.n);
         if (!hit) break;
-        q3_sb_put(&b, t.p + i, (size_t)(hit - t.p) - i);
-        q3_sb_put(&b, r.p, r.n);
+        q3_buf_put(&b, t.p + i, (size_t)(hit - t.p) - i);
+        q3_buf_put(&b, r.p, r.n);
         i = (size_t)(hit - t.p) + o.n;
     }
-    if (i < t.n) q3_sb_put(&b, t.p + i, t.n - i);
+    if (i < t.n) q3_buf_put(&b, t.p + i, t.n - i);
     return jx_take_str(c, &b, out);
 }
 
@@ -263,13 +263,13 @@ static bool cased(int cp) {
 /* str.title(): a cased character after a cased one goes to lower case, any other to title case;
  * str.capitalize(): the first character to upper case, the rest to lower. */
 static bool title_method(jctx *c, jv s, bool capitalize, jv *out) {
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     bool prev_cased = false, first = true;
     for (size_t i = 0; i < s.u.s.n && !b.failed;) {
         int cp = q3_utf8_next(s.u.s.p, s.u.s.n, &i);
         int to = capitalize ? (first ? utf8proc_toupper(cp) : utf8proc_tolower(cp))
                             : (prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp));
-        q3_sb_put_utf8(&b, to);
+        q3_buf_put_utf8(&b, to);
         prev_cased = cased(cp);
         first = false;
     }
@@ -309,14 +309,14 @@ static bool join_method(jctx *c, const jnode *at, jv s, const jargs *args, jv *o
     size_t n;
     if (args->n_pos != 1 || args->n_kw) return jx_fail(c, at, "join takes one argument");
     if (!jv_items(c, at, args->pos[0], &items, &n)) return false;
-    q3_strbuf b = jx_value_buf(c);
+    q3_buf b = jx_value_buf(c);
     for (size_t i = 0; i < n && !b.failed; i++) {
         if (items[i].type != JT_STR) {
-            q3_sb_free(&b);
+            q3_buf_free(&b);
             return jx_fail(c, at, "join: item %zu is '%s', not a string", i, jv_type_name(items[i]));
         }
-        if (i) q3_sb_put(&b, s.u.s.p, s.u.s.n);
-        q3_sb_put(&b, items[i].u.s.p, items[i].u.s.n);
+        if (i) q3_buf_put(&b, s.u.s.p, s.u.s.n);
+        q3_buf_put(&b, items[i].u.s.p, items[i].u.s.n);
     }
     return jx_take_str(c, &b, out);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "text/json_schema.h"
 
 #define MAX_GROUP_REPEAT 64   /* {m,n} of a group makes about n rules */
@@ -101,14 +102,6 @@ static int escaped_char(parser *ps) {
     }
 }
 
-/* A code point as UTF-8; returns the length. */
-static int utf8_encode(unsigned cp, char out[4]) {
-    if (cp < 0x80) return out[0] = (char)cp, 1;
-    if (cp < 0x800) return out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 63)), 2;
-    out[0] = (char)(0xE0 | cp >> 12), out[1] = (char)(0x80 | (cp >> 6 & 63)), out[2] = (char)(0x80 | (cp & 63));
-    return 3;
-}
-
 /* A literal non-ASCII character (the next UTF-8 sequence of the pattern, or a code point). */
 static atom literal_rule(parser *ps, const char *bytes, int n) {
     int r = q3_gb_rule(ps->b);
@@ -121,7 +114,7 @@ static atom literal_rule(parser *ps, const char *bytes, int n) {
 static atom char_atom(parser *ps, unsigned c) {
     if (c >= 0x80) {
         char u[4];
-        return literal_rule(ps, u, utf8_encode(c, u));
+        return literal_rule(ps, u, (int)q3_utf8_encode(c, u));
     }
     atom a = {.is_set = true};
     add_char(&a.set, c);

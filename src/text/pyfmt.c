@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
+#include "base/utf8.h"
 
 /* ---- repr(float) ---- */
 
@@ -44,45 +45,45 @@ static void shortest_digits(double x, char *sci, size_t size) {
     snprintf(sci, size, "%.*e", DBL_DECIMAL_DIG - 1, x);
 }
 
-static void put_zeros(q3_strbuf *b, int n) {
-    for (; n > 0; n--) q3_sb_putc(b, '0');
+static void put_zeros(q3_buf *b, int n) {
+    for (; n > 0; n--) q3_buf_putc(b, '0');
 }
 
-static void put_digits(q3_strbuf *b, const char *digits, int nd, int exp10) {
+static void put_digits(q3_buf *b, const char *digits, int nd, int exp10) {
     int point = exp10 + 1; /* where the decimal point goes, counted in digits from the first */
     if (point <= -4 || point > 16) {
-        q3_sb_put(b, digits, 1);
+        q3_buf_put(b, digits, 1);
         if (nd > 1) {
-            q3_sb_putc(b, '.');
-            q3_sb_put(b, digits + 1, (size_t)nd - 1);
+            q3_buf_putc(b, '.');
+            q3_buf_put(b, digits + 1, (size_t)nd - 1);
         }
-        q3_sb_printf(b, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+        q3_buf_printf(b, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
     } else if (point <= 0) {
-        q3_sb_puts(b, "0.");
+        q3_buf_puts(b, "0.");
         put_zeros(b, -point);
-        q3_sb_put(b, digits, (size_t)nd);
+        q3_buf_put(b, digits, (size_t)nd);
     } else if (point >= nd) {
-        q3_sb_put(b, digits, (size_t)nd);
+        q3_buf_put(b, digits, (size_t)nd);
         put_zeros(b, point - nd);
-        q3_sb_puts(b, ".0");
+        q3_buf_puts(b, ".0");
     } else {
-        q3_sb_put(b, digits, (size_t)point);
-        q3_sb_putc(b, '.');
-        q3_sb_put(b, digits + point, (size_t)(nd - point));
+        q3_buf_put(b, digits, (size_t)point);
+        q3_buf_putc(b, '.');
+        q3_buf_put(b, digits + point, (size_t)(nd - point));
     }
 }
 
-void q3_py_float(q3_strbuf *b, double x) {
+void q3_py_float(q3_buf *b, double x) {
     if (isnan(x) || isinf(x)) {
-        q3_sb_puts(b, isnan(x) ? "NaN" : x < 0 ? "-Infinity" : "Infinity");
+        q3_buf_puts(b, isnan(x) ? "NaN" : x < 0 ? "-Infinity" : "Infinity");
         return;
     }
     if (x == 0) {
-        q3_sb_puts(b, signbit(x) ? "-0.0" : "0.0");
+        q3_buf_puts(b, signbit(x) ? "-0.0" : "0.0");
         return;
     }
     char sci[40], digits[24];
-    if (x < 0) q3_sb_putc(b, '-');
+    if (x < 0) q3_buf_putc(b, '-');
     shortest_digits(fabs(x), sci, sizeof sci);
     const char *p = sci;
     int nd = 0;
@@ -93,12 +94,12 @@ void q3_py_float(q3_strbuf *b, double x) {
 
 /* ---- strings ---- */
 
-static void put_u_escape(q3_strbuf *b, int cp) {
+static void put_u_escape(q3_buf *b, int cp) {
     if (cp >= 0x10000) {
         cp -= 0x10000;
-        q3_sb_printf(b, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+        q3_buf_printf(b, "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
     } else {
-        q3_sb_printf(b, "\\u%04x", cp); /* Python writes these in lower case */
+        q3_buf_printf(b, "\\u%04x", cp); /* Python writes these in lower case */
     }
 }
 
@@ -116,13 +117,13 @@ static const char *json_escape(unsigned char c) {
     }
 }
 
-void q3_py_json_string(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) {
-    q3_sb_putc(b, '"');
+void q3_py_json_string(q3_buf *b, const char *s, size_t n, bool ensure_ascii) {
+    q3_buf_putc(b, '"');
     q3_py_json_chars(b, s, n, ensure_ascii);
-    q3_sb_putc(b, '"');
+    q3_buf_putc(b, '"');
 }
 
-void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) {
+void q3_py_json_chars(q3_buf *b, const char *s, size_t n, bool ensure_ascii) {
     size_t plain = 0; /* start of the bytes that need no escape, written in one go */
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
@@ -130,10 +131,10 @@ void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) 
             i++;
             continue;
         }
-        q3_sb_put(b, s + plain, i - plain);
+        q3_buf_put(b, s + plain, i - plain);
         const char *esc = json_escape(c);
         if (esc) {
-            q3_sb_puts(b, esc);
+            q3_buf_puts(b, esc);
             i++;
         } else if (c < 0x80) {
             put_u_escape(b, c);
@@ -143,7 +144,7 @@ void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii) 
         }
         plain = i;
     }
-    q3_sb_put(b, s + plain, n - plain);
+    q3_buf_put(b, s + plain, n - plain);
 }
 
 /* str.isprintable() of one character: not a control, format, surrogate, private, unassigned or
@@ -163,67 +164,67 @@ static bool py_printable(int cp) {
     }
 }
 
-static void put_repr_char(q3_strbuf *b, int cp, char quote) {
+static void put_repr_char(q3_buf *b, int cp, char quote) {
     if (cp == quote || cp == '\\') {
-        q3_sb_putc(b, '\\');
-        q3_sb_putc(b, (char)cp);
+        q3_buf_putc(b, '\\');
+        q3_buf_putc(b, (char)cp);
     } else if (cp == '\t' || cp == '\n' || cp == '\r') {
-        q3_sb_puts(b, cp == '\t' ? "\\t" : cp == '\n' ? "\\n" : "\\r");
+        q3_buf_puts(b, cp == '\t' ? "\\t" : cp == '\n' ? "\\n" : "\\r");
     } else if (py_printable(cp)) {
-        q3_sb_put_utf8(b, cp);
+        q3_buf_put_utf8(b, cp);
     } else if (cp < 0x100) {
-        q3_sb_printf(b, "\\x%02x", cp);
+        q3_buf_printf(b, "\\x%02x", cp);
     } else if (cp < 0x10000) {
-        q3_sb_printf(b, "\\u%04x", cp);
+        q3_buf_printf(b, "\\u%04x", cp);
     } else {
-        q3_sb_printf(b, "\\U%08x", cp);
+        q3_buf_printf(b, "\\U%08x", cp);
     }
 }
 
-void q3_py_repr_string(q3_strbuf *b, const char *s, size_t n) {
+void q3_py_repr_string(q3_buf *b, const char *s, size_t n) {
     char quote = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
-    q3_sb_putc(b, quote);
+    q3_buf_putc(b, quote);
     for (size_t i = 0; i < n;) {
         size_t start = i;
         int cp = q3_utf8_next(s, n, &i);
-        if (cp >= 0x20 && cp < 0x7F && cp != quote && cp != '\\') q3_sb_put(b, s + start, i - start);
+        if (cp >= 0x20 && cp < 0x7F && cp != quote && cp != '\\') q3_buf_put(b, s + start, i - start);
         else put_repr_char(b, cp, quote);
     }
-    q3_sb_putc(b, quote);
+    q3_buf_putc(b, quote);
 }
 
 /* ---- json.dumps of a jansson value ---- */
 
-void q3_py_json(q3_strbuf *b, const json_t *v) {
+void q3_py_json(q3_buf *b, const json_t *v) {
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         const char *key;
         json_t *value;
         bool first = true;
-        q3_sb_putc(b, '{');
+        q3_buf_putc(b, '{');
         json_object_foreach((json_t *)v, key, value) {
-            if (!first) q3_sb_puts(b, ", ");
+            if (!first) q3_buf_puts(b, ", ");
             first = false;
             q3_py_json_string(b, key, strlen(key), false);
-            q3_sb_puts(b, ": ");
+            q3_buf_puts(b, ": ");
             q3_py_json(b, value);
         }
-        q3_sb_putc(b, '}');
+        q3_buf_putc(b, '}');
         break;
     }
     case JSON_ARRAY:
-        q3_sb_putc(b, '[');
+        q3_buf_putc(b, '[');
         for (size_t i = 0; i < json_array_size(v); i++) {
-            if (i) q3_sb_puts(b, ", ");
+            if (i) q3_buf_puts(b, ", ");
             q3_py_json(b, json_array_get(v, i));
         }
-        q3_sb_putc(b, ']');
+        q3_buf_putc(b, ']');
         break;
     case JSON_STRING: q3_py_json_string(b, json_string_value(v), json_string_length(v), false); break;
-    case JSON_INTEGER: q3_sb_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_INTEGER: q3_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
     case JSON_REAL: q3_py_float(b, json_real_value(v)); break;
-    case JSON_TRUE: q3_sb_puts(b, "true"); break;
-    case JSON_FALSE: q3_sb_puts(b, "false"); break;
-    case JSON_NULL: q3_sb_puts(b, "null"); break;
+    case JSON_TRUE: q3_buf_puts(b, "true"); break;
+    case JSON_FALSE: q3_buf_puts(b, "false"); break;
+    case JSON_NULL: q3_buf_puts(b, "null"); break;
     }
 }

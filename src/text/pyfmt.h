@@ -7,26 +7,26 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "text/strbuf.h"
+#include "base/buf.h"
 
 /* repr(float): the shortest digits that read back as x, positional from 1e-4 up to 1e16,
  * exponent form (1e+16, 1.5e-07) outside; integral values keep ".0"; inf and nan as
  * json.dumps spells them (Infinity, -Infinity, NaN). */
-void q3_py_float(q3_strbuf *b, double x);
+void q3_py_float(q3_buf *b, double x);
 
 /* A JSON string literal as json.dumps writes it: \" \\ \n \r \t \b \f, other control characters
  * as \u00XX; with ensure_ascii, every non-ASCII character as \uXXXX (surrogate pairs above
  * U+FFFF), else the UTF-8 as it is. */
-void q3_py_json_string(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii);
+void q3_py_json_string(q3_buf *b, const char *s, size_t n, bool ensure_ascii);
 /* The same without the quotes: the inside of a string literal, for text that arrives in pieces
  * (a piece may end inside a UTF-8 character only when ensure_ascii is false). */
-void q3_py_json_chars(q3_strbuf *b, const char *s, size_t n, bool ensure_ascii);
+void q3_py_json_chars(q3_buf *b, const char *s, size_t n, bool ensure_ascii);
 
 /* repr(str): single quotes unless the text holds ' and no ", backslash escapes for the quote,
  * \\, \t, \n, \r, and \xXX / \uXXXX / \UXXXXXXXX for characters Python does not print. */
-void q3_py_repr_string(q3_strbuf *b, const char *s, size_t n);
+void q3_py_repr_string(q3_buf *b, const char *s, size_t n);
 
 /* json.dumps(v, ensure_ascii=False): ", " and ": " separators, keys in insertion order. */
-void q3_py_json(q3_strbuf *b, const json_t *v);
+void q3_py_json(q3_buf *b, const json_t *v);
 
 #endif

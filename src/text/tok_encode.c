@@ -10,6 +10,7 @@
  * heap, so a word of n bytes costs O(n log n). Words repeat a lot in real text: a per-call cache
  * maps a word already seen to its ids. All scratch belongs to one call, so a tokenizer can be
  * shared by threads. */
+#include "base/utf8.h"
 #include "text/tok_internal.h"
 
 #include <stdlib.h>
@@ -252,7 +253,7 @@ static q3_status pretokenize(encoder *x, const unsigned char *s, size_t n, q3_er
         if (ov[1] == ov[0]) { /* an empty match: step over one character and search again */
             if (ov[0] >= n) break;
             size_t len;
-            tok_utf8_next(s + ov[0], n - ov[0], &len);
+            q3_utf8_scan((const char *)s + ov[0], n - ov[0], &len);
             search = ov[0] + len;
             continue;
         }
@@ -311,7 +312,7 @@ static q3_status check_utf8(const char *text, size_t len, q3_error *e) {
             n = 1;
             continue;
         }
-        if (tok_utf8_next(s + i, len - i, &n) != UTF8_OK)
+        if (q3_utf8_scan((const char *)s + i, len - i, &n) != Q3_UTF8_OK)
             return q3_fail(e, Q3_EINVAL, "encode: invalid UTF-8 at byte offset %zu", i);
     }
     return Q3_OK;

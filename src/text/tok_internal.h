@@ -96,12 +96,4 @@ static inline bool tok_merge_of(const q3_tokenizer *t, int32_t left, int32_t rig
     }
 }
 
-/* ---- UTF-8 (tokenizer.c) ---- */
-
-typedef enum { UTF8_OK, UTF8_SHORT, UTF8_BAD } utf8_verdict;
-/* Classifies the character starting at s (n >= 1 bytes there), by Unicode's table of well-formed
- * sequences. OK: *len is its length. SHORT: the n bytes begin a character but end too soon.
- * BAD: the first *len bytes (>= 1) can begin no character and stand for one U+FFFD. */
-utf8_verdict tok_utf8_next(const unsigned char *s, size_t n, size_t *len);
-
 #endif

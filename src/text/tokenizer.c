@@ -3,6 +3,7 @@
  * list of added tokens. The loaders (tok_load.c) fill it through tok_create / tok_set_token /
  * tok_index / tok_add_merge; the encoder (tok_encode.c) reads it. Decoding, whole and streamed,
  * lives here too: it needs nothing but the pieces. */
+#include "base/utf8.h"
 #include "text/tok_internal.h"
 #include "text/chat.h"
 
@@ -29,51 +30,6 @@ static uint32_t byte_to_char(int b) {
 static void char_to_byte_table(int16_t table[ALPHABET_END]) {
     for (int c = 0; c < ALPHABET_END; c++) table[c] = -1;
     for (int b = 0; b < 256; b++) table[byte_to_char(b)] = (int16_t)b;
-}
-
-static size_t utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    out[0] = (char)(0xC0 | cp >> 6); /* the alphabet never leaves two-byte characters */
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-}
-
-/* ---- UTF-8 ---- */
-
-utf8_verdict tok_utf8_next(const unsigned char *s, size_t n, size_t *len) {
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c < 0x80) {
-        *len = 1;
-        return UTF8_OK;
-    }
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) need = 3;
-    else if (c >= 0xF0 && c <= 0xF4) need = 4;
-    else {
-        *len = 1;
-        return UTF8_BAD;
-    }
-    /* The second byte's range excludes overlong forms, surrogates and code points past U+10FFFF. */
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-    for (size_t k = 1; k < need; k++, lo = 0x80, hi = 0xBF) {
-        if (k >= n) {
-            *len = k;
-            return UTF8_SHORT;
-        }
-        if (s[k] < lo || s[k] > hi) {
-            *len = k;
-            return UTF8_BAD;
-        }
-    }
-    *len = need;
-    return UTF8_OK;
 }
 
 /* ---- building ---- */
@@ -153,7 +109,7 @@ static q3_status decode_spelling(q3_tokenizer *t, int32_t id, const int16_t *cha
     unsigned char *out = (unsigned char *)t->piece_pool + t->piece_used;
     size_t n = 0;
     for (size_t i = 0, len; i < k->text_len; i += len) {
-        if (tok_utf8_next(s + i, k->text_len - i, &len) != UTF8_OK)
+        if (q3_utf8_scan((const char *)s + i, k->text_len - i, &len) != Q3_UTF8_OK)
             return q3_fail(e, Q3_EFORMAT, "%s: token %d is not valid UTF-8", src, id);
         uint32_t cp = len == 1 ? s[i] : len == 2 ? (uint32_t)(s[i] & 0x1F) << 6 | (s[i + 1] & 0x3F)
                                                  : ALPHABET_END;
@@ -239,8 +195,8 @@ q3_status tok_index(q3_tokenizer *t, const char *src, q3_error *e) {
     if (!st) st = list_added(t, src, e);
     if (st) return st;
     for (int b = 0; b < 256; b++) {
-        char spelling[2];
-        int32_t id = tok_lookup(t, spelling, utf8_put(byte_to_char(b), spelling));
+        char spelling[4];
+        int32_t id = tok_lookup(t, spelling, q3_utf8_encode(byte_to_char(b), spelling));
         t->byte_token[b] = id >= 0 && t->tokens[id].kind == TOK_NORMAL ? id : -1;
     }
     return Q3_OK;
@@ -403,11 +359,11 @@ static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD}; /* U+FF
 static size_t settle_pending(q3_tok_stream *s, char *out) {
     size_t w = 0, len;
     while (s->n_pending > 0) {
-        utf8_verdict v = tok_utf8_next(s->pending, (size_t)s->n_pending, &len);
-        if (v == UTF8_SHORT) break;
-        if (v == UTF8_OK) memcpy(out + w, s->pending, len);
+        q3_utf8_verdict v = q3_utf8_scan((const char *)s->pending, (size_t)s->n_pending, &len);
+        if (v == Q3_UTF8_SHORT) break;
+        if (v == Q3_UTF8_OK) memcpy(out + w, s->pending, len);
         else memcpy(out + w, REPLACEMENT, sizeof REPLACEMENT);
-        w += v == UTF8_OK ? len : sizeof REPLACEMENT;
+        w += v == Q3_UTF8_OK ? len : sizeof REPLACEMENT;
         s->n_pending -= (int)len;
         memmove(s->pending, s->pending + len, (size_t)s->n_pending);
     }

@@ -33,20 +33,20 @@ struct q3_reply_parser {
     size_t newlines;    /* newlines held back: dropped if the section ends right after them */
     bool section_start; /* nothing passed on yet in this section: leading newlines go */
 
-    q3_strbuf queue;    /* input not read yet: the piece being fed, and a dropped call's text */
+    q3_buf queue;    /* input not read yet: the piece being fed, and a dropped call's text */
     size_t queue_pos;
 
     q3_reply_event_kind pend_kind; /* text gathered for one event */
-    q3_strbuf pend;
+    q3_buf pend;
 
-    q3_strbuf raw;      /* the current call's bytes after <tool_call> */
+    q3_buf raw;      /* the current call's bytes after <tool_call> */
     bool started;       /* its CALL_START has gone out */
-    q3_strbuf early;    /* arguments written before the name was known */
+    q3_buf early;    /* arguments written before the name was known */
     json_scan js;
     xml_scan xs;
     char id[96];
 
-    q3_strbuf reasoning, content, args; /* the whole result */
+    q3_buf reasoning, content, args; /* the whole result */
     q3_tool_call *calls;                /* complete calls, then the started one */
     size_t n_complete, n_calls, cap;
 
@@ -74,9 +74,9 @@ static void emit_mark(q3_reply_parser *p, q3_reply_event_kind kind, const char *
 static void out_text(q3_reply_parser *p, q3_reply_event_kind kind, const char *s, size_t n) {
     if (p->pend.len && p->pend_kind != kind) flush(p);
     p->pend_kind = kind;
-    if (p->emit) q3_sb_put(&p->pend, s, n);
-    q3_strbuf *whole = kind == Q3_REPLY_REASONING ? &p->reasoning : kind == Q3_REPLY_CONTENT ? &p->content : &p->args;
-    q3_sb_put(whole, s, n);
+    if (p->emit) q3_buf_put(&p->pend, s, n);
+    q3_buf *whole = kind == Q3_REPLY_REASONING ? &p->reasoning : kind == Q3_REPLY_CONTENT ? &p->content : &p->args;
+    q3_buf_put(whole, s, n);
 }
 
 void call_out_of_memory(q3_reply_parser *p) { p->oom = true; }
@@ -84,7 +84,7 @@ const json_t *call_tools(const q3_reply_parser *p) { return p->o.tools; }
 
 void call_args(q3_reply_parser *p, const char *text, size_t len) {
     if (p->started) out_text(p, Q3_REPLY_CALL_ARGS, text, len);
-    else q3_sb_put(&p->early, text, len);
+    else q3_buf_put(&p->early, text, len);
 }
 
 void call_named(q3_reply_parser *p, const char *name, size_t len) {
@@ -181,11 +181,11 @@ static void drop_call(q3_reply_parser *p) {
         free(c->name);
         p->started = false;
     }
-    q3_strbuf replay = {0};
-    q3_sb_put(&replay, p->raw.data ? p->raw.data : "", p->raw.len);
-    q3_sb_put(&replay, p->queue.data ? p->queue.data + p->queue_pos : "", p->queue.len - p->queue_pos);
+    q3_buf replay = {0};
+    q3_buf_put(&replay, p->raw.data ? p->raw.data : "", p->raw.len);
+    q3_buf_put(&replay, p->queue.data ? p->queue.data + p->queue_pos : "", p->queue.len - p->queue_pos);
     if (replay.failed) call_out_of_memory(p);
-    q3_sb_free(&p->queue);
+    q3_buf_free(&p->queue);
     p->queue = replay;
     p->queue_pos = 0;
     p->sec = S_CONTENT;
@@ -195,7 +195,7 @@ static void drop_call(q3_reply_parser *p) {
 static void step(q3_reply_parser *p, char c);
 
 static void call_byte(q3_reply_parser *p, char c) {
-    q3_sb_putc(&p->raw, c);
+    q3_buf_putc(&p->raw, c);
     scan_result r = p->o.format == Q3_TOOL_FORMAT_XML ? xml_scan_byte(&p->xs, p, c) : json_scan_byte(&p->js, p, c);
     if (r == SCAN_DONE) {
         end_call(p);
@@ -291,7 +291,7 @@ q3_status q3_reply_parser_new(const q3_reply_options *o, q3_reply_emit_fn emit, 
 
 q3_status q3_reply_parser_feed(q3_reply_parser *p, const char *text, size_t len, q3_error *e) {
     if (p->finished) return q3_fail(e, Q3_EINVAL, "reply parser: fed after the end");
-    q3_sb_put(&p->queue, text, len);
+    q3_buf_put(&p->queue, text, len);
     run(p);
     flush(p);
     return status(p, e);
@@ -330,8 +330,8 @@ void q3_reply_parser_free(q3_reply_parser *p) {
     if (!p) return;
     if (p->sec == S_CALL) end_scan(p);
     free_calls(p->calls, p->n_calls);
-    q3_strbuf *bufs[] = {&p->queue, &p->pend, &p->raw, &p->early, &p->reasoning, &p->content, &p->args};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) q3_sb_free(bufs[i]);
+    q3_buf *bufs[] = {&p->queue, &p->pend, &p->raw, &p->early, &p->reasoning, &p->content, &p->args};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) q3_buf_free(bufs[i]);
     free(p->id_prefix);
     free(p);
 }

@@ -5,7 +5,7 @@
 #ifndef Q3_TOOL_CALL_INTERNAL_H
 #define Q3_TOOL_CALL_INTERNAL_H
 
-#include "text/strbuf.h"
+#include "base/buf.h"
 #include "text/tool_call.h"
 
 #define CALL_CLOSE "</tool_call>"
@@ -43,7 +43,7 @@ typedef struct json_scan {
     bool in_key;                 /* the string being read is a key */
     bool args_string;            /* the arguments value is a string: its text is the arguments */
     bool have_name, have_args;
-    q3_strbuf key, name, token;  /* a top-level key, the name, a number or literal being read */
+    q3_buf key, name, token;  /* a top-level key, the name, a number or literal being read */
     int escape, hex_n;           /* the state of a backslash escape being read; \u digits seen */
     unsigned code, high;         /* a \u escape's value; a high surrogate waiting for its low half */
     size_t close_matched;        /* of "</tool_call>" */
@@ -59,8 +59,8 @@ void json_scan_free(json_scan *s);
 
 typedef struct xml_scan {
     int state;
-    q3_strbuf tag;         /* a tag being matched, or a name being read */
-    q3_strbuf value;       /* a parameter value that waits to be typed */
+    q3_buf tag;         /* a tag being matched, or a name being read */
+    q3_buf value;       /* a parameter value that waits to be typed */
     const json_t *props;   /* the function's parameter schemas (properties), or NULL */
     int type;              /* how the current value is typed */
     bool any_param;        /* a parameter has been written (the next one needs ", ") */

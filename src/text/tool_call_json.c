@@ -23,9 +23,9 @@ enum escape { ESC_NONE, ESC_START, ESC_HEX };
 void json_scan_init(json_scan *s) { *s = (json_scan){0}; }
 
 void json_scan_free(json_scan *s) {
-    q3_sb_free(&s->key);
-    q3_sb_free(&s->name);
-    q3_sb_free(&s->token);
+    q3_buf_free(&s->key);
+    q3_buf_free(&s->name);
+    q3_buf_free(&s->token);
     *s = (json_scan){0};
 }
 
@@ -45,16 +45,16 @@ static void string_bytes(json_scan *s, q3_reply_parser *p, const char *u, size_t
     if (in_args(s)) {
         if (s->args_string && s->depth == 1) call_args(p, u, n); /* the string is the arguments */
         else {
-            q3_strbuf b = {0};
+            q3_buf b = {0};
             q3_py_json_chars(&b, u, n, false);
             if (b.failed) call_out_of_memory(p);
             call_args(p, b.data ? b.data : "", b.len);
-            q3_sb_free(&b);
+            q3_buf_free(&b);
         }
     } else if (s->in_key && s->depth == 1) {
-        q3_sb_put(&s->key, u, n);
+        q3_buf_put(&s->key, u, n);
     } else if (s->member == M_NAME && s->depth == 1) {
-        q3_sb_put(&s->name, u, n);
+        q3_buf_put(&s->name, u, n);
     }
 }
 
@@ -205,14 +205,14 @@ static scan_result number_end(json_scan *s, q3_reply_parser *p) {
     const char *t = s->token.data ? s->token.data : "";
     if (!valid_number(t, s->token.len, &integral)) return SCAN_BAD;
     if (in_args(s)) {
-        q3_strbuf b = {0};
+        q3_buf b = {0};
         bool zero = strspn(t, "-0") == s->token.len;
-        if (integral && zero) q3_sb_putc(&b, '0'); /* Python reads -0 as the int 0 */
-        else if (integral) q3_sb_put(&b, t, s->token.len);
+        if (integral && zero) q3_buf_putc(&b, '0'); /* Python reads -0 as the int 0 */
+        else if (integral) q3_buf_put(&b, t, s->token.len);
         else q3_py_float(&b, strtod(t, NULL));
         if (b.failed) call_out_of_memory(p);
         call_args(p, b.data ? b.data : "", b.len);
-        q3_sb_free(&b);
+        q3_buf_free(&b);
     }
     s->token.len = 0;
     value_done(s, p);
@@ -222,7 +222,7 @@ static scan_result number_end(json_scan *s, q3_reply_parser *p) {
 static scan_result literal_byte(json_scan *s, q3_reply_parser *p, char c) {
     const char *want = s->token.data[0] == 't' ? "true" : s->token.data[0] == 'f' ? "false" : "null";
     if (want[s->token.len] != c) return SCAN_BAD;
-    q3_sb_putc(&s->token, c);
+    q3_buf_putc(&s->token, c);
     if (want[s->token.len]) return SCAN_MORE;
     out(s, p, want, s->token.len);
     s->token.len = 0;
@@ -284,12 +284,12 @@ static scan_result value_start(json_scan *s, q3_reply_parser *p, char c) {
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
         s->expect = E_NUMBER;
-        q3_sb_putc(&s->token, c);
+        q3_buf_putc(&s->token, c);
         return SCAN_MORE;
     }
     if (c == 't' || c == 'f' || c == 'n') {
         s->expect = E_LITERAL;
-        q3_sb_putc(&s->token, c);
+        q3_buf_putc(&s->token, c);
         return SCAN_MORE;
     }
     return SCAN_BAD;
@@ -330,7 +330,7 @@ static scan_result object_byte(json_scan *s, q3_reply_parser *p, char c) {
     case E_LITERAL: return literal_byte(s, p, c);
     case E_NUMBER:
         if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
-            q3_sb_putc(&s->token, c);
+            q3_buf_putc(&s->token, c);
             return SCAN_MORE;
         }
         return number_end(s, p) == SCAN_BAD ? SCAN_BAD : structure_byte(s, p, c);

@@ -36,8 +36,8 @@ static const char *const VALUE_ENDS[] = {"</parameter>", "<parameter=", "</funct
 void xml_scan_init(xml_scan *s) { *s = (xml_scan){0}; }
 
 void xml_scan_free(xml_scan *s) {
-    q3_sb_free(&s->tag);
-    q3_sb_free(&s->value);
+    q3_buf_free(&s->tag);
+    q3_buf_free(&s->value);
     *s = (xml_scan){0};
 }
 
@@ -45,7 +45,7 @@ static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\
 
 /* Which of tags the text in b is: the index of the one it equals, -1 while it is the start of
  * one, -2 when it is none of them. */
-static int match_tags(const q3_strbuf *b, const char *const *tags) {
+static int match_tags(const q3_buf *b, const char *const *tags) {
     bool prefix = false;
     for (int i = 0; tags[i]; i++) {
         size_t n = strlen(tags[i]);
@@ -58,7 +58,7 @@ static int match_tags(const q3_strbuf *b, const char *const *tags) {
 }
 
 /* The text in b without surrounding blanks. */
-static void trimmed(const q3_strbuf *b, const char **s, size_t *n) {
+static void trimmed(const q3_buf *b, const char **s, size_t *n) {
     const char *p = b->data ? b->data : "";
     size_t len = b->len;
     while (len && is_ws(*p)) p++, len--;
@@ -113,7 +113,7 @@ static enum type param_type(const json_t *props, const char *name, size_t n) {
 
 /* ---- values ---- */
 
-static void put_quoted(q3_strbuf *out, const char *s, size_t n) { q3_py_json_string(out, s, n, false); }
+static void put_quoted(q3_buf *out, const char *s, size_t n) { q3_py_json_string(out, s, n, false); }
 
 /* Python's int(s) / float(s): surrounding blanks allowed, and underscores between digits. */
 static bool python_number(const char *s, size_t n, bool integer, double *f, long long *i) {
@@ -136,17 +136,17 @@ static bool python_number(const char *s, size_t n, bool integer, double *f, long
 
 /* The JSON spelling of a complete value of a non-string type, as Qwen3-Coder's parser converts
  * it; a value that does not convert stays a string. */
-static void typed_value(q3_strbuf *out, enum type type, const char *s, size_t n) {
+static void typed_value(q3_buf *out, enum type type, const char *s, size_t n) {
     double f;
     long long i;
     if (type == T_INT && python_number(s, n, true, &f, &i)) {
-        q3_sb_printf(out, "%lld", i);
+        q3_buf_printf(out, "%lld", i);
     } else if (type == T_NUMBER && python_number(s, n, false, &f, &i) && isfinite(f)) {
         if (f != trunc(f)) q3_py_float(out, f);
-        else if (fabs(f) < 9.2e18) q3_sb_printf(out, "%lld", (long long)f); /* integral: an int */
-        else q3_sb_printf(out, "%.0f", f);
+        else if (fabs(f) < 9.2e18) q3_buf_printf(out, "%lld", (long long)f); /* integral: an int */
+        else q3_buf_printf(out, "%.0f", f);
     } else if (type == T_BOOL) {
-        q3_sb_puts(out, n == 4 && !strncasecmp(s, "true", 4) ? "true" : "false");
+        q3_buf_puts(out, n == 4 && !strncasecmp(s, "true", 4) ? "true" : "false");
     } else if (type == T_JSON) {
         json_t *v = json_loadb(s, n, JSON_DECODE_ANY, NULL);
         if (v) q3_py_json(out, v);
@@ -157,27 +157,27 @@ static void typed_value(q3_strbuf *out, enum type type, const char *s, size_t n)
     }
 }
 
-static void emit(q3_reply_parser *p, q3_strbuf *b) {
+static void emit(q3_reply_parser *p, q3_buf *b) {
     if (b->failed) call_out_of_memory(p);
     call_args(p, b->data ? b->data : "", b->len);
-    q3_sb_free(b);
+    q3_buf_free(b);
 }
 
 /* Text of a value, after the newline rules. Strings stream once they cannot be "null". */
 static void value_text(xml_scan *s, q3_reply_parser *p, const char *t, size_t n) {
     if (s->type != T_STRING || s->quote_open) {
-        if (s->type != T_STRING) q3_sb_put(&s->value, t, n);
+        if (s->type != T_STRING) q3_buf_put(&s->value, t, n);
         else {
-            q3_strbuf b = {0};
+            q3_buf b = {0};
             q3_py_json_chars(&b, t, n, false);
             emit(p, &b);
         }
         return;
     }
-    q3_sb_put(&s->value, t, n);
+    q3_buf_put(&s->value, t, n);
     if (s->value.len <= 4 && !strncasecmp(s->value.data, "null", s->value.len)) return;
-    q3_strbuf b = {0};
-    q3_sb_putc(&b, '"');
+    q3_buf b = {0};
+    q3_buf_putc(&b, '"');
     q3_py_json_chars(&b, s->value.data, s->value.len, false);
     emit(p, &b);
     s->quote_open = true;
@@ -198,10 +198,10 @@ static void value_byte(xml_scan *s, q3_reply_parser *p, char c) {
 }
 
 static void value_end(xml_scan *s, q3_reply_parser *p) {
-    q3_strbuf b = {0};
+    q3_buf b = {0};
     const char *v = s->value.data ? s->value.data : "";
-    if (s->quote_open) q3_sb_putc(&b, '"');
-    else if (s->value.len == 4 && !strncasecmp(v, "null", 4)) q3_sb_puts(&b, "null");
+    if (s->quote_open) q3_buf_putc(&b, '"');
+    else if (s->value.len == 4 && !strncasecmp(v, "null", 4)) q3_buf_puts(&b, "null");
     else typed_value(&b, s->type, v, s->value.len);
     emit(p, &b);
     s->value.len = 0;
@@ -222,10 +222,10 @@ static scan_result named(xml_scan *s, q3_reply_parser *p) {
         s->state = X_BODY;
         return SCAN_MORE;
     }
-    q3_strbuf b = {0};
-    if (s->any_param) q3_sb_puts(&b, ", ");
+    q3_buf b = {0};
+    if (s->any_param) q3_buf_puts(&b, ", ");
     put_quoted(&b, name, n);
-    q3_sb_puts(&b, ": ");
+    q3_buf_puts(&b, ": ");
     emit(p, &b);
     s->type = param_type(s->props, name, n);
     s->value_started = s->quote_open = s->held_newline = false;
@@ -236,7 +236,7 @@ static scan_result named(xml_scan *s, q3_reply_parser *p) {
 static scan_result name_byte(xml_scan *s, q3_reply_parser *p, char c) {
     if (c == '>') return named(s, p);
     if (c == '<' || c == '\n' || s->tag.len >= MAX_NAME) return SCAN_BAD;
-    q3_sb_putc(&s->tag, c);
+    q3_buf_putc(&s->tag, c);
     return SCAN_MORE;
 }
 
@@ -244,7 +244,7 @@ static scan_result name_byte(xml_scan *s, q3_reply_parser *p, char c) {
  * text is skipped. */
 static scan_result body_byte(xml_scan *s, q3_reply_parser *p, char c) {
     if (!s->tag.len && c != '<') return SCAN_MORE;
-    q3_sb_putc(&s->tag, c);
+    q3_buf_putc(&s->tag, c);
     int which = match_tags(&s->tag, BODY_TAGS);
     if (which == -1) return SCAN_MORE;
     s->tag.len = 0;
@@ -264,7 +264,7 @@ static scan_result value_tag_byte(xml_scan *s, q3_reply_parser *p, char c) {
         value_byte(s, p, c);
         return SCAN_MORE;
     }
-    q3_sb_putc(&s->tag, c);
+    q3_buf_putc(&s->tag, c);
     int which = match_tags(&s->tag, VALUE_ENDS);
     if (which == -1) return SCAN_MORE;
     if (which == -2) { /* text after all; the last byte may open a tag again */
@@ -291,7 +291,7 @@ scan_result xml_scan_byte(xml_scan *s, q3_reply_parser *p, char c) {
     case X_START:
         if (!s->tag.len && is_ws(c)) return SCAN_MORE;
         if (OPEN[s->tag.len] != c) return SCAN_BAD;
-        q3_sb_putc(&s->tag, c);
+        q3_buf_putc(&s->tag, c);
         if (s->tag.len == strlen(OPEN)) {
             s->tag.len = 0;
             s->state = X_NAME;
@@ -304,7 +304,7 @@ scan_result xml_scan_byte(xml_scan *s, q3_reply_parser *p, char c) {
     default: /* after </function>: </tool_call>, or the call ended without it */
         if (!s->tag.len && is_ws(c)) return SCAN_MORE;
         if (CALL_CLOSE[s->tag.len] != c) return s->tag.len ? SCAN_BAD : SCAN_DONE_UNREAD;
-        q3_sb_putc(&s->tag, c);
+        q3_buf_putc(&s->tag, c);
         return s->tag.len == strlen(CALL_CLOSE) ? SCAN_DONE : SCAN_MORE;
     }
 }

@@ -13,18 +13,18 @@
 #include <string.h>
 
 #include "text/chat.h"
-#include "text/strbuf.h"
+#include "base/buf.h"
 
 typedef struct split {
-    q3_strbuf part[3]; /* by q3_chat_part */
+    q3_buf part[3]; /* by q3_chat_part */
 } split;
 
 static void on_part(void *user, q3_chat_part part, const char *text, size_t len) {
     split *s = user;
-    q3_sb_put(&s->part[part], text, len);
+    q3_buf_put(&s->part[part], text, len);
 }
 
-static const char *text_of(const q3_strbuf *b) { return b->data ? b->data : ""; }
+static const char *text_of(const q3_buf *b) { return b->data ? b->data : ""; }
 
 static void run(split *s, const char *text, size_t len, size_t piece, bool in_reasoning) {
     memset(s, 0, sizeof *s);
@@ -53,7 +53,7 @@ static bool blocks_all_calls(const char *calls) {
 }
 
 static void free_split(split *s) {
-    for (int i = 0; i < 3; i++) q3_sb_free(&s->part[i]);
+    for (int i = 0; i < 3; i++) q3_buf_free(&s->part[i]);
 }
 
 static bool ends_with(const char *s, size_t n, const char *suffix) {

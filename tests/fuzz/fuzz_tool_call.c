@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/strbuf.h"
+#include "base/buf.h"
 #include "text/tool_call.h"
 
 static const char TOOLS[] =
@@ -13,19 +13,19 @@ static const char TOOLS[] =
     " \"b\": {\"type\": \"boolean\"}, \"o\": {\"type\": \"object\"}}}}}]";
 
 typedef struct joined {
-    q3_strbuf content, reasoning, args; /* args: each complete call's after a '|' */
+    q3_buf content, reasoning, args; /* args: each complete call's after a '|' */
     size_t calls, call_start;
 } joined;
 
 static void on_event(void *user, const q3_reply_event *ev) {
     joined *j = user;
-    if (ev->kind == Q3_REPLY_CONTENT) q3_sb_put(&j->content, ev->text, ev->len);
-    else if (ev->kind == Q3_REPLY_REASONING) q3_sb_put(&j->reasoning, ev->text, ev->len);
+    if (ev->kind == Q3_REPLY_CONTENT) q3_buf_put(&j->content, ev->text, ev->len);
+    else if (ev->kind == Q3_REPLY_REASONING) q3_buf_put(&j->reasoning, ev->text, ev->len);
     else if (ev->kind == Q3_REPLY_CALL_START) {
         j->call_start = j->args.len;
-        q3_sb_putc(&j->args, '|');
+        q3_buf_putc(&j->args, '|');
     } else if (ev->kind == Q3_REPLY_CALL_ARGS) {
-        q3_sb_put(&j->args, ev->text, ev->len);
+        q3_buf_put(&j->args, ev->text, ev->len);
     } else if (ev->kind == Q3_REPLY_CALL_END) {
         j->calls++;
     } else if (ev->kind == Q3_REPLY_CALL_DROP) { /* forget the dropped call's arguments */
@@ -34,7 +34,7 @@ static void on_event(void *user, const q3_reply_event *ev) {
     }
 }
 
-static const char *text(const q3_strbuf *b) { return b->data ? b->data : ""; }
+static const char *text(const q3_buf *b) { return b->data ? b->data : ""; }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     static json_t *tools;
@@ -53,18 +53,18 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     for (size_t at = 0; at < len; at += piece)
         if (q3_reply_parser_feed(p, reply + at, len - at < piece ? len - at : piece, NULL)) abort();
     if (q3_reply_parser_finish(p, NULL)) abort();
-    q3_strbuf all = {0};
+    q3_buf all = {0};
     for (size_t i = 0; i < whole.n_calls; i++) {
-        q3_sb_putc(&all, '|');
-        q3_sb_puts(&all, whole.calls[i].arguments);
+        q3_buf_putc(&all, '|');
+        q3_buf_puts(&all, whole.calls[i].arguments);
     }
     if (strcmp(text(&j.content), whole.content) || strcmp(text(&j.reasoning), whole.reasoning) ||
         j.calls != whole.n_calls || strcmp(text(&j.args), text(&all)))
         abort(); /* the stream and the whole reply disagree */
-    q3_sb_free(&all);
-    q3_sb_free(&j.content);
-    q3_sb_free(&j.reasoning);
-    q3_sb_free(&j.args);
+    q3_buf_free(&all);
+    q3_buf_free(&j.content);
+    q3_buf_free(&j.reasoning);
+    q3_buf_free(&j.args);
     q3_reply_parser_free(p);
     q3_reply_free(&whole);
     return 0;
