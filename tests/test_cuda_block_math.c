@@ -14,23 +14,7 @@
 #include "cpu/kernel_table.h"
 #include "cpu/ops.h"
 #include "cuda/block_math.h"
-
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float rng_uniform(void) { return (float)((rng_next() >> 40) + 0.5) / (float)(1 << 24); }
-
-static float rng_gauss(void) { return sqrtf(-2.0f * logf(rng_uniform())) * cosf(6.2831853f * rng_uniform()); }
-
-static void fill_gauss(float *x, int n, float scale) {
-    for (int i = 0; i < n; i++) x[i] = scale * rng_gauss() * (rng_next() % 32 == 0 ? 8.0f : 1.0f);
-}
+#include "random_blocks.h"
 
 static uint32_t bits_of(float f) {
     uint32_t u;
@@ -38,30 +22,9 @@ static uint32_t bits_of(float f) {
     return u;
 }
 
-/* A finite half in [lo, 2 lo), for the scale fields of random blocks. */
-static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
-
 /* Blocks of random bits (every pattern of levels and packed scales) with finite scales. */
-static void fill_random_blocks(q3_type t, void *buf, int n_blocks) {
-    const q3_type_traits *tr = q3_type_info(t);
-    uint8_t *bytes = buf;
-    for (size_t i = 0; i < (size_t)n_blocks * tr->type_size; i++) bytes[i] = (uint8_t)rng_next();
-    for (int i = 0; i < n_blocks; i++) {
-        void *b = bytes + (size_t)i * tr->type_size;
-        switch (t) {
-        case Q3_TYPE_Q8_0: ((q3_block_q8_0 *)b)->d = random_scale(0.001f); break;
-        case Q3_TYPE_Q4_K:
-            ((q3_block_q4_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q4_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q5_K:
-            ((q3_block_q5_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.001f); break;
-        default: fail_msg("no random blocks for %s", tr->name);
-        }
-    }
+static void random_blocks(q3_type t, void *buf, int n_blocks) {
+    if (!fill_random_blocks(t, buf, n_blocks)) fail_msg("no random blocks for %s", q3_type_name(t));
 }
 
 static const q3_type WEIGHT_TYPES[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_Q8_0};
@@ -102,7 +65,7 @@ static void test_dequantized_weights_match_reference(void **state) {
         void *blocks = malloc((size_t)n_blocks * tr->type_size);
         float *ref = malloc((size_t)n * sizeof *ref);
         for (int round = 0; round < 50; round++) {
-            fill_random_blocks(type, blocks, n_blocks);
+            random_blocks(type, blocks, n_blocks);
             tr->to_float(blocks, ref, n);
             for (int e = 0; e < n; e++)
                 if (bits_of(block_value(type, blocks, e)) != bits_of(ref[e]))
@@ -165,7 +128,7 @@ static void check_row_dots(q3_type type, bool random_bits) {
         void *w = malloc((size_t)nb * tr->type_size), *x = malloc(q3_row_bytes(tr->vec_dot_type, n));
         for (int round = 0; round < 20; round++) {
             if (random_bits) {
-                fill_random_blocks(type, w, nb);
+                random_blocks(type, w, nb);
             } else {
                 fill_gauss(wf, n, 0.02f);
                 tr->from_float(wf, w, n);
@@ -198,7 +161,7 @@ static void test_block_parts_are_order_free(void **state) {
     q3_block_q8_k x;
     float xf[256];
     for (int round = 0; round < 100; round++) {
-        fill_random_blocks(Q3_TYPE_Q4_K, &w, 1);
+        random_blocks(Q3_TYPE_Q4_K, &w, 1);
         fill_gauss(xf, 256, 3.0f);
         q3hd_quantize_q8_k(xf, &x);
         q3hd_isum fwd = {0, 0}, rev = {0, 0};
@@ -270,6 +233,7 @@ static void test_softmax_fold(void **state) {
 }
 
 int main(void) {
+    rng_seed(0x243F6A8885A308D3ull);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_half_conversions_match_base),
         cmocka_unit_test(test_dequantized_weights_match_reference),

@@ -9,33 +9,16 @@
 #include "quant/blocks.h"
 #include "cpu/kernel_table.h"
 #include "isa_coverage.h"
+#include "random_blocks.h"
 #include "testutil.h"
 
 /* ---- random data ---- */
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float rng_uniform(void) { return (float)((rng_next() >> 40) + 0.5) / (float)(1 << 24); }
-
-static float rng_gauss(void) {
-    return sqrtf(-2.0f * logf(rng_uniform())) * cosf(6.2831853f * rng_uniform());
-}
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     assert_non_null(p);
     return p;
 }
-
-/* A positive fp16 scale in [lo, 2 lo). */
-static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
 
 static bool is_float_type(q3_type t) { return t == Q3_TYPE_F32 || t == Q3_TYPE_F16 || t == Q3_TYPE_BF16; }
 
@@ -50,28 +33,7 @@ static void fill_weight_blocks(q3_type t, uint8_t *row, int64_t n_blocks) {
         free(x);
         return;
     }
-    for (size_t i = 0; i < (size_t)n_blocks * tr->type_size; i++) row[i] = (uint8_t)rng_next();
-    for (int64_t i = 0; i < n_blocks; i++) {
-        void *b = row + (size_t)i * tr->type_size;
-        switch (t) {
-        case Q3_TYPE_Q8_0: ((q3_block_q8_0 *)b)->d = random_scale(0.001f); break;
-        case Q3_TYPE_Q4_K:
-            ((q3_block_q4_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q4_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q5_K:
-            ((q3_block_q5_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
-        case Q3_TYPE_Q2_K:
-            ((q3_block_q2_k *)b)->d = random_scale(0.01f);
-            ((q3_block_q2_k *)b)->dmin = random_scale(0.01f);
-            break;
-        case Q3_TYPE_Q3_K: ((q3_block_q3_k *)b)->d = random_scale(0.001f); break;
-        default: fail_msg("no random blocks for %s", q3_type_name(t));
-        }
-    }
+    if (!fill_random_blocks(t, row, n_blocks)) fail_msg("no random blocks for %s", q3_type_name(t));
 }
 
 /* An activation row of n elements for weights of type t: quantized Gaussian values with
@@ -333,6 +295,7 @@ static void test_prefill_equals_decode_quantized(void **state) {
 }
 
 int main(void) {
+    rng_seed(0x2545F4914F6CDD1Dull);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_coverage),
         cmocka_unit_test(test_gemm_installed),

@@ -16,83 +16,7 @@
 #include "cpu/kernel_table.h"
 #include "quant/iq_blocks.h"
 #include "isa_coverage.h"
-
-/* ---- random data ---- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float rng_uniform(void) { return (float)((rng_next() >> 40) + 0.5) / (float)(1 << 24); }
-
-static float rng_gauss(void) {
-    return sqrtf(-2.0f * logf(rng_uniform())) * cosf(6.2831853f * rng_uniform());
-}
-
-/* Gaussian values with a few larger outliers, like real weights and activations. */
-static void fill_gauss(float *x, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) x[i] = scale * rng_gauss() * (rng_next() % 64 == 0 ? 4.0f : 1.0f);
-}
-
-/* A positive fp16 scale in [lo, 2 lo), so dequantized values stay finite. */
-static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
-
-/* IQ1_M keeps its fp16 d in the top nibbles of its four scale words. */
-static void set_iq1m_d(q3_block_iq1_m *b, uint16_t d) {
-    uint16_t w[4];
-    memcpy(w, b->scales, 8);
-    for (int j = 0; j < 4; j++) w[j] = (uint16_t)((w[j] & 0x0fff) | ((d >> 4 * j) & 0xf) << 12);
-    memcpy(b->scales, w, 8);
-}
-
-/* Blocks of random bits with sane scale fields: every bit pattern of the levels and packed
- * sub-block scales is fair game for the kernels. */
-static void fill_random_blocks(q3_type t, void *buf, int64_t n_blocks) {
-    const q3_type_traits *tr = q3_type_get(t);
-    uint8_t *bytes = buf;
-    for (size_t i = 0; i < (size_t)n_blocks * tr->type_size; i++) bytes[i] = (uint8_t)rng_next();
-    for (int64_t i = 0; i < n_blocks; i++) {
-        void *b = bytes + (size_t)i * tr->type_size;
-        switch (t) {
-        case Q3_TYPE_Q4_0: ((q3_block_q4_0 *)b)->d = random_scale(0.01f); break;
-        case Q3_TYPE_Q5_0: ((q3_block_q5_0 *)b)->d = random_scale(0.01f); break;
-        case Q3_TYPE_Q8_0: ((q3_block_q8_0 *)b)->d = random_scale(0.001f); break;
-        case Q3_TYPE_Q4_1:
-            ((q3_block_q4_1 *)b)->d = random_scale(0.01f);
-            ((q3_block_q4_1 *)b)->m = q3_f32_to_f16(-0.1f * rng_uniform());
-            break;
-        case Q3_TYPE_Q5_1:
-            ((q3_block_q5_1 *)b)->d = random_scale(0.01f);
-            ((q3_block_q5_1 *)b)->m = q3_f32_to_f16(-0.1f * rng_uniform());
-            break;
-        case Q3_TYPE_Q2_K:
-            ((q3_block_q2_k *)b)->d = random_scale(0.01f);
-            ((q3_block_q2_k *)b)->dmin = random_scale(0.01f);
-            break;
-        case Q3_TYPE_Q3_K: ((q3_block_q3_k *)b)->d = random_scale(0.001f); break;
-        case Q3_TYPE_Q4_K:
-            ((q3_block_q4_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q4_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q5_K:
-            ((q3_block_q5_k *)b)->d = random_scale(0.001f);
-            ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
-            break;
-        case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
-        case Q3_TYPE_IQ1_M: set_iq1m_d((q3_block_iq1_m *)b, random_scale(0.001f)); break;
-        case Q3_TYPE_IQ4_NL: case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ3_S:
-        case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ2_XS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ1_S:
-            memcpy(b, &(uint16_t){random_scale(0.001f)}, 2); /* d leads these blocks */
-            break;
-        default: fail_msg("no random blocks for %s", q3_type_name(t));
-        }
-    }
-}
+#include "random_blocks.h"
 
 /* ---- the formats under test ---- */
 
@@ -312,7 +236,7 @@ static void *make_isa_weights(q3_type t, int64_t n) {
         q3_type_get(t)->from_float(wf, w, n);
         free(wf);
     } else {
-        fill_random_blocks(t, w, n / q3_type_get(t)->block_size);
+        if (!fill_random_blocks(t, w, n / q3_type_get(t)->block_size)) fail_msg("no random blocks for %s", q3_type_name(t));
     }
     return w;
 }

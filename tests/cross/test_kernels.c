@@ -25,6 +25,7 @@
 #include "quant/checkpoint_quants.h"
 #include "cpu/kernel_table.h"
 #include "quant/iq_blocks.h"
+#include "../random_blocks.h"
 
 /* ---- checks ---- */
 
@@ -54,78 +55,6 @@ static void *xmalloc(size_t n) {
         exit(2);
     }
     return p;
-}
-
-/* ---- random data (the generator of test_quant.c) ---- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static float rng_uniform(void) { return (float)((rng_next() >> 40) + 0.5) / (float)(1 << 24); }
-
-static float rng_gauss(void) {
-    return sqrtf(-2.0f * logf(rng_uniform())) * cosf(6.2831853f * rng_uniform());
-}
-
-/* Gaussian values with a few larger outliers, like real weights and activations. */
-static void fill_gauss(float *x, int64_t n, float scale) {
-    for (int64_t i = 0; i < n; i++) x[i] = scale * rng_gauss() * (rng_next() % 64 == 0 ? 4.0f : 1.0f);
-}
-
-/* A positive fp16 scale in [lo, 2 lo), so dequantized values stay finite. */
-static uint16_t random_scale(float lo) { return q3_f32_to_f16(lo * (1.0f + rng_uniform())); }
-
-/* The fp16 scale fields of one block of type t, set to sane values. */
-static void set_block_scales(q3_type t, void *b) {
-    switch (t) {
-    case Q3_TYPE_Q4_0: ((q3_block_q4_0 *)b)->d = random_scale(0.01f); break;
-    case Q3_TYPE_Q5_0: ((q3_block_q5_0 *)b)->d = random_scale(0.01f); break;
-    case Q3_TYPE_Q8_0: ((q3_block_q8_0 *)b)->d = random_scale(0.001f); break;
-    case Q3_TYPE_Q4_1:
-        ((q3_block_q4_1 *)b)->d = random_scale(0.01f);
-        ((q3_block_q4_1 *)b)->m = q3_f32_to_f16(-0.1f * rng_uniform());
-        break;
-    case Q3_TYPE_Q5_1:
-        ((q3_block_q5_1 *)b)->d = random_scale(0.01f);
-        ((q3_block_q5_1 *)b)->m = q3_f32_to_f16(-0.1f * rng_uniform());
-        break;
-    case Q3_TYPE_Q2_K:
-        ((q3_block_q2_k *)b)->d = random_scale(0.01f);
-        ((q3_block_q2_k *)b)->dmin = random_scale(0.01f);
-        break;
-    case Q3_TYPE_Q3_K: ((q3_block_q3_k *)b)->d = random_scale(0.001f); break;
-    case Q3_TYPE_Q4_K:
-        ((q3_block_q4_k *)b)->d = random_scale(0.001f);
-        ((q3_block_q4_k *)b)->dmin = random_scale(0.001f);
-        break;
-    case Q3_TYPE_Q5_K:
-        ((q3_block_q5_k *)b)->d = random_scale(0.001f);
-        ((q3_block_q5_k *)b)->dmin = random_scale(0.001f);
-        break;
-    case Q3_TYPE_Q6_K: ((q3_block_q6_k *)b)->d = random_scale(0.0001f); break;
-    case Q3_TYPE_F8_E4M3_B32: ((q3_block_f8_b32 *)b)->d = 0.01f * (1.0f + rng_uniform()); break;
-    case Q3_TYPE_GPTQ4_B32: ((q3_block_q4_0 *)b)->d = random_scale(0.01f); break;
-    case Q3_TYPE_IQ1_M: { /* d sits in the top nibbles of the four scale words */
-        uint16_t d = random_scale(0.001f), words[4];
-        memcpy(words, ((q3_block_iq1_m *)b)->scales, 8);
-        for (int j = 0; j < 4; j++) words[j] = (uint16_t)((words[j] & 0x0fff) | ((d >> 4 * j) & 0xf) << 12);
-        memcpy(((q3_block_iq1_m *)b)->scales, words, 8);
-        break;
-    }
-    case Q3_TYPE_IQ4_NL: case Q3_TYPE_IQ4_XS: case Q3_TYPE_IQ3_XXS: case Q3_TYPE_IQ3_S:
-    case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ2_XS: case Q3_TYPE_IQ2_S: case Q3_TYPE_IQ1_S: {
-        uint16_t d = random_scale(0.001f); /* d leads these blocks */
-        memcpy(b, &d, 2);
-        break;
-    }
-    default: break;
-    }
 }
 
 /* A weight row of n elements: random bits with sane scales (quantized formats), every bit
