@@ -259,10 +259,14 @@ static inline __m512i bit_select(int low, int high) {
  * (sub-blocks 4c and 4c + 2), and the high-nibble one, 128c + 32..63 and 128c + 96..127
  * (4c + 1 and 4c + 3). */
 
-/* The scales of sub-blocks a and b (of the 8 int16 in `scales`) over the 32 int16 lanes that
- * maddubs makes of one of those registers. */
+/* The scales of sub-blocks a and b as the 32 int16 lanes that maddubs makes of one of those
+ * registers (scale a in lanes 0..15, b in 16..31). scales: the block's unpacked bytes
+ * (q3_x86_kscales) in every 128-bit lane, so an in-lane byte shuffle picks them, widening with
+ * a zero byte: cheaper than a cross-lane permute of 16-bit lanes, four times a block. */
 static inline __m512i kscale_pair(__m512i scales, int a, int b) {
-    return _mm512_permutexvar_epi16(halves_epi16(a, b), scales);
+    const __m512i pick = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(0x8000 | a)),
+                                                 _mm512_set1_epi16((short)(0x8000 | b)));
+    return _mm512_shuffle_epi8(scales, pick);
 }
 
 /* The activations in the order of the low- and high-nibble registers of chunk c. */
@@ -283,14 +287,14 @@ static inline float kquant_block_end(float sum, __m512i acc, __m128i scales_mins
 /* The exact integer sum of levels x activations x scales of one Q4_K block, in 16 int32 lanes. */
 static inline __m512i q4_k_block_sums(const q3_block_q4_k *w, const q3_block_q8_k *x, __m128i scales_mins) {
     const __m512i nibble = _mm512_set1_epi8(0x0F);
-    __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
+    __m512i scales = _mm512_broadcast_i32x4(scales_mins);
     __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
 #pragma GCC unroll 2
     for (int c = 0; c < 2; c++) {
         __m512i q = loadu512(w->qs + 64 * c);
         __m512i low = _mm512_and_si512(q, nibble);
         __m512i high = _mm512_and_si512(_mm512_srli_epi16(q, 4), nibble);
-        __m512i s_low = kscale_pair(s16, 4 * c, 4 * c + 2), s_high = kscale_pair(s16, 4 * c + 1, 4 * c + 3);
+        __m512i s_low = kscale_pair(scales, 4 * c, 4 * c + 2), s_high = kscale_pair(scales, 4 * c + 1, 4 * c + 3);
         acc_low = scaled_dot64(acc_low, low, k_activations_low(x->qs, c), s_low);
         acc_high = scaled_dot64(acc_high, high, k_activations_high(x->qs, c), s_high);
     }
@@ -316,7 +320,7 @@ float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     float sum = 0;
     for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         __m128i scales_mins = q3_x86_kscales(bw[i].scales);
-        __m512i s16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scales_mins));
+        __m512i scales = _mm512_broadcast_i32x4(scales_mins);
         __m512i qh = _mm512_broadcast_i64x4(loadu256(bw[i].qh));
         __m512i acc_low = _mm512_setzero_si512(), acc_high = _mm512_setzero_si512();
 #pragma GCC unroll 2
@@ -328,7 +332,7 @@ float q3_q5_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
             __mmask64 high_bits = _mm512_test_epi8_mask(qh, bit_select(4 * c + 1, 4 * c + 3));
             low = _mm512_mask_add_epi8(low, low_bits, low, sixteen);
             high = _mm512_mask_add_epi8(high, high_bits, high, sixteen);
-            __m512i s_low = kscale_pair(s16, 4 * c, 4 * c + 2), s_high = kscale_pair(s16, 4 * c + 1, 4 * c + 3);
+            __m512i s_low = kscale_pair(scales, 4 * c, 4 * c + 2), s_high = kscale_pair(scales, 4 * c + 1, 4 * c + 3);
             acc_low = scaled_dot64(acc_low, low, k_activations_low(bx[i].qs, c), s_low);
             acc_high = scaled_dot64(acc_high, high, k_activations_high(bx[i].qs, c), s_high);
         }
