@@ -246,13 +246,15 @@ static void convert_hidden(const ffn_job *j, int x) {
  * anything: the wait is short, unless their thread lost its core, hence the yield. */
 static void wait_hidden(expert_sync *s) {
     for (int spins = 0; !atomic_load_explicit(&s->ready, memory_order_acquire); spins++) {
-#if defined(__x86_64__) || defined(__i386__)
-        if (spins < 4000) {
-            __builtin_ia32_pause();
+        if (spins >= 4000) {
+            sched_yield();
             continue;
         }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
 #endif
-        sched_yield();
     }
 }
 
