@@ -162,12 +162,60 @@ static void test_bad_files(void **state) {
     remove(tmp_path(1, "imatrix-bad.dat"));
 }
 
+static void put_entry(FILE *f, const char *name, size_t name_len, int32_t ncall, int32_t nval, int32_t stored) {
+    put_i32(f, (int32_t)name_len);
+    assert_int_equal(fwrite(name, 1, name_len, f), name_len);
+    put_i32(f, ncall);
+    put_i32(f, nval);
+    for (int32_t j = 0; j < stored; j++) put_i32(f, 0x3f800000); /* 1.0f */
+}
+
+/* What the fuzz target found (tests/fuzz/corpus/imatrix/found-*): a count the file cannot hold
+ * is refused before memory is taken for it, names are whole and unique, and a count of a
+ * million tokens comes back exactly (c + 0.5f rounded odd counts past 2^23 up). */
+static void test_fuzz_findings(void **state) {
+    (void)state;
+    const char *path = tmp_path(0, "imatrix-found.dat");
+    FILE *f = fopen(path, "wb");
+    put_i32(f, 1);
+    put_entry(f, "blk.0", 5, 1, 1 << 28, 1); /* 1 GiB of values promised, 4 bytes held */
+    fclose(f);
+    expect_load_error(path, "but only 4 bytes are left");
+    f = fopen(path, "wb");
+    put_i32(f, 2);
+    put_entry(f, "blk.0", 5, 1, 2, 2);
+    put_entry(f, "blk.0", 5, 1, 2, 2);
+    fclose(f);
+    expect_load_error(path, "blk.0 appears twice");
+    f = fopen(path, "wb");
+    put_i32(f, 1);
+    put_entry(f, "blk\0.0", 5, 1, 2, 2);
+    fclose(f);
+    expect_load_error(path, "NUL");
+    f = fopen(path, "wb");
+    put_i32(f, 1);
+    put_entry(f, "blk.0", 5, 10289155, 2, 2);
+    fclose(f);
+    q3_imatrix m = {0}, back = {0};
+    q3_error e = {0};
+    assert_int_equal(q3_imatrix_load(&m, path, &e), 0);
+    const char *saved = tmp_path(1, "imatrix-found.gguf");
+    assert_int_equal(q3_imatrix_save(&m, saved, &e), 0);
+    assert_int_equal(q3_imatrix_load(&back, saved, &e), 0);
+    assert_int_equal(back.entries[0].counts[0], 10289155);
+    q3_imatrix_free(&m);
+    q3_imatrix_free(&back);
+    remove(saved);
+    remove(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accumulates_squares),
         cmocka_unit_test(test_gguf_round_trip),
         cmocka_unit_test(test_legacy_dat),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_fuzz_findings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -167,8 +167,12 @@ class GgufFilesReadByUs(unittest.TestCase):
             self.assertLess(rel, 2e-3)
 
 
-def write_safetensors(path, header, data):
+def write_safetensors(path, header, data, pad=True):
+    """As the safetensors library writes: the header padded with spaces to a multiple of 8 bytes,
+    so that every tensor's data stays aligned (pad=False leaves it as it comes)."""
     h = json.dumps(header).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + data)
 
@@ -218,6 +222,15 @@ class BadFiles(unittest.TestCase):
         write_safetensors(self.shard(d), {"a": {"dtype": "BF16", "shape": [8], "data_offsets": [0, 16]},
                                           "b": {"dtype": "BF16", "shape": [8], "data_offsets": [8, 24]}}, bytes(32))
         self.expect_error(d, "overlap")
+
+    def test_misaligned_tensor(self):
+        """A header of odd length leaves 2-byte elements at odd addresses: refused, not read."""
+        d = self.broken_copy("misaligned")
+        h = json.dumps({"model.norm.weight": {"dtype": "BF16", "shape": [128], "data_offsets": [0, 256]}}).encode()
+        h += b" " * (1 - len(h) % 2)  # white space after the JSON is allowed; it makes the length odd
+        with open(self.shard(d), "wb") as f:
+            f.write(struct.pack("<Q", len(h)) + h + bytes(256))
+        self.expect_error(d, "model.norm.weight", "not aligned")
 
     def test_unknown_dtype(self):
         d = self.broken_copy("dtype")

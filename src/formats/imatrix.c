@@ -137,6 +137,7 @@ static q3_status load_gguf_entry(q3_imatrix *m, const q3_gguf *g, const q3_gguf_
         sums->ne[0] < 1 || sums->nbytes != (size_t)(sums->ne[0] * n_mats) * sizeof(float))
         return q3_fail(e, Q3_EFORMAT, "%s: tensors %s and %s: not F32 sums [n, mats] and counts [mats]", g->path,
                        sums->name, counts_name);
+    if (find(m, name)) return q3_fail(e, Q3_EFORMAT, "%s: tensor %s appears twice", g->path, sums->name);
     q3_imatrix_entry *en;
     q3_status st = add_entry(m, name, sums->ne[0], (int)n_mats, &en, e);
     if (st) return st;
@@ -149,7 +150,7 @@ static q3_status load_gguf_entry(q3_imatrix *m, const q3_gguf *g, const q3_gguf_
         float c;
         memcpy(&c, (const char *)counts->data + 4 * j, 4);
         if (!(c >= 0 && c < 9e18f)) return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: bad count", g->path, counts_name);
-        en->counts[j] = (int64_t)(c + 0.5f);
+        en->counts[j] = (int64_t)((double)c + 0.5); /* in float, c + 0.5f rounds odd counts past 2^23 up */
     }
     return Q3_OK;
 }
@@ -180,17 +181,23 @@ static q3_status load_gguf(q3_imatrix *m, const char *path, q3_error *e) {
 /* int32 entry count; per entry int32 name length, the name, int32 ncall (chunks), int32 value
  * count, the float values (each a mean square times ncall); then optionally int32 chunk count,
  * int32 length and the dataset's name. Stacked experts come as one row of n_per_row * experts. */
-static q3_status load_legacy_entry(q3_imatrix *m, FILE *f, const char *path, q3_error *e) {
+static q3_status load_legacy_entry(q3_imatrix *m, FILE *f, long file_size, const char *path, q3_error *e) {
     int32_t len, ncall, nval;
     char name[512];
     if (fread(&len, 4, 1, f) != 1 || len <= 0 || len >= (int32_t)sizeof name || fread(name, 1, (size_t)len, f) != (size_t)len)
         return q3_fail(e, Q3_EFORMAT, "%s: truncated or bad entry name", path);
     name[len] = 0;
+    if (strlen(name) != (size_t)len) return q3_fail(e, Q3_EFORMAT, "%s: an entry name holds a NUL byte", path);
     if (fread(&ncall, 4, 1, f) != 1 || fread(&nval, 4, 1, f) != 1 || ncall < 0 || nval < 1 || nval > 1 << 28)
         return q3_fail(e, Q3_EFORMAT, "%s: entry %s: bad counts", path, name);
+    /* The values must be in the file before memory is taken for them: a count is not a promise. */
+    if ((int64_t)nval * 4 > file_size - ftell(f))
+        return q3_fail(e, Q3_EFORMAT, "%s: entry %s: %d values, but only %ld bytes are left", path, name, nval,
+                       file_size - ftell(f));
+    if (find(m, name)) return q3_fail(e, Q3_EFORMAT, "%s: entry %s appears twice", path, name);
     float *values = malloc((size_t)nval * sizeof *values);
     q3_imatrix_entry *en;
-    q3_status st = values ? add_entry(m, name, nval, 1, &en, e) : q3_fail(e, Q3_ENOMEM, "imatrix: out of memory");
+    q3_status st = values ? add_entry(m, name, nval, 1, &en, e) : q3_fail(e, Q3_ENOMEM, "%s: out of memory", path);
     if (!st && fread(values, sizeof *values, (size_t)nval, f) != (size_t)nval)
         st = q3_fail(e, Q3_EFORMAT, "%s: entry %s: truncated values", path, name);
     for (int32_t j = 0; !st && j < nval; j++) en->sums[j] = values[j];
@@ -200,10 +207,13 @@ static q3_status load_legacy_entry(q3_imatrix *m, FILE *f, const char *path, q3_
 }
 
 static q3_status load_legacy(q3_imatrix *m, FILE *f, const char *path, q3_error *e) {
+    long file_size = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+    rewind(f);
     int32_t n;
-    if (fread(&n, 4, 1, f) != 1 || n < 1 || n > 1 << 20) return q3_fail(e, Q3_EFORMAT, "%s: not an imatrix file", path);
+    if (file_size < 0 || fread(&n, 4, 1, f) != 1 || n < 1 || n > 1 << 20)
+        return q3_fail(e, Q3_EFORMAT, "%s: not an imatrix file", path);
     for (int32_t i = 0; i < n; i++) {
-        q3_status st = load_legacy_entry(m, f, path, e);
+        q3_status st = load_legacy_entry(m, f, file_size, path, e);
         if (st) return st;
     }
     int32_t chunks, len;
@@ -225,7 +235,6 @@ q3_status q3_imatrix_load(q3_imatrix *m, const char *path, q3_error *e) {
         fclose(f);
         st = load_gguf(m, path, e);
     } else {
-        rewind(f);
         st = load_legacy(m, f, path, e);
         fclose(f);
     }

@@ -71,6 +71,12 @@ static q3_status parse_entry(const char *path, const char *key, json_t *v, const
     if ((uint64_t)(end - begin) != want)
         return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: %lld bytes stored, shape needs %llu", path, key,
                        (long long)(end - begin), (unsigned long long)want);
+    /* The kernels read elements in place: a 2- or 4-byte element at an odd address is undefined
+     * behaviour in C (writers pad the header to 8 bytes so that this never happens). */
+    size_t elem = q3_type_info(t->type)->type_size;
+    if ((uintptr_t)(base + begin) % elem)
+        return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: its data (at %lld after the header) is not aligned to its "
+                       "%zu-byte elements (a writer pads the header to keep them aligned)", path, key, (long long)begin, elem);
     t->data = base + begin;
     t->nbytes = (size_t)want;
     return Q3_OK;

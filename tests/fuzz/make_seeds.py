@@ -14,6 +14,10 @@
                tokenizer_config.json
   gguf         that tokenizer and chat template as GGUF metadata, and a small model config with
                the one tensor it reads (needs the gguf package: run with .venv/bin/python)
+  json_schema  schemas of each kind the compiler understands (and tools lists in both call
+               formats), each with a JSON text valid under it and a few mask steps
+  hf_quant     the FP8 and GPTQ fixtures' quantization_config and safetensors header as they are
+  imatrix      a llama.cpp GGUF imatrix (needs the gguf package) and a legacy .dat
 
 Regression inputs (found-*) live beside the seeds and are not touched. Run from anywhere:
   python3 tests/fuzz/make_seeds.py
@@ -110,6 +114,40 @@ def server():
         (2, "tokenize_chat", {"messages": tools["messages"], "tools": TOOLS, "enable_thinking": False}),
         (3, "detokenize", {"tokens": [9707, 1879, 151645]}),
     ]
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                               "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+                                               "when": {"type": "string", "format": "date"},
+                                               "code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]+$"}},
+              "required": ["name"]}
+    anthropic_tools = [{"name": "get_weather", "description": "Weather in a city",
+                        "input_schema": TOOLS[0]["function"]["parameters"]}]
+    messages = {"model": "claude-x", "max_tokens": 32, "system": [{"type": "text", "text": "Be brief."}],
+                "messages": [{"role": "user", "content": "Weather in Paris?"},
+                             {"role": "assistant", "content": [
+                                 {"type": "thinking", "thinking": "Look it up."},
+                                 {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                                           "content": [{"type": "text", "text": "sunny"}]}]}],
+                "tools": anthropic_tools, "tool_choice": {"type": "any"}, "stop_sequences": ["END"],
+                "thinking": {"type": "enabled", "budget_tokens": 1024}, "stream": True}
+    responses = {"model": "qwen3-fuzz", "instructions": "Be brief.",
+                 "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+                           {"type": "function_call", "call_id": "c1", "name": "get_weather",
+                            "arguments": "{\"city\": \"Paris\"}"},
+                           {"type": "function_call_output", "call_id": "c1", "output": "sunny"}],
+                 "tools": [dict(TOOLS[0]["function"], type="function")], "tool_choice": "required",
+                 "reasoning": {"effort": "low"}, "max_output_tokens": 16}
+    bodies += [
+        (0, "chat_schema", dict(chat, response_format={"type": "json_schema",
+                                                       "json_schema": {"name": "x", "schema": schema}})),
+        (0, "chat_tool_required", dict(tools, tool_choice={"type": "function", "function": {"name": "get_weather"}})),
+        (5, "messages", messages),
+        (5, "messages_text", {"max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}),
+        (6, "count_tokens", {"messages": messages["messages"], "tools": anthropic_tools, "system": "Be brief."}),
+        (7, "responses", responses),
+        (7, "responses_text", {"input": "Hello", "text": {"format": {"type": "json_schema", "name": "x",
+                                                                    "schema": schema}}}),
+    ]
     for endpoint, name, body in bodies:
         write("server", name, bytes([endpoint]) + json.dumps(body, ensure_ascii=False).encode())
     write("server", "models", bytes([4]) + b"qwen3-fuzz")
@@ -191,6 +229,98 @@ def gguf_metadata():
     w.close()
 
 
+def generation_steps(text, masks=2):
+    """fuzz_json_schema's steps: text pushed in chunks of up to 8 bytes, then a few mask steps."""
+    out = b""
+    for i in range(0, len(text), 8):
+        chunk = text[i:i + 8]
+        out += bytes([(len(chunk) - 1) << 1]) + chunk
+    for k in range(masks):
+        out += bytes([1, k * 7, 0])
+    return out
+
+
+SCHEMAS = [
+    ("object", {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"]}, {"name": "Bob", "age": 42}),
+    ("optional", {"properties": {"a": {"type": "integer"}, "b": {"type": "number"}, "c": {"type": "boolean"}},
+                  "required": ["b"], "additionalProperties": {"type": "null"}}, {"b": -1.5e3, "c": True, "z": None}),
+    ("enum_const", {"anyOf": [{"enum": ["red", 7, None]}, {"const": {"k": [1, 2]}}]}, {"k": [1, 2]}),
+    ("nullable", {"type": ["number", "string"], "nullable": True}, "x"),
+    ("array", {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 3}, [True, False]),
+    ("strings", {"type": "object", "properties": {
+        "d": {"type": "string", "format": "date"}, "t": {"type": "string", "format": "date-time"},
+        "u": {"type": "string", "format": "uuid"}, "e": {"type": "string", "format": "email"},
+        "i": {"type": "string", "format": "ipv4"}, "h": {"type": "string", "format": "hostname"},
+        "r": {"type": "string", "format": "uri"}, "s": {"type": "string", "minLength": 2, "maxLength": 5},
+        "p": {"type": "string", "pattern": "^(?:[a-f0-9]{2}|x+)-\\d{1,3}[^\\s]?$"}}},
+     {"d": "2024-02-29", "t": "2024-02-29T12:00:00Z", "u": "123e4567-e89b-12d3-a456-426614174000",
+      "e": "a@b.co", "i": "10.0.0.1", "h": "example.org", "r": "https://example.org/x?y=1", "s": "abc",
+      "p": "ff-12"}),
+    ("tree", {"$ref": "#/$defs/node", "$defs": {"node": {"type": "object", "properties": {
+        "v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        "required": ["v"]}}}, {"v": 1, "kids": [{"v": 2, "kids": []}]}),
+    ("all_of", {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}},
+                          {"required": ["a"]}]}, {"a": "q"}),
+    ("one_of", {"oneOf": [{"type": "integer"}, {"type": "array", "items": True}], "title": "t"}, [1, "x", {}]),
+    ("true", True, {"any": ["thing", 1.0, None]}),
+]
+
+
+def json_schema():
+    for name, schema, instance in SCHEMAS:
+        text = json.dumps(schema).encode()
+        write("json_schema", name, b"\0" + text + b"\0" + generation_steps(json.dumps(instance).encode()))
+        write("json_schema", name + "-masks", b"\0" + text + b"\0" + generation_steps(b"", masks=6))
+    tools = json.dumps(TOOLS).encode()
+    call = b'<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    xml = (b"<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n"
+           b"</tool_call>")
+    for flags, name, text in ((1, "tools-json", call), (5, "tools-json-named", call), (3, "tools-xml", xml),
+                              (7, "tools-xml-named", xml)):
+        write("json_schema", name, bytes([flags]) + tools + b"\0" + generation_steps(text))
+
+
+def hf_quant():
+    for bit, name in ((0, "fp8-qwen3moe"), (1, "gptq-qwen3moe")):
+        config = json.loads((FIXTURES / name / "config.json").read_text())
+        qc = json.dumps(config["quantization_config"]).encode()
+        weights = (FIXTURES / name / "model.safetensors").read_bytes()
+        (n,) = struct.unpack("<Q", weights[:8])
+        write("hf_quant", name, bytes([bit]) + qc + b"\0" + weights[8:8 + n])
+
+
+def imatrix():
+    import gguf  # from .venv
+    import numpy as np
+
+    # llama.cpp's GGUF imatrix: sums [n_mats, n_per_row] (numpy order), counts [n_mats, 1]
+    path = CORPUS / "imatrix" / "seed-llama.gguf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), arch="")
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", ["wiki.train.raw"])
+    w.add_uint32("imatrix.chunk_count", 3)
+    w.add_uint32("imatrix.chunk_size", 512)
+    w.add_tensor("blk.0.attn_q.weight.in_sum2", np.arange(8, dtype=np.float32).reshape(1, 8))
+    w.add_tensor("blk.0.attn_q.weight.counts", np.array([[1536]], dtype=np.float32))
+    w.add_tensor("blk.0.ffn_up_exps.weight.in_sum2", np.ones((3, 4), dtype=np.float32))
+    w.add_tensor("blk.0.ffn_up_exps.weight.counts", np.array([[5], [0], [7]], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # the legacy .dat: entries, then the chunk count and the dataset's name
+    dat = struct.pack("<i", 2)
+    for name, ncall, values in (("blk.0.attn_q.weight", 3, [0.5, 1.0, 2.0, 4.0]),
+                                ("blk.0.ffn_down_exps.weight", 2, [1.0] * 8)):
+        dat += struct.pack("<i", len(name)) + name.encode() + struct.pack("<ii", ncall, len(values))
+        dat += struct.pack(f"<{len(values)}f", *values)
+    dat += struct.pack("<i", 3) + struct.pack("<i", 14) + b"wiki.train.raw"
+    write("imatrix", "legacy.dat", dat)
+
+
 if __name__ == "__main__":
-    for make in (chat_render, tokenizer, stop, config, dataset, server, chat_stream, tokenizer_files, gguf_metadata):
+    for make in (chat_render, tokenizer, stop, config, dataset, server, chat_stream, tokenizer_files, gguf_metadata,
+                 json_schema, hf_quant, imatrix):
         make()
