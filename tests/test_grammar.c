@@ -251,6 +251,39 @@ static void test_invalid_schemas(void **state) {
     }
 }
 
+/* A schema that asks for unbounded work is refused with a message naming the limit: groups nested
+ * deeper than the regex parser recurses, a merge that recurses without end ($ref to "#" beside
+ * other keywords, under anyOf), more subschemas than the compiler looks through, a grammar larger
+ * than the builder holds. */
+static void expect_refused(json_t *schema, const char *needle) {
+    assert_non_null(schema);
+    q3_grammar *g = NULL;
+    q3_error e = {0};
+    assert_int_equal(q3_json_schema_grammar(schema, &g, &e), Q3_EINVAL);
+    assert_null(g);
+    if (!strstr(e.msg, needle)) fail_msg("error \"%s\" does not say \"%s\"", e.msg, needle);
+    json_decref(schema);
+}
+
+static void test_schema_limits(void **state) {
+    (void)state;
+    char pattern[128] = {0};
+    for (int i = 0; i < 40; i++) pattern[i] = '(', pattern[41 + i] = ')';
+    pattern[40] = 'a';
+    expect_refused(json_pack("{s:s}", "pattern", pattern), "nested deeper than 32");
+    expect_refused(json_loads("{\"anyOf\": [{\"$ref\": \"#\"}], \"type\": \"object\"}", 0, NULL),
+                   "nests deeper than 128");
+    json_t *props = json_object(), *arrays = json_object();
+    for (int i = 0; i < 9000; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        json_object_set_new(props, name, json_pack("{s:s}", "type", "string"));
+        if (i < 500) json_object_set_new(arrays, name, json_pack("{s:s,s:i}", "type", "array", "maxItems", 256));
+    }
+    expect_refused(json_pack("{s:o}", "properties", props), "more than 8192 subschemas");
+    expect_refused(json_pack("{s:o}", "properties", arrays), "too large a grammar");
+}
+
 /* ---- random sentences ---- */
 
 static uint64_t rng = 88172645463325252ULL;
@@ -359,6 +392,7 @@ int main(void) {
         cmocka_unit_test(test_values),               cmocka_unit_test(test_arrays),
         cmocka_unit_test(test_refs_and_recursion),   cmocka_unit_test(test_formats_and_patterns),
         cmocka_unit_test(test_invalid_schemas),      cmocka_unit_test(test_random_sentences_are_valid),
+        cmocka_unit_test(test_schema_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -302,6 +302,13 @@ class BadFiles(unittest.TestCase):
             write_bytes(path, data[:cut])
             self.expect_error(path, "trunc.gguf")
 
+    def test_gguf_counts_beyond_file(self):
+        """A header promising 2^23 keys in a file of 100 bytes is refused before memory is taken
+        for them (fuzz_imatrix found the reader allocating hundreds of MiB for such files)."""
+        path = os.path.join(TMP, "counts.gguf")
+        write_bytes(path, b"GGUF" + struct.pack("<IQQ", 3, 0, 1 << 23) + bytes(76))
+        self.expect_error(path, "implausible counts")
+
     def test_gguf_bad_magic(self):
         data = self.gguf_copy()
         data[0:4] = b"GGML"

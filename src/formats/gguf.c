@@ -183,9 +183,13 @@ q3_status q3_gguf_parse(q3_gguf *g, const unsigned char *data, size_t size, cons
     uint64_t nt, nkv;
     if ((st = rd(&c, &nt, 8, "the tensor count")) || (st = rd(&c, &nkv, 8, "the metadata count")))
         return st;
-    if (nt > MAX_COUNT || nkv > MAX_COUNT)
-        return q3_fail(e, Q3_EFORMAT, "%s: implausible counts (%llu tensors, %llu keys)", path,
-                       (unsigned long long)nt, (unsigned long long)nkv);
+    /* Each key takes at least 13 bytes of the file (its length, a type, a value byte) and each
+     * tensor 24 (name length, dimensions, type, offset): counts past what the file holds are
+     * refused before memory is taken for them. */
+    uint64_t left = (uint64_t)(c.end - c.p);
+    if (nt > MAX_COUNT || nkv > MAX_COUNT || nkv > left / 13 || nt > left / 24)
+        return q3_fail(e, Q3_EFORMAT, "%s: implausible counts (%llu tensors, %llu keys) for %llu bytes", path,
+                       (unsigned long long)nt, (unsigned long long)nkv, (unsigned long long)left);
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
     g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);
     if (!g->kv || !g->tensors) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", path);

@@ -27,6 +27,8 @@ enum { G_END, G_CHARS, G_RULE, G_STRING, G_UNTIL };
 #define MAX_THREADS 1024     /* per level; a grammar needing more is ambiguous beyond use */
 #define MAX_CLOSURE_DEPTH 4096
 #define MAX_TERMINATOR 64
+#define MAX_SETS 1024        /* distinct byte sets in a grammar, */
+#define SET_SLOTS 2048       /* found by hash: a set is looked up for every literal byte */
 
 typedef struct q3_gelem {
     uint8_t kind;
@@ -50,11 +52,14 @@ typedef struct brule {
 struct q3_grammar_builder {
     brule *rules;
     int n_rules, cap_rules;
+    long n_elems;            /* in all alternatives */
     uint8_t (*sets)[32];
     int n_sets, cap_sets;
+    int set_slots[SET_SLOTS]; /* hash table of sets: index + 1, 0 empty */
     terminator *terms;
     int n_terms, cap_terms;
     bool failed;
+    bool too_large;          /* past Q3_GRAMMAR_MAX_RULES, Q3_GRAMMAR_MAX_ELEMS or MAX_SETS */
 };
 
 static bool grow(void **p, int *cap, int need, size_t size) {
@@ -88,7 +93,11 @@ void q3_gb_free(q3_grammar_builder *b) {
     free(b);
 }
 
+bool q3_gb_too_large(const q3_grammar_builder *b) { return b->too_large; }
+
 int q3_gb_rule(q3_grammar_builder *b) {
+    if (b->n_rules == Q3_GRAMMAR_MAX_RULES) b->too_large = true;
+    if (b->too_large) return 0;
     if (!grow((void **)&b->rules, &b->cap_rules, b->n_rules + 1, sizeof *b->rules)) {
         b->failed = true;
         return 0;
@@ -99,6 +108,11 @@ int q3_gb_rule(q3_grammar_builder *b) {
 
 void q3_gb_add_alt(q3_grammar_builder *b, int rule, q3_seq *s) {
     brule *r = rule < b->n_rules ? &b->rules[rule] : NULL;
+    if ((b->n_elems += s->n) > Q3_GRAMMAR_MAX_ELEMS) b->too_large = true;
+    if (b->too_large) {
+        q3_seq_free(s);
+        return;
+    }
     if (s->failed || !r || !grow((void **)&r->alts, &r->cap, r->n + 1, sizeof *r->alts)) {
         b->failed = true;
         q3_seq_free(s);
@@ -118,13 +132,21 @@ static void seq_add(q3_seq *s, q3_gelem e) {
 
 /* The index of a set equal to in (sets are shared). */
 static int set_index(q3_grammar_builder *b, const uint8_t in[32]) {
-    for (int i = 0; i < b->n_sets; i++)
-        if (!memcmp(b->sets[i], in, 32)) return i;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int i = 0; i < 32; i++) h = (h ^ in[i]) * 16777619u;
+    int slot = (int)(h & (SET_SLOTS - 1));
+    for (; b->set_slots[slot]; slot = (slot + 1) & (SET_SLOTS - 1))
+        if (!memcmp(b->sets[b->set_slots[slot] - 1], in, 32)) return b->set_slots[slot] - 1;
+    if (b->n_sets == MAX_SETS) {
+        b->too_large = true;
+        return 0;
+    }
     if (!grow((void **)&b->sets, &b->cap_sets, b->n_sets + 1, sizeof *b->sets)) {
         b->failed = true;
         return 0;
     }
     memcpy(b->sets[b->n_sets], in, 32);
+    b->set_slots[slot] = b->n_sets + 1;
     return b->n_sets++;
 }
 
@@ -386,6 +408,9 @@ static bool analyze(q3_grammar *g) {
 
 q3_status q3_grammar_build(q3_grammar_builder *b, int root, q3_grammar **out, q3_error *e) {
     *out = NULL;
+    if (b->too_large)
+        return q3_fail(e, Q3_EINVAL, "grammar: larger than %d rules, %d elements or %d character sets",
+                       Q3_GRAMMAR_MAX_RULES, Q3_GRAMMAR_MAX_ELEMS, MAX_SETS);
     if (b->failed) return q3_fail(e, Q3_ENOMEM, "grammar: out of memory while building");
     if (root < 0 || root >= b->n_rules) return q3_fail(e, Q3_EINVAL, "grammar: no root rule");
     q3_status st = check_rules(b, e);

@@ -26,6 +26,10 @@
 #include "base/error.h"
 
 #define Q3_GRAMMAR_UNBOUNDED 0xFFFF /* an element's max: no bound */
+/* A builder holds at most this many rules and elements (about 16 MiB of grammar): grammars come
+ * from requests, and building or matching one must stay bounded. */
+#define Q3_GRAMMAR_MAX_RULES 100000
+#define Q3_GRAMMAR_MAX_ELEMS 1000000
 
 /* ---- building ---- */
 
@@ -45,6 +49,9 @@ void q3_gb_free(q3_grammar_builder *b);
 int q3_gb_rule(q3_grammar_builder *b);
 /* Adds s as an alternative of rule and empties s for reuse. */
 void q3_gb_add_alt(q3_grammar_builder *b, int rule, q3_seq *s);
+/* True once the builder went past Q3_GRAMMAR_MAX_RULES or Q3_GRAMMAR_MAX_ELEMS: what it builds
+ * from then on is dropped, and q3_grammar_build refuses it. Cannot fail. */
+bool q3_gb_too_large(const q3_grammar_builder *b);
 
 void q3_seq_literal(q3_grammar_builder *b, q3_seq *s, const char *text, size_t len);
 /* A set written as in a regex class without the brackets: "a-zA-Z0-9_.", "^\"\\\\" (a leading
@@ -61,7 +68,8 @@ void q3_seq_free(q3_seq *s);
 
 typedef struct q3_grammar q3_grammar;
 
-/* The grammar whose text is rule root. Q3_EINVAL when a rule has no alternative, when a rule can
+/* The grammar whose text is rule root. Q3_EINVAL when the builder went over its size limits, when
+ * a rule has no alternative, when a rule can
  * reach itself without consuming a byte (left recursion, or a repeat of something that may be
  * empty: the matcher would never end expanding it), or for a builder that ran out of memory
  * (Q3_ENOMEM). The builder may be freed afterwards. The grammar is reference-counted: it starts

@@ -16,6 +16,12 @@
 #include <string.h>
 
 #define MAX_WS 20
+/* Bounds on the work a schema can ask for (a request's schema is untrusted): subschemas compiled
+ * (each is looked up among those before it), and nesting (compiling recurses; merges made by
+ * $ref and anyOf beside other keywords can otherwise recurse without end). The grammar's own
+ * size is bounded by the builder (Q3_GRAMMAR_MAX_RULES, Q3_GRAMMAR_MAX_ELEMS). */
+#define MAX_SCHEMAS 8192
+#define MAX_DEPTH 128
 #define WS_CHARS " \t\n\r"
 
 /* ---- errors and paths ---- */
@@ -478,18 +484,22 @@ static int enum_rule(compiler *c, const json_t *values) {
 }
 
 /* A shallow copy of base with over's keywords on top ("properties" joined, "required" joined),
- * kept alive until the compiler ends. */
+ * kept alive until the compiler ends. Shallow: the subschemas stay the same objects, so that
+ * they are compiled once however many merges hold them. */
 static json_t *merged(compiler *c, const json_t *base, const json_t *over, const char *drop) {
-    json_t *m = json_deep_copy(base);
+    json_t *m = json_copy((json_t *)base);
     if (!m || json_array_append_new(c->keep, m)) return NULL;
     json_object_del(m, drop);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)over, key, v) {
-        json_t *mine = json_object_get(m, key);
-        if (!strcmp(key, "properties") && json_is_object(mine) && json_is_object(v)) json_object_update(mine, v);
-        else if (!strcmp(key, "required") && json_is_array(mine) && json_is_array(v)) json_array_extend(mine, v);
-        else json_object_set(m, key, v);
+        json_t *mine = json_object_get(m, key), *joined = NULL;
+        if (!strcmp(key, "properties") && json_is_object(mine) && json_is_object(v)) {
+            if (!(joined = json_copy(mine)) || json_object_update(joined, v)) return json_decref(joined), NULL;
+        } else if (!strcmp(key, "required") && json_is_array(mine) && json_is_array(v)) {
+            if (!(joined = json_copy(mine)) || json_array_extend(joined, v)) return json_decref(joined), NULL;
+        }
+        if (joined ? json_object_set_new(m, key, joined) : json_object_set(m, key, v)) return NULL;
     }
     return m;
 }
@@ -538,7 +548,7 @@ static int combination_rule(compiler *c, const json_t *s, const char *key) {
         return schema_fail(c, key, "must be a non-empty list of schemas");
     bool alone = !has_constraints(s, key);
     if (!strcmp(key, "allOf")) {
-        json_t *m = json_deep_copy(s);
+        json_t *m = json_copy((json_t *)s);
         if (!m || json_array_append_new(c->keep, m)) return schema_fail(c, key, "out of memory");
         json_object_del(m, key);
         size_t i;
@@ -583,6 +593,11 @@ int schema_rule(compiler *c, const json_t *s) {
     if (!json_is_object(s)) return schema_fail(c, "schema", json_is_false(s) ? "false allows no value" : "must be an object");
     for (int i = 0; i < c->n_memo; i++)
         if (c->memo[i].schema == s) return c->memo[i].rule;
+    if (c->n_memo == MAX_SCHEMAS) return schema_fail(c, "schema", "has more than %d subschemas", MAX_SCHEMAS);
+    if (c->depth == MAX_DEPTH) return schema_fail(c, "schema", "nests deeper than %d levels", MAX_DEPTH);
+    if (q3_gb_too_large(c->b))
+        return schema_fail(c, "schema", "makes too large a grammar (over %d rules, %d elements or 1024 byte sets)",
+                           Q3_GRAMMAR_MAX_RULES, Q3_GRAMMAR_MAX_ELEMS);
     if (c->n_memo == c->cap_memo) {
         int cap = c->cap_memo ? 2 * c->cap_memo : 32;
         memo_entry *m = realloc(c->memo, (size_t)cap * sizeof *m);
@@ -592,7 +607,9 @@ int schema_rule(compiler *c, const json_t *s) {
     /* The rule exists before its body, so that a $ref back to s finds it. */
     int r = q3_gb_rule(c->b);
     c->memo[c->n_memo++] = (memo_entry){s, r};
+    c->depth++;
     int body = schema_body(c, s);
+    c->depth--;
     if (body < 0) return -1;
     q3_seq q = {0};
     q3_seq_rule(&q, body);

@@ -20,6 +20,7 @@ typedef struct compiler {
     int ws;                   /* the white space between tokens; -1 until needed */
     char path[512];
     size_t path_len;
+    int depth;                /* schemas being compiled, one inside the other */
     q3_error *e;
     q3_status st;
 } compiler;

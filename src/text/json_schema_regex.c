@@ -17,6 +17,8 @@
 
 #define MAX_GROUP_REPEAT 64   /* {m,n} of a group makes about n rules */
 #define MAX_SET_REPEAT 4096
+#define MAX_GROUP_DEPTH 32    /* groups are parsed by recursion: a pattern of nested ( must not
+                                 exhaust a server thread's stack */
 
 /* One character out of a set. */
 typedef struct cset {
@@ -39,6 +41,7 @@ typedef struct parser {
     int utf8_rule;     /* -1 until needed */
     q3_error *e;
     q3_status st;
+    int depth;         /* groups open */
 } parser;
 
 static bool fail(parser *ps, const char *what) {
@@ -170,8 +173,11 @@ static bool parse_atom(parser *ps, atom *a) {
             else if (ps->p[1] == '<' && ps->p[2] != '=' && ps->p[2] != '!') ps->p = strchr(ps->p, '>') ? strchr(ps->p, '>') + 1 : ps->p + 2;
             else return fail(ps, "a look-around or flag group");
         }
+        if (ps->depth == MAX_GROUP_DEPTH) return fail(ps, "groups nested deeper than 32");
         bool nullable;
+        ps->depth++;
         int r = parse_alternation(ps, &nullable);
+        ps->depth--;
         if (r < 0) return false;
         if (*ps->p != ')') return fail(ps, "an unclosed (");
         ps->p++;
@@ -346,7 +352,7 @@ static int parse_alternation(parser *ps, bool *nullable) {
 }
 
 q3_status q3_regex_append(q3_grammar_builder *b, q3_seq *s, const char *pattern, q3_error *e) {
-    parser ps = {b, pattern + (*pattern == '^'), pattern, -1, e, Q3_OK};
+    parser ps = {b, pattern + (*pattern == '^'), pattern, -1, e, Q3_OK, 0};
     bool nullable;
     int r = parse_alternation(&ps, &nullable);
     if (r >= 0 && *ps.p) fail(&ps, "an unmatched )");
