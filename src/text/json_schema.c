@@ -33,7 +33,9 @@ int schema_fail(compiler *c, const char *keyword, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    c->st = q3_fail(c->e, Q3_EINVAL, "'%s' at $%s: %s", keyword, c->path, msg);
+    /* A deep path keeps its last part, so that the reason still fits the error message. */
+    const char *path = c->path_len > 160 ? c->path + c->path_len - 160 : c->path;
+    c->st = q3_fail(c->e, Q3_EINVAL, "'%s' at $%s%s: %s", keyword, path == c->path ? "" : "...", path, msg);
     return -1;
 }
 
