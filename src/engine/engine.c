@@ -455,6 +455,14 @@ static void report_prompt_token(q3_engine *en, seq *s, const float *row, int p) 
     emit(s, &ev);
 }
 
+/* Adds the tokens drawn so far to the counters the server reports. */
+static void count_generated(q3_engine *en, int *drawn) {
+    pthread_mutex_lock(&en->lock);
+    en->stats.generated_tokens += (uint64_t)*drawn;
+    pthread_mutex_unlock(&en->lock);
+    *drawn = 0;
+}
+
 static void step(q3_engine *en) {
     int pages, rows, n, used, free_pages;
     for (;;) {
@@ -488,12 +496,13 @@ static void step(q3_engine *en) {
         q3_finish why = advance(en, s, row, &error);
         drawn += s->max_tokens > 0;
         if (why == Q3_FINISH_NONE) continue;
+        count_generated(en, &drawn); /* before the client can see its reply end */
         for (int i = 0; i < en->n_running; i++)
             if (en->running[i] == s) retire(en, i, why, error);
     }
+    count_generated(en, &drawn);
     pthread_mutex_lock(&en->lock);
     en->stats.steps++;
-    en->stats.generated_tokens += (uint64_t)drawn;
     en->stats.bytes_read = q3_runner_bytes_read(en->runner);
     pthread_mutex_unlock(&en->lock);
 }
