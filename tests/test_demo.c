@@ -42,7 +42,8 @@ static void test_perplexity_within_one_percent(void **state) {
     float want = *(const float *)ref_tensor(&f->ref, "heldout.ppl")->data;
     q3_ppl_result r;
     q3_error e = {0};
-    if (q3_perplexity(f->m, NULL, ids->data, (int)ids->shape[0], 512, Q3_PPL_ALL, 0, 0, NULL, NULL, &r, &e)) fail_msg("%s", e.msg);
+    q3_ppl_options o = {.ctx = 512, .scoring = Q3_PPL_ALL};
+    if (q3_perplexity(f->m, NULL, ids->data, (int)ids->shape[0], &o, &r, &e)) fail_msg("%s", e.msg);
     printf("  perplexity %.4f over %d windows; reference %.4f (%+.3f%%)\n", r.ppl, r.windows, want,
            100 * (r.ppl - want) / want);
     assert_int_equal(r.windows, 40);

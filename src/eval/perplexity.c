@@ -13,13 +13,13 @@ typedef struct model_run {
     float *logits;
 } model_run;
 
-static q3_status run_open(model_run *mr, const q3_model *m, int ctx, int threads, q3_error *e) {
+static q3_status run_open(model_run *mr, const q3_model *m, const q3_ppl_options *o, q3_error *e) {
     memset(mr, 0, sizeof *mr);
-    q3_kv_options ko = {Q3_TYPE_F32, 64, (ctx + 63) / 64, 1, ctx};
+    q3_kv_options ko = {o->kv_type, 64, (o->ctx + 63) / 64, 1, o->ctx};
     q3_status st = q3_kv_cache_new(&mr->kv, m, &ko, e);
-    if (!st) st = q3_runner_new(&mr->r, m, ctx, threads, e);
-    if (!st && !(mr->logits = malloc((size_t)ctx * q3_model_config(m)->vocab_size * sizeof(float))))
-        st = q3_fail(e, Q3_ENOMEM, "perplexity: no memory for %d rows of logits", ctx);
+    if (!st) st = q3_runner_new(&mr->r, m, o->ctx, o->threads, e);
+    if (!st && !(mr->logits = malloc((size_t)o->ctx * q3_model_config(m)->vocab_size * sizeof(float))))
+        st = q3_fail(e, Q3_ENOMEM, "perplexity: no memory for %d rows of logits", o->ctx);
     return st;
 }
 
@@ -29,11 +29,16 @@ static void run_close(model_run *mr) {
     free(mr->logits);
 }
 
-static q3_status run_window(model_run *mr, const int32_t *ids, const int32_t *pos, const int32_t *seq, int ctx,
-                            q3_error *e) {
+/* The window's logits: ctx tokens at positions 0.. in one batch, on an empty cache. */
+static q3_status run_window(model_run *mr, const int32_t *ids, int ctx, q3_error *e) {
+    int32_t *pos = malloc((size_t)ctx * sizeof *pos), *seq = calloc((size_t)ctx, sizeof *seq);
+    q3_status st = pos && seq ? Q3_OK : q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
+    for (int i = 0; !st && i < ctx; i++) pos[i] = i;
     q3_kv_cache_truncate(mr->kv, 0, 0);
     q3_batch b = {ctx, ids, pos, seq, NULL};
-    return q3_forward(mr->r, mr->kv, &b, mr->logits, e);
+    if (!st) st = q3_forward(mr->r, mr->kv, &b, mr->logits, e);
+    free(pos), free(seq);
+    return st;
 }
 
 /* log-softmax of row into lp (double), returning the argmax. */
@@ -47,54 +52,107 @@ static int log_softmax(const float *row, int n, double *lp) {
     return best;
 }
 
-q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *ids, int n_ids, int ctx,
-                        q3_ppl_scoring scoring, int max_windows, int threads,
-                        void (*progress)(void *, int, int, double), void *pctx, q3_ppl_result *out, q3_error *e) {
+/* Running sums over the scored positions. */
+typedef struct tally {
+    double nll, kld, kld_max;
+    long agree;
+} tally;
+
+static void add_kl(tally *t, double kl, bool same_top) {
+    t->kld += kl;
+    if (kl > t->kld_max) t->kld_max = kl;
+    t->agree += same_top;
+}
+
+static void finish(q3_ppl_result *out, const tally *t, bool with_base) {
+    out->nll = t->nll / out->scored;
+    out->ppl = exp(out->nll);
+    out->kld = with_base ? t->kld / out->scored : 0;
+    out->kld_max = with_base ? t->kld_max : 0;
+    out->top1_agree = with_base ? (double)t->agree / out->scored : 0;
+}
+
+static void window_done(const q3_ppl_options *o, q3_ppl_result *out, const tally *t, int w, int windows, int per) {
+    out->windows = w + 1;
+    out->scored = (w + 1) * per;
+    if (o->progress) o->progress(o->progress_ctx, w + 1, windows, exp(t->nll / out->scored));
+}
+
+q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *ids, int n_ids,
+                        const q3_ppl_options *o, q3_ppl_result *out, q3_error *e) {
     memset(out, 0, sizeof *out);
-    bool half = scoring == Q3_PPL_SECOND_HALF;
-    int V = q3_model_config(m)->vocab_size, windows = ctx > 0 ? (half ? n_ids : n_ids - 1) / ctx : 0;
+    bool half = o->scoring == Q3_PPL_SECOND_HALF;
+    int ctx = o->ctx, V = q3_model_config(m)->vocab_size, windows = ctx > 0 ? (half ? n_ids : n_ids - 1) / ctx : 0;
     int first = half ? ctx / 2 : 0, last = half ? ctx - 1 : ctx; /* scored predictions [first, last) */
     if (windows < 1 || first >= last)
         return q3_fail(e, Q3_EINVAL, "perplexity: %d tokens are fewer than one window of %d%s", n_ids, ctx,
                        half ? "" : " + 1");
     if (base && q3_model_config(base)->vocab_size != V)
         return q3_fail(e, Q3_EINVAL, "perplexity: the base model's vocabulary differs");
-    if (max_windows > 0 && max_windows < windows) windows = max_windows;
+    if (o->max_windows > 0 && o->max_windows < windows) windows = o->max_windows;
     model_run a, b = {0};
-    int32_t *pos = malloc((size_t)ctx * sizeof *pos), *seq = calloc((size_t)ctx, sizeof *seq);
     double *lp = malloc((size_t)V * sizeof *lp), *lq = base ? malloc((size_t)V * sizeof *lq) : NULL;
-    q3_status st = run_open(&a, m, ctx, threads, e);
-    if (!st && base) st = run_open(&b, base, ctx, threads, e);
-    if (!st && (!pos || !seq || !lp || (base && !lq))) st = q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
-    for (int i = 0; !st && i < ctx; i++) pos[i] = i;
-    double nll = 0, kld = 0;
-    long agree = 0;
+    q3_status st = run_open(&a, m, o, e);
+    if (!st && base) st = run_open(&b, base, o, e);
+    if (!st && (!lp || (base && !lq))) st = q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
+    tally t = {0};
     for (int w = 0; !st && w < windows; w++) {
         const int32_t *win = ids + (size_t)w * ctx;
-        if ((st = run_window(&a, win, pos, seq, ctx, e)) || (base && (st = run_window(&b, win, pos, seq, ctx, e))))
-            break;
-        for (int t = first; t < last; t++) {
-            int top = log_softmax(a.logits + (size_t)t * V, V, lp);
-            nll -= lp[win[t + 1]];
+        if ((st = run_window(&a, win, ctx, e)) || (base && (st = run_window(&b, win, ctx, e)))) break;
+        for (int i = first; i < last; i++) {
+            int top = log_softmax(a.logits + (size_t)i * V, V, lp);
+            t.nll -= lp[win[i + 1]];
             if (!base) continue;
-            int base_top = log_softmax(b.logits + (size_t)t * V, V, lq);
+            int base_top = log_softmax(b.logits + (size_t)i * V, V, lq);
             double kl = 0;
             for (int v = 0; v < V; v++) kl += exp(lq[v]) * (lq[v] - lp[v]);
-            kld += kl;
-            agree += top == base_top;
+            add_kl(&t, kl, top == base_top);
         }
-        out->windows = w + 1;
-        out->scored = (w + 1) * (last - first);
-        if (progress) progress(pctx, w + 1, windows, exp(nll / out->scored));
+        window_done(o, out, &t, w, windows, last - first);
     }
-    if (!st) {
-        out->nll = nll / out->scored;
-        out->ppl = exp(out->nll);
-        out->kld = base ? kld / out->scored : 0;
-        out->top1_agree = base ? (double)agree / out->scored : 0;
-    }
+    if (!st) finish(out, &t, base != NULL);
     run_close(&a);
     if (base) run_close(&b);
-    free(pos), free(seq), free(lp), free(lq);
+    free(lp), free(lq);
+    return st;
+}
+
+q3_status q3_perplexity_vs_llama(const q3_model *m, const q3_llama_logits *base, const q3_ppl_options *o,
+                                 q3_ppl_result *out, q3_error *e) {
+    memset(out, 0, sizeof *out);
+    int ctx = base->ctx, V = q3_model_config(m)->vocab_size, first = ctx / 2, windows = base->chunks;
+    if (o->ctx != ctx)
+        return q3_fail(e, Q3_EINVAL, "%s: saved with n_ctx %d, asked for windows of %d", base->map.path, ctx, o->ctx);
+    if (base->vocab != V)
+        return q3_fail(e, Q3_EINVAL, "%s: n_vocab %d, the model's vocabulary is %d", base->map.path, base->vocab, V);
+    if (o->max_windows > 0 && o->max_windows < windows) windows = o->max_windows;
+    model_run a;
+    double *lp = malloc((size_t)V * sizeof *lp);
+    float *lq = malloc((size_t)V * sizeof *lq);
+    int32_t *win = malloc((size_t)ctx * sizeof *win);
+    q3_status st = run_open(&a, m, o, e);
+    if (!st && (!lp || !lq || !win)) st = q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
+    tally t = {0};
+    for (int w = 0; !st && w < windows; w++) {
+        for (int i = 0; i < ctx; i++) win[i] = q3_llama_logits_token(base, (size_t)w * ctx + i);
+        for (int i = 0; !st && i < ctx; i++)
+            if (win[i] < 0 || win[i] >= V)
+                st = q3_fail(e, Q3_EFORMAT, "%s: token %d of chunk %d is %d, outside the vocabulary", base->map.path,
+                             i, w, win[i]);
+        if (st || (st = run_window(&a, win, ctx, e))) break;
+        for (int i = first; i < ctx - 1; i++) {
+            int top = log_softmax(a.logits + (size_t)i * V, V, lp);
+            t.nll -= lp[win[i + 1]];
+            int base_top = q3_llama_logits_row(base, w, i - first, lq);
+            double kl = 0;
+            for (int v = 0; v < V; v++)
+                if (lq[v] > -16.f) kl += exp(lq[v]) * (lq[v] - lp[v]);
+            add_kl(&t, kl, top == base_top);
+        }
+        window_done(o, out, &t, w, windows, ctx - 1 - first);
+    }
+    if (!st) finish(out, &t, true);
+    run_close(&a);
+    free(lp), free(lq), free(win);
     return st;
 }
