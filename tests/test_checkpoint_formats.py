@@ -140,7 +140,13 @@ class CheckpointFormats(unittest.TestCase):
         self.assertEqual(bytes(kv["qwen3moe.rope.scaling.type"].parts[-1]).decode(), "yarn")
         self.assertEqual(kv["qwen3moe.rope.scaling.factor"].parts[-1][0], 4.0)
         self.assertEqual(kv["qwen3moe.rope.scaling.original_context_length"].parts[-1][0], 256)
-        for model, extra in ((out, ()), (TINY, ("--rope-scaling", "yarn", "--rope-scale", "4", "--yarn-orig-ctx", "256"))):
+        info = q3("info", out).stdout
+        self.assertIn("yarn, factor 4 over an original context of 256", info)
+        self.assertIn("quantization          GGUF file type F32", info)
+        # the checkpoint itself, its GGUF, and the plain checkpoint with the command-line options:
+        # every tail position is past the original 256
+        for model, extra in ((YARN, ()), (out, ()),
+                             (TINY, ("--rope-scaling", "yarn", "--rope-scale", "4", "--yarn-orig-ctx", "256"))):
             got = logits(model, ids, *extra)[-len(tail):]
             self.assertLess(np.abs(got - tail).max(), 2e-3, model)
         plain = logits(TINY, ids)[-len(tail):]

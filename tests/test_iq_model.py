@@ -6,6 +6,7 @@ makes an importance matrix with `q3moe imatrix` (over this repository's own Pyth
 like the demo's training text) and checks it as llama.cpp's tools read it (the gguf package),
 then converts the padded model to every i-quant with it (the tied embedding / head at Q8_0, as
 llama.cpp's recipes keep the output matrix at higher precision) and checks each file:
+  - `q3moe info` names its file type and the type of its matrices;
   - prefill (all tokens in one batch) and decode (one token at a time) give the same logits to
     the bit: the kernels' results do not depend on the batch;
   - the logits stay close to the float model's: mean KL divergence of the next-token
@@ -14,6 +15,7 @@ llama.cpp's recipes keep the output matrix at higher precision) and checks each 
 Tokens: the first 96 of the demo's held-out text."""
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -108,6 +110,9 @@ def main():
     for name, bound in KL_BOUNDS.items():
         path = os.path.join(TMP, f"demo-padded-{name.lower()}.gguf")
         run(BIN, "convert", padded, "-o", path, "--type", name.lower(), "--embed-type", "q8_0", "--imatrix", imatrix)
+        info = run(BIN, "info", path).stdout
+        if f"GGUF file type {name} " not in info or not re.search(rf"^ +{name} +28 tensors", info, re.M):
+            sys.exit(f"{name}: q3moe info does not name the file type and its 28 {name} matrices:\n{info}")
         prefill, decode = logits(path, ids), logits(path, ids, "--decode")
         if not np.array_equal(prefill, decode):
             sys.exit(f"{name}: prefill and decode logits differ (max {np.abs(prefill - decode).max():.3g})")
