@@ -15,6 +15,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 
 #include "cpu/dot_iq_x86.h"
+#include "cpu/dot_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
@@ -69,8 +70,10 @@ float q3_iq2_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq2_xxs *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xxs_block(&bw[i], &bx[i]));
+    }
     return 0.125f * sum;
 }
 
@@ -95,8 +98,10 @@ float q3_iq2_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq2_xs *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xs_block(&bw[i], &bx[i]));
+    }
     return 0.125f * sum;
 }
 
@@ -117,8 +122,10 @@ float q3_iq2_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq2_s *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_s_block(&bw[i], &bx[i]));
+    }
     return 0.125f * sum;
 }
 
@@ -142,8 +149,10 @@ float q3_iq3_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq3_xxs *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_xxs_block(&bw[i], &bx[i]));
+    }
     return 0.25f * sum;
 }
 
@@ -166,8 +175,10 @@ float q3_iq3_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq3_s *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_s_block(&bw[i], &bx[i]));
+    }
     return sum;
 }
 
@@ -199,8 +210,10 @@ float q3_iq1_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq1_s *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq1_s_block(&bw[i], &bx[i]));
+    }
     return 0.125f * sum;
 }
 
@@ -226,8 +239,10 @@ float q3_iq1_m_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     const q3_block_iq1_m *bw = w;
     const q3_block_q8_k *bx = x;
     float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++)
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
+        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
         sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(q3_iq1m_d(&bw[i])), iq1_m_block(&bw[i], &bx[i]));
+    }
     return 0.125f * sum;
 }
 
@@ -324,6 +339,7 @@ float q3_iq4_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     int64_t nb = n / Q3_QK_K, i = 0;
     float sum = 0;
     for (; i + 4 <= nb; i += 4) { /* four blocks' sums folded together, their tails side by side */
+        q3_x86_prefetch_ahead(bw + i, 4 * sizeof *bw);
         __m256i s[4];
 #pragma GCC unroll 4
         for (int b = 0; b < 4; b++) s[b] = fold512(iq4_xs_block(&bw[i + b], &bx[i + b], table));
