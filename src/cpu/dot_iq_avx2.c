@@ -13,7 +13,7 @@
 #ifdef __AVX2__
 
 #include "cpu/dot_iq_x86.h"
-#include "cpu/dot_x86.h"
+#include "cpu/prefetch_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */

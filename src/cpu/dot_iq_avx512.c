@@ -15,7 +15,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 
 #include "cpu/dot_iq_x86.h"
-#include "cpu/dot_x86.h"
+#include "cpu/prefetch_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */

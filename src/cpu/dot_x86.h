@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+#include "cpu/prefetch_x86.h"
 #include "cpu/simd_x86.h"
 #include "quant/blocks.h"
 #include "quant/types.h"
@@ -18,18 +19,6 @@
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
 #endif
-
-/* Decode streams each weight row from DRAM once. The hardware prefetchers lose the stream at
- * every 4 KiB page and at each task's start, so the K-quant loops ask for the bytes this far
- * ahead themselves: measured on the 2-core EPYC of bench/RESULTS.md, 1.2 to 4.6 KiB ahead
- * decoded a Qwen3-30B-A3B Q4_K_M 8% faster than none (beyond a row's end it reaches into the
- * next row, or touches nothing: a prefetch never faults). */
-#define Q3_X86_PREFETCH_AHEAD 2304
-
-/* Asks for the `bytes` bytes that lie Q3_X86_PREFETCH_AHEAD after p. */
-static inline void q3_x86_prefetch_ahead(const void *p, size_t bytes) {
-    for (size_t l = 0; l < bytes; l += 64) _mm_prefetch((const char *)p + Q3_X86_PREFETCH_AHEAD + l, _MM_HINT_T0);
-}
 
 /* The 6-bit scales and mins of a Q4_K / Q5_K block as bytes [sc0..sc7, m0..m7] (the layout of
  * q3_kscale_get, unpacked four lanes at a time). Reads 16 bytes from packed: the 12 of the
