@@ -281,6 +281,20 @@ static void test_schema_limits(void **state) {
         if (i < 500) json_object_set_new(arrays, name, json_pack("{s:s,s:i}", "type", "array", "maxItems", 256));
     }
     expect_refused(json_pack("{s:o}", "properties", props), "more than 8192 subschemas");
+    /* An enum is limited to the values the matcher can keep alive together: every one of the
+     * largest allowed is still reachable, the last included. */
+    json_t *values = json_array();
+    for (int i = 0; i < 513; i++) json_array_append_new(values, json_sprintf("value-%d", i));
+    expect_refused(json_pack("{s:O}", "enum", values), "has 513 values; at most 512");
+    json_array_remove(values, 512);
+    json_t *largest = json_pack("{s:o}", "enum", values);
+    char *schema = json_dumps(largest, 0);
+    json_decref(largest);
+    q3_grammar *g = schema_grammar(schema);
+    expect(g, "\"value-511\"", true);
+    expect(g, "\"value-512\"", false);
+    q3_grammar_release(g);
+    free(schema);
     expect_refused(json_pack("{s:o}", "properties", arrays), "too large a grammar");
 }
 

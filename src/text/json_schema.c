@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_ENUM_VALUES 512 /* half the matcher's live alternatives (MAX_THREADS in grammar.c) */
+
 #define MAX_WS 20
 /* Bounds on the work a schema can ask for (a request's schema is untrusted): subschemas compiled
  * (each is looked up among those before it), and nesting (compiling recurses; merges made by
@@ -470,8 +472,12 @@ static int by_type(compiler *c, const json_t *s) {
 }
 
 static int enum_rule(compiler *c, const json_t *values) {
-    if (!json_is_array(values) || json_array_size(values) == 0 || json_array_size(values) > 4096)
+    if (!json_is_array(values) || json_array_size(values) == 0)
         return schema_fail(c, "enum", "must be a non-empty list of values");
+    /* The matcher follows each value as its own alternative and keeps a bounded number of them
+     * alive at once (grammar.c): past this, values beyond the bound could never be produced. */
+    if (json_array_size(values) > MAX_ENUM_VALUES)
+        return schema_fail(c, "enum", "has %zu values; at most %d", json_array_size(values), MAX_ENUM_VALUES);
     int r = q3_gb_rule(c->b);
     size_t i;
     const json_t *v;
