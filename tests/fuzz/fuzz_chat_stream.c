@@ -37,13 +37,15 @@ static void run(split *s, const char *text, size_t len, size_t piece, bool in_re
 /* Whether every tool-call block the stream passed on (each from its <tool_call> to the first
  * </tool_call> after it, as the stream cuts them) holds a JSON object with a string "name": then
  * the whole-reply parse takes each as a call too, and their contents must agree. A block that is
- * not (or not closed) is the case chat.h leaves to the whole reply. */
+ * not (or not closed) is the case chat.h leaves to the whole reply; so is one with a member
+ * given twice, which the parse refuses since it streams "arguments" out as it reads them
+ * (text/tool_call_json.c). */
 static bool blocks_all_calls(const char *calls) {
     while (*calls) {
         if (strncmp(calls, "<tool_call>", 11)) return false;
         const char *body = calls + 11, *end = strstr(body, "</tool_call>");
         if (!end) return false;
-        json_t *v = json_loadb(body, (size_t)(end - body), 0, NULL);
+        json_t *v = json_loadb(body, (size_t)(end - body), JSON_REJECT_DUPLICATES, NULL);
         bool call = json_is_object(v) && json_is_string(json_object_get(v, "name"));
         json_decref(v);
         if (!call) return false;
