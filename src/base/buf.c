@@ -10,7 +10,11 @@
 /* Room for need bytes in all (the NUL included). */
 static bool grow(q3_buf *b, size_t need) {
     if (b->failed) return false;
-    if (need < b->len || (b->limit && need > b->limit + 1)) {
+    if (need < b->len) { /* len + n wrapped around */
+        b->failed = true;
+        return false;
+    }
+    if (b->limit && need > b->limit + 1) {
         b->failed = b->over_limit = true;
         return false;
     }

@@ -70,8 +70,10 @@ static void *random_weights(q3_type t, int64_t n) {
         free(wf);
         return w;
     }
-    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)rng_next();
-    for (int64_t i = 0; i < n / tr->block_size; i++) set_block_scales(t, w + (size_t)i * tr->type_size);
+    if (!fill_random_blocks(t, w, n / tr->block_size)) {
+        fprintf(stderr, "no random blocks for %s\n", q3_type_name(t));
+        exit(1);
+    }
     return w;
 }
 
