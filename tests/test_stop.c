@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "text/stop.h"
+#include "utf8_oracle.h"
 
 /* What a stream of pieces produced: the text emitted, each emit's validity, the stop matched. */
 typedef struct stream_result {
@@ -22,19 +23,6 @@ typedef struct stream_result {
     int stop_index;
     bool emits_valid_utf8; /* every single emit, not just their concatenation */
 } stream_result;
-
-static bool valid_utf8(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        int extra = s[i] < 0x80 ? 0 : (s[i] & 0xe0) == 0xc0 ? 1 : (s[i] & 0xf0) == 0xe0 ? 2
-                  : (s[i] & 0xf8) == 0xf0 ? 3 : -1;
-        if (extra < 0 || i + (size_t)extra >= n) return false;
-        for (int k = 1; k <= extra; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-        i += (size_t)extra + 1;
-    }
-    return true;
-}
 
 /* Feeds pieces (NULL-terminated list) through a q3_stop over stops, then flushes. */
 static stream_result run_stream(const char *const *stops, int n_stops, const char *const *pieces) {
@@ -49,14 +37,14 @@ static stream_result run_stream(const char *const *stops, int n_stops, const cha
         assert_int_equal(q3_stop_feed(&st, pieces[i], len, emit, len + q3_stop_max_held(&st), &out,
                                       &matched, &err),
                          Q3_OK);
-        r.emits_valid_utf8 &= valid_utf8((const unsigned char *)emit, out);
+        r.emits_valid_utf8 &= utf8proc_says_valid((const unsigned char *)emit, out);
         memcpy(r.text + r.len, emit, out);
         r.len += out;
         r.matched = matched;
     }
     size_t out = 0;
     assert_int_equal(q3_stop_flush(&st, emit, q3_stop_max_held(&st), &out, &err), Q3_OK);
-    r.emits_valid_utf8 &= valid_utf8((const unsigned char *)emit, out);
+    r.emits_valid_utf8 &= utf8proc_says_valid((const unsigned char *)emit, out);
     memcpy(r.text + r.len, emit, out);
     r.len += out;
     r.text[r.len] = 0;

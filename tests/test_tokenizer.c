@@ -15,6 +15,7 @@
 #include "testutil.h"
 #include "text/tokenizer_gguf.h"
 #include "text/tokenizer.h"
+#include "utf8_oracle.h"
 
 /* ---- fixtures shared by the tests ---- */
 
@@ -131,17 +132,6 @@ static void check_cases(const fixture *f, const q3_tokenizer *t, const char *whi
 }
 
 /* A validity check written apart from the tokenizer's own: utf8proc decodes s whole. */
-static bool valid_utf8(const char *s, size_t n) {
-    utf8proc_int32_t cp;
-    for (size_t i = 0; i < n;) {
-        utf8proc_ssize_t k =
-            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (k <= 0) return false;
-        i += (size_t)k;
-    }
-    return true;
-}
-
 /* Streams ids through the decoder; checks every chunk is whole characters; returns the text. */
 static char *stream_decode(const q3_tokenizer *t, const int32_t *ids, int n, size_t *len) {
     size_t cap = q3_tok_stream_cap(t), used = 0;
@@ -153,7 +143,7 @@ static char *stream_decode(const q3_tokenizer *t, const int32_t *ids, int n, siz
         size_t k;
         q3_error err = {0};
         if (q3_tok_stream_push(t, &s, ids[i], chunk, cap, &k, &err)) fail_msg("push: %s", err.msg);
-        if (!valid_utf8(chunk, k)) fail_msg("token %d (%d) gave a partial character", i, ids[i]);
+        if (!utf8proc_says_valid(chunk, k)) fail_msg("token %d (%d) gave a partial character", i, ids[i]);
         memcpy(out + used, chunk, k);
         used += k;
     }
@@ -416,7 +406,7 @@ static void test_stream_whole_characters(void **state) {
     for (int i = 0; i < n; i++) {
         size_t len;
         const char *p = q3_tok_piece(f->json, ids[i], &len);
-        cut += !valid_utf8(p, len);
+        cut += !utf8proc_says_valid(p, len);
     }
     assert_true(cut >= 2);
     size_t len;

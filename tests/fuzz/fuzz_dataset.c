@@ -16,6 +16,7 @@
 
 #include "cli/dataset.h"
 #include "text/tokenizer.h"
+#include "../utf8_oracle.h"
 
 #define MAX_PROMPTS 4
 
@@ -32,19 +33,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static bool valid_utf8(const char *s, size_t n) {
-    utf8proc_int32_t cp;
-    for (size_t at = 0; at < n;) {
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + at, (utf8proc_ssize_t)(n - at), &cp);
-        if (k <= 0) return false;
-        at += (size_t)k;
-    }
-    return true;
-}
-
 static void check_prompt(const char *prompt, int n_tokens, const q3_tokenizer *tok, const q3_prompt_style *st) {
     size_t len = strlen(prompt);
-    if (!valid_utf8(prompt, len)) abort();
+    if (!utf8proc_says_valid(prompt, len)) abort();
     int32_t *ids = NULL;
     int n = 0;
     q3_error e;
