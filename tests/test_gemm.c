@@ -144,8 +144,9 @@ static void check_rows(const problem *p, int r0, int nr, int c) {
     }
 }
 
-static const q3_type GEMM_TYPES[] = {Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q8_0, Q3_TYPE_Q2_K,
-                                     Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K};
+static const q3_type GEMM_TYPES[] = {Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q8_0,   Q3_TYPE_Q2_K,
+                                     Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K,   Q3_TYPE_IQ4_XS,
+                                     Q3_TYPE_IQ4_NL};
 #define N_GEMM_TYPES (sizeof GEMM_TYPES / sizeof GEMM_TYPES[0])
 
 /* Every (nr, nc) edge on a few row lengths: 1, 2 (and for Q8_0 odd) blocks, and longer rows;
@@ -215,10 +216,16 @@ static void test_gemm_installed(void **state) {
         if (tr) assert_null(tr->gemm);
     }
     if (q3_isa_supported(Q3_ISA_AVX512)) {
-        static const q3_type hot[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_Q8_0,
-                                      Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16};
+        static const q3_type hot[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K,   Q3_TYPE_Q8_0,  Q3_TYPE_F32,
+                                      Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ4_NL};
         for (size_t k = 0; k < sizeof hot / sizeof hot[0]; k++)
             assert_non_null(q3_type_get_isa(hot[k], Q3_ISA_AVX512)->gemm);
+    }
+    /* the AVX2 tiles: the K-quants and the IQ4 types */
+    if (q3_isa_supported(Q3_ISA_AVX2)) {
+        static const q3_type avx2[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ4_NL};
+        for (size_t k = 0; k < sizeof avx2 / sizeof avx2[0]; k++)
+            assert_non_null(q3_type_get_isa(avx2[k], Q3_ISA_AVX2)->gemm);
     }
     assert_ptr_equal(q3_type_get(Q3_TYPE_Q4_K)->gemm, q3_type_get_isa(Q3_TYPE_Q4_K, q3_isa_active())->gemm);
     /* so do the rows kernels: the x86 ISAs have them for decode's hot types */
@@ -272,7 +279,7 @@ static void test_prefill_equals_decode_quantized(void **state) {
     q3_config c;
     q3_error e = {0};
     if (q3_config_from_json_buffer(&c, SMALL_CONFIG, sizeof SMALL_CONFIG - 1, "small", &e)) fail_msg("%s", e.msg);
-    static const char *types[] = {"q4_k_m", "q5_k_m", "q6_k", "q8_0", "bf16"};
+    static const char *types[] = {"q4_k_m", "q5_k_m", "q6_k", "q8_0", "bf16", "iq4_xs", "iq4_nl"};
     enum { N = 150 };
     int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)(rng_next() % 512);

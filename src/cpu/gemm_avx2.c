@@ -1,11 +1,12 @@
-/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K and Q6_K: the matrix products of prefill on
- * CPUs without AVX-512. Built with -mavx2 -mfma -mf16c (the _avx2.c suffix) and only called
+/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K, Q6_K, IQ4_XS and IQ4_NL: the matrix products
+ * of prefill on CPUs without AVX-512. Built with -mavx2 -mfma -mf16c (the _avx2.c suffix) and only called
  * when the CPU has them.
  *
  * The scaffold of gemm_x86.h at 256 bits: eight rows per tile, one per 32-bit lane. Without VNNI
  * the products go through maddubs (u8 x s8 pairs summed into int16), two steps are added in
  * int16, and madd applies the sub-block scale, held in both halves of each lane, and widens to
- * int32. Every output is bit-identical to q3_*_vec_dot_avx2 for its (row, token). */
+ * int32. The IQ4 levels are signed (-127..113): maddubs takes their magnitudes and the
+ * activations with their signs, as the i-quant vec_dot does, one step per madd. Every output is bit-identical to q3_*_vec_dot_avx2 for its (row, token). */
 #include "cpu/dot.h"
 
 #ifdef __AVX2__
@@ -58,6 +59,9 @@ static inline __m256i tile_scale(__m256i scale) {
     __m256i low = _mm256_and_si256(scale, _mm256_set1_epi32(0xFFFF));
     return _mm256_or_si256(low, _mm256_slli_epi32(low, 16));
 }
+
+/* Signed levels: maddubs' int16 pair sums would saturate on levels biased to 1..241. */
+static inline __m256i iq4_tile_table(void) { return vi_bcast128(q3_iq4nl_values); }
 
 static inline void store_first_rows(float *out, __m256 v, int nr) {
     float lanes[ROWS];
@@ -149,13 +153,86 @@ static void q6_k_dot(const void *tile, const void *const *x, int64_t i, int nc, 
     FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, xb, acc);
 }
 
-static const tile_ops Q4_K_OPS = {sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx2};
-static const tile_ops Q5_K_OPS = {sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx2};
-static const tile_ops Q6_K_OPS = {sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx2};
+/* ---- IQ4_XS (against Q8_K) and IQ4_NL (against Q8_0): signed levels ---- */
+
+/* One step of one token, level * y as the i-quant vec_dot computes it (|level| <= 127 times y
+ * with the level's sign, in int16 pairs), times the int16 multipliers, in int32 lanes. Pairs
+ * cannot be added in int16 first: two of them reach 2 * 2 * 127 * 128. */
+static inline __m256i iq4_step(__m256i levels, __m256i magnitudes, const int8_t *y, __m256i scale) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(vi_bcast32(y), levels)), scale);
+}
+
+/* sum_j scale_j * sum(level * y) over sub-block j (steps 8j .. 8j + 7), then vec_dot's float
+ * tail, acc + (dx * d) * sum. */
+static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const iq4_xs_tile *t,
+                                                                  const q3_block_q8_k *const *xb, __m256 *acc,
+                                                                  const int nc) {
+    __m256i qy[TILE_COLS];
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) qy[c] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {
+        __m256i scale = t->scales[j];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            __m256i levels = t->levels[8 * j + u], magnitudes = _mm256_sign_epi8(levels, levels);
+#pragma GCC unroll 4
+            for (int c = 0; c < nc; c++)
+                qy[c] = _mm256_add_epi32(qy[c], iq4_step(levels, magnitudes, xb[c]->qs + 32 * j + 4 * u, scale));
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++)
+        acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xb[c]->d), t->d),
+                                                     _mm256_cvtepi32_ps(qy[c])));
+}
+
+static void iq4_xs_dot(const void *tile, const void *const *x, int64_t i, int nc, __m256 *acc) {
+    const q3_block_q8_k *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
+    FOR_EACH_WIDTH(nc, iq4_xs_dot_cols, tile, xb, acc);
+}
+
+/* One block of 32: sum(level * y), then acc + (dx * d) * sum. */
+static inline __attribute__((always_inline)) void iq4_nl_dot_cols(const iq4_nl_tile *t,
+                                                                  const q3_block_q8_0 *const *xb, __m256 *acc,
+                                                                  const int nc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[TILE_COLS];
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) s[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; u++) {
+        __m256i levels = t->levels[u], magnitudes = _mm256_sign_epi8(levels, levels);
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) s[c] = _mm256_add_epi32(s[c], iq4_step(levels, magnitudes, xb[c]->qs + 4 * u, ones));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) {
+        __m256 dx = _mm256_set1_ps(_cvtsh_ss(xb[c]->d));
+        acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(_mm256_mul_ps(dx, t->d), _mm256_cvtepi32_ps(s[c])));
+    }
+}
+
+static void iq4_nl_dot(const void *tile, const void *const *x, int64_t i, int nc, __m256 *acc) {
+    const q3_block_q8_0 *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_0 *)x[c] + i;
+    FOR_EACH_WIDTH(nc, iq4_nl_dot_cols, tile, xb, acc);
+}
+
+static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx2};
+static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx2};
+static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx2};
 
 Q3_X86_GEMM_KERNEL(avx2, q4_k, Q4_K_OPS)
 Q3_X86_GEMM_KERNEL(avx2, q5_k, Q5_K_OPS)
 Q3_X86_GEMM_KERNEL(avx2, q6_k, Q6_K_OPS)
+
+static const tile_ops IQ4_XS_OPS = {Q3_QK_K, sizeof(q3_block_iq4_xs), iq4_xs_pack, iq4_xs_dot, q3_iq4_xs_vec_dot_avx2};
+static const tile_ops IQ4_NL_OPS = {Q3_QK, sizeof(q3_block_iq4_nl), iq4_nl_pack, iq4_nl_dot, q3_iq4_nl_vec_dot_avx2};
+
+Q3_X86_GEMM_KERNEL(avx2, iq4_xs, IQ4_XS_OPS)
+Q3_X86_GEMM_KERNEL(avx2, iq4_nl, IQ4_NL_OPS)
 
 #else
 typedef int q3_gemm_avx2_unused; /* ISO C wants a declaration in every translation unit */

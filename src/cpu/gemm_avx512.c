@@ -1,11 +1,13 @@
 /* AVX-512 tile kernels (q3_gemm_fn): 16 weight rows against up to 64 tokens for Q4_K, Q5_K,
- * Q6_K, Q8_0 and the float types, the matrix products of prefill. Built with the AVX-512 flags
- * (the _avx512.c suffix) and only called when the CPU has them.
+ * Q6_K, IQ4_XS, IQ4_NL, Q8_0 and the float types, the matrix products of prefill. Built with the
+ * AVX-512 flags (the _avx512.c suffix) and only called when the CPU has them.
  *
- * The K-quants are the scaffold of gemm_x86.h at 512 bits: 16 rows per tile, one per 32-bit
- * lane; vpdpbusd multiplies a tile register by a token's four activations broadcast from memory
- * and adds each lane's four products into its int32. Sub-block scales are applied per 16 rows
- * with vpmulld, mins and offsets against the Q8_K bsums with vpdpwssd. Q8_0 and the float types
+ * The K-quants and IQ4 types are the scaffold of gemm_x86.h at 512 bits: 16 rows per tile, one
+ * per 32-bit lane; vpdpbusd multiplies a tile register by a token's four activations broadcast
+ * from memory and adds each lane's four products into its int32. Sub-block scales are applied
+ * per 16 rows with vpmulld, mins and offsets against the Q8_K bsums with vpdpwssd. The IQ4 tiles
+ * hold the table's levels plus 128 (unsigned, for vpdpbusd) and take 128 * sum(y) off again
+ * (IQ4_XS: scaled, from the bsums; IQ4_NL: per block, as Q8_0 does). Q8_0 and the float types
  * have their own tiles below. Every output is bit-identical to q3_*_vec_dot_avx512 for its
  * (row, token), which tests/test_gemm.c checks. */
 #include "cpu/dot.h"
@@ -82,6 +84,11 @@ static inline void load_rows_x4(const uint8_t *const rows[ROWS], size_t off, __m
 }
 
 static inline __m512i tile_scale(__m512i scale) { return scale; } /* vpmulld takes int32 lanes */
+
+/* Biased to unsigned bytes (1..241) for vpdpbusd; the dot products take 128 * sum(y) off. */
+static inline __m512i iq4_tile_table(void) {
+    return _mm512_add_epi8(vi_bcast128(q3_iq4nl_values), _mm512_set1_epi8((char)0x80));
+}
 
 /* Masked stores are slow on some CPUs (AMD's Zen 4 among them): only a partial tile takes them. */
 static inline void store_first_rows(float *out, __m512 v, int nr) {
@@ -176,9 +183,9 @@ static void q6_k_dot(const void *tile, const void *const *x, int64_t i, int nc, 
     FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, xb, acc);
 }
 
-static const tile_ops Q4_K_OPS = {sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx512};
-static const tile_ops Q5_K_OPS = {sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx512};
-static const tile_ops Q6_K_OPS = {sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx512};
+static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx512};
+static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx512};
+static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx512};
 
 Q3_X86_GEMM_KERNEL(avx512, q4_k, Q4_K_OPS)
 Q3_X86_GEMM_KERNEL(avx512, q5_k, Q5_K_OPS)
@@ -240,6 +247,89 @@ static void q8_0_dot(const q8_0_tile *t, int b, const void *const *x, int64_t i,
     for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_0 *)x[c] + i;
     FOR_EACH_WIDTH(nc, q8_0_dot_cols, t, b, xb, acc);
 }
+
+/* ---- IQ4_XS (against Q8_K) and IQ4_NL (against Q8_0): biased levels ---- */
+
+/* sum_j scale_j * sum((level + 128) * y) over sub-block j, less 128 * sum_j scale_j * (its
+ * activations' sum, from the bsums pairs): vec_dot's exact integer per (row, token); then its
+ * float tail, acc + (dx * d) * sum. */
+static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const iq4_xs_tile *t,
+                                                                  const q3_block_q8_k *const *xb, __m512 *acc,
+                                                                  const int nc) {
+    int16_t y_sums[TILE_COLS][8];
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) kq32_sub_block_sums(xb[c], y_sums[c]);
+    __m512i qy[TILE_COLS], by[TILE_COLS];
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) qy[c] = by[c] = _mm512_setzero_si512();
+#pragma GCC unroll 1
+    for (int j = 0; j < 8; j++) {
+        __m512i s[TILE_COLS];
+#pragma GCC unroll 8
+        for (int c = 0; c < nc; c++) s[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) {
+            __m512i levels = t->levels[8 * j + u];
+#pragma GCC unroll 8
+            for (int c = 0; c < nc; c++) s[c] = _mm512_dpbusd_epi32(s[c], levels, vi_bcast32(xb[c]->qs + 32 * j + 4 * u));
+        }
+        __m512i scale = t->scales[j];
+#pragma GCC unroll 8
+        for (int c = 0; c < nc; c++) qy[c] = _mm512_add_epi32(qy[c], _mm512_mullo_epi32(s[c], scale));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512i pairs = t->scale_pairs[i];
+#pragma GCC unroll 8
+        for (int c = 0; c < nc; c++) by[c] = _mm512_dpwssd_epi32(by[c], pairs, vi_bcast32(y_sums[c] + 2 * i));
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) {
+        __m512i sum = _mm512_sub_epi32(qy[c], _mm512_slli_epi32(by[c], 7));
+        acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(xb[c]->d), t->d),
+                                                     _mm512_cvtepi32_ps(sum)));
+    }
+}
+
+static void iq4_xs_dot(const void *tile, const void *const *x, int64_t i, int nc, __m512 *acc) {
+    const q3_block_q8_k *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
+    FOR_EACH_WIDTH(nc, iq4_xs_dot_cols, tile, xb, acc);
+}
+
+/* One block of 32: sum((level + 128) * y) - 128 * sum(y), then acc + (dx * d) * sum. */
+static inline __attribute__((always_inline)) void iq4_nl_dot_cols(const iq4_nl_tile *t,
+                                                                  const q3_block_q8_0 *const *xb, __m512 *acc,
+                                                                  const int nc) {
+    __m512i s[TILE_COLS];
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) s[c] = q8_0_bias_correction(xb[c]->qs);
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; u++) {
+        __m512i levels = t->levels[u];
+#pragma GCC unroll 8
+        for (int c = 0; c < nc; c++) s[c] = _mm512_dpbusd_epi32(s[c], levels, vi_bcast32(xb[c]->qs + 4 * u));
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; c++) {
+        __m512 dx = _mm512_set1_ps(_cvtsh_ss(xb[c]->d));
+        acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(dx, t->d), _mm512_cvtepi32_ps(s[c])));
+    }
+}
+
+static void iq4_nl_dot(const void *tile, const void *const *x, int64_t i, int nc, __m512 *acc) {
+    const q3_block_q8_0 *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_0 *)x[c] + i;
+    FOR_EACH_WIDTH(nc, iq4_nl_dot_cols, tile, xb, acc);
+}
+
+static const tile_ops IQ4_XS_OPS = {Q3_QK_K, sizeof(q3_block_iq4_xs), iq4_xs_pack, iq4_xs_dot,
+                                    q3_iq4_xs_vec_dot_avx512};
+static const tile_ops IQ4_NL_OPS = {Q3_QK, sizeof(q3_block_iq4_nl), iq4_nl_pack, iq4_nl_dot,
+                                    q3_iq4_nl_vec_dot_avx512};
+
+Q3_X86_GEMM_KERNEL(avx512, iq4_xs, IQ4_XS_OPS)
+Q3_X86_GEMM_KERNEL(avx512, iq4_nl, IQ4_NL_OPS)
 
 /* ---- float weights (F32, F16, BF16) against f32 activations ---- */
 

@@ -1,6 +1,6 @@
 /* The x86 tile kernels (q3_gemm_fn) written once for both widths: the tile driver (rows of a
- * tile, prefetch, micro-tile widths, stores), the packing of K-quant blocks into tiles, and the
- * float tail every lane runs. gemm_avx2.c and gemm_avx512.c include it after defining
+ * tile, prefetch, micro-tile widths, stores), the packing of K-quant and IQ4 blocks into tiles,
+ * and the float tail every lane runs. gemm_avx2.c and gemm_avx512.c include it after defining
  *
  *   Q3_X86_BITS   256 or 512 (cpu/simd_x86.h): a tile is ROWS = Q3_X86_LANES weight rows, one
  *                 per 32-bit lane
@@ -28,6 +28,8 @@
 #include "cpu/dot.h"
 #include "cpu/simd_x86.h"
 #include "quant/blocks.h"
+#include "quant/iq_blocks.h"
+#include "quant/iq_grids.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* the float tails must stay the separate roundings vec_dot does */
@@ -75,6 +77,10 @@ static inline void load_rows_x4(const uint8_t *const rows[ROWS], size_t off, vi 
 static inline vi tile_scale(vi scale);
 /* The first nr < ROWS lanes of v to out. */
 static inline void store_first_rows(float *out, vf v, int nr);
+/* The 16 IQ4_NL levels (q3_iq4nl_values) in every 128-bit lane as the ISA's products take them
+ * (AVX-512: plus 128, unsigned bytes for vpdpbusd; AVX2: as they are, maddubs gets |level| and
+ * the activation its sign). */
+static inline vi iq4_tile_table(void);
 
 /* ---- helpers ---- */
 
@@ -240,14 +246,83 @@ static void q6_k_pack(void *tile, const uint8_t *const rows[ROWS]) {
     t->d = load_halves(rows, offsetof(q3_block_q6_k, d));
 }
 
+/* ---- IQ4_XS and IQ4_NL: 4-bit indices into the IQ4_NL table of 16 levels ---- */
+
+typedef struct iq4_xs_tile {
+    vi levels[64];     /* weights 4s .. 4s + 3 of each row as iq4_tile_table holds them */
+    vi scales[8];      /* sub-block j's scale (-32..31), per row, as tile_scale holds it */
+    vi scale_pairs[4]; /* scales 2i and 2i + 1 as int16, for a bias taken off against bsums pairs */
+    vf d;
+} iq4_xs_tile;
+
+/* The levels of index bytes v (lane r: four bytes of row r's qs): their low nibbles to *low,
+ * their high nibbles to *high. */
+static inline void iq4_levels(vi v, vi table, vi *low, vi *high) {
+    const vi nibble = vi_set1_8(0x0F);
+    *low = vi_lookup16(table, vi_and(v, nibble));
+    *high = vi_lookup16(table, vi_and(vi_srl32(v, 4), nibble));
+}
+
+/* Block: d (f16), scales_h (two high bits per sub-block), scales_l (a nibble per sub-block),
+ * qs[128]: qs[16j + l] holds weight 32j + l in its low nibble and 32j + 16 + l in its high one.
+ * So transposed qs dword g belongs to sub-block j = g / 4: low nibbles are step 8j + g % 4,
+ * high ones step 8j + 4 + g % 4. */
+static void iq4_xs_pack(void *tile, const uint8_t *const rows[ROWS]) {
+    iq4_xs_tile *t = tile;
+    vi v[4], s[8]; /* v[0]: d | scales_h << 16, v[1]: scales_l */
+    load_rows_x4(rows, 0, v);
+    const vi four = vi_set1_32(15), two = vi_set1_32(3), low16 = vi_set1_32(0xFFFF);
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        vi high = vi_and(vi_srl32(v[0], 16 + 2 * j), two);
+        s[j] = vi_sub32(vi_or(vi_and(vi_srl32(v[1], 4 * j), four), vi_sll32(high, 4)), vi_set1_32(32));
+        t->scales[j] = tile_scale(s[j]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) t->scale_pairs[i] = vi_or(vi_and(s[2 * i], low16), vi_sll32(s[2 * i + 1], 16));
+    t->d = load_halves(rows, offsetof(q3_block_iq4_xs, d));
+    const vi table = iq4_tile_table();
+#pragma GCC unroll 1
+    for (int k = 0; k < 128 / Q3_X86_BYTES; k++) {
+        vi q[ROWS];
+        for (int r = 0; r < ROWS; r++) q[r] = vi_loadu(rows[r] + offsetof(q3_block_iq4_xs, qs) + Q3_X86_BYTES * k);
+        transpose_rows(q);
+#pragma GCC unroll 16
+        for (int p = 0; p < ROWS; p++) {
+            int g = ROWS * k + p, step = 8 * (g / 4) + g % 4;
+            iq4_levels(q[p], table, &t->levels[step], &t->levels[step + 4]);
+        }
+    }
+}
+
+typedef struct iq4_nl_tile {
+    vi levels[8]; /* weights 4s .. 4s + 3 of each row as iq4_tile_table holds them */
+    vf d;
+} iq4_nl_tile;
+
+/* One block of 32: qs[l] holds weight l in its low nibble and l + 16 in its high one, so qs
+ * dword k gives steps k and 4 + k. */
+static void iq4_nl_pack(void *tile, const uint8_t *const rows[ROWS]) {
+    iq4_nl_tile *t = tile;
+    vi v[4];
+    load_rows_x4(rows, offsetof(q3_block_iq4_nl, qs), v);
+    const vi table = iq4_tile_table();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) iq4_levels(v[k], table, &t->levels[k], &t->levels[4 + k]);
+    t->d = load_halves(rows, offsetof(q3_block_iq4_nl, d));
+}
+
 /* ---- the tile driver ---- */
 
 typedef union any_tile {
     kq32_tile kq32;
     q6_k_tile q6_k;
+    iq4_xs_tile iq4_xs;
+    iq4_nl_tile iq4_nl;
 } any_tile;
 
 typedef struct tile_ops {
+    int64_t block_weights;
     size_t block_bytes;
     void (*pack)(void *tile, const uint8_t *const rows[ROWS]);
     /* acc[c] += the block at index `block` of the packed rows against tokens x[c], c < nc */
@@ -315,14 +390,14 @@ static void gemm_tiles(const tile_ops *ops, int64_t n_blocks, const void *w, siz
 }
 
 /* A gemm call's rows (nr <= Q3_GEMM_ROWS) in tiles of ROWS, or vec_dot per pair for too few tokens. */
-static void gemm_k(const tile_ops *ops, int64_t n, const void *w, size_t w_stride, int nr, const void *const *x,
+static void gemm_rows(const tile_ops *ops, int64_t n, const void *w, size_t w_stride, int nr, const void *const *x,
                    int nc, float *out, size_t out_stride) {
     if (nc < MIN_COLS) {
         gemm_by_vec_dot(ops->vec_dot, n, w, w_stride, nr, x, nc, out, out_stride);
         return;
     }
     for (int r = 0; r < nr; r += ROWS)
-        gemm_tiles(ops, n / Q3_QK_K, (const char *)w + r * w_stride, w_stride, nr - r < ROWS ? nr - r : ROWS, x, nc,
+        gemm_tiles(ops, n / ops->block_weights, (const char *)w + r * w_stride, w_stride, nr - r < ROWS ? nr - r : ROWS, x, nc,
                    out + r, out_stride);
 }
 
@@ -330,7 +405,7 @@ static void gemm_k(const tile_ops *ops, int64_t n, const void *w, size_t w_strid
 #define Q3_X86_GEMM_KERNEL(isa, type, ops)                                                                        \
     void Q3_KERNEL_NAME(isa, type, gemm)(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, \
                                          int nc, float *out, size_t out_stride) {                                 \
-        gemm_k(&ops, n, w, w_stride, nr, x, nc, out, out_stride);                                                 \
+        gemm_rows(&ops, n, w, w_stride, nr, x, nc, out, out_stride);                                                 \
     }
 
 #endif

@@ -45,6 +45,8 @@
     X(avx2, Q4_K, q4_k, gemm)               \
     X(avx2, Q5_K, q5_k, gemm)               \
     X(avx2, Q6_K, q6_k, gemm)               \
+    X(avx2, IQ4_XS, iq4_xs, gemm)           \
+    X(avx2, IQ4_NL, iq4_nl, gemm)           \
     X(avx512, F16, f16, to_float)           \
     X(avx512, BF16, bf16, to_float)         \
     X(avx512, F32, f32, vec_dot)            \
@@ -67,6 +69,8 @@
     X(avx512, Q4_K, q4_k, gemm)             \
     X(avx512, Q5_K, q5_k, gemm)             \
     X(avx512, Q6_K, q6_k, gemm)             \
+    X(avx512, IQ4_XS, iq4_xs, gemm)         \
+    X(avx512, IQ4_NL, iq4_nl, gemm)         \
     X(avx512, Q8_0, q8_0, gemm)             \
     X(avx512, F32, f32, gemm)               \
     X(avx512, F16, f16, gemm)               \

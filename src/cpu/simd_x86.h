@@ -41,6 +41,11 @@ static inline vi vi_sub32(vi a, vi b) { return _mm512_sub_epi32(a, b); }
 static inline vi vi_srl32(vi a, int n) { return _mm512_srli_epi32(a, (unsigned)n); }
 static inline vi vi_sll32(vi a, int n) { return _mm512_slli_epi32(a, (unsigned)n); }
 static inline vi vi_sra32(vi a, int n) { return _mm512_srai_epi32(a, (unsigned)n); }
+/* The 16 bytes at p in every 128-bit lane (a table for vi_lookup16). */
+static inline vi vi_bcast128(const void *p) { return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p)); }
+/* Byte k = byte idx[k] (0..15) of table's 128-bit lane: a 16-entry table lookup when every lane
+ * holds the same table. */
+static inline vi vi_lookup16(vi table, vi idx) { return _mm512_shuffle_epi8(table, idx); }
 
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
 static inline vf vf_set1(float v) { return _mm512_set1_ps(v); }
@@ -86,6 +91,8 @@ static inline vi vi_sub32(vi a, vi b) { return _mm256_sub_epi32(a, b); }
 static inline vi vi_srl32(vi a, int n) { return _mm256_srli_epi32(a, n); }
 static inline vi vi_sll32(vi a, int n) { return _mm256_slli_epi32(a, n); }
 static inline vi vi_sra32(vi a, int n) { return _mm256_srai_epi32(a, n); }
+static inline vi vi_bcast128(const void *p) { return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)); }
+static inline vi vi_lookup16(vi table, vi idx) { return _mm256_shuffle_epi8(table, idx); }
 
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
 static inline vf vf_set1(float v) { return _mm256_set1_ps(v); }
