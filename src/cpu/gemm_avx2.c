@@ -164,7 +164,7 @@ static inline __m256i iq4_step(__m256i levels, __m256i magnitudes, const int8_t 
 
 /* sum_j scale_j * sum(level * y) over sub-block j (steps 8j .. 8j + 7), then vec_dot's float
  * tail, acc + (dx * d) * sum. */
-static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const iq4_xs_tile *t,
+static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const kq32_tile *t,
                                                                   const q3_block_q8_k *const *xb, __m256 *acc,
                                                                   const int nc) {
     __m256i qy[TILE_COLS];

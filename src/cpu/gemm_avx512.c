@@ -97,15 +97,15 @@ static inline void store_first_rows(float *out, __m512 v, int nr) {
 
 /* ---- Q4_K and Q5_K ---- */
 
-/* nc tokens (a constant once inlined) against one packed block: sub-block j is steps 8j ..
- * 8j + 7, activations 32j .. 32j + 31; its int32 sums are scaled per row, and the min term is
- * sum_j m_j * (bsums[2j] + bsums[2j + 1]), two sub-blocks per vpdpwssd. */
-static inline __attribute__((always_inline)) void kq32_dot_cols(const kq32_tile *t, const q3_block_q8_k *const *xb,
-                                                                __m512 *acc, const int nc) {
+/* The integer sums of nc tokens (a constant once inlined) against one packed block: sub-block
+ * j is steps 8j .. 8j + 7, activations 32j .. 32j + 31, its int32 sums scaled per row into qy;
+ * and into my sum_j p_j * (bsums[2j] + bsums[2j + 1]) for the tile's min_pairs p, two sub-blocks
+ * per vpdpwssd. */
+static inline __attribute__((always_inline)) void kq32_sums(const kq32_tile *t, const q3_block_q8_k *const *xb,
+                                                            __m512i *qy, __m512i *my, const int nc) {
     int16_t y_sums[TILE_COLS][8];
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) kq32_sub_block_sums(xb[c], y_sums[c]);
-    __m512i qy[TILE_COLS], my[TILE_COLS];
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) qy[c] = my[c] = _mm512_setzero_si512();
 #pragma GCC unroll 1
@@ -125,10 +125,17 @@ static inline __attribute__((always_inline)) void kq32_dot_cols(const kq32_tile 
     }
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
-        __m512i mins = t->min_pairs[i];
+        __m512i pairs = t->min_pairs[i];
 #pragma GCC unroll 8
-        for (int c = 0; c < nc; c++) my[c] = _mm512_dpwssd_epi32(my[c], mins, vi_bcast32(y_sums[c] + 2 * i));
+        for (int c = 0; c < nc; c++) my[c] = _mm512_dpwssd_epi32(my[c], pairs, vi_bcast32(y_sums[c] + 2 * i));
     }
+}
+
+/* Q4_K and Q5_K: the min term my is taken off in the float tail, as vec_dot does. */
+static inline __attribute__((always_inline)) void kq32_dot_cols(const kq32_tile *t, const q3_block_q8_k *const *xb,
+                                                                __m512 *acc, const int nc) {
+    __m512i qy[TILE_COLS], my[TILE_COLS];
+    kq32_sums(t, xb, qy, my, nc);
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, t->dmin, qy[c], my[c]);
 }
@@ -251,38 +258,13 @@ static void q8_0_dot(const q8_0_tile *t, int b, const void *const *x, int64_t i,
 /* ---- IQ4_XS (against Q8_K) and IQ4_NL (against Q8_0): biased levels ---- */
 
 /* sum_j scale_j * sum((level + 128) * y) over sub-block j, less 128 * sum_j scale_j * (its
- * activations' sum, from the bsums pairs): vec_dot's exact integer per (row, token); then its
- * float tail, acc + (dx * d) * sum. */
-static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const iq4_xs_tile *t,
+ * activations' sum, the bsums pairs against the scale pairs): vec_dot's exact integer per (row,
+ * token); then its float tail, acc + (dx * d) * sum. */
+static inline __attribute__((always_inline)) void iq4_xs_dot_cols(const kq32_tile *t,
                                                                   const q3_block_q8_k *const *xb, __m512 *acc,
                                                                   const int nc) {
-    int16_t y_sums[TILE_COLS][8];
-#pragma GCC unroll 8
-    for (int c = 0; c < nc; c++) kq32_sub_block_sums(xb[c], y_sums[c]);
     __m512i qy[TILE_COLS], by[TILE_COLS];
-#pragma GCC unroll 8
-    for (int c = 0; c < nc; c++) qy[c] = by[c] = _mm512_setzero_si512();
-#pragma GCC unroll 1
-    for (int j = 0; j < 8; j++) {
-        __m512i s[TILE_COLS];
-#pragma GCC unroll 8
-        for (int c = 0; c < nc; c++) s[c] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) {
-            __m512i levels = t->levels[8 * j + u];
-#pragma GCC unroll 8
-            for (int c = 0; c < nc; c++) s[c] = _mm512_dpbusd_epi32(s[c], levels, vi_bcast32(xb[c]->qs + 32 * j + 4 * u));
-        }
-        __m512i scale = t->scales[j];
-#pragma GCC unroll 8
-        for (int c = 0; c < nc; c++) qy[c] = _mm512_add_epi32(qy[c], _mm512_mullo_epi32(s[c], scale));
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        __m512i pairs = t->scale_pairs[i];
-#pragma GCC unroll 8
-        for (int c = 0; c < nc; c++) by[c] = _mm512_dpwssd_epi32(by[c], pairs, vi_bcast32(y_sums[c] + 2 * i));
-    }
+    kq32_sums(t, xb, qy, by, nc);
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) {
         __m512i sum = _mm512_sub_epi32(qy[c], _mm512_slli_epi32(by[c], 7));

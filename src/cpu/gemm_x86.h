@@ -114,6 +114,8 @@ static inline __attribute__((always_inline)) void load_transposed(const uint8_t 
 
 /* ---- Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins ---- */
 
+/* Also IQ4_XS's tile (8 sub-blocks of 32 too): its levels as iq4_tile_table holds them, its
+ * signed scales, in min_pairs the scales again (for the bias of the AVX-512 levels), no dmin. */
 typedef struct kq32_tile {
     vi levels[64];    /* weights 4s .. 4s + 3 of each row, 0..15 (Q4_K) or 0..31 (Q5_K) */
     vi scales[8];     /* sub-block j's scale, per row, as tile_scale holds it */
@@ -248,13 +250,6 @@ static void q6_k_pack(void *tile, const uint8_t *const rows[ROWS]) {
 
 /* ---- IQ4_XS and IQ4_NL: 4-bit indices into the IQ4_NL table of 16 levels ---- */
 
-typedef struct iq4_xs_tile {
-    vi levels[64];     /* weights 4s .. 4s + 3 of each row as iq4_tile_table holds them */
-    vi scales[8];      /* sub-block j's scale (-32..31), per row, as tile_scale holds it */
-    vi scale_pairs[4]; /* scales 2i and 2i + 1 as int16, for a bias taken off against bsums pairs */
-    vf d;
-} iq4_xs_tile;
-
 /* The levels of index bytes v (lane r: four bytes of row r's qs): their low nibbles to *low,
  * their high nibbles to *high. */
 static inline void iq4_levels(vi v, vi table, vi *low, vi *high) {
@@ -268,7 +263,7 @@ static inline void iq4_levels(vi v, vi table, vi *low, vi *high) {
  * So transposed qs dword g belongs to sub-block j = g / 4: low nibbles are step 8j + g % 4,
  * high ones step 8j + 4 + g % 4. */
 static void iq4_xs_pack(void *tile, const uint8_t *const rows[ROWS]) {
-    iq4_xs_tile *t = tile;
+    kq32_tile *t = tile;
     vi v[4], s[8]; /* v[0]: d | scales_h << 16, v[1]: scales_l */
     load_rows_x4(rows, 0, v);
     const vi four = vi_set1_32(15), two = vi_set1_32(3), low16 = vi_set1_32(0xFFFF);
@@ -279,7 +274,7 @@ static void iq4_xs_pack(void *tile, const uint8_t *const rows[ROWS]) {
         t->scales[j] = tile_scale(s[j]);
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) t->scale_pairs[i] = vi_or(vi_and(s[2 * i], low16), vi_sll32(s[2 * i + 1], 16));
+    for (int i = 0; i < 4; i++) t->min_pairs[i] = vi_or(vi_and(s[2 * i], low16), vi_sll32(s[2 * i + 1], 16));
     t->d = load_halves(rows, offsetof(q3_block_iq4_xs, d));
     const vi table = iq4_tile_table();
 #pragma GCC unroll 1
@@ -317,7 +312,6 @@ static void iq4_nl_pack(void *tile, const uint8_t *const rows[ROWS]) {
 typedef union any_tile {
     kq32_tile kq32;
     q6_k_tile q6_k;
-    iq4_xs_tile iq4_xs;
     iq4_nl_tile iq4_nl;
 } any_tile;
 
