@@ -7,23 +7,17 @@
  * pairs (at most 62 * 127 * 2 or, for IQ4's |level| <= 127, 127 * 127 * 2: no saturation), and
  * madd applies the group's integer multiplier into int32. Every block sum is the exact integer
  * the reference computes, and the float tail is the reference's expression, so each result
- * equals the scalar one to the bit. (Activations are -127..127; a -128 could not be negated.) */
+ * equals the scalar one to the bit. (Activations are -127..127; a -128 could not be negated.)
+ * The lattice types' loops are dot_iq_x86.h's, over this file's primitives; IQ4 is here. */
 #include "cpu/dot.h"
 
 #ifdef __AVX2__
 
 #include "cpu/dot_iq_x86.h"
-#include "cpu/prefetch_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
 #endif
-
-/* sum |grid| * (signed y) over 32 weights times an int16 multiplier per 16, as 8 int32 lanes. */
-static inline __m256i grid_dot(__m256i grid, __m256i masks, const int8_t *y, __m256i scale16) {
-    __m256i p = _mm256_maddubs_epi16(grid, q3_iqx_apply_signs(q3_iqx_loadu(y), masks));
-    return _mm256_madd_epi16(p, scale16);
-}
 
 /* sum v * y over 32 signed weight bytes v (|v| <= 127) times the multipliers, as 8 int32 lanes. */
 static inline __m256i signed_dot(__m256i v, __m256i y, __m256i scale16) {
@@ -31,202 +25,37 @@ static inline __m256i signed_dot(__m256i v, __m256i y, __m256i scale16) {
     return _mm256_madd_epi16(p, scale16);
 }
 
-/* ---- IQ2_XXS, IQ2_XS, IQ2_S ---- */
+/* ---- the primitives of dot_iq_x86.h's lattice loops: signs as 0xff byte masks, y ^ m - m ---- */
 
-static inline int32_t iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        uint32_t words[2];
-        memcpy(words, w->qs + 4 * g, 8);
-        const uint8_t *idx = (const uint8_t *)&words[0];
-        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
-        int m = (int)(2 * (words[1] >> 28) + 1);
-        acc = _mm256_add_epi32(acc, grid_dot(grid, q3_iqx_ksign_masks(words[1]), x->qs + 32 * g, _mm256_set1_epi16((short)m)));
-    }
-    return q3_iqx_hsum(acc);
+static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word) {
+    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_ksign_masks(word));
 }
 
-float q3_iq2_xxs_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_xxs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xxs_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
+static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3) {
+    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_gather4(q3_iq_ksign_masks, s0, s1, s2, s3));
 }
 
-static inline __m256i nibble_scales(const uint8_t *scales, int g) {
-    return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
+static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs) {
+    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_sign_bits(signs));
 }
 
-static inline int32_t iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint16_t *q = w->qs + 4 * g;
-        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
-        __m256i masks = q3_iqx_gather4(q3_iq_ksign_masks, q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
-        acc = _mm256_add_epi32(acc, grid_dot(grid, masks, x->qs + 32 * g, nibble_scales(w->scales, g)));
-    }
-    return q3_iqx_hsum(acc);
+static inline __m256i q3_iqx_grid_dot(__m256i acc, __m256i grid, __m256i sy, __m256i scale16) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(grid, sy), scale16));
 }
 
-float q3_iq2_xs_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_xs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xs_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
+static inline __m256i q3_iqx_signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16) {
+    return _mm256_add_epi32(acc, signed_dot(v, q3_iqx_loadu(y), scale16));
 }
 
-static inline int32_t iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
-                                      q[3] | (h & 0xc0) << 2);
-        __m256i masks = q3_iqx_sign_bits(w->qs + 32 + 4 * g);
-        acc = _mm256_add_epi32(acc, grid_dot(grid, masks, x->qs + 32 * g, nibble_scales(w->scales, g)));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq2_s_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_s_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-/* ---- IQ3_XXS, IQ3_S ---- */
-
-static inline int32_t iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        uint32_t word;
-        memcpy(&word, w->qs + Q3_QK_K / 4 + 4 * g, 4);
-        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
-        __m256i grid = q3_iqx_gather8(q3_iq3xxs_grid, idx);
-        int m = (int)(2 * (word >> 28) + 1);
-        acc = _mm256_add_epi32(acc, grid_dot(grid, q3_iqx_ksign_masks(word), x->qs + 32 * g, _mm256_set1_epi16((short)m)));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq3_xxs_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq3_xxs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_xxs_block(&bw[i], &bx[i]));
-    }
-    return 0.25f * sum;
-}
-
-static inline int32_t iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        int h = w->qh[g], idx[8];
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
-        __m256i grid = q3_iqx_gather8(q3_iq3s_grid, idx);
-        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
-        acc = _mm256_add_epi32(acc, grid_dot(grid, q3_iqx_sign_bits(w->signs + 4 * g), x->qs + 32 * g,
-                                             _mm256_set1_epi16((short)m)));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq3_s_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq3_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_s_block(&bw[i], &bx[i]));
-    }
-    return sum;
-}
-
-/* ---- IQ1_S, IQ1_M: weights in eighths, 8 * grid +- 1 ---- */
-
-/* 8 * grid + shift for four runs: grid bytes -1, 0, 1 scaled by sign_epi8, the shift bytes +-1. */
-static inline __m256i iq1_eighths(__m256i grid, __m256i shift) {
+/* grid bytes -1, 0, 1 scaled by sign_epi8; the shift bytes +1, or -1 where a run's bit is set. */
+static inline __m256i q3_iqx_iq1_eighths(__m256i grid, int negative) {
+    const __m256i run_bit = _mm256_setr_epi64x(1, 2, 4, 8);
+    __m256i minus = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(negative), run_bit), run_bit);
+    __m256i shift = _mm256_sub_epi8(_mm256_xor_si256(_mm256_set1_epi8(1), minus), minus);
     return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), shift);
 }
 
-static inline int32_t iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
-                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
-        __m256i v = iq1_eighths(grid, _mm256_set1_epi8(h & 0x8000 ? -1 : 1));
-        int m = 2 * ((h >> 12) & 7) + 1;
-        acc = _mm256_add_epi32(acc, signed_dot(v, q3_iqx_loadu(x->qs + 32 * g), _mm256_set1_epi16((short)m)));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq1_s_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq1_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq1_s_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-static inline int32_t iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
-    uint64_t words;
-    memcpy(&words, w->scales, 8);
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
-                                      q[3] | (h1 & 0x70) << 4);
-        __m256i shift = _mm256_setr_epi64x(h0 & 0x08 ? -1 : 0x0101010101010101, h0 & 0x80 ? -1 : 0x0101010101010101,
-                                           h1 & 0x08 ? -1 : 0x0101010101010101, h1 & 0x80 ? -1 : 0x0101010101010101);
-        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
-        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
-        acc = _mm256_add_epi32(acc, signed_dot(iq1_eighths(grid, shift), q3_iqx_loadu(x->qs + 32 * g), scales));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq1_m_vec_dot_avx2(int64_t n, const void *w, const void *x) {
-    const q3_block_iq1_m *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(q3_iq1m_d(&bw[i])), iq1_m_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
+Q3_X86_IQ_LATTICE_DOTS(avx2)
 
 /* ---- IQ4_NL (against Q8_0), IQ4_XS ---- */
 

@@ -1,9 +1,9 @@
 /* AVX-512 dot products of the i-quants (F/BW/VL/DQ + VNNI). Built with the AVX-512 flags (the
  * _avx512.c suffix) and only called when the CPU has them.
  *
- * The lattice types keep dot_iq_avx2.c's shape, a group of 32 weights per 256-bit register
- * (their cost is the gathering of grid entries by index, which wider registers do not
- * shorten), and take what AVX-512 adds at that width: the activations are negated under a
+ * The lattice types are dot_iq_x86.h's loops, shared with AVX2: a group of 32 weights per
+ * 256-bit register (their cost is the gathering of grid entries by index, which wider registers
+ * do not shorten); this file's primitives take what AVX-512 adds at that width: the activations are negated under a
  * 32-bit mask straight from the stored sign bits (or the sign indices' table bytes), and
  * vpdpwssd applies the multipliers and accumulates in one step. IQ4 uses the full width: its
  * levels are looked up biased by +128, so that vpdpbusd (unsigned x signed, four products into
@@ -15,7 +15,6 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 
 #include "cpu/dot_iq_x86.h"
-#include "cpu/prefetch_x86.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* keep the per-block float math identical to the reference */
@@ -25,226 +24,47 @@ static inline __m512i load64(const void *p) { return _mm512_loadu_si512(p); }
 
 static inline int32_t hsum512(__m512i v) { return _mm512_reduce_add_epi32(v); }
 
-/* acc + sum grid * (+-y) * multiplier over 32 weights: bit j of signs negates weight j. */
-static inline __m256i grid_dot(__m256i acc, __m256i grid, uint32_t signs, const int8_t *y, __m256i scale16) {
+/* ---- the primitives of dot_iq_x86.h's lattice loops: signs as a 32-bit mask of negations ---- */
+
+/* y negated under the mask: a masked subtraction from zero. */
+static inline __m256i signed_by_bits(const int8_t *y, uint32_t signs) {
     __m256i yv = q3_iqx_loadu(y);
-    yv = _mm256_mask_sub_epi8(yv, (__mmask32)signs, _mm256_setzero_si256(), yv);
-    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(grid, yv), scale16);
+    return _mm256_mask_sub_epi8(yv, (__mmask32)signs, _mm256_setzero_si256(), yv);
 }
 
-/* acc + sum v * y * multiplier over 32 signed weight bytes (|v| <= 127). */
-static inline __m256i signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16) {
+static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word) {
+    return q3_iqx_y_ksigned4(y, word & 127, (word >> 7) & 127, (word >> 14) & 127, (word >> 21) & 127);
+}
+
+static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3) {
+    uint32_t bits = (uint32_t)q3_iq_ksigns[s0] | (uint32_t)q3_iq_ksigns[s1] << 8 | (uint32_t)q3_iq_ksigns[s2] << 16 |
+                    (uint32_t)q3_iq_ksigns[s3] << 24;
+    return signed_by_bits(y, bits);
+}
+
+static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs) {
+    return signed_by_bits(y, q3_iqx_load_u32(signs));
+}
+
+/* vpdpwssd applies the multipliers and accumulates in one step. */
+static inline __m256i q3_iqx_grid_dot(__m256i acc, __m256i grid, __m256i sy, __m256i scale16) {
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(grid, sy), scale16);
+}
+
+static inline __m256i q3_iqx_signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16) {
     __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(q3_iqx_loadu(y), v));
     return _mm256_dpwssd_epi32(acc, p, scale16);
 }
 
-/* The 32 sign bits of a group's four 7-bit sign indices, packed 7 bits apart in word. */
-static inline uint32_t ksigns32(uint32_t word) {
-    return (uint32_t)q3_iq_ksigns[word & 127] | (uint32_t)q3_iq_ksigns[(word >> 7) & 127] << 8 |
-           (uint32_t)q3_iq_ksigns[(word >> 14) & 127] << 16 | (uint32_t)q3_iq_ksigns[(word >> 21) & 127] << 24;
-}
-
-static inline uint32_t load_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* ---- IQ2_XXS, IQ2_XS, IQ2_S ---- */
-
-static inline int32_t iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        uint32_t words[2];
-        memcpy(words, w->qs + 4 * g, 8);
-        const uint8_t *idx = (const uint8_t *)&words[0];
-        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
-        int m = (int)(2 * (words[1] >> 28) + 1);
-        acc = grid_dot(acc, grid, ksigns32(words[1]), x->qs + 32 * g, _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq2_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_xxs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xxs_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-static inline __m256i nibble_scales(const uint8_t *scales, int g) {
-    return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
-}
-
-static inline int32_t iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint16_t *q = w->qs + 4 * g;
-        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
-        uint32_t signs = (uint32_t)q3_iq_ksigns[q[0] >> 9] | (uint32_t)q3_iq_ksigns[q[1] >> 9] << 8 |
-                         (uint32_t)q3_iq_ksigns[q[2] >> 9] << 16 | (uint32_t)q3_iq_ksigns[q[3] >> 9] << 24;
-        acc = grid_dot(acc, grid, signs, x->qs + 32 * g, nibble_scales(w->scales, g));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq2_xs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_xs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_xs_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-static inline int32_t iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
-                                      q[3] | (h & 0xc0) << 2);
-        acc = grid_dot(acc, grid, load_u32(w->qs + 32 + 4 * g), x->qs + 32 * g, nibble_scales(w->scales, g));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq2_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq2_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq2_s_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-/* ---- IQ3_XXS, IQ3_S ---- */
-
-static inline int32_t iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        uint32_t word = load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
-        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
-        int m = (int)(2 * (word >> 28) + 1);
-        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3xxs_grid, idx), ksigns32(word), x->qs + 32 * g,
-                       _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq3_xxs_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq3_xxs *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_xxs_block(&bw[i], &bx[i]));
-    }
-    return 0.25f * sum;
-}
-
-static inline int32_t iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        int h = w->qh[g], idx[8];
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
-        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
-        acc = grid_dot(acc, q3_iqx_gather8(q3_iq3s_grid, idx), load_u32(w->signs + 4 * g), x->qs + 32 * g,
-                       _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq3_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq3_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq3_s_block(&bw[i], &bx[i]));
-    }
-    return sum;
-}
-
-/* ---- IQ1_S, IQ1_M: weights in eighths, 8 * grid +- 1 ---- */
-
-/* 8 * grid + shift for four runs: grid bytes -1, 0, 1 scaled by sign_epi8, shift bytes +1, or -1
- * in the runs whose bit is set in `negative`. */
-static inline __m256i iq1_eighths(__m256i grid, __mmask8 negative) {
-    __m256i minus = _mm256_movm_epi64(negative); /* 0xff bytes in the negative runs */
+/* grid bytes -1, 0, 1 scaled by sign_epi8; the shift bytes +1, or -1 in the runs whose bit is
+ * set in negative. */
+static inline __m256i q3_iqx_iq1_eighths(__m256i grid, int negative) {
+    __m256i minus = _mm256_movm_epi64((__mmask8)negative); /* 0xff bytes in the negative runs */
     __m256i shift = _mm256_sub_epi8(_mm256_xor_si256(_mm256_set1_epi8(1), minus), minus);
     return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), shift);
 }
 
-static inline int32_t iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
-                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
-        int m = 2 * ((h >> 12) & 7) + 1;
-        acc = signed_dot(acc, iq1_eighths(grid, h & 0x8000 ? 0xf : 0), x->qs + 32 * g, _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq1_s_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq1_s *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(bw[i].d), iq1_s_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
-
-static inline int32_t iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
-    uint64_t words;
-    memcpy(&words, w->scales, 8);
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
-                                      q[3] | (h1 & 0x70) << 4);
-        int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
-        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
-        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
-        acc = signed_dot(acc, iq1_eighths(grid, (__mmask8)negative), x->qs + 32 * g, scales);
-    }
-    return q3_iqx_hsum(acc);
-}
-
-float q3_iq1_m_vec_dot_avx512(int64_t n, const void *w, const void *x) {
-    const q3_block_iq1_m *bw = w;
-    const q3_block_q8_k *bx = x;
-    float sum = 0;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-        q3_x86_prefetch_ahead(bw + i, sizeof *bw);
-        sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(q3_iq1m_d(&bw[i])), iq1_m_block(&bw[i], &bx[i]));
-    }
-    return 0.125f * sum;
-}
+Q3_X86_IQ_LATTICE_DOTS(avx512)
 
 /* ---- IQ4_NL (against Q8_0), IQ4_XS: levels + 128 by vpdpbusd ---- */
 

@@ -1,7 +1,9 @@
-/* Helpers shared by the AVX2 and AVX-512 i-quant kernels (dot_iq_avx2.c, dot_iq_avx512.c,
- * both built with at least AVX2, FMA and F16C): gathering grid vectors and sign masks for runs
- * of 8 weights, the 16 int8 levels of IQ4, and the float tails that turn a block's exact integer
- * sum into the reference's result. Include only from files built with those flags. */
+/* The parts of the AVX2 and AVX-512 i-quant kernels written once (dot_iq_avx2.c,
+ * dot_iq_avx512.c, both built with at least AVX2, FMA and F16C): gathering grid vectors and
+ * sign masks for runs of 8 weights, the 16 int8 levels of IQ4, the float tails that turn a
+ * block's exact integer sum into the reference's result, and the whole dot products of the
+ * lattice types (IQ2_XXS .. IQ1_M) around a few primitives each ISA defines (declared below).
+ * Include only from files built with those flags. */
 #ifndef Q3_CPU_DOT_IQ_X86_H
 #define Q3_CPU_DOT_IQ_X86_H
 
@@ -9,6 +11,7 @@
 #include <string.h>
 #include "quant/iq_blocks.h"
 #include "quant/iq_grids.h"
+#include "cpu/prefetch_x86.h"
 
 static inline __m256i q3_iqx_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
@@ -112,5 +115,170 @@ static inline __m128 q3_iqx_halves4(const void *first, size_t stride) {
     __m128i bits = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0);
     return _mm_cvtph_ps(bits);
 }
+
+/* ---- the lattice types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) ----
+ *
+ * A group of 32 weights per 256-bit register on both ISAs: their cost is gathering grid entries
+ * by index, which wider registers do not shorten. What differs by ISA is how the signs reach the
+ * activations and how products accumulate, the primitives below; the including file defines
+ * them and then Q3_X86_IQ_LATTICE_DOTS(isa) defines q3_<type>_vec_dot_<isa> for the seven types.
+ * Every block sum is the reference's exact integer, and the float tail its expression. */
+
+/* The 32 activations at y, negated where the four 7-bit sign indices packed 7 bits apart in
+ * word say (IQ2_XXS, IQ3_XXS). */
+static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word);
+/* The same from four separate sign indices, one per run of 8 (IQ2_XS). */
+static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3);
+/* The 32 activations at y, negated where bit j of the 32 stored sign bits at signs is set
+ * (IQ2_S, IQ3_S). */
+static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs);
+/* acc + sum grid * sy times the int16 multipliers (one per 16 weights), in 8 int32 lanes; grid
+ * bytes are unsigned (<= 62), sy the signed activations. */
+static inline __m256i q3_iqx_grid_dot(__m256i acc, __m256i grid, __m256i sy, __m256i scale16);
+/* acc + sum v * y times the multipliers over 32 signed weight bytes v (|v| <= 127). */
+static inline __m256i q3_iqx_signed_dot(__m256i acc, __m256i v, const int8_t *y, __m256i scale16);
+/* 8 * grid + 1 for four runs of 8 (grid bytes -1, 0, 1), or 8 * grid - 1 in the runs whose bit
+ * is set in negative (bits 0-3). */
+static inline __m256i q3_iqx_iq1_eighths(__m256i grid, int negative);
+
+static inline __m256i q3_iqx_nibble_scales(const uint8_t *scales, int g) {
+    return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
+}
+
+static inline uint32_t q3_iqx_load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int32_t q3_iqx_iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        uint32_t words[2];
+        memcpy(words, w->qs + 4 * g, 8);
+        const uint8_t *idx = (const uint8_t *)&words[0];
+        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
+        int m = (int)(2 * (words[1] >> 28) + 1);
+        acc = q3_iqx_grid_dot(acc, grid, q3_iqx_y_ksigned(x->qs + 32 * g, words[1]), _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint16_t *q = w->qs + 4 * g;
+        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
+        __m256i sy = q3_iqx_y_ksigned4(x->qs + 32 * g, q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
+        acc = q3_iqx_grid_dot(acc, grid, sy, q3_iqx_nibble_scales(w->scales, g));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
+                                      q[3] | (h & 0xc0) << 2);
+        __m256i sy = q3_iqx_y_signed_bits(x->qs + 32 * g, w->qs + 32 + 4 * g);
+        acc = q3_iqx_grid_dot(acc, grid, sy, q3_iqx_nibble_scales(w->scales, g));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        uint32_t word = q3_iqx_load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
+        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
+        int m = (int)(2 * (word >> 28) + 1);
+        acc = q3_iqx_grid_dot(acc, q3_iqx_gather8(q3_iq3xxs_grid, idx), q3_iqx_y_ksigned(x->qs + 32 * g, word),
+                              _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 8 * g;
+        int h = w->qh[g], idx[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
+        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
+        acc = q3_iqx_grid_dot(acc, q3_iqx_gather8(q3_iq3s_grid, idx), q3_iqx_y_signed_bits(x->qs + 32 * g, w->signs + 4 * g),
+                              _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h = w->qh[g];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
+                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
+        int m = 2 * ((h >> 12) & 7) + 1;
+        acc = q3_iqx_signed_dot(acc, q3_iqx_iq1_eighths(grid, h & 0x8000 ? 0xf : 0), x->qs + 32 * g,
+                                _mm256_set1_epi16((short)m));
+    }
+    return q3_iqx_hsum(acc);
+}
+
+static inline int32_t q3_iqx_iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
+    uint64_t words;
+    memcpy(&words, w->scales, 8);
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; g++) {
+        const uint8_t *q = w->qs + 4 * g;
+        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
+        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
+                                      q[3] | (h1 & 0x70) << 4);
+        int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
+        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
+        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
+        acc = q3_iqx_signed_dot(acc, q3_iqx_iq1_eighths(grid, negative), x->qs + 32 * g, scales);
+    }
+    return q3_iqx_hsum(acc);
+}
+
+/* The fp16 scale of a block: d, or IQ1_M's, spread over its scales' top bits. */
+#define Q3_IQX_D(b) ((b)->d)
+#define Q3_IQX_IQ1M_D(b) q3_iq1m_d(b)
+
+/* q3_<type>_vec_dot_<isa>: the blocks' exact sums through the reference's float tail, block
+ * after block, times the type's constant factor; the weights asked for ahead (decode streams
+ * each row from DRAM once). */
+#define Q3_IQX_VEC_DOT(isa, type, d_of, factor)                                                           \
+    float q3_##type##_vec_dot_##isa(int64_t n, const void *w, const void *x) {                            \
+        const q3_block_##type *bw = w;                                                                    \
+        const q3_block_q8_k *bx = x;                                                                      \
+        float sum = 0;                                                                                    \
+        for (int64_t i = 0; i < n / Q3_QK_K; i++) {                                                       \
+            q3_x86_prefetch_ahead(bw + i, sizeof *bw);                                                    \
+            sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(d_of(&bw[i])), q3_iqx_##type##_block(&bw[i], &bx[i])); \
+        }                                                                                                 \
+        return (factor) * sum;                                                                            \
+    }
+
+#define Q3_X86_IQ_LATTICE_DOTS(isa)                   \
+    Q3_IQX_VEC_DOT(isa, iq2_xxs, Q3_IQX_D, 0.125f)     \
+    Q3_IQX_VEC_DOT(isa, iq2_xs, Q3_IQX_D, 0.125f)      \
+    Q3_IQX_VEC_DOT(isa, iq2_s, Q3_IQX_D, 0.125f)       \
+    Q3_IQX_VEC_DOT(isa, iq3_xxs, Q3_IQX_D, 0.25f)      \
+    Q3_IQX_VEC_DOT(isa, iq3_s, Q3_IQX_D, 1.0f)         \
+    Q3_IQX_VEC_DOT(isa, iq1_s, Q3_IQX_D, 0.125f)       \
+    Q3_IQX_VEC_DOT(isa, iq1_m, Q3_IQX_IQ1M_D, 0.125f)
 
 #endif
