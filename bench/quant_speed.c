@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 #include "cpu/kernel_table.h"
+#include "quant/interleave.h"
 
 /* CPU seconds of the calling thread. */
 static double thread_seconds(void) {
@@ -104,7 +105,7 @@ static void bench_type(q3_type t, double mib, int64_t cols) {
 
 /* GMAC/s of rows x tokens products by the tile kernel (vec_dot where the ISA has none), repeated
  * for at least min_seconds. */
-static double measure_tiles(const q3_type_traits *tr, bool use_gemm, const void *w, const void *const *x, int tokens,
+static double measure_tiles(const q3_type_traits *tr, bool use_gemm, bool x4, const void *w, const void *const *x, int tokens,
                             int64_t rows, int64_t cols, float *out, double min_seconds) {
     size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
     int reps = 0;
@@ -112,6 +113,10 @@ static double measure_tiles(const q3_type_traits *tr, bool use_gemm, const void 
     do {
         for (int64_t r = 0; r < rows; r += Q3_GEMM_ROWS) {
             const char *wr = (const char *)w + row_bytes * (size_t)r;
+            if (x4) {
+                tr->vec_dot_rows_x4(cols, wr, row_bytes, Q3_GEMM_ROWS, x[0], out + r);
+                continue;
+            }
             if (use_gemm && tokens == 1 && tr->vec_dot_rows) {
                 tr->vec_dot_rows(cols, wr, row_bytes, Q3_GEMM_ROWS, x[0], out + r);
                 continue;
@@ -138,7 +143,9 @@ static void bench_gemm(q3_type t, int64_t cols, int tokens) {
                 tokens);
         return;
     }
-    void *w = make_matrix(t, rows, cols);
+    void *w = make_matrix(t, rows, cols), *w4 = malloc(row_bytes * (size_t)rows);
+    for (int64_t g = 0; q3_interleave_supported(t) && g < rows / 4; g++)
+        q3_interleave_group(t, cols, (char *)w + 4 * g * row_bytes, row_bytes, (char *)w4 + 4 * g * row_bytes);
     float *x = malloc(sizeof(float) * (size_t)cols), *out = malloc(sizeof(float) * (size_t)(rows * tokens));
     uint64_t state = 7;
     for (int64_t c = 0; c < cols; c++) x[c] = random_value(&state);
@@ -152,14 +159,17 @@ static void bench_gemm(q3_type t, int64_t cols, int tokens) {
             q3_type_get_isa(ti->vec_dot_type, (q3_isa)isa)->from_float(x, act + ab * (size_t)c, cols);
             xs[c] = act + ab * (size_t)c;
         }
-        double by_dot = measure_tiles(ti, false, w, xs, tokens, rows, cols, out, 0.5);
+        double by_dot = measure_tiles(ti, false, false, w, xs, tokens, rows, cols, out, 0.5);
+        if (tokens == 1 && ti->vec_dot_rows_x4)
+            printf("%-5s %-7s x4   %8.2f GMAC/s   (the same rows interleaved, --repack)\n", tr->name,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, true, w4, xs, tokens, rows, cols, out, 0.5));
         if (tokens == 1 && ti->vec_dot_rows)
             printf("%-5s %-7s rows %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x 1 token)\n", tr->name,
-                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, false, w, xs, tokens, rows, cols, out, 0.5), by_dot,
                    (long long)rows, (long long)cols);
         else if (ti->gemm)
             printf("%-5s %-7s gemm %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x %d tokens)\n", tr->name,
-                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, false, w, xs, tokens, rows, cols, out, 0.5), by_dot,
                    (long long)rows, (long long)cols, tokens);
         else
             printf("%-5s %-7s gemm        -          vec_dot %8.2f GMAC/s\n", tr->name, q3_isa_name((q3_isa)isa), by_dot);
@@ -167,6 +177,7 @@ static void bench_gemm(q3_type t, int64_t cols, int tokens) {
         free(act);
     }
     free(w);
+    free(w4);
     free(x);
     free(out);
 }

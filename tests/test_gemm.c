@@ -7,6 +7,7 @@
 #include "bench/synth.h"
 #include "model/runner.h"
 #include "quant/blocks.h"
+#include "quant/interleave.h"
 #include "cpu/kernel_table.h"
 #include "isa_coverage.h"
 #include "random_blocks.h"
@@ -191,6 +192,72 @@ static void check_rows_on_isa(q3_isa isa, q3_type t) {
     print_message("%-6s %-4s vec_dot_rows == vec_dot for 1..%d rows\n", q3_isa_name(isa), tr->name, Q3_GEMM_ROWS);
 }
 
+/* The rows of p (Q3_GEMM_ROWS of them) interleaved in groups of four at their unpadded length:
+ * the layout the loader makes. Taking each row back out gives the original bytes. */
+static uint8_t *interleaved_copy(const problem *p, size_t *row_bytes) {
+    size_t rb = q3_row_bytes(p->type, p->n);
+    uint8_t *x4 = xmalloc(rb * p->rows), *back = xmalloc(rb);
+    for (int g = 0; g < p->rows / 4; g++) {
+        q3_interleave_group(p->type, p->n, p->w + (size_t)4 * g * p->w_stride, p->w_stride, x4 + (size_t)4 * g * rb);
+        for (int r = 0; r < 4; r++) {
+            q3_deinterleave_row(p->type, p->n, x4 + (size_t)4 * g * rb, r, back);
+            assert_memory_equal(back, p->w + (size_t)(4 * g + r) * p->w_stride, rb);
+        }
+    }
+    free(back);
+    *row_bytes = rb;
+    return x4;
+}
+
+/* vec_dot_rows_x4 over groups [g0, g0 + nr / 4) of the interleaved rows equals vec_dot on the
+ * original rows, bits included, and writes nothing past its nr outputs. */
+static void check_rows_x4(const problem *p, const uint8_t *x4, size_t rb, int g0, int nr, int c) {
+    const q3_type_traits *tr = q3_type_get_isa(p->type, p->isa);
+    const float sentinel = -12345.0f;
+    float out[Q3_GEMM_ROWS + 4];
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++) out[i] = sentinel;
+    tr->vec_dot_rows_x4(p->n, x4 + (size_t)4 * g0 * rb, rb, nr, p->x[c], out);
+    for (int r = 0; r < (int)(sizeof out / sizeof *out); r++) {
+        if (r >= nr) {
+            if (memcmp(&out[r], &sentinel, sizeof sentinel) != 0)
+                fail_msg("%s %s vec_dot_rows_x4 of %d rows wrote out[%d]", q3_isa_name(p->isa), tr->name, nr, r);
+            continue;
+        }
+        float want = tr->vec_dot(p->n, p->w + (4 * g0 + r) * p->w_stride, p->x[c]);
+        if (memcmp(&out[r], &want, sizeof want) != 0)
+            fail_msg("%s %s n=%lld %d rows: row %d: vec_dot_rows_x4 %.9g != vec_dot %.9g", q3_isa_name(p->isa),
+                     tr->name, (long long)p->n, nr, 4 * g0 + r, out[r], want);
+    }
+}
+
+static void check_rows_x4_on_isa(q3_isa isa, q3_type t) {
+    const q3_type_traits *tr = q3_type_get_isa(t, isa);
+    if (!tr->vec_dot_rows_x4) return;
+    static const int blocks[] = {1, 2, 3, 8, 11};
+    for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+        for (int raw = 0; raw < 2; raw++) {
+            problem p;
+            problem_make(&p, isa, t, (int64_t)blocks[b] * tr->block_size, raw);
+            size_t rb;
+            uint8_t *x4 = interleaved_copy(&p, &rb);
+            for (int nr = 4; nr <= Q3_GEMM_ROWS; nr += 4)
+                for (int c = 0; c < 3; c++) check_rows_x4(&p, x4, rb, (Q3_GEMM_ROWS - nr) / 4, nr, c);
+            free(x4);
+            problem_free(&p);
+        }
+    }
+    print_message("%-6s %-4s vec_dot_rows_x4 == vec_dot for 4..%d interleaved rows\n", q3_isa_name(isa), tr->name,
+                  Q3_GEMM_ROWS);
+}
+
+static void test_rows_x4_match_vec_dot(void **state) {
+    (void)state;
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        for (size_t k = 0; k < N_GEMM_TYPES; k++) check_rows_x4_on_isa((q3_isa)isa, GEMM_TYPES[k]);
+    }
+}
+
 static void test_rows_match_vec_dot(void **state) {
     (void)state;
     for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
@@ -237,6 +304,11 @@ static void test_gemm_installed(void **state) {
     for (int t = 0; t < Q3_TYPE_COUNT; t++) {
         const q3_type_traits *tr = q3_type_get_isa((q3_type)t, Q3_ISA_SCALAR);
         if (tr) assert_null(tr->vec_dot_rows);
+    }
+    /* The interleaved layouts' rows kernels: the portable reference, and each x86 ISA's own. */
+    for (int isa = Q3_ISA_SCALAR; isa <= Q3_ISA_AVX512; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q4_K, (q3_isa)isa)->vec_dot_rows_x4);
     }
 }
 
@@ -308,6 +380,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_installed),
         cmocka_unit_test(test_gemm_matches_vec_dot),
         cmocka_unit_test(test_rows_match_vec_dot),
+        cmocka_unit_test(test_rows_x4_match_vec_dot),
         cmocka_unit_test(test_prefill_equals_decode_quantized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

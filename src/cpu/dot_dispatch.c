@@ -96,6 +96,7 @@ static void install_level(q3_type_traits *t, q3_isa isa) {
         if (t[i].vec_dot == before[i].vec_dot) continue;
         if (t[i].gemm == before[i].gemm) t[i].gemm = NULL;
         if (t[i].vec_dot_rows == before[i].vec_dot_rows) t[i].vec_dot_rows = NULL;
+        if (t[i].vec_dot_rows_x4 == before[i].vec_dot_rows_x4) t[i].vec_dot_rows_x4 = NULL;
     }
 }
 #endif

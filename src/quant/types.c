@@ -9,12 +9,14 @@
 #include <strings.h>
 #include "quant/checkpoint_quants.h"
 #include "quant/float_types.h"
+#include "quant/interleave.h"
 #include "quant/iq_quants.h"
 #include "quant/quants.h"
 
 /* Every GGML type id with its block geometry, so a file of any llama.cpp type can be measured and
  * named; the kernels (to_float, vec_dot) are filled in for the types q3moe computes with. The
- * reference has no tile or rows kernels (gemm, vec_dot_rows NULL): the SIMD ISAs bring them. */
+ * reference has no tile or rows kernels (gemm, vec_dot_rows NULL): the SIMD ISAs bring them; its
+ * interleaved rows kernels (vec_dot_rows_x4, quant/interleave.c) are the reference for theirs. */
 static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [Q3_TYPE_F32] = {"F32", 1, 4, q3_f32_to_float, q3_f32_from_float, q3_f32_vec_dot, Q3_TYPE_F32, NULL, NULL, NULL},
     [Q3_TYPE_F16] = {"F16", 1, 2, q3_f16_to_float, q3_f16_from_float, q3_f16_vec_dot, Q3_TYPE_F32, NULL, NULL, NULL},
@@ -37,11 +39,11 @@ static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [Q3_TYPE_Q3_K] = {"Q3_K", 256, 110, q3_q3_k_to_float, q3_q3_k_from_float,
                       q3_q3_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL},
     [Q3_TYPE_Q4_K] = {"Q4_K", 256, 144, q3_q4_k_to_float, q3_q4_k_from_float,
-                      q3_q4_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL},
+                      q3_q4_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL, q3_q4_k_vec_dot_rows_x4},
     [Q3_TYPE_Q5_K] = {"Q5_K", 256, 176, q3_q5_k_to_float, q3_q5_k_from_float,
                       q3_q5_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL},
     [Q3_TYPE_Q6_K] = {"Q6_K", 256, 210, q3_q6_k_to_float, q3_q6_k_from_float,
-                      q3_q6_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL},
+                      q3_q6_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL, q3_q6_k_vec_dot_rows_x4},
     [Q3_TYPE_Q8_K] = {"Q8_K", 256, 292, q3_q8_k_to_float, q3_q8_k_from_float,
                       q3_q8_k_vec_dot, Q3_TYPE_Q8_K, NULL, NULL, NULL},
     [Q3_TYPE_IQ2_XXS] = {"IQ2_XXS", 256, 66, q3_iq2_xxs_to_float, q3_iq2_xxs_from_float, q3_iq2_xxs_vec_dot,

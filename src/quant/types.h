@@ -45,6 +45,10 @@ typedef struct q3_type_traits {
     q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
     q3_quantize_fn quantize; /* NULL: from_float takes no importance (not an i-quant) */
     q3_vec_dot_rows_fn vec_dot_rows; /* NULL: use vec_dot row by row */
+    /* vec_dot_rows over row-interleaved groups (quant/interleave.h: w at a group, nr a multiple
+     * of 4). NULL: the type has no interleaved layout, or this ISA no kernel for it (callers
+     * take the rows out of their groups). */
+    q3_vec_dot_rows_fn vec_dot_rows_x4;
 } q3_type_traits;
 
 /* Traits of t with the portable reference kernels, or NULL for an id we do not know (not every

@@ -1,0 +1,129 @@
+/* AVX-512 rows kernels over the row-interleaved layouts (quant/interleave.h): each 128-bit lane
+ * of a register holds one of four rows, so one broadcast load of 16 activations feeds the four
+ * rows, VNNI's dpbusd sums weight x activation four at a time into int32 lanes, and a block's
+ * scales, integer reductions and float tail run once for the four rows instead of once per row.
+ *
+ * Exactness: a sub-block's int32 lanes stay below 2^15 in magnitude (8 products of a level
+ * 0..15 and an activation -128..127; Q6_K: 4 of a level 0..63), so dpwssd can multiply them
+ * by their sub-block scale as int16 (the scale zero-extended, so each lane's high half adds
+ * nothing). All integer sums are then the reference's, and each block ends with
+ * q3_kdot_accumulate's float operations in its order, four rows in four lanes: the results
+ * equal vec_dot on the original rows to the bit. */
+#include "cpu/dot.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
+
+#include <immintrin.h>
+#include "quant/interleave.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* The 16 bytes at p in every 128-bit lane. */
+static inline __m512i broadcast16(const void *p) {
+    return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* Per 128-bit lane r (row r) of qy and my, four int32 lanes each: the sums of qy's lanes and of
+ * my's lanes, as [Q0 Q1 Q2 Q3 M0 M1 M2 M3]. */
+static inline __m256i row_sums(__m512i qy, __m512i my) {
+    __m512i a = _mm512_add_epi32(qy, _mm512_shuffle_epi32(qy, _MM_PERM_BADC));
+    __m512i b = _mm512_add_epi32(my, _mm512_shuffle_epi32(my, _MM_PERM_BADC));
+    __m512i c = _mm512_mask_blend_epi32(0xCCCC, a, b); /* lanes 0, 1: qy pairs; 2, 3: my pairs */
+    __m512i s = _mm512_add_epi32(c, _mm512_shuffle_epi32(c, _MM_PERM_CDAB));
+    const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castsi512_si256(_mm512_permutexvar_epi32(pick, s));
+}
+
+/* acc + ((dx * d) * Q - (dx * dmin) * M) for four rows: q3_kdot_accumulate lane by lane. dd
+ * holds d[0..3] then dmin[0..3] as floats, sums [Q0..Q3 M0..M3]. */
+static inline __m128 rows_tail(__m128 acc, float dx, __m256 dd, __m256i sums) {
+    __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dx), dd), _mm256_cvtepi32_ps(sums));
+    return _mm_add_ps(acc, _mm_sub_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1)));
+}
+
+/* ---- Q4_K ---- */
+
+/* The x4 block's 6-bit scales (sc) and mins (m) of sub-blocks 0-3 (lo) and 4-7 (hi), bytes
+ * [4r + s]: q3_kscale_get on four rows at once. */
+static inline void q4_k_x4_scales(const q3_block_q4_k_x4 *b, __m128i *sc_lo, __m128i *sc_hi, __m128i *m_lo,
+                                  __m128i *m_hi) {
+    const __m128i low6 = _mm_set1_epi8(0x3f), low4 = _mm_set1_epi8(0x0f), two = _mm_set1_epi8(0x03);
+    __m128i a = _mm_loadu_si128((const __m128i *)b->scales[0]);
+    __m128i m = _mm_loadu_si128((const __m128i *)b->scales[1]);
+    __m128i c = _mm_loadu_si128((const __m128i *)b->scales[2]);
+    *sc_lo = _mm_and_si128(a, low6);
+    *m_lo = _mm_and_si128(m, low6);
+    __m128i top_sc = _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(a, 6), two), 4);
+    __m128i top_m = _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(m, 6), two), 4);
+    *sc_hi = _mm_or_si128(_mm_and_si128(c, low4), top_sc);
+    *m_hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), low4), top_m);
+}
+
+/* The x4 block's qy (sum of scale x level x activation) and my (sum of min x activation pairs)
+ * in four int32 lanes per row. */
+static inline __attribute__((always_inline)) void q4_k_x4_block(const q3_block_q4_k_x4 *b, const q3_block_q8_k *x,
+                                                                __m512i *qy, __m512i *my) {
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    __m128i sc_lo, sc_hi, m_lo, m_hi;
+    q4_k_x4_scales(b, &sc_lo, &sc_hi, &m_lo, &m_hi);
+    __m512i sc32[2] = {_mm512_cvtepu8_epi32(sc_lo), _mm512_cvtepu8_epi32(sc_hi)};
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i s_low = acc0, s_high = acc0;
+        s_low = _mm512_setzero_si512();
+        s_high = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i q = _mm512_loadu_si512(b->qs[2 * j + h]);
+            __m512i low = _mm512_and_si512(q, nibble);
+            __m512i high = _mm512_and_si512(_mm512_srli_epi16(q, 4), nibble);
+            s_low = _mm512_dpbusd_epi32(s_low, low, broadcast16(x->qs + 64 * j + 16 * h));
+            s_high = _mm512_dpbusd_epi32(s_high, high, broadcast16(x->qs + 64 * j + 32 + 16 * h));
+        }
+        /* Sub-blocks 2j and 2j + 1: scale bytes 2j % 4 and 2j % 4 + 1 of the lo or hi word. */
+        __m512i sc = sc32[j / 2];
+        __m512i sc_a, sc_b;
+        switch (j % 2) {
+        case 0:
+            sc_a = _mm512_shuffle_epi32(sc, _MM_PERM_AAAA);
+            sc_b = _mm512_shuffle_epi32(sc, _MM_PERM_BBBB);
+            break;
+        default:
+            sc_a = _mm512_shuffle_epi32(sc, _MM_PERM_CCCC);
+            sc_b = _mm512_shuffle_epi32(sc, _MM_PERM_DDDD);
+            break;
+        }
+        acc0 = _mm512_dpwssd_epi32(acc0, s_low, sc_a);
+        acc1 = _mm512_dpwssd_epi32(acc1, s_high, sc_b);
+    }
+    *qy = _mm512_add_epi32(acc0, acc1);
+    /* Mins: rows' [m0..m7] as int16 per 128-bit lane, times the activations' pair sums. */
+    __m128i m01 = _mm_unpacklo_epi32(m_lo, m_hi), m23 = _mm_unpackhi_epi32(m_lo, m_hi);
+    __m512i m16 = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(m01), m23, 1));
+    __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                   _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+    *my = _mm512_madd_epi16(m16, _mm512_broadcast_i32x4(pairs));
+}
+
+void q3_q4_k_vec_dot_rows_x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    const q3_block_q8_k *bx = x;
+    int64_t nb = n / Q3_QK_K;
+    for (int g = 0; g < nr / 4; g++) {
+        const q3_block_q4_k_x4 *b = (const q3_block_q4_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            __m512i qy, my;
+            q4_k_x4_block(&b[i], &bx[i], &qy, &my);
+            __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b[i].d));
+            acc = rows_tail(acc, bx[i].d, dd, row_sums(qy, my));
+        }
+        _mm_storeu_ps(out + 4 * g, acc);
+    }
+}
+
+#else
+typedef int q3_dot_x4_avx512_unused; /* ISO C wants a declaration in every translation unit */
+#endif
