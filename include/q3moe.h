@@ -153,10 +153,14 @@ typedef struct q3_load_options {
     /* With cpu_experts: the gpu_experts most-routed experts of each MoE layer (counted over the
      * first steps) are copied to the GPU and run there, beside the CPU's share. */
     int gpu_experts;
+    /* The Q4_K and Q6_K matrices read into memory at load in a row-interleaved layout (four
+     * rows block by block), which the decode kernels read faster than the file's layout; the
+     * file's page-cache copy is dropped behind. GGUF files on the CPU device, one process. */
+    bool repack;
 } q3_load_options;
 
 /* Opens a Hugging Face checkpoint directory (config.json + safetensors) or a GGUF file.
- * Weights stay memory-mapped in their stored type. opts may be NULL. */
+ * Weights stay memory-mapped in their stored type (unless opts->repack). opts may be NULL. */
 q3_status q3_model_load(q3_model **out, const char *path, const q3_load_options *opts,
                         q3_error *err);
 /* Frees NULL happily; cannot fail. */

@@ -367,7 +367,18 @@ static void test_prefill_equals_decode_quantized(void **state) {
         assert_memory_equal(pre, dec, (size_t)N * V * sizeof(float));
         assert_memory_equal(pre, chunked, (size_t)N * V * sizeof(float));
         print_message("%-6s prefill == decode == 37-token chunks over %d tokens\n", types[k], N);
-        free(pre), free(dec), free(chunked);
+        free(dec), free(chunked);
+        q3_model_free(m);
+        /* --repack: the same logits from the interleaved matrices, through every path */
+        if (q3_model_load(&m, path, &(q3_load_options){.repack = true}, &e)) fail_msg("%s: %s", types[k], e.msg);
+        int interleaved = m->layers[0].wq.interleaved + m->layers[0].experts[0].down.interleaved + m->lm_head.interleaved;
+        float *pre_x4 = run_logits(m, ids, N, N), *dec_x4 = run_logits(m, ids, N, 1), *chunked_x4 = run_logits(m, ids, N, 3);
+        assert_memory_equal(pre, pre_x4, (size_t)N * V * sizeof(float));
+        assert_memory_equal(pre, dec_x4, (size_t)N * V * sizeof(float));
+        assert_memory_equal(pre, chunked_x4, (size_t)N * V * sizeof(float));
+        print_message("%-6s the same with --repack (%d of 3 sampled matrices interleaved)\n", types[k], interleaved);
+        if (!strncmp(types[k], "q4_k", 4) && q3_type_get(Q3_TYPE_Q4_K)->vec_dot_rows_x4) assert_true(m->layers[0].wq.interleaved);
+        free(pre), free(pre_x4), free(dec_x4), free(chunked_x4);
         q3_model_free(m);
         remove(path);
     }

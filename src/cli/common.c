@@ -92,6 +92,8 @@ static int parse_device(q3_load_options *o, int ch, const char *arg) {
         else return fprintf(stderr, "q3moe: --device: '%s' is not cpu or cuda\n", arg), 1;
         return 0;
     case Q3_OPT_CPU_EXPERTS: o->cpu_experts = true; return 0;
+    case Q3_OPT_REPACK: o->repack = true; return 0;
+    case Q3_OPT_NO_REPACK: o->repack = false; return 0;
     case Q3_OPT_GPU_EXPERTS:
         if (!q3_cli_parse_int(arg, "--gpu-experts", 0, 4096, &n)) return 1;
         o->gpu_experts = (int)n;

@@ -32,14 +32,15 @@ bool q3_cli_open_model(const char *path, const q3_load_options *opts, q3_model *
                        q3_sampling *defaults);
 
 /* How a model-running command loads its model (run, chat, serve, bench, logits, perplexity):
- * where it computes (--device, --cpu-experts, --gpu-experts) and RoPE scaling
+ * where it computes (--device, --cpu-experts, --gpu-experts), the weights' layout (--repack) and RoPE scaling
  * (cli/rope_options.h): their long options, usage line, and one parser into load options. */
-#define Q3_DEVICE_OPTIONS_USAGE "[--device cpu|cuda] [--cpu-experts] [--gpu-experts N]"
+#define Q3_DEVICE_OPTIONS_USAGE "[--device cpu|cuda] [--cpu-experts] [--gpu-experts N] [--repack|--no-repack]"
 #define Q3_LOAD_OPTIONS_USAGE Q3_DEVICE_OPTIONS_USAGE " " Q3_ROPE_OPTIONS_USAGE
-enum { Q3_OPT_DEVICE = 700, Q3_OPT_CPU_EXPERTS, Q3_OPT_GPU_EXPERTS };
+enum { Q3_OPT_DEVICE = 700, Q3_OPT_CPU_EXPERTS, Q3_OPT_GPU_EXPERTS, Q3_OPT_REPACK, Q3_OPT_NO_REPACK };
 #define Q3_LOAD_LONG_OPTIONS                                                                     \
     {"device", required_argument, 0, Q3_OPT_DEVICE}, {"cpu-experts", no_argument, 0, Q3_OPT_CPU_EXPERTS}, \
-        {"gpu-experts", required_argument, 0, Q3_OPT_GPU_EXPERTS}, Q3_ROPE_LONG_OPTIONS
+        {"gpu-experts", required_argument, 0, Q3_OPT_GPU_EXPERTS}, {"repack", no_argument, 0, Q3_OPT_REPACK}, \
+        {"no-repack", no_argument, 0, Q3_OPT_NO_REPACK}, Q3_ROPE_LONG_OPTIONS
 /* Handles getopt result ch: 0 when it was a load option and valid, 1 (after printing why) when
  * it was one and invalid, -1 when it is not one. */
 int q3_cli_parse_load_option(q3_load_options *o, int ch, const char *arg);

@@ -68,6 +68,8 @@ static const struct config_key {
     {"device", "device", ONE_VALUE, ALL},
     {"cpu_experts", "cpu-experts", FLAG, ALL},
     {"gpu_experts", "gpu-experts", ONE_VALUE, ALL},
+    {"repack", "repack", FLAG, ALL},
+    {"no_repack", "no-repack", FLAG, ALL},
     /* run and chat: how much to generate, from what */
     {"n_predict", "n-predict", ONE_VALUE, RUN | CHAT},
     {"max_new_tokens", "n-predict", ONE_VALUE, RUN | CHAT},

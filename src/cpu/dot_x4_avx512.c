@@ -14,6 +14,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__)
 
 #include <immintrin.h>
+#include "cpu/prefetch_x86.h"
 #include "quant/interleave.h"
 
 #ifdef __clang__
@@ -116,9 +117,76 @@ void q3_q4_k_vec_dot_rows_x4_avx512(int64_t n, const void *w, size_t w_stride, i
         __m128 acc = _mm_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             __m512i qy, my;
+            q3_x86_prefetch_ahead(&b[i], sizeof *b);
             q4_k_x4_block(&b[i], &bx[i], &qy, &my);
             __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b[i].d));
             acc = rows_tail(acc, bx[i].d, dd, row_sums(qy, my));
+        }
+        _mm_storeu_ps(out + 4 * g, acc);
+    }
+}
+
+/* ---- Q6_K ---- */
+
+/* Levels 0..63 of the 16-byte groups of ql zmm k (0..3) of a half: low nibbles (sub-block
+ * 8h + k) and high nibbles (8h + 4 + k), their top bits from qh zmm k % 2, bit pairs k / 2
+ * and 2 + k / 2 moved to bits 4-5 (word shifts; the 0x30 mask drops what crosses bytes). */
+static inline void q6_k_x4_levels(__m512i ql, __m512i qh, int k, __m512i *low, __m512i *high) {
+    const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+    __m512i tl = k < 2 ? _mm512_slli_epi16(qh, 4) : _mm512_slli_epi16(qh, 2);
+    __m512i th = k < 2 ? qh : _mm512_srli_epi16(qh, 2);
+    /* ternary logic 0xF8: a | (b & c) */
+    *low = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, nibble), tl, top, 0xF8);
+    *high = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble), th, top, 0xF8);
+}
+
+/* Sub-block s's scale of each row as the int16 low half of its row's four int32 lanes (high
+ * half zero), from w8/w16: rows' scales 0-7 / 8-15 as int16 per 128-bit lane. */
+static inline __m512i q6_k_x4_scale(__m512i w8, __m512i w16, int s) {
+    /* bytes 2 (s % 8), 2 (s % 8) + 1, then two zeroing indices, in every int32 lane */
+    const __m512i pick = _mm512_set1_epi32((int)(0x80800000u | (uint32_t)(2 * (s % 8) + 1) << 8 | (uint32_t)(2 * (s % 8))));
+    return _mm512_shuffle_epi8(s < 8 ? w8 : w16, pick);
+}
+
+/* The x4 block's sum(scale x (level - 32) x activation) in four int32 lanes per row. */
+static inline __attribute__((always_inline)) __m512i q6_k_x4_block(const q3_block_q6_k_x4 *b, const q3_block_q8_k *x) {
+    __m512i sc = _mm512_loadu_si512(b->scales); /* row r's 16 int8 scales in lane r */
+    __m512i w8 = _mm512_srai_epi16(_mm512_unpacklo_epi8(sc, sc), 8), w16 = _mm512_srai_epi16(_mm512_unpackhi_epi8(sc, sc), 8);
+    __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m512i low, high;
+            q6_k_x4_levels(_mm512_loadu_si512(b->ql[4 * h + k]), _mm512_loadu_si512(b->qh[2 * h + k % 2]), k, &low, &high);
+            __m512i s_low = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, broadcast16(x->qs + 128 * h + 16 * k));
+            __m512i s_high = _mm512_dpbusd_epi32(_mm512_setzero_si512(), high, broadcast16(x->qs + 128 * h + 64 + 16 * k));
+            acc0 = _mm512_dpwssd_epi32(acc0, s_low, q6_k_x4_scale(w8, w16, 8 * h + k));
+            acc1 = _mm512_dpwssd_epi32(acc1, s_high, q6_k_x4_scale(w8, w16, 8 * h + 4 + k));
+        }
+    }
+    /* 32 x sum(scale x bsums): rows 0-1 and 2-3 as int16 against the 16 sums in each half. */
+    __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums));
+    __m512i p01 = _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm512_castsi512_si256(sc)), bs);
+    __m512i p23 = _mm512_madd_epi16(_mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(sc, 1)), bs);
+    __m512i corr = _mm512_add_epi32(_mm512_shuffle_i32x4(p01, p23, _MM_SHUFFLE(2, 0, 2, 0)),
+                                    _mm512_shuffle_i32x4(p01, p23, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_sub_epi32(_mm512_add_epi32(acc0, acc1), _mm512_slli_epi32(corr, 5));
+}
+
+void q3_q6_k_vec_dot_rows_x4_avx512(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    const q3_block_q8_k *bx = x;
+    int64_t nb = n / Q3_QK_K;
+    for (int g = 0; g < nr / 4; g++) {
+        const q3_block_q6_k_x4 *b = (const q3_block_q6_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            q3_x86_prefetch_ahead(&b[i], sizeof *b);
+            __m512i qy = q6_k_x4_block(&b[i], &bx[i]);
+            /* d, then dmin = 0 and sum_my = 0: q3_kdot_accumulate(acc, dx, d, 0, qy, 0) */
+            __m256 dd = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)b[i].d)));
+            dd = _mm256_insertf128_ps(dd, _mm_setzero_ps(), 1);
+            acc = rows_tail(acc, bx[i].d, dd, row_sums(qy, _mm512_setzero_si512()));
         }
         _mm_storeu_ps(out + 4 * g, acc);
     }

@@ -40,6 +40,7 @@
     X(avx2, Q3_K, q3_k, vec_dot)            \
     X(avx2, Q4_K, q4_k, vec_dot_rows)       \
     X(avx2, Q6_K, q6_k, vec_dot_rows)       \
+    X(avx2, Q4_K, q4_k, vec_dot_rows_x4)    \
     X(avx2, Q8_0, q8_0, from_float)         \
     X(avx2, Q8_K, q8_k, from_float)         \
     X(avx2, Q4_K, q4_k, gemm)               \
@@ -65,6 +66,7 @@
     X(avx512, Q4_K, q4_k, vec_dot_rows)     \
     X(avx512, Q6_K, q6_k, vec_dot_rows)     \
     X(avx512, Q4_K, q4_k, vec_dot_rows_x4)  \
+    X(avx512, Q6_K, q6_k, vec_dot_rows_x4)  \
     X(avx512, Q8_0, q8_0, from_float)       \
     X(avx512, Q8_K, q8_k, from_float)       \
     X(avx512, Q4_K, q4_k, gemm)             \

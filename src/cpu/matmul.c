@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include "cpu/kernel_table.h"
+#include "quant/interleave.h"
 
 /* Tokens per tile: a tile of converted activations stays in L2 while the rows run past it. */
 #define TOKEN_TILE Q3_GEMM_COLS
@@ -21,33 +22,117 @@ void q3_act_convert(q3_type w_type, const float *x, int64_t cols, int n, void *d
     for (int t = 0; t < n; t++) vt->from_float(x + (size_t)t * cols, (char *)dst + (size_t)t * rb, cols);
 }
 
-void q3_matmul_tile(const q3_mat *w, int64_t r0, int64_t r1, const void *const *x, int n, float *out,
-                    size_t out_stride) {
-    const q3_type_traits *tr = q3_type_get(w->type);
+/* Rows [r0, r1) of rows laid out one after another from w (row r at w + r * row_bytes). */
+static void plain_tile(const q3_type_traits *tr, int64_t cols, const char *w, size_t row_bytes, int64_t r0, int64_t r1,
+                       const void *const *x, int n, float *out, size_t out_stride) {
     for (int64_t r = r0; r < r1; r += Q3_GEMM_ROWS) {
         int nr = (int)(r1 - r < Q3_GEMM_ROWS ? r1 - r : Q3_GEMM_ROWS);
-        const char *wr = (const char *)w->data + (size_t)r * w->row_bytes;
+        const char *wr = w + (size_t)r * row_bytes;
         float *o = out + (r - r0);
         if (n == 1 && tr->vec_dot_rows) { /* decode: rows side by side against one token */
-            tr->vec_dot_rows(w->cols, wr, w->row_bytes, nr, x[0], o);
+            tr->vec_dot_rows(cols, wr, row_bytes, nr, x[0], o);
             continue;
         }
         if (tr->gemm) {
-            tr->gemm(w->cols, wr, w->row_bytes, nr, x, n, o, out_stride);
+            tr->gemm(cols, wr, row_bytes, nr, x, n, o, out_stride);
             continue;
         }
         for (int t = 0; t < n; t++)
-            for (int i = 0; i < nr; i++) o[t * out_stride + i] = tr->vec_dot(w->cols, wr + i * w->row_bytes, x[t]);
+            for (int i = 0; i < nr; i++) o[t * out_stride + i] = tr->vec_dot(cols, wr + i * row_bytes, x[t]);
+    }
+}
+
+/* Rows [r0, r1) of an interleaved matrix in the type's own layout, one after another at dst. */
+static void take_rows(const q3_mat *w, int64_t r0, int64_t r1, unsigned char *dst) {
+    const int64_t grouped = w->rows / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
+    const char *base = w->data;
+    for (int64_t i = r0; i < r1; i++, dst += w->row_bytes) {
+        int64_t g0 = i / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
+        if (i >= grouped)
+            memcpy(dst, base + (size_t)i * w->row_bytes, w->row_bytes);
+        else
+            q3_deinterleave_row(w->type, w->cols, base + (size_t)g0 * w->row_bytes, (int)(i - g0), dst);
+    }
+}
+
+/* Rows [r0, r1) of an interleaved matrix: the whole groups of four through the interleaved rows
+ * kernel, one token at a time up to X4_TOKENS tokens (it streams a group once per token from
+ * L1, faster than the tile kernel on so few); more tokens, a group partly asked for, or an ISA
+ * without that kernel take the rows out of their groups for the ordinary kernels. Every path
+ * gives vec_dot's bits. */
+#define X4_TOKENS 4
+static void interleaved_tile(const q3_type_traits *tr, const q3_mat *w, int64_t r0, int64_t r1, const void *const *x,
+                             int n, float *out, size_t out_stride) {
+    const int64_t grouped = w->rows / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
+    const char *base = w->data;
+    unsigned char rows[Q3_GEMM_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES];
+    for (int64_t r = r0; r < r1;) {
+        if (r >= grouped) { /* past the last group: the type's own layout */
+            plain_tile(tr, w->cols, base, w->row_bytes, r, r1, x, n, out + (r - r0), out_stride);
+            return;
+        }
+        int64_t g0 = r / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS, end = g0 + Q3_GEMM_ROWS;
+        if (end > grouped) end = grouped;
+        if (end > r1) end = r1;
+        int64_t whole = end / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
+        const char *group = base + (size_t)g0 * w->row_bytes;
+        if (g0 == r && whole > r && n <= X4_TOKENS && tr->vec_dot_rows_x4) {
+            for (int t = 0; t < n; t++)
+                tr->vec_dot_rows_x4(w->cols, group, w->row_bytes, (int)(whole - r), x[t], out + t * out_stride + (r - r0));
+            r = whole;
+            continue;
+        }
+        take_rows(w, r, end, rows);
+        plain_tile(tr, w->cols, (const char *)rows, w->row_bytes, 0, end - r, x, n, out + (r - r0), out_stride);
+        r = end;
+    }
+}
+
+void q3_matmul_tile(const q3_mat *w, int64_t r0, int64_t r1, const void *const *x, int n, float *out,
+                    size_t out_stride) {
+    const q3_type_traits *tr = q3_type_get(w->type);
+    if (w->interleaved)
+        interleaved_tile(tr, w, r0, r1, x, n, out, out_stride);
+    else
+        plain_tile(tr, w->cols, w->data, w->row_bytes, r0, r1, x, n, out, out_stride);
+}
+
+/* The tokens' pointers of token tile t0 (nt tokens) of act, rows ab bytes apart. */
+static void token_tile(const void *act, size_t ab, int t0, int nt, const void **x) {
+    for (int t = 0; t < nt; t++) x[t] = (const char *)act + (size_t)(t0 + t) * ab;
+}
+
+/* A batch through an interleaved matrix: Q3_GEMM_ROWS rows at a time taken out of their groups
+ * once for every token tile (prefill's tiles would otherwise each take them out again). */
+static void interleaved_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,
+                             int64_t y_stride) {
+    const q3_type_traits *tr = q3_type_get(w->type);
+    size_t ab = q3_act_row_bytes(w->type, w->cols);
+    const void *x[TOKEN_TILE];
+    unsigned char rows[Q3_GEMM_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES];
+    for (int64_t r = r0; r < r1; r += Q3_GEMM_ROWS) {
+        int64_t end = r + Q3_GEMM_ROWS < r1 ? r + Q3_GEMM_ROWS : r1;
+        take_rows(w, r, end, rows);
+        for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
+            int nt = n - t0 < TOKEN_TILE ? n - t0 : TOKEN_TILE;
+            token_tile(act, ab, t0, nt, x);
+            plain_tile(tr, w->cols, (const char *)rows, w->row_bytes, 0, end - r, x, nt, y + (size_t)t0 * y_stride + r,
+                       (size_t)y_stride);
+        }
     }
 }
 
 void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,
                     int64_t y_stride) {
+    if (w->interleaved && n > X4_TOKENS) {
+        interleaved_rows(w, r0, r1, act, n, y, y_stride);
+        return;
+    }
     size_t ab = q3_act_row_bytes(w->type, w->cols);
     const void *x[TOKEN_TILE];
     for (int t0 = 0; t0 < n; t0 += TOKEN_TILE) {
         int nt = n - t0 < TOKEN_TILE ? n - t0 : TOKEN_TILE;
-        for (int t = 0; t < nt; t++) x[t] = (const char *)act + (size_t)(t0 + t) * ab;
+        token_tile(act, ab, t0, nt, x);
         q3_matmul_tile(w, r0, r1, x, nt, y + (size_t)t0 * y_stride + r0, (size_t)y_stride);
     }
 }

@@ -25,7 +25,7 @@ q3_status q3_mat_make(q3_mat *out, const char *name, q3_type type, const void *d
     if (rb * (size_t)rows != nbytes)
         return q3_fail(e, Q3_EFORMAT, "%s: tensor %s: %zu bytes, shape (%lld, %lld) of %s needs %zu",
                        path, name, nbytes, (long long)rows, (long long)cols, tr->name, rb * (size_t)rows);
-    *out = (q3_mat){data, type, rows, cols, rb};
+    *out = (q3_mat){data, type, rows, cols, rb, false};
     return Q3_OK;
 }
 
@@ -88,6 +88,8 @@ q3_status q3_model_open(q3_model **out, const char *path, const q3_load_options 
     if (!st && opts && opts->rope_scaling.type != Q3_ROPE_SCALING_NONE)
         st = q3_config_set_rope_scaling(&m->cfg, &opts->rope_scaling, "--rope-scaling", e);
     if (!st) st = q3_model_apply_shard(m, rank, tp, ep, e);
+    /* After the shard (a process interleaves only its rows), for the CPU's kernels only. */
+    if (!st && opts && opts->repack && opts->device == Q3_DEVICE_CPU) st = q3_model_interleave(m, opts->verbose, e);
     /* After the shard: each process places only the experts it computes. */
     if (!st) st = q3_model_apply_numa(m, opts ? opts->numa : Q3_NUMA_AUTO, opts && opts->verbose, e);
     if (st) {

@@ -18,6 +18,9 @@ typedef struct q3_mat {
     q3_type type;
     int64_t rows, cols;
     size_t row_bytes;
+    /* Rows stored four by four in the type's interleaved layout (quant/interleave.h, made at
+     * load by --repack); the rows past the last whole group keep the type's own layout. */
+    bool interleaved;
 } q3_mat;
 
 /* One SwiGLU feed-forward: down(silu(gate(x)) * up(x)). */
@@ -145,6 +148,12 @@ void q3_model_close(q3_model *m);
 /* Computes the shard for rank/tp/ep and narrows every weight view to it; Q3_EUNSUPPORTED naming
  * the tensor when a split would cut through quantization blocks. */
 q3_status q3_model_apply_shard(q3_model *m, int rank, int tp, int ep, q3_error *e);
+
+/* --repack (interleave_load.c): the Q4_K / Q6_K matrices of a GGUF model read into memory in
+ * their row-interleaved layout, the file's page-cache copy dropped behind; says (verbose) why
+ * not for a checkpoint directory or a model split over processes. Q3_ENOMEM or Q3_EIO naming
+ * the tensor. */
+q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e);
 
 /* Puts each routed expert's weights this process computes on its node of t (placement.c) and
  * records t in m->numa, so the MoE block groups its tasks by node. Fails naming the layer and

@@ -27,7 +27,7 @@ static void q4_k_unpack(const q3_block_q4_k_x4 *g, int r, q3_block_q4_k *b) {
 static void q6_k_pack(const q3_block_q6_k *const rows[4], q3_block_q6_k_x4 *g) {
     for (int r = 0; r < 4; r++) {
         g->d[r] = rows[r]->d;
-        for (int s = 0; s < 16; s++) g->scales[s][r] = rows[r]->scales[s];
+        memcpy(g->scales[r], rows[r]->scales, 16);
         for (int c = 0; c < 8; c++) memcpy(&g->ql[c][16 * r], rows[r]->ql + 16 * c, 16);
         for (int c = 0; c < 4; c++) memcpy(&g->qh[c][16 * r], rows[r]->qh + 16 * c, 16);
     }
@@ -35,7 +35,7 @@ static void q6_k_pack(const q3_block_q6_k *const rows[4], q3_block_q6_k_x4 *g) {
 
 static void q6_k_unpack(const q3_block_q6_k_x4 *g, int r, q3_block_q6_k *b) {
     b->d = g->d[r];
-    for (int s = 0; s < 16; s++) b->scales[s] = g->scales[s][r];
+    memcpy(b->scales, g->scales[r], 16);
     for (int c = 0; c < 8; c++) memcpy(b->ql + 16 * c, &g->ql[c][16 * r], 16);
     for (int c = 0; c < 4; c++) memcpy(b->qh + 16 * c, &g->qh[c][16 * r], 16);
 }

@@ -9,7 +9,7 @@
  * Q4_K (576 bytes): d[4], dmin[4] (fp16, row r at index r); scales[3][16]: the 12 packed scale
  * bytes (q3_kscale_get) as three words per row, [k][4r + b] = row r's scales[4k + b]; qs[8][64]:
  * [2j + h][16r + l] = row r's qs[32j + 16h + l].
- * Q6_K (840 bytes): d[4]; scales[16][4] int8: [s][r]; ql[8][64]: [4h + k][16r + l] = row r's
+ * Q6_K (840 bytes): d[4]; scales[4][16] int8: row r's 16 scales at [r]; ql[8][64]: [4h + k][16r + l] = row r's
  * ql[64h + 16k + l]; qh[4][64]: [2h + k][16r + l] = row r's qh[32h + 16k + l].
  * Each kernel over this layout gives, row for row, the bits of the type's vec_dot on the
  * original rows (the scalar reference here un-interleaves a block and calls it). */
@@ -23,6 +23,9 @@
 #include "quant/types.h"
 
 #define Q3_INTERLEAVE_ROWS 4
+/* The longest rows interleaved: the tile kernels take Q3_GEMM_ROWS rows out of their groups
+ * into a buffer of this many bytes a row on the stack (64 KiB; Q4_K rows of up to 7168). */
+#define Q3_INTERLEAVE_MAX_ROW_BYTES 4096
 
 typedef struct q3_block_q4_k_x4 {
     uint16_t d[4];
@@ -34,7 +37,7 @@ _Static_assert(sizeof(q3_block_q4_k_x4) == 4 * sizeof(q3_block_q4_k), "a Q4_K x4
 
 typedef struct q3_block_q6_k_x4 {
     uint16_t d[4];
-    int8_t scales[16][4];
+    int8_t scales[4][16];
     uint8_t ql[8][64];
     uint8_t qh[4][64];
 } q3_block_q6_k_x4;

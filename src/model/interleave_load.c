@@ -1,0 +1,186 @@
+/* --repack: the Q4_K and Q6_K matrices of a GGUF file read at load into anonymous memory in the
+ * row-interleaved layout (quant/interleave.h), whose decode kernels read one stream per four
+ * rows and share each activation load between them.
+ *
+ * Memory: the file is most of the machine's memory on the machines this runs on (a 17 GB file
+ * on 24 GB), so the interleaved copy must not sit beside the page cache's copy of the same
+ * bytes. Each tensor is read with pread into its own buffer (2 MiB-aligned, transparent huge
+ * pages advised) and its file range dropped from the page cache right after
+ * (POSIX_FADV_DONTNEED; pages another process maps stay). The mapping's other tensors
+ * (embedding, norms, router, types without a layout) are used in place as before. Peak memory
+ * is the copy plus one tensor. The cost: the file is read from disk again at the next start,
+ * and each start reads all of it instead of what the first steps touch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "model/model.h"
+#include "cpu/kernel_table.h"
+#include "quant/interleave.h"
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Every matrix view a forward pass multiplies by, in model order. */
+typedef struct view_list {
+    q3_mat **v;
+    size_t n, cap;
+} view_list;
+
+static bool push(view_list *l, q3_mat *w) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        q3_mat **v = realloc(l->v, cap * sizeof *v);
+        if (!v) return false;
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->n++] = w;
+    return true;
+}
+
+/* Whether w can take the layout: a type with an interleaved rows kernel on this CPU (without
+ * one, decode would take every group apart again), whole rows (not a column slice), a whole
+ * group, rows short enough for the tile kernels' buffer, and not the embedding, which is read
+ * a row at a time by token id (a tied head shares its bytes). */
+static bool eligible(const q3_model *m, const q3_mat *w) {
+    return w->data && q3_interleave_supported(w->type) && q3_type_get(w->type)->vec_dot_rows_x4 && w->rows >= Q3_INTERLEAVE_ROWS &&
+           w->row_bytes == q3_row_bytes(w->type, w->cols) && w->row_bytes <= Q3_INTERLEAVE_MAX_ROW_BYTES &&
+           w->data != m->embed.data;
+}
+
+static bool collect(q3_model *m, view_list *l) {
+    bool ok = true;
+#define ADD(w) (ok = ok && (!eligible(m, (w)) || push(l, (w))))
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        q3_layer *L = &m->layers[i];
+        ADD(&L->wq), ADD(&L->wk), ADD(&L->wv), ADD(&L->wo);
+        if (!L->is_moe) {
+            ADD(&L->dense.gate), ADD(&L->dense.up), ADD(&L->dense.down);
+            continue;
+        }
+        for (int x = 0; x < m->cfg.n_experts; x++) ADD(&L->experts[x].gate), ADD(&L->experts[x].up), ADD(&L->experts[x].down);
+    }
+    ADD(&m->lm_head);
+#undef ADD
+    return ok;
+}
+
+/* The tensor holding [p, p + n), or NULL. */
+static const q3_gguf_tensor *tensor_of(const q3_gguf *g, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const unsigned char *t = g->tensors[i].data;
+        if (b >= t && b + n <= t + g->tensors[i].nbytes) return &g->tensors[i];
+    }
+    return NULL;
+}
+
+static bool remember(q3_model *m, void *buf) {
+    if (m->n_repacked == m->cap_repacked) {
+        int cap = m->cap_repacked ? 2 * m->cap_repacked : 64;
+        void **r = realloc(m->repacked, (size_t)cap * sizeof *r);
+        if (!r) return false;
+        m->repacked = r, m->cap_repacked = cap;
+    }
+    m->repacked[m->n_repacked++] = buf;
+    return true;
+}
+
+/* t's bytes from the file into a new buffer (owned by m), their page-cache copy dropped. */
+static q3_status read_tensor(q3_model *m, int fd, const q3_gguf_tensor *t, unsigned char **out, q3_error *e) {
+    size_t size = (t->nbytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *buf = NULL;
+    if (posix_memalign(&buf, HUGE_PAGE, size) != 0 || !remember(m, buf)) {
+        free(buf);
+        return q3_fail(e, Q3_ENOMEM, "%s: tensor %s: out of memory for its interleaved copy (%zu bytes)", m->path,
+                       t->name, t->nbytes);
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(buf, size, MADV_HUGEPAGE); /* advice: ordinary pages work too */
+#endif
+    off_t at = (off_t)((const unsigned char *)t->data - m->gguf.map.data);
+    for (size_t done = 0; done < t->nbytes;) {
+        ssize_t k = pread(fd, (unsigned char *)buf + done, t->nbytes - done, at + (off_t)done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return q3_fail(e, Q3_EIO, "%s: tensor %s: read failed: %s", m->path, t->name, k < 0 ? strerror(errno) : "end of file");
+        done += (size_t)k;
+    }
+    (void)posix_fadvise(fd, at, (off_t)t->nbytes, POSIX_FADV_DONTNEED); /* advice: a page kept only costs memory */
+    *out = buf;
+    return Q3_OK;
+}
+
+/* w's rows regrouped in place (w already points into a private buffer). */
+static void interleave_view(q3_mat *w, unsigned char *scratch) {
+    size_t group = Q3_INTERLEAVE_ROWS * w->row_bytes;
+    unsigned char *p = (unsigned char *)w->data;
+    for (int64_t g = 0; g < w->rows / Q3_INTERLEAVE_ROWS; g++, p += group) {
+        memcpy(scratch, p, group);
+        q3_interleave_group(w->type, w->cols, scratch, w->row_bytes, p);
+    }
+    w->interleaved = true;
+}
+
+static int by_address(const void *a, const void *b) {
+    const unsigned char *p = (*(q3_mat *const *)a)->data, *q = (*(q3_mat *const *)b)->data;
+    return p < q ? -1 : p > q;
+}
+
+/* Views sorted by address come tensor by tensor, so each tensor is read once, when its first
+ * view comes. */
+static q3_status interleave_all(q3_model *m, view_list *l, int fd, unsigned char *scratch, size_t *bytes,
+                                q3_error *e) {
+    const q3_gguf_tensor *current = NULL;
+    unsigned char *copy = NULL;
+    qsort(l->v, l->n, sizeof *l->v, by_address);
+    for (size_t i = 0; i < l->n; i++) {
+        q3_mat *w = l->v[i];
+        size_t span = (size_t)w->rows * w->row_bytes;
+        const q3_gguf_tensor *t = tensor_of(&m->gguf, w->data, span);
+        if (!t) return q3_fail(e, Q3_EFORMAT, "%s: a %s matrix lies outside every tensor", m->path, q3_type_name(w->type));
+        if (t != current) {
+            q3_status st = read_tensor(m, fd, t, &copy, e);
+            if (st) return st;
+            current = t;
+            *bytes += t->nbytes;
+        }
+        w->data = copy + ((const unsigned char *)w->data - (const unsigned char *)t->data);
+        interleave_view(w, scratch);
+    }
+    return Q3_OK;
+}
+
+q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e) {
+    const char *skip = m->kind != Q3_SOURCE_GGUF ? "a checkpoint directory (GGUF files only)"
+                       : m->shard.size > 1       ? "the model is split over processes"
+                                                 : NULL;
+    if (skip) {
+        if (verbose) fprintf(stderr, "repack: off: %s\n", skip);
+        return Q3_OK;
+    }
+    view_list l = {0};
+    if (!collect(m, &l)) {
+        free(l.v);
+        return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
+    }
+    int fd = open(m->gguf.map.path, O_RDONLY);
+    unsigned char *scratch = malloc(Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES);
+    q3_status st;
+    size_t bytes = 0;
+    if (fd < 0)
+        st = q3_fail(e, Q3_EIO, "%s: cannot open: %s", m->gguf.map.path, strerror(errno));
+    else if (!scratch)
+        st = q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
+    else
+        st = interleave_all(m, &l, fd, scratch, &bytes, e);
+    if (fd >= 0) close(fd);
+    free(scratch);
+    if (!st && verbose)
+        fprintf(stderr, "repack: %zu matrices interleaved four rows a group, %.2f GiB read into memory\n", l.n,
+                (double)bytes / (1u << 30));
+    free(l.v);
+    return st;
+}
