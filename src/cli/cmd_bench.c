@@ -118,7 +118,7 @@ static int parse_args(int argc, char **argv, bench_args *a, bool *done) {
         {"serving", required_argument, 0, O_SERVING}, {"ttft-prompt", required_argument, 0, O_TTFT},
         {"help", no_argument, 0, 'h'}, Q3_LOAD_LONG_OPTIONS, {0, 0, 0, 0}};
     *a = (bench_args){.prompts = {512}, .n_prompts = 1, .gen = 128, .repeat = 1, .chunk = 512, .kv_type = Q3_TYPE_F16,
-                      .ttft_prompt = 1024};
+                      .ttft_prompt = 1024, .load = {.repack = true}};
     q3_synth_type_from_name("q4_k_m", &a->type);
     bool ok = true;
     int ch;

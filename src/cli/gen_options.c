@@ -44,6 +44,7 @@ void q3_gen_options_init(q3_gen_options *g) {
     memset(g, 0, sizeof *g);
     g->engine = q3_engine_defaults();
     g->engine.max_batch_size = 1;
+    g->load.repack = true; /* decode's speed; --no-repack keeps the weights mapped */
 }
 
 void q3_gen_options_add_long(struct option *opts, int cap) {

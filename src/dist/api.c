@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu/cpu_backend.h"
+#include "cpu/kernel_table.h"
 #include "cuda/cuda_api.h"
 #include "dist/dist.h"
 #include "kv/kv_cache.h"
@@ -35,9 +36,15 @@ static q3_status place(q3_model *m, const q3_load_options *opts, q3_error *e) {
     return q3_cuda_attach(m, opts, e);
 }
 
+/* Whether this CPU's kernels compute t in the row-interleaved layout (--repack). */
+static bool has_interleaved_kernel(q3_type t) { return q3_type_get(t)->vec_dot_rows_x4 != NULL; }
+
 static q3_status open_model(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
     q3_dist *d = q3_dist_world();
     q3_status st = q3_model_open(out, path, opts, q3_dist_rank(d), q3_dist_tp(d), q3_dist_ep(d), e);
+    /* After the shard (a process interleaves only its rows), for the CPU's kernels only. */
+    if (!st && opts && opts->repack && opts->device == Q3_DEVICE_CPU)
+        st = q3_model_interleave(*out, has_interleaved_kernel, opts->verbose, e);
     if (!st) st = place(*out, opts, e);
     st = q3_dist_agree(d, st, e); /* every rank fails if one does */
     if (st && *out) {

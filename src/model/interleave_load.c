@@ -11,6 +11,7 @@
  * is the copy plus one tensor. The cost: the file is read from disk again at the next start,
  * and each start reads all of it instead of what the first steps touch. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include "model/model.h"
-#include "cpu/kernel_table.h"
 #include "quant/interleave.h"
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -44,15 +44,15 @@ static bool push(view_list *l, q3_mat *w) {
  * one, decode would take every group apart again), whole rows (not a column slice), a whole
  * group, rows short enough for the tile kernels' buffer, and not the embedding, which is read
  * a row at a time by token id (a tied head shares its bytes). */
-static bool eligible(const q3_model *m, const q3_mat *w) {
-    return w->data && q3_interleave_supported(w->type) && q3_type_get(w->type)->vec_dot_rows_x4 && w->rows >= Q3_INTERLEAVE_ROWS &&
+static bool eligible(const q3_model *m, const q3_mat *w, bool (*has_kernel)(q3_type)) {
+    return w->data && q3_interleave_supported(w->type) && has_kernel(w->type) && w->rows >= Q3_INTERLEAVE_ROWS &&
            w->row_bytes == q3_row_bytes(w->type, w->cols) && w->row_bytes <= Q3_INTERLEAVE_MAX_ROW_BYTES &&
            w->data != m->embed.data;
 }
 
-static bool collect(q3_model *m, view_list *l) {
+static bool collect(q3_model *m, view_list *l, bool (*has_kernel)(q3_type)) {
     bool ok = true;
-#define ADD(w) (ok = ok && (!eligible(m, (w)) || push(l, (w))))
+#define ADD(w) (ok = ok && (!eligible(m, (w), has_kernel) || push(l, (w))))
     for (int i = 0; i < m->cfg.n_layers; i++) {
         q3_layer *L = &m->layers[i];
         ADD(&L->wq), ADD(&L->wk), ADD(&L->wv), ADD(&L->wo);
@@ -129,13 +129,37 @@ static int by_address(const void *a, const void *b) {
     return p < q ? -1 : p > q;
 }
 
+/* The bytes of the tensors the sorted views lie in: what the copy takes. */
+static size_t copy_bytes(const q3_model *m, const view_list *l) {
+    const q3_gguf_tensor *current = NULL;
+    size_t bytes = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const q3_gguf_tensor *t = tensor_of(&m->gguf, l->v[i]->data, (size_t)l->v[i]->rows * l->v[i]->row_bytes);
+        if (t && t != current) bytes += (t->nbytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        if (t) current = t;
+    }
+    return bytes;
+}
+
+/* MemAvailable of /proc/meminfo (memory the kernel can hand out without swapping, the page
+ * cache's clean pages included, among them this file's), or SIZE_MAX where there is none. */
+static size_t available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return SIZE_MAX;
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+    fclose(f);
+    return found ? (size_t)kib * 1024 : SIZE_MAX;
+}
+
 /* Views sorted by address come tensor by tensor, so each tensor is read once, when its first
  * view comes. */
 static q3_status interleave_all(q3_model *m, view_list *l, int fd, unsigned char *scratch, size_t *bytes,
                                 q3_error *e) {
     const q3_gguf_tensor *current = NULL;
     unsigned char *copy = NULL;
-    qsort(l->v, l->n, sizeof *l->v, by_address);
     for (size_t i = 0; i < l->n; i++) {
         q3_mat *w = l->v[i];
         size_t span = (size_t)w->rows * w->row_bytes;
@@ -153,7 +177,7 @@ static q3_status interleave_all(q3_model *m, view_list *l, int fd, unsigned char
     return Q3_OK;
 }
 
-q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e) {
+q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool verbose, q3_error *e) {
     const char *skip = m->kind != Q3_SOURCE_GGUF ? "a checkpoint directory (GGUF files only)"
                        : m->shard.size > 1       ? "the model is split over processes"
                                                  : NULL;
@@ -162,9 +186,19 @@ q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e) {
         return Q3_OK;
     }
     view_list l = {0};
-    if (!collect(m, &l)) {
+    if (!collect(m, &l, has_kernel)) {
         free(l.v);
         return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
+    }
+    qsort(l.v, l.n, sizeof *l.v, by_address);
+    /* The copy is anonymous memory, which without swap the kernel cannot take back: where it
+     * would not fit beside what else runs, the weights stay mapped. */
+    size_t need = copy_bytes(m, &l), have = available_bytes(), margin = (size_t)1 << 30;
+    if (have != SIZE_MAX && need + margin > have) {
+        fprintf(stderr, "q3moe: repack: off: the interleaved copy needs %.1f GiB, %.1f GiB of memory is available; "
+                        "the weights stay mapped\n", (double)need / (1u << 30), (double)have / (1u << 30));
+        free(l.v);
+        return Q3_OK;
     }
     int fd = open(m->gguf.map.path, O_RDONLY);
     unsigned char *scratch = malloc(Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES);
@@ -182,5 +216,10 @@ q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e) {
         fprintf(stderr, "repack: %zu matrices interleaved four rows a group, %.2f GiB read into memory\n", l.n,
                 (double)bytes / (1u << 30));
     free(l.v);
+    /* The experts' new pages go where their NUMA placement put the mapped ones. */
+    if (!st && l.n && m->numa.n_nodes > 1) {
+        q3_numa_topology t = m->numa;
+        st = q3_model_place_experts(m, &t, verbose, e);
+    }
     return st;
 }

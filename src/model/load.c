@@ -88,8 +88,6 @@ q3_status q3_model_open(q3_model **out, const char *path, const q3_load_options 
     if (!st && opts && opts->rope_scaling.type != Q3_ROPE_SCALING_NONE)
         st = q3_config_set_rope_scaling(&m->cfg, &opts->rope_scaling, "--rope-scaling", e);
     if (!st) st = q3_model_apply_shard(m, rank, tp, ep, e);
-    /* After the shard (a process interleaves only its rows), for the CPU's kernels only. */
-    if (!st && opts && opts->repack && opts->device == Q3_DEVICE_CPU) st = q3_model_interleave(m, opts->verbose, e);
     /* After the shard: each process places only the experts it computes. */
     if (!st) st = q3_model_apply_numa(m, opts ? opts->numa : Q3_NUMA_AUTO, opts && opts->verbose, e);
     if (st) {

@@ -149,11 +149,12 @@ void q3_model_close(q3_model *m);
  * the tensor when a split would cut through quantization blocks. */
 q3_status q3_model_apply_shard(q3_model *m, int rank, int tp, int ep, q3_error *e);
 
-/* --repack (interleave_load.c): the Q4_K / Q6_K matrices of a GGUF model read into memory in
- * their row-interleaved layout, the file's page-cache copy dropped behind; says (verbose) why
- * not for a checkpoint directory or a model split over processes. Q3_ENOMEM or Q3_EIO naming
- * the tensor. */
-q3_status q3_model_interleave(q3_model *m, bool verbose, q3_error *e);
+/* --repack (interleave_load.c): the matrices whose type has_kernel says this CPU computes in
+ * the row-interleaved layout (quant/interleave.h) read into memory in it, the file's page-cache
+ * copy dropped behind, the experts placed on their NUMA nodes again; says (verbose) why not for
+ * a checkpoint directory or a model split over processes, and (always) when the copy would not
+ * fit in the available memory. Q3_ENOMEM or Q3_EIO naming the tensor. */
+q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool verbose, q3_error *e);
 
 /* Puts each routed expert's weights this process computes on its node of t (placement.c) and
  * records t in m->numa, so the MoE block groups its tasks by node. Fails naming the layer and
