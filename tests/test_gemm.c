@@ -309,6 +309,7 @@ static void test_gemm_installed(void **state) {
     for (int isa = Q3_ISA_SCALAR; isa <= Q3_ISA_AVX512; isa++) {
         if (!q3_isa_supported((q3_isa)isa)) continue;
         assert_non_null(q3_type_get_isa(Q3_TYPE_Q4_K, (q3_isa)isa)->vec_dot_rows_x4);
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q6_K, (q3_isa)isa)->vec_dot_rows_x4);
     }
 }
 

@@ -114,6 +114,70 @@ void q3_q4_k_vec_dot_rows_x4_avx2(int64_t n, const void *w, size_t w_stride, int
     }
 }
 
+/* ---- Q6_K ---- */
+
+/* As the AVX-512 file: levels 0..63 of ql register k (0..3) of a half, low nibbles (sub-block
+ * 8h + k) and high (8h + 4 + k), top bits from qh register k % 2, bit pairs k / 2 and
+ * 2 + k / 2 moved to bits 4-5. */
+static inline void q6_k_x4_levels(__m256i ql, __m256i qh, int k, __m256i *low, __m256i *high) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F), top = _mm256_set1_epi8(0x30);
+    __m256i tl = k < 2 ? _mm256_slli_epi16(qh, 4) : _mm256_slli_epi16(qh, 2);
+    __m256i th = k < 2 ? qh : _mm256_srli_epi16(qh, 2);
+    *low = _mm256_or_si256(_mm256_and_si256(ql, nibble), _mm256_and_si256(tl, top));
+    *high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql, 4), nibble), _mm256_and_si256(th, top));
+}
+
+/* Sub-block s's scale as int16 over each lane's row, from w8 / w16: the lanes' rows' scales
+ * 0-7 / 8-15 as int16. */
+static inline __m256i q6_k_x4_scale(__m256i w8, __m256i w16, int s) {
+    const __m256i pick = _mm256_set1_epi16((short)((2 * (s % 8) + 1) << 8 | 2 * (s % 8)));
+    return _mm256_shuffle_epi8(s < 8 ? w8 : w16, pick);
+}
+
+/* Rows 2p and 2p + 1 of the x4 block: sum(scale x (level - 32) x activation), four int32
+ * lanes a row. */
+static inline __attribute__((always_inline)) __m256i q6_k_x4_pair(const q3_block_q6_k_x4 *b, const q3_block_q8_k *x,
+                                                                  int p) {
+    __m256i sc = loadu256(b->scales[2 * p]); /* row 2p + k's 16 int8 scales in lane k */
+    __m256i w8 = _mm256_srai_epi16(_mm256_unpacklo_epi8(sc, sc), 8), w16 = _mm256_srai_epi16(_mm256_unpackhi_epi8(sc, sc), 8);
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m256i low, high;
+            q6_k_x4_levels(loadu256(b->ql[4 * h + k] + 32 * p), loadu256(b->qh[2 * h + k % 2] + 32 * p), k, &low, &high);
+            __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, broadcast16(x->qs + 128 * h + 16 * k)),
+                                              q6_k_x4_scale(w8, w16, 8 * h + k));
+            __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, broadcast16(x->qs + 128 * h + 64 + 16 * k)),
+                                               q6_k_x4_scale(w8, w16, 8 * h + 4 + k));
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(s_low, s_high));
+        }
+    }
+    /* 32 x sum(scale x bsums) */
+    __m256i corr = _mm256_add_epi32(_mm256_madd_epi16(w8, broadcast16(x->bsums)), _mm256_madd_epi16(w16, broadcast16(x->bsums + 8)));
+    return _mm256_sub_epi32(acc, _mm256_slli_epi32(corr, 5));
+}
+
+void q3_q6_k_vec_dot_rows_x4_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    const q3_block_q8_k *bx = x;
+    int64_t nb = n / Q3_QK_K;
+    const __m256i zero = _mm256_setzero_si256();
+    for (int g = 0; g < nr / 4; g++) {
+        const q3_block_q6_k_x4 *b = (const q3_block_q6_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            q3_x86_prefetch_ahead(&b[i], sizeof *b);
+            __m256i q01 = q6_k_x4_pair(&b[i], &bx[i], 0), q23 = q6_k_x4_pair(&b[i], &bx[i], 1);
+            /* d, then dmin = 0 and sum_my = 0: q3_kdot_accumulate(acc, dx, d, 0, qy, 0) */
+            __m256 dd = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)b[i].d))),
+                                             _mm_setzero_ps(), 1);
+            acc = rows_tail(acc, bx[i].d, dd, row_sums(q01, q23, zero, zero));
+        }
+        _mm_storeu_ps(out + 4 * g, acc);
+    }
+}
+
 #else
 typedef int q3_dot_x4_avx2_unused; /* ISO C wants a declaration in every translation unit */
 #endif

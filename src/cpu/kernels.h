@@ -41,6 +41,7 @@
     X(avx2, Q4_K, q4_k, vec_dot_rows)       \
     X(avx2, Q6_K, q6_k, vec_dot_rows)       \
     X(avx2, Q4_K, q4_k, vec_dot_rows_x4)    \
+    X(avx2, Q6_K, q6_k, vec_dot_rows_x4)    \
     X(avx2, Q8_0, q8_0, from_float)         \
     X(avx2, Q8_K, q8_k, from_float)         \
     X(avx2, Q4_K, q4_k, gemm)               \
