@@ -190,6 +190,10 @@ q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool ver
         free(l.v);
         return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
     }
+    if (l.n == 0) { /* no matrix of a type with a layout */
+        if (verbose) fprintf(stderr, "repack: no Q4_K or Q6_K matrices to interleave\n");
+        return Q3_OK;
+    }
     qsort(l.v, l.n, sizeof *l.v, by_address);
     /* The copy is anonymous memory, which without swap the kernel cannot take back: where it
      * would not fit beside what else runs, the weights stay mapped. */
