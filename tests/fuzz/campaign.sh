@@ -27,7 +27,9 @@ for name in "$@"; do
   rc=$?
   seconds=$(( $(date +%s) - start ))
   artifacts=$(ls "$work/artifacts" | grep -c "^$name-")
-  slow=$(nice -n 19 "$replay" 1 "$corpus" "tests/fuzz/corpus/$name" 2>&1 | tail -n 1)
+  # Artifacts too: a timeout artifact is a finding only if it is slow by CPU time as well.
+  slow=$(nice -n 19 "$replay" 1 "$corpus" "tests/fuzz/corpus/$name" $(ls -d "$work/artifacts/$name-"* 2>/dev/null) \
+    2>&1 | tail -n 1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
   echo "$name rc=$rc seconds=$seconds execs=${execs:-?} artifacts=$artifacts | $last | $slow" \
