@@ -56,46 +56,45 @@ void q3_interleave_group(q3_type t, int64_t cols, const void *src, size_t row_by
     }
 }
 
+/* Block i of row r of an x4 group of type t, back in the file's layout, into dst. */
+static void unpack_block(q3_type t, const void *group, int64_t i, int r, void *dst) {
+    if (t == Q3_TYPE_Q4_K)
+        q4_k_unpack((const q3_block_q4_k_x4 *)group + i, r, dst);
+    else
+        q6_k_unpack((const q3_block_q6_k_x4 *)group + i, r, dst);
+}
+
 void q3_deinterleave_row(q3_type t, int64_t cols, const void *group, int r, void *dst) {
-    int64_t nb = cols / Q3_QK_K;
-    for (int64_t i = 0; i < nb; i++) {
-        if (t == Q3_TYPE_Q4_K)
-            q4_k_unpack((const q3_block_q4_k_x4 *)group + i, r, (q3_block_q4_k *)dst + i);
-        else
-            q6_k_unpack((const q3_block_q6_k_x4 *)group + i, r, (q3_block_q6_k *)dst + i);
-    }
+    size_t block_bytes = t == Q3_TYPE_Q4_K ? sizeof(q3_block_q4_k) : sizeof(q3_block_q6_k);
+    for (int64_t i = 0; i < cols / Q3_QK_K; i++) unpack_block(t, group, i, r, (char *)dst + (size_t)i * block_bytes);
 }
 
 /* vec_dot's sum over blocks is ((0 + t_0) + t_1) + ...: one block's vec_dot is 0 + t_i = t_i,
  * so adding those in block order repeats it to the bit. */
-void q3_q4_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+static void rows_x4_reference(q3_type t, float (*vec_dot)(int64_t, const void *, const void *), int64_t n,
+                              const void *w, size_t w_stride, int nr, const void *x, float *out) {
     const q3_block_q8_k *bx = x;
     for (int g = 0; g < nr / 4; g++) {
-        const q3_block_q4_k_x4 *blocks = (const q3_block_q4_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
+        const void *group = (const char *)w + (size_t)g * 4 * w_stride;
         for (int r = 0; r < 4; r++) {
             float sum = 0;
             for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-                q3_block_q4_k b;
-                q4_k_unpack(&blocks[i], r, &b);
-                sum += q3_q4_k_vec_dot(Q3_QK_K, &b, &bx[i]);
+                union {
+                    q3_block_q4_k q4_k;
+                    q3_block_q6_k q6_k;
+                } b;
+                unpack_block(t, group, i, r, &b);
+                sum += vec_dot(Q3_QK_K, &b, &bx[i]);
             }
             out[4 * g + r] = sum;
         }
     }
 }
 
+void q3_q4_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
+    rows_x4_reference(Q3_TYPE_Q4_K, q3_q4_k_vec_dot, n, w, w_stride, nr, x, out);
+}
+
 void q3_q6_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
-    const q3_block_q8_k *bx = x;
-    for (int g = 0; g < nr / 4; g++) {
-        const q3_block_q6_k_x4 *blocks = (const q3_block_q6_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
-        for (int r = 0; r < 4; r++) {
-            float sum = 0;
-            for (int64_t i = 0; i < n / Q3_QK_K; i++) {
-                q3_block_q6_k b;
-                q6_k_unpack(&blocks[i], r, &b);
-                sum += q3_q6_k_vec_dot(Q3_QK_K, &b, &bx[i]);
-            }
-            out[4 * g + r] = sum;
-        }
-    }
+    rows_x4_reference(Q3_TYPE_Q6_K, q3_q6_k_vec_dot, n, w, w_stride, nr, x, out);
 }
