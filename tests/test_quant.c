@@ -333,6 +333,33 @@ static void test_simd_quantizers_agree_with_scalar(void **state) {
     free(x);
 }
 
+/* Dequantization is exact arithmetic (a level times a scale, one rounding), so every ISA's
+ * to_float must give the scalar reference's floats bit for bit: attention reads Q8_0 and F16
+ * caches through these. */
+static void test_simd_to_float_agrees_with_scalar(void **state) {
+    (void)state;
+    const int64_t n = 256 * 32;
+    float *x = xmalloc(n * sizeof *x), *want = xmalloc(n * sizeof *want), *got = xmalloc(n * sizeof *got);
+    fill_gauss(x, n, 3.0f);
+    for (int64_t i = 0; i < 256; i++) x[i] = 0; /* zero block */
+    for (int isa = Q3_ISA_AVX2; isa < Q3_ISA_COUNT; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        for (size_t f = 0; f < N_FORMATS; f++) {
+            q3_type t = FORMATS[f].type;
+            void *q = xmalloc(q3_row_bytes(t, n));
+            q3_type_get_isa(t, Q3_ISA_SCALAR)->from_float(x, q, n);
+            q3_type_get_isa(t, Q3_ISA_SCALAR)->to_float(q, want, n);
+            q3_type_get_isa(t, (q3_isa)isa)->to_float(q, got, n);
+            if (memcmp(want, got, (size_t)n * sizeof *got) != 0)
+                fail_msg("%s %s to_float differs from scalar", q3_isa_name((q3_isa)isa), q3_type_name(t));
+            free(q);
+        }
+    }
+    free(x);
+    free(want);
+    free(got);
+}
+
 static void test_isa_selection(void **state) {
     (void)state;
     assert_true(q3_isa_supported(Q3_ISA_SCALAR));
@@ -375,6 +402,7 @@ int main(void) {
         cmocka_unit_test(test_vec_dot_matches_dequantized_rows),
         cmocka_unit_test(test_simd_vec_dot_agrees_with_scalar),
         cmocka_unit_test(test_simd_quantizers_agree_with_scalar),
+        cmocka_unit_test(test_simd_to_float_agrees_with_scalar),
         cmocka_unit_test(test_isa_selection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,6 +84,21 @@ float q3_q8_0_vec_dot_avx2(int64_t n, const void *w, const void *x) {
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
+/* Q8_0 blocks back to floats (a Q8_0 KV cache's value rows): each level times its block's
+ * scale, one rounding, as the scalar reference does. */
+void q3_q8_0_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const q3_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / Q3_QK; i++, dst += Q3_QK) {
+        _mm_prefetch((const char *)&b[i] + Q3_X86_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m256 d = _mm256_set1_ps(half_to_float(b[i].d));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(b[i].qs + 8 * k));
+            _mm256_storeu_ps(dst + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d));
+        }
+    }
+}
+
 /* ---- Q4_0, Q5_0 (against Q8_0), Q4_1, Q5_1 (against Q8_1) ---- */
 
 /* The 4-bit levels of a block in weight order: weight j in the low nibble of qs[j], j + 16 in

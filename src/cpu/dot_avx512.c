@@ -139,6 +139,22 @@ float q3_q8_0_vec_dot_avx512(int64_t n, const void *w, const void *x) {
     return sum[0] + sum[1];
 }
 
+/* Q8_0 blocks back to floats: attention reads a Q8_0 KV cache's value rows through this, every
+ * cached value once a decoded token, so it runs at the rate the cache streams in. Each level times
+ * its block's scale, one rounding, as the scalar reference does. */
+void q3_q8_0_to_float_avx512(const void *src, float *dst, int64_t n) {
+    const q3_block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / Q3_QK; i++, dst += Q3_QK) {
+        _mm_prefetch((const char *)&b[i] + Q3_X86_PREFETCH_AHEAD, _MM_HINT_T0);
+        __m512 d = _mm512_set1_ps(half_to_float(b[i].d));
+        __m256i q = loadu256(b[i].qs);
+        __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+        __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
+        _mm512_storeu_ps(dst, _mm512_mul_ps(lo, d));
+        _mm512_storeu_ps(dst + 16, _mm512_mul_ps(hi, d));
+    }
+}
+
 /* The 4-bit levels of two blocks in weight order (weight j in the low nibble of qs[j], j + 16
  * in the high nibble): block 0 in the low 256 bits, block 1 in the high. */
 static inline __m512i nibbles_2x32(const uint8_t *qs0, const uint8_t *qs1) {

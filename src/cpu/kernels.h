@@ -43,6 +43,7 @@
     X(avx2, Q4_K, q4_k, vec_dot_rows_x4)    \
     X(avx2, Q6_K, q6_k, vec_dot_rows_x4)    \
     X(avx2, Q8_0, q8_0, from_float)         \
+    X(avx2, Q8_0, q8_0, to_float)           \
     X(avx2, Q8_K, q8_k, from_float)         \
     X(avx2, Q4_K, q4_k, gemm)               \
     X(avx2, Q5_K, q5_k, gemm)               \
@@ -69,6 +70,7 @@
     X(avx512, Q4_K, q4_k, vec_dot_rows_x4)  \
     X(avx512, Q6_K, q6_k, vec_dot_rows_x4)  \
     X(avx512, Q8_0, q8_0, from_float)       \
+    X(avx512, Q8_0, q8_0, to_float)         \
     X(avx512, Q8_K, q8_k, from_float)       \
     X(avx512, Q4_K, q4_k, gemm)             \
     X(avx512, Q5_K, q5_k, gemm)             \

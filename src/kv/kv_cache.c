@@ -3,11 +3,25 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "quant/types.h"
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Decode at depth streams every cached key and value of a layer once a token. In 4 KiB pages that
+ * is a TLB miss and a restart of the hardware prefetcher every 16 F16 key rows, and attention
+ * read the cache at a third of the bandwidth the weights get (bench/RESULTS.md, issue 11
+ * session 5); caches of a huge page or more start on a 2 MiB boundary with huge pages advised. */
 static void *host_alloc(void *ctx, size_t bytes) {
     (void)ctx;
-    return malloc(bytes ? bytes : 1);
+    if (bytes < HUGE_PAGE) return malloc(bytes ? bytes : 1);
+    void *p = NULL;
+    size_t size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (posix_memalign(&p, HUGE_PAGE, size) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, size, MADV_HUGEPAGE); /* advice: ordinary pages work too */
+#endif
+    return p;
 }
 
 static void host_free(void *ctx, void *p) {
