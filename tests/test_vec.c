@@ -108,6 +108,42 @@ static void test_dot_rows(void **state) {
     }
 }
 
+/* The F16 row kernels against the same table's float kernels on the widened rows: the same bits,
+ * for rows scattered in memory (every third row of a block, backwards, as a paged cache's runs
+ * may lie), head sizes with and without tails, and counts that do and do not fill blocks. */
+static void test_f16_rows(void **state) {
+    (void)state;
+    enum { OUTS = 11, KEYS = 37, MAXD = 200 };
+    static uint16_t block[3 * KEYS * MAXD];
+    static float q[OUTS * MAXD], w[OUTS * KEYS], wide[KEYS * MAXD], want[OUTS * MAXD], got[OUTS * MAXD];
+    for (int i = 0; i < 3 * KEYS * MAXD; i++) block[i] = q3_f32_to_f16(uniform(-2, 2));
+    for (int i = 0; i < OUTS * MAXD; i++) q[i] = uniform(-2, 2);
+    for (int i = 0; i < OUTS * KEYS; i++) w[i] = uniform(0, 1);
+    const int dims[] = {128, 64, 200, 7, 48};
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        const q3_vec_ops *vo = q3_vec_isa(isa);
+        if (!vo || !vo->dot_rows_f16) continue;
+        for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+            int hd = dims[t];
+            const uint16_t *rows[KEYS];
+            for (int p = 0; p < KEYS; p++) {
+                rows[p] = block + (size_t)(3 * (KEYS - 1 - p)) * hd;
+                q3_vec_scalar_ops.f16_to_f32(rows[p], wide + (size_t)p * hd, hd);
+            }
+            for (int n_out = 1; n_out <= OUTS; n_out += 3)
+                for (int n = 1; n <= KEYS; n += 6) {
+                    vo->dot_rows(want, KEYS, q, n_out, wide, n, hd);
+                    vo->dot_rows_f16(got, KEYS, q, n_out, rows, n, hd);
+                    for (int o = 0; o < n_out; o++) assert_memory_equal(want + o * KEYS, got + o * KEYS, n * sizeof(float));
+                    vo->mix_rows(want, MAXD, w, KEYS, n_out, wide, n, hd);
+                    vo->mix_rows_f16(got, MAXD, w, KEYS, n_out, rows, n, hd);
+                    for (int o = 0; o < n_out; o++) assert_memory_equal(want + o * MAXD, got + o * MAXD, hd * sizeof(float));
+                }
+        }
+        printf("  %s dot_rows_f16, mix_rows_f16: the float kernels' bits\n", q3_isa_name((q3_isa)isa));
+    }
+}
+
 static void test_exp(void **state) {
     (void)state;
     float e[N];
@@ -134,6 +170,7 @@ static void test_exp(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_isa_coverage), cmocka_unit_test(test_conversions),
                                        cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_dot_rows),
+                                       cmocka_unit_test(test_f16_rows),
                                        cmocka_unit_test(test_exp)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

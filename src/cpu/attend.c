@@ -156,19 +156,55 @@ static void load_rows(const attn_job *j, const unsigned char *base, const chunk_
     }
 }
 
+/* The addresses of the chunk's F16 key or value rows (base kv->k or kv->v) of head g. */
+static void row_addresses(const attn_job *j, const unsigned char *base, const chunk_view *v, int g,
+                          const uint16_t **rows) {
+    const q3_kv_cache *kv = j->kv;
+    int seq = j->b->seq[v->i0];
+    for (int p = v->p0; p < v->p1; p++)
+        rows[p - v->p0] = (const uint16_t *)q3_kv_head_row(kv, base, j->layer, seq, p, g);
+}
+
+/* F16 caches whose ISA reads F16 rows directly (vec.h): no widened copy of the chunk. */
+static bool reads_f16_rows(const attn_job *j) { return j->kv->type == Q3_TYPE_F16 && q3_vec()->dot_rows_f16; }
+
+/* scores[row][p - p0] for the chunk's keys of head g, from the block's queries in sc->queries. */
+static void chunk_scores(const attn_job *j, const chunk_view *v, int g, const thread_scratch *sc) {
+    int hd = j->m->cfg.head_dim, len = v->p1 - v->p0;
+    const float *q = (const float *)sc->queries;
+    if (reads_f16_rows(j)) {
+        const uint16_t *rows[CHUNK];
+        row_addresses(j, j->kv->k, v, g, rows);
+        q3_vec()->dot_rows_f16(sc->scores, CHUNK, q, v->rows, rows, len, hd);
+    } else if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* other float caches: keys widened first */
+        load_rows(j, j->kv->k, v, g, sc->rows);
+        q3_vec()->dot_rows(sc->scores, CHUNK, q, v->rows, sc->rows, len, hd);
+    } else { /* q8_0: its integer tile kernel against the quantized queries */
+        score_keys(j, v, g, sc->queries, sc->scores);
+    }
+}
+
+/* out[row][2..] = the chunk's value rows of head g weighed by the row's scores. */
+static void chunk_values(const attn_job *j, const chunk_view *v, int g, const thread_scratch *sc, float *out) {
+    int hd = j->m->cfg.head_dim, pf = partial_floats(hd), len = v->p1 - v->p0;
+    if (reads_f16_rows(j)) {
+        const uint16_t *rows[CHUNK];
+        row_addresses(j, j->kv->v, v, g, rows);
+        q3_vec()->mix_rows_f16(out + 2, (size_t)pf, sc->scores, CHUNK, v->rows, rows, len, hd);
+        return;
+    }
+    load_rows(j, j->kv->v, v, g, sc->rows);
+    q3_vec()->mix_rows(out + 2, (size_t)pf, sc->scores, CHUNK, v->rows, sc->rows, len, hd);
+}
+
 /* Chunk c of block blk over key/value head g: a partial per query row into out [rows][hd + 2],
  * from the block's queries already in sc->queries. A row whose token lies before the chunk gets
  * max -inf and sum 0 and is skipped when folding. */
 static void chunk_partial(const attn_job *j, int blk, int g, int c, const thread_scratch *sc, float *out) {
     int hd = j->m->cfg.head_dim, pf = partial_floats(hd);
     chunk_view v = view_of(j, blk, g, c);
-    float *scores = sc->scores, *vf = sc->rows;
-    if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* float caches: keys as f32 through the score kernel */
-        load_rows(j, j->kv->k, &v, g, vf);
-        q3_vec()->dot_rows(scores, CHUNK, (const float *)sc->queries, v.rows, vf, v.p1 - v.p0, hd);
-    } else { /* q8_0: its integer tile kernel against the quantized queries */
-        score_keys(j, &v, g, sc->queries, scores);
-    }
+    float *scores = sc->scores;
+    chunk_scores(j, &v, g, sc);
     float scale = 1.0f / sqrtf((float)hd);
     const q3_vec_ops *vec = q3_vec();
     int len = v.p1 - v.p0;
@@ -183,8 +219,7 @@ static void chunk_partial(const attn_job *j, int blk, int g, int c, const thread
             memset(s + seen, 0, (size_t)(len - seen) * sizeof(float)); /* positions past the token weigh 0 */
         }
     }
-    load_rows(j, j->kv->v, &v, g, vf);
-    vec->mix_rows(out + 2, (size_t)pf, scores, CHUNK, v.rows, vf, len, hd);
+    chunk_values(j, &v, g, sc, out);
 }
 
 /* state <- state (+) partial for one query row: the online-softmax merge. */

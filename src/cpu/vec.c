@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include "base/half.h"
 #include "quant/float_types.h"
 #include "cpu/kernel_table.h"
 
@@ -26,13 +27,37 @@ static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, c
         }
 }
 
+/* mix_rows over F16 rows by address, each half widened where it is used. */
+static void mix_rows_f16(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                         const uint16_t *const *rows, int n, int hd) {
+    for (int o = 0; o < n_out; o++) {
+        float *y = out + (size_t)o * out_stride;
+        const float *wo = w + (size_t)o * w_stride;
+        for (int d = 0; d < hd; d++) y[d] = 0;
+        for (int p = 0; p < n; p++)
+            for (int d = 0; d < hd; d++) y[d] += wo[p] * q3_f16_to_f32(rows[p][d]);
+    }
+}
+
+/* dot_rows over F16 rows by address. */
+static void dot_rows_f16(float *out, size_t out_stride, const float *q, int n_out, const uint16_t *const *rows, int n,
+                         int hd) {
+    for (int o = 0; o < n_out; o++)
+        for (int p = 0; p < n; p++) {
+            float s = 0;
+            for (int d = 0; d < hd; d++) s += q[(size_t)o * hd + d] * q3_f16_to_f32(rows[p][d]);
+            out[(size_t)o * out_stride + p] = s;
+        }
+}
+
 static float exp_sum(float *x, float max, int n) {
     float s = 0;
     for (int i = 0; i < n; i++) s += (x[i] = expf(x[i] - max));
     return s;
 }
 
-const q3_vec_ops q3_vec_scalar_ops = {q3_f16_to_float, q3_bf16_to_float, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_scalar_ops = {q3_f16_to_float, q3_bf16_to_float, mix_rows,    dot_rows,
+                                      exp_sum,         dot_rows_f16,     mix_rows_f16};
 
 const q3_vec_ops *q3_vec_isa(int isa) {
     if (!q3_isa_supported((q3_isa)isa)) return NULL;

@@ -24,6 +24,15 @@ typedef struct q3_vec_ops {
     void (*dot_rows)(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd);
     /* x[i] = exp(x[i] - max); returns the sum of the new x (accurate to a few ulp of expf) */
     float (*exp_sum)(float *x, float max, int n);
+    /* dot_rows and mix_rows over F16 rows given by address (row p at rows[p], hd halves each):
+     * the bits of dot_rows / mix_rows of this same table on the rows widened to floats. Decode
+     * at depth streams every cached key and value once a token; widened in a pass of their own,
+     * the cores waited on that stream with no arithmetic to overlap it (a third of the rate the
+     * weights stream at). NULL where an ISA has none: the caller widens the rows first. */
+    void (*dot_rows_f16)(float *out, size_t out_stride, const float *q, int n_out, const uint16_t *const *rows, int n,
+                         int hd);
+    void (*mix_rows_f16)(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                         const uint16_t *const *rows, int n, int hd);
 } q3_vec_ops;
 
 /* The routines of the active instruction set; cannot fail. */

@@ -3,6 +3,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include "cpu/kernels.h"
 #include "cpu/prefetch_x86.h"
 #include "cpu/vec.h"
@@ -29,18 +30,45 @@ void q3_bf16_to_float_avx2(const void *half, float *dst, int64_t n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-/* Four outputs by 32 columns: the 16 accumulators stay in registers over all n rows. */
-static void mix_4x32(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+#define INLINE static inline __attribute__((always_inline))
+
+/* Rows a call reads: floats one after another (v, hd apart), or F16 rows by address (h[p]),
+ * widened in registers. The kernels take `half` as a constant, so each caller gets a copy with
+ * one kind of load and the same arithmetic: the F16 rows give the float rows' bits. */
+typedef struct row_src {
+    const float *v;
+    const uint16_t *const *h;
+    int hd;
+} row_src;
+
+INLINE __m256 row8(row_src s, bool half, int p, int d) {
+    if (half) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s.h[p] + d)));
+    return _mm256_loadu_ps(s.v + (size_t)p * s.hd + d);
+}
+
+INLINE float row1(row_src s, bool half, int p, int d) {
+    return half ? _cvtsh_ss(s.h[p][d]) : s.v[(size_t)p * s.hd + d];
+}
+
+/* F16 rows come from DRAM at depth, a page run at a time: ask for row p + ROWS_AHEAD's line at
+ * column d while row p is used (a prefetch past the rows is skipped). */
+#define ROWS_AHEAD 16
+INLINE void ask_ahead(row_src s, bool half, int p, int n, int d) {
+    if (half && p + ROWS_AHEAD < n) _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d), _MM_HINT_T0);
+}
+
+/* Four outputs by the 32 columns from d0: the 16 accumulators stay in registers over all n rows. */
+INLINE void mix_4x32(float *out, size_t os, const float *w, size_t ws, row_src s, bool half, int n, int d0) {
     __m256 a[4][4];
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = _mm256_setzero_ps();
     for (int p = 0; p < n; p++) {
-        const float *vp = v + (size_t)p * hd;
+        ask_ahead(s, half, p, n, d0);
         __m256 x[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = _mm256_loadu_ps(vp + 8 * k);
+        for (int k = 0; k < 4; k++) x[k] = row8(s, half, p, d0 + 8 * k);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m256 wo = _mm256_set1_ps(w[o * ws + p]);
@@ -51,48 +79,69 @@ static void mix_4x32(float *out, size_t os, const float *w, size_t ws, const flo
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + o * os + 8 * k, a[o][k]);
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + o * os + d0 + 8 * k, a[o][k]);
 }
 
 /* One output, columns [d0, hd): 8 at a time, then one at a time with the same fused rounding. */
-static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
+INLINE void mix_rest(float *out, const float *w, row_src s, bool half, int n, int d0) {
     int d = d0;
-    for (; d + 8 <= hd; d += 8) {
+    for (; d + 8 <= s.hd; d += 8) {
         __m256 a = _mm256_setzero_ps();
-        for (int p = 0; p < n; p++) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), _mm256_loadu_ps(v + (size_t)p * hd + d), a);
+        for (int p = 0; p < n; p++) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), row8(s, half, p, d), a);
         _mm256_storeu_ps(out + d, a);
     }
-    for (; d < hd; d++) {
+    for (; d < s.hd; d++) {
         float a = 0;
-        for (int p = 0; p < n; p++) a = fmaf(w[p], v[(size_t)p * hd + d], a);
+        for (int p = 0; p < n; p++) a = fmaf(w[p], row1(s, half, p, d), a);
         out[d] = a;
     }
 }
 
-static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    int wide = hd / 32 * 32, o = 0;
+INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, bool half, int n) {
+    int wide = s.hd / 32 * 32, o = 0;
     for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 32) mix_4x32(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+        for (int d = 0; d < wide; d += 32) mix_4x32(out + o * os, os, w + o * ws, ws, s, half, n, d);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, half, n, wide);
     }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, half, n, 0);
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, hd}, false, n);
+}
+
+static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
+                         int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, hd}, true, n);
 }
 
 /* One score: 8 lanes over d, a fixed reduction, then the last d % 8 terms one at a time. */
-static float dot_one(const float *q, const float *k, int hd) {
+INLINE float dot_one(const float *q, row_src s, bool half, int p) {
     __m256 a = _mm256_setzero_ps();
     int d = 0;
-    for (; d + 8 <= hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a);
+    for (; d + 8 <= s.hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), row8(s, half, p, d), a);
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    float s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-    for (; d < hd; d++) s = fmaf(q[d], k[d], s);
-    return s;
+    float sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    for (; d < s.hd; d++) sum = fmaf(q[d], row1(s, half, p, d), sum);
+    return sum;
 }
 
-static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd) {
-    for (int o = 0; o < n_out; o++)
-        for (int p = 0; p < n; p++) out[(size_t)o * out_stride + p] = dot_one(q + (size_t)o * hd, k + (size_t)p * hd, hd);
+/* Every score on its own; rows in the outer loop, so each row runs past every query while it
+ * sits in L1. */
+INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, bool half, int n) {
+    for (int p = 0; p < n; p++) {
+        for (int d = 0; d < s.hd; d += 32) ask_ahead(s, half, p, n, d);
+        for (int o = 0; o < n_out; o++) out[(size_t)o * os + p] = dot_one(q + (size_t)o * s.hd, s, half, p);
+    }
+}
+
+static void dot_rows(float *out, size_t os, const float *q, int n_out, const float *k, int n, int hd) {
+    dot_any(out, os, q, n_out, (row_src){k, NULL, hd}, false, n);
+}
+
+static void dot_rows_f16(float *out, size_t os, const float *q, int n_out, const uint16_t *const *rows, int n, int hd) {
+    dot_any(out, os, q, n_out, (row_src){NULL, rows, hd}, true, n);
 }
 
 /* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2], exp(r) by a degree-6 polynomial. */
@@ -126,5 +175,6 @@ static float exp_sum(float *x, float max, int n) {
     return s + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx2_ops = {q3_f16_to_float_avx2, q3_bf16_to_float_avx2, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_avx2_ops = {q3_f16_to_float_avx2, q3_bf16_to_float_avx2, mix_rows, dot_rows, exp_sum,
+                                   dot_rows_f16,         mix_rows_f16};
 #endif

@@ -2,6 +2,7 @@
  * has them). */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdbool.h>
 #include "cpu/kernels.h"
 #include "cpu/prefetch_x86.h"
 #include "cpu/vec.h"
@@ -28,19 +29,47 @@ void q3_bf16_to_float_avx512(const void *half, float *dst, int64_t n) {
     q3_vec_avx2_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-/* Four outputs by 64 columns: the 16 accumulators stay in registers over all n rows, and each row
- * of v is loaded once for the four. */
-static void mix_4x64(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+#define INLINE static inline __attribute__((always_inline))
+
+/* Rows a call reads: floats one after another (v, hd apart), or F16 rows by address (h[p]),
+ * widened in registers. The kernels below take `half` as a constant, so each caller gets a copy
+ * with one kind of load and the same arithmetic: the F16 rows give the float rows' bits. */
+typedef struct row_src {
+    const float *v;
+    const uint16_t *const *h;
+    int hd;
+} row_src;
+
+/* 16 values of row p from column d (lanes outside m zero). */
+INLINE __m512 row16(row_src s, bool half, int p, int d, __mmask16 m) {
+    if (half) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s.h[p] + d));
+    return _mm512_maskz_loadu_ps(m, s.v + (size_t)p * s.hd + d);
+}
+
+/* F16 rows come from DRAM at depth, a page run at a time: ask for row p + ROWS_AHEAD's two
+ * lines of columns [d, d + 64) while row p is used (a prefetch past the rows is skipped). */
+#define ROWS_AHEAD 16
+INLINE void ask_ahead(row_src s, bool half, int p, int n, int d) {
+    if (!half || p + ROWS_AHEAD >= n) return;
+    _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d), _MM_HINT_T0);
+    if (d + 32 < s.hd) _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d + 32), _MM_HINT_T0);
+}
+
+static inline __mmask16 lanes_left(int hd, int d) { return hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1); }
+
+/* Four outputs by the 64 columns from d0: the 16 accumulators stay in registers over all n
+ * rows, and each row's 64 values are loaded once for the four. */
+INLINE void mix_4x64(float *out, size_t os, const float *w, size_t ws, row_src s, bool half, int n, int d0) {
     __m512 a[4][4];
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = _mm512_setzero_ps();
     for (int p = 0; p < n; p++) {
-        const float *vp = v + (size_t)p * hd;
+        ask_ahead(s, half, p, n, d0);
         __m512 x[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = _mm512_loadu_ps(vp + 16 * k);
+        for (int k = 0; k < 4; k++) x[k] = row16(s, half, p, d0 + 16 * k, 0xffff);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m512 wo = _mm512_set1_ps(w[o * ws + p]);
@@ -51,34 +80,42 @@ static void mix_4x64(float *out, size_t os, const float *w, size_t ws, const flo
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + o * os + 16 * k, a[o][k]);
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + o * os + d0 + 16 * k, a[o][k]);
 }
 
 /* One output, columns [d0, hd), 16 at a time (the last masked): the same sums, for the outputs
  * and columns the 4 x 64 blocks leave over. */
-static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
-    for (int d = d0; d < hd; d += 16) {
-        __mmask16 m = hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1);
+INLINE void mix_rest(float *out, const float *w, row_src s, bool half, int n, int d0) {
+    for (int d = d0; d < s.hd; d += 16) {
+        __mmask16 m = lanes_left(s.hd, d);
         __m512 a = _mm512_setzero_ps();
-        for (int p = 0; p < n; p++)
-            a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), _mm512_maskz_loadu_ps(m, v + (size_t)p * hd + d), a);
+        for (int p = 0; p < n; p++) a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), row16(s, half, p, d, m), a);
         _mm512_mask_storeu_ps(out + d, m, a);
     }
 }
 
-static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    int wide = hd / 64 * 64, o = 0;
+INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, bool half, int n) {
+    int wide = s.hd / 64 * 64, o = 0;
     for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os, os, w + o * ws, ws, s, half, n, d);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, half, n, wide);
     }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, half, n, 0);
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, hd}, false, n);
+}
+
+static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
+                         int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, hd}, true, n);
 }
 
 /* Scores reduce each 16-lane accumulator by one tree: lanes i + (i + 8), then + 4, + 2, + 1.
  * sum16 does it for 16 accumulators at once (accumulator 4m + j ends in lane 4j + m), sum1 for
  * one. */
-static inline __attribute__((always_inline)) __m512 sum16(const __m512 v[16]) {
+INLINE __m512 sum16(const __m512 v[16]) {
     __m512 a[8], b[4], c[2];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) /* [v lanes 0-7 + 8-15 | w lanes 0-7 + 8-15] */
@@ -103,51 +140,62 @@ static float sum1(__m512 v) {
     return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
-/* q . k over hd, 16 lanes (the last step masked) into acc: the accumulation of every score. */
-static inline __m512 dot_lanes(const float *q, const float *k, int hd, __m512 acc) {
-    for (int d = 0; d < hd; d += 16) {
-        __mmask16 m = hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), _mm512_maskz_loadu_ps(m, k + d), acc);
+/* One score: q . row p over hd, 16 lanes (the last step masked), reduced by sum1. */
+INLINE float dot_one(const float *q, row_src s, bool half, int p) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int d = 0; d < s.hd; d += 16) {
+        __mmask16 m = lanes_left(s.hd, d);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), row16(s, half, p, d, m), acc);
     }
-    return acc;
+    return sum1(acc);
 }
 
-/* Four query rows by four key rows: 16 accumulators, each query and key vector loaded once for
+/* Four query rows by rows p..p+3: 16 accumulators, each query and key vector loaded once for
  * four products, and one transposed reduction for the 16 scores. */
-static void dot_4x4(float *out, size_t os, const float *q, const float *k, int hd) {
+INLINE void dot_4x4(float *out, size_t os, const float *q, row_src s, bool half, int p) {
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-    for (int d = 0; d < hd; d += 16) {
-        __mmask16 m = hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1);
+    for (int d = 0; d < s.hd; d += 16) {
+        __mmask16 m = lanes_left(s.hd, d);
         __m512 kv[4];
 #pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) kv[p] = _mm512_maskz_loadu_ps(m, k + (size_t)p * hd + d);
+        for (int r = 0; r < 4; r++) kv[r] = row16(s, half, p + r, d, m);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
-            __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)o * hd + d);
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)o * s.hd + d);
 #pragma GCC unroll 4
-            for (int p = 0; p < 4; p++) acc[4 * o + p] = _mm512_fmadd_ps(qv, kv[p], acc[4 * o + p]);
+            for (int r = 0; r < 4; r++) acc[4 * o + r] = _mm512_fmadd_ps(qv, kv[r], acc[4 * o + r]);
         }
     }
-    float s[16];
-    _mm512_storeu_ps(s, sum16(acc));
+    float sums[16];
+    _mm512_storeu_ps(sums, sum16(acc));
     for (int o = 0; o < 4; o++)
-        for (int p = 0; p < 4; p++) out[o * os + p] = s[4 * p + o];
+        for (int r = 0; r < 4; r++) out[o * os + p + r] = sums[4 * r + o];
+}
+
+/* Score (o, p) takes dot_4x4 when o and p both lie in whole blocks of four, dot_one otherwise,
+ * in either loop order: rows p..p+3 run past every block of queries while they sit in L1. */
+INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, bool half, int n) {
+    int hd = s.hd, p = 0;
+    for (; p + 4 <= n; p += 4) {
+        for (int r = 0; r < 4; r++)
+            for (int d = 0; d < hd; d += 64) ask_ahead(s, half, p + r, n, d);
+        int o = 0;
+        for (; o + 4 <= n_out; o += 4) dot_4x4(out + o * os, os, q + (size_t)o * hd, s, half, p);
+        for (; o < n_out; o++)
+            for (int r = p; r < p + 4; r++) out[o * os + r] = dot_one(q + (size_t)o * hd, s, half, r);
+    }
+    for (; p < n; p++)
+        for (int o = 0; o < n_out; o++) out[o * os + p] = dot_one(q + (size_t)o * hd, s, half, p);
 }
 
 static void dot_rows(float *out, size_t os, const float *q, int n_out, const float *k, int n, int hd) {
-    int o = 0;
-    for (; o + 4 <= n_out; o += 4) {
-        int p = 0;
-        for (; p + 4 <= n; p += 4) dot_4x4(out + o * os + p, os, q + (size_t)o * hd, k + (size_t)p * hd, hd);
-        for (; p < n; p++)
-            for (int r = o; r < o + 4; r++)
-                out[r * os + p] = sum1(dot_lanes(q + (size_t)r * hd, k + (size_t)p * hd, hd, _mm512_setzero_ps()));
-    }
-    for (; o < n_out; o++)
-        for (int p = 0; p < n; p++)
-            out[o * os + p] = sum1(dot_lanes(q + (size_t)o * hd, k + (size_t)p * hd, hd, _mm512_setzero_ps()));
+    dot_any(out, os, q, n_out, (row_src){k, NULL, hd}, false, n);
+}
+
+static void dot_rows_f16(float *out, size_t os, const float *q, int n_out, const uint16_t *const *rows, int n, int hd) {
+    dot_any(out, os, q, n_out, (row_src){NULL, rows, hd}, true, n);
 }
 
 static __m512 exp16(__m512 x) {
@@ -176,5 +224,6 @@ static float exp_sum(float *x, float max, int n) {
     return _mm512_reduce_add_ps(acc) + q3_vec_avx2_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_avx512_ops = {q3_f16_to_float_avx512, q3_bf16_to_float_avx512, mix_rows, dot_rows, exp_sum};
+const q3_vec_ops q3_vec_avx512_ops = {q3_f16_to_float_avx512, q3_bf16_to_float_avx512, mix_rows, dot_rows, exp_sum,
+                                     dot_rows_f16,           mix_rows_f16};
 #endif

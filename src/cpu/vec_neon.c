@@ -123,5 +123,6 @@ static float exp_sum(float *x, float max, int n) {
     return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum};
+/* No F16 row kernels yet: attention widens the cached rows first (vec.h). */
+const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum, NULL, NULL};
 #endif
