@@ -6,6 +6,8 @@
 #include "base/half.h"
 #include "cpu/vec.h"
 #include "cpu/kernel_table.h"
+#include "quant/blocks.h"
+#include "quant/types.h"
 #include "isa_coverage.h"
 #include "testutil.h"
 
@@ -144,6 +146,40 @@ static void test_f16_rows(void **state) {
     }
 }
 
+/* mix_rows_q8_0 against the same table's mix_rows on the rows Q8_0's scalar to_float gives:
+ * the same bits, for scattered rows, extreme levels (-128, 127) and scales of either sign. */
+static void test_q8_0_rows(void **state) {
+    (void)state;
+    enum { OUTS = 11, KEYS = 37, MAXB = 6 };
+    static q3_block_q8_0 block[2 * KEYS * MAXB];
+    static float w[OUTS * KEYS], wide[KEYS * MAXB * Q3_QK], want[OUTS * MAXB * Q3_QK], got[OUTS * MAXB * Q3_QK];
+    for (int i = 0; i < 2 * KEYS * MAXB; i++) {
+        block[i].d = q3_f32_to_f16(uniform(-0.05f, 0.05f));
+        for (int k = 0; k < Q3_QK; k++) block[i].qs[k] = (int8_t)(k == 0 ? -128 : k == 1 ? 127 : (int)uniform(-128, 128));
+    }
+    for (int i = 0; i < OUTS * KEYS; i++) w[i] = uniform(0, 1);
+    const int dims[] = {128, 64, 192, 32};
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        const q3_vec_ops *vo = q3_vec_isa(isa);
+        if (!vo || !vo->mix_rows_q8_0) continue;
+        for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+            int hd = dims[t], os = MAXB * Q3_QK;
+            const void *rows[KEYS];
+            for (int p = 0; p < KEYS; p++) {
+                rows[p] = block + (size_t)(2 * (KEYS - 1 - p)) * (hd / Q3_QK);
+                q3_type_get_isa(Q3_TYPE_Q8_0, Q3_ISA_SCALAR)->to_float(rows[p], wide + (size_t)p * hd, hd);
+            }
+            for (int n_out = 1; n_out <= OUTS; n_out += 3)
+                for (int n = 1; n <= KEYS; n += 6) {
+                    vo->mix_rows(want, os, w, KEYS, n_out, wide, n, hd);
+                    vo->mix_rows_q8_0(got, os, w, KEYS, n_out, rows, n, hd);
+                    for (int o = 0; o < n_out; o++) assert_memory_equal(want + o * os, got + o * os, hd * sizeof(float));
+                }
+        }
+        printf("  %s mix_rows_q8_0: mix_rows' bits on the dequantized rows\n", q3_isa_name((q3_isa)isa));
+    }
+}
+
 static void test_exp(void **state) {
     (void)state;
     float e[N];
@@ -170,7 +206,7 @@ static void test_exp(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_isa_coverage), cmocka_unit_test(test_conversions),
                                        cmocka_unit_test(test_mix_rows), cmocka_unit_test(test_dot_rows),
-                                       cmocka_unit_test(test_f16_rows),
+                                       cmocka_unit_test(test_f16_rows), cmocka_unit_test(test_q8_0_rows),
                                        cmocka_unit_test(test_exp)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -157,12 +157,16 @@ static void load_rows(const attn_job *j, const unsigned char *base, const chunk_
 }
 
 /* The addresses of the chunk's F16 key or value rows (base kv->k or kv->v) of head g. */
-static void row_addresses(const attn_job *j, const unsigned char *base, const chunk_view *v, int g,
-                          const uint16_t **rows) {
-    const q3_kv_cache *kv = j->kv;
+static void f16_rows(const attn_job *j, const unsigned char *base, const chunk_view *v, int g, const uint16_t **rows) {
     int seq = j->b->seq[v->i0];
     for (int p = v->p0; p < v->p1; p++)
-        rows[p - v->p0] = (const uint16_t *)q3_kv_head_row(kv, base, j->layer, seq, p, g);
+        rows[p - v->p0] = (const uint16_t *)q3_kv_head_row(j->kv, base, j->layer, seq, p, g);
+}
+
+/* The same for a Q8_0 cache's rows, each hd / 32 blocks. */
+static void q8_0_rows(const attn_job *j, const unsigned char *base, const chunk_view *v, int g, const void **rows) {
+    int seq = j->b->seq[v->i0];
+    for (int p = v->p0; p < v->p1; p++) rows[p - v->p0] = q3_kv_head_row(j->kv, base, j->layer, seq, p, g);
 }
 
 /* F16 caches whose ISA reads F16 rows directly (vec.h): no widened copy of the chunk. */
@@ -174,7 +178,7 @@ static void chunk_scores(const attn_job *j, const chunk_view *v, int g, const th
     const float *q = (const float *)sc->queries;
     if (reads_f16_rows(j)) {
         const uint16_t *rows[CHUNK];
-        row_addresses(j, j->kv->k, v, g, rows);
+        f16_rows(j, j->kv->k, v, g, rows);
         q3_vec()->dot_rows_f16(sc->scores, CHUNK, q, v->rows, rows, len, hd);
     } else if (j->tr->vec_dot_type == Q3_TYPE_F32) { /* other float caches: keys widened first */
         load_rows(j, j->kv->k, v, g, sc->rows);
@@ -184,17 +188,24 @@ static void chunk_scores(const attn_job *j, const chunk_view *v, int g, const th
     }
 }
 
-/* out[row][2..] = the chunk's value rows of head g weighed by the row's scores. */
+/* out[row][2..] = the chunk's value rows of head g weighed by the row's scores: F16 and Q8_0
+ * rows read in place where the ISA can, other caches (and ISAs) through a float copy. */
 static void chunk_values(const attn_job *j, const chunk_view *v, int g, const thread_scratch *sc, float *out) {
     int hd = j->m->cfg.head_dim, pf = partial_floats(hd), len = v->p1 - v->p0;
+    const q3_vec_ops *vec = q3_vec();
+    float *o = out + 2;
     if (reads_f16_rows(j)) {
         const uint16_t *rows[CHUNK];
-        row_addresses(j, j->kv->v, v, g, rows);
-        q3_vec()->mix_rows_f16(out + 2, (size_t)pf, sc->scores, CHUNK, v->rows, rows, len, hd);
-        return;
+        f16_rows(j, j->kv->v, v, g, rows);
+        vec->mix_rows_f16(o, (size_t)pf, sc->scores, CHUNK, v->rows, rows, len, hd);
+    } else if (j->kv->type == Q3_TYPE_Q8_0 && vec->mix_rows_q8_0) {
+        const void *rows[CHUNK];
+        q8_0_rows(j, j->kv->v, v, g, rows);
+        vec->mix_rows_q8_0(o, (size_t)pf, sc->scores, CHUNK, v->rows, rows, len, hd);
+    } else {
+        load_rows(j, j->kv->v, v, g, sc->rows);
+        vec->mix_rows(o, (size_t)pf, sc->scores, CHUNK, v->rows, sc->rows, len, hd);
     }
-    load_rows(j, j->kv->v, v, g, sc->rows);
-    q3_vec()->mix_rows(out + 2, (size_t)pf, sc->scores, CHUNK, v->rows, sc->rows, len, hd);
 }
 
 /* Chunk c of block blk over key/value head g: a partial per query row into out [rows][hd + 2],

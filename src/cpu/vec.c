@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include "base/half.h"
+#include "quant/blocks.h"
 #include "quant/float_types.h"
 #include "cpu/kernel_table.h"
 
@@ -39,6 +40,21 @@ static void mix_rows_f16(float *out, size_t out_stride, const float *w, size_t w
     }
 }
 
+/* mix_rows over Q8_0 rows by address, each value dequantized where it is used. */
+static void mix_rows_q8_0(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                          const void *const *rows, int n, int hd) {
+    for (int o = 0; o < n_out; o++) {
+        float *y = out + (size_t)o * out_stride;
+        const float *wo = w + (size_t)o * w_stride;
+        for (int d = 0; d < hd; d++) y[d] = 0;
+        for (int p = 0; p < n; p++) {
+            const q3_block_q8_0 *b = rows[p];
+            for (int d = 0; d < hd; d++)
+                y[d] += wo[p] * ((float)b[d / Q3_QK].qs[d % Q3_QK] * q3_f16_to_f32(b[d / Q3_QK].d));
+        }
+    }
+}
+
 /* dot_rows over F16 rows by address. */
 static void dot_rows_f16(float *out, size_t out_stride, const float *q, int n_out, const uint16_t *const *rows, int n,
                          int hd) {
@@ -57,7 +73,8 @@ static float exp_sum(float *x, float max, int n) {
 }
 
 const q3_vec_ops q3_vec_scalar_ops = {q3_f16_to_float, q3_bf16_to_float, mix_rows,    dot_rows,
-                                      exp_sum,         dot_rows_f16,     mix_rows_f16};
+                                      exp_sum,         dot_rows_f16,     mix_rows_f16,
+                                      mix_rows_q8_0};
 
 const q3_vec_ops *q3_vec_isa(int isa) {
     if (!q3_isa_supported((q3_isa)isa)) return NULL;

@@ -33,6 +33,11 @@ typedef struct q3_vec_ops {
                          int hd);
     void (*mix_rows_f16)(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
                          const uint16_t *const *rows, int n, int hd);
+    /* mix_rows over Q8_0 rows by address (rows[p]: hd / 32 blocks), each value its level times
+     * its block's scale as Q8_0's to_float gives it: the bits of mix_rows on the dequantized
+     * rows, for a Q8_0 cache's values. NULL where an ISA has none. */
+    void (*mix_rows_q8_0)(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                          const void *const *rows, int n, int hd);
 } q3_vec_ops;
 
 /* The routines of the active instruction set; cannot fail. */

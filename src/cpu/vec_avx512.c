@@ -6,6 +6,7 @@
 #include "cpu/kernels.h"
 #include "cpu/prefetch_x86.h"
 #include "cpu/vec.h"
+#include "quant/blocks.h"
 
 /* Attention widens every cached F16 key and value row through this at depth, a stream the
  * hardware prefetchers lose at each page run: it asks for the bytes ahead itself. */
@@ -31,26 +32,42 @@ void q3_bf16_to_float_avx512(const void *half, float *dst, int64_t n) {
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Rows a call reads: floats one after another (v, hd apart), or F16 rows by address (h[p]),
- * widened in registers. The kernels below take `half` as a constant, so each caller gets a copy
- * with one kind of load and the same arithmetic: the F16 rows give the float rows' bits. */
+/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) widened
+ * in registers, or Q8_0 rows by address (b[p]) dequantized in registers. The kernels below take
+ * the kind as a constant, so each caller gets a copy with one kind of load and the same
+ * arithmetic: F16 and Q8_0 rows give the bits of the float rows that to_float makes of them. */
+enum { ROW_F32, ROW_F16, ROW_Q8_0 };
 typedef struct row_src {
     const float *v;
     const uint16_t *const *h;
+    const void *const *b;
     int hd;
 } row_src;
 
-/* 16 values of row p from column d (lanes outside m zero). */
-INLINE __m512 row16(row_src s, bool half, int p, int d, __mmask16 m) {
-    if (half) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s.h[p] + d));
+/* 16 values of row p from column d (lanes outside m zero; Q8_0 rows, whose hd is a multiple of
+ * 32, never need the mask). */
+INLINE __m512 row16(row_src s, int kind, int p, int d, __mmask16 m) {
+    if (kind == ROW_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s.h[p] + d));
+    if (kind == ROW_Q8_0) {
+        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
+        __m128i q = _mm_loadu_si128((const __m128i *)(blk->qs + d % Q3_QK));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(blk->d)));
+    }
     return _mm512_maskz_loadu_ps(m, s.v + (size_t)p * s.hd + d);
 }
 
-/* F16 rows come from DRAM at depth, a page run at a time: ask for row p + ROWS_AHEAD's two
- * lines of columns [d, d + 64) while row p is used (a prefetch past the rows is skipped). */
+/* Cached rows come from DRAM at depth, a page run at a time: ask for the lines of row
+ * p + ROWS_AHEAD that hold columns [d, d + 64) while row p is used (a prefetch past the rows is
+ * skipped). */
 #define ROWS_AHEAD 16
-INLINE void ask_ahead(row_src s, bool half, int p, int n, int d) {
-    if (!half || p + ROWS_AHEAD >= n) return;
+INLINE void ask_ahead(row_src s, int kind, int p, int n, int d) {
+    if (kind == ROW_F32 || p + ROWS_AHEAD >= n) return;
+    if (kind == ROW_Q8_0) { /* 64 columns: two blocks, 68 bytes */
+        const char *at = (const char *)((const q3_block_q8_0 *)s.b[p + ROWS_AHEAD] + d / Q3_QK);
+        _mm_prefetch(at, _MM_HINT_T0);
+        _mm_prefetch(at + 64, _MM_HINT_T0);
+        return;
+    }
     _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d), _MM_HINT_T0);
     if (d + 32 < s.hd) _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d + 32), _MM_HINT_T0);
 }
@@ -59,17 +76,17 @@ static inline __mmask16 lanes_left(int hd, int d) { return hd - d >= 16 ? 0xffff
 
 /* Four outputs by the 64 columns from d0: the 16 accumulators stay in registers over all n
  * rows, and each row's 64 values are loaded once for the four. */
-INLINE void mix_4x64(float *out, size_t os, const float *w, size_t ws, row_src s, bool half, int n, int d0) {
+INLINE void mix_4x64(float *out, size_t os, const float *w, size_t ws, row_src s, int kind, int n, int d0) {
     __m512 a[4][4];
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = _mm512_setzero_ps();
     for (int p = 0; p < n; p++) {
-        ask_ahead(s, half, p, n, d0);
+        ask_ahead(s, kind, p, n, d0);
         __m512 x[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = row16(s, half, p, d0 + 16 * k, 0xffff);
+        for (int k = 0; k < 4; k++) x[k] = row16(s, kind, p, d0 + 16 * k, 0xffff);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m512 wo = _mm512_set1_ps(w[o * ws + p]);
@@ -85,31 +102,36 @@ INLINE void mix_4x64(float *out, size_t os, const float *w, size_t ws, row_src s
 
 /* One output, columns [d0, hd), 16 at a time (the last masked): the same sums, for the outputs
  * and columns the 4 x 64 blocks leave over. */
-INLINE void mix_rest(float *out, const float *w, row_src s, bool half, int n, int d0) {
+INLINE void mix_rest(float *out, const float *w, row_src s, int kind, int n, int d0) {
     for (int d = d0; d < s.hd; d += 16) {
         __mmask16 m = lanes_left(s.hd, d);
         __m512 a = _mm512_setzero_ps();
-        for (int p = 0; p < n; p++) a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), row16(s, half, p, d, m), a);
+        for (int p = 0; p < n; p++) a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), row16(s, kind, p, d, m), a);
         _mm512_mask_storeu_ps(out + d, m, a);
     }
 }
 
-INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, bool half, int n) {
+INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, int kind, int n) {
     int wide = s.hd / 64 * 64, o = 0;
     for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os, os, w + o * ws, ws, s, half, n, d);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, half, n, wide);
+        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os, os, w + o * ws, ws, s, kind, n, d);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, kind, n, wide);
     }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, half, n, 0);
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, kind, n, 0);
 }
 
 static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, hd}, false, n);
+    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, NULL, hd}, ROW_F32, n);
 }
 
 static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
                          int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, hd}, true, n);
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
+}
+
+static void mix_rows_q8_0(float *out, size_t os, const float *w, size_t ws, int n_out, const void *const *rows, int n,
+                          int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, NULL, rows, hd}, ROW_Q8_0, n);
 }
 
 /* Scores reduce each 16-lane accumulator by one tree: lanes i + (i + 8), then + 4, + 2, + 1.
@@ -141,18 +163,18 @@ static float sum1(__m512 v) {
 }
 
 /* One score: q . row p over hd, 16 lanes (the last step masked), reduced by sum1. */
-INLINE float dot_one(const float *q, row_src s, bool half, int p) {
+INLINE float dot_one(const float *q, row_src s, int kind, int p) {
     __m512 acc = _mm512_setzero_ps();
     for (int d = 0; d < s.hd; d += 16) {
         __mmask16 m = lanes_left(s.hd, d);
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), row16(s, half, p, d, m), acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + d), row16(s, kind, p, d, m), acc);
     }
     return sum1(acc);
 }
 
 /* Four query rows by rows p..p+3: 16 accumulators, each query and key vector loaded once for
  * four products, and one transposed reduction for the 16 scores. */
-INLINE void dot_4x4(float *out, size_t os, const float *q, row_src s, bool half, int p) {
+INLINE void dot_4x4(float *out, size_t os, const float *q, row_src s, int kind, int p) {
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
@@ -160,7 +182,7 @@ INLINE void dot_4x4(float *out, size_t os, const float *q, row_src s, bool half,
         __mmask16 m = lanes_left(s.hd, d);
         __m512 kv[4];
 #pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) kv[r] = row16(s, half, p + r, d, m);
+        for (int r = 0; r < 4; r++) kv[r] = row16(s, kind, p + r, d, m);
 #pragma GCC unroll 4
         for (int o = 0; o < 4; o++) {
             __m512 qv = _mm512_maskz_loadu_ps(m, q + (size_t)o * s.hd + d);
@@ -176,26 +198,26 @@ INLINE void dot_4x4(float *out, size_t os, const float *q, row_src s, bool half,
 
 /* Score (o, p) takes dot_4x4 when o and p both lie in whole blocks of four, dot_one otherwise,
  * in either loop order: rows p..p+3 run past every block of queries while they sit in L1. */
-INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, bool half, int n) {
+INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, int kind, int n) {
     int hd = s.hd, p = 0;
     for (; p + 4 <= n; p += 4) {
         for (int r = 0; r < 4; r++)
-            for (int d = 0; d < hd; d += 64) ask_ahead(s, half, p + r, n, d);
+            for (int d = 0; d < hd; d += 64) ask_ahead(s, kind, p + r, n, d);
         int o = 0;
-        for (; o + 4 <= n_out; o += 4) dot_4x4(out + o * os, os, q + (size_t)o * hd, s, half, p);
+        for (; o + 4 <= n_out; o += 4) dot_4x4(out + o * os, os, q + (size_t)o * hd, s, kind, p);
         for (; o < n_out; o++)
-            for (int r = p; r < p + 4; r++) out[o * os + r] = dot_one(q + (size_t)o * hd, s, half, r);
+            for (int r = p; r < p + 4; r++) out[o * os + r] = dot_one(q + (size_t)o * hd, s, kind, r);
     }
     for (; p < n; p++)
-        for (int o = 0; o < n_out; o++) out[o * os + p] = dot_one(q + (size_t)o * hd, s, half, p);
+        for (int o = 0; o < n_out; o++) out[o * os + p] = dot_one(q + (size_t)o * hd, s, kind, p);
 }
 
 static void dot_rows(float *out, size_t os, const float *q, int n_out, const float *k, int n, int hd) {
-    dot_any(out, os, q, n_out, (row_src){k, NULL, hd}, false, n);
+    dot_any(out, os, q, n_out, (row_src){k, NULL, NULL, hd}, ROW_F32, n);
 }
 
 static void dot_rows_f16(float *out, size_t os, const float *q, int n_out, const uint16_t *const *rows, int n, int hd) {
-    dot_any(out, os, q, n_out, (row_src){NULL, rows, hd}, true, n);
+    dot_any(out, os, q, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
 }
 
 static __m512 exp16(__m512 x) {
@@ -225,5 +247,5 @@ static float exp_sum(float *x, float max, int n) {
 }
 
 const q3_vec_ops q3_vec_avx512_ops = {q3_f16_to_float_avx512, q3_bf16_to_float_avx512, mix_rows, dot_rows, exp_sum,
-                                     dot_rows_f16,           mix_rows_f16};
+                                     dot_rows_f16,           mix_rows_f16,            mix_rows_q8_0};
 #endif

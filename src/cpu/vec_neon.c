@@ -124,5 +124,5 @@ static float exp_sum(float *x, float max, int n) {
 }
 
 /* No F16 row kernels yet: attention widens the cached rows first (vec.h). */
-const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum, NULL, NULL};
+const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum, NULL, NULL, NULL};
 #endif
