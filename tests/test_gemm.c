@@ -37,15 +37,28 @@ static void fill_weight_blocks(q3_type t, uint8_t *row, int64_t n_blocks) {
     if (!fill_random_blocks(t, row, n_blocks)) fail_msg("no random blocks for %s", q3_type_name(t));
 }
 
+/* The lattice i-quants (IQ2_XXS .. IQ1_M): their vec_dots, as llama.cpp's, move each weight's
+ * sign onto the activation, which -128 does not survive; the AVX-512 tiles multiply exactly. */
+static bool is_lattice_type(q3_type t) {
+    return t == Q3_TYPE_IQ2_XXS || t == Q3_TYPE_IQ2_XS || t == Q3_TYPE_IQ2_S || t == Q3_TYPE_IQ3_XXS ||
+           t == Q3_TYPE_IQ3_S || t == Q3_TYPE_IQ1_S || t == Q3_TYPE_IQ1_M;
+}
+
 /* An activation row of n elements for weights of type t: quantized Gaussian values with
- * outliers, or (raw) Q8_K blocks of arbitrary int8 values, -128 included, with their sums. */
+ * outliers, or (raw) Q8_K blocks of arbitrary int8 values with their sums: -128 included, but
+ * for the lattice types, whose kernels agree on the levels Q8_K holds, -127..127 (checked
+ * below for the quantized rows). */
 static void fill_activations(q3_isa isa, q3_type t, uint8_t *act, int64_t n, bool raw) {
     const q3_type_traits *at = q3_type_get_isa(q3_type_get(t)->vec_dot_type, isa);
     if (raw && at == q3_type_get_isa(Q3_TYPE_Q8_K, isa)) {
         q3_block_q8_k *b = (q3_block_q8_k *)act;
+        int lowest = is_lattice_type(t) ? -127 : -128;
         for (int64_t i = 0; i < n / Q3_QK_K; i++) {
             b[i].d = 0.01f * rng_gauss();
-            for (int j = 0; j < Q3_QK_K; j++) b[i].qs[j] = (int8_t)rng_next();
+            for (int j = 0; j < Q3_QK_K; j++) {
+                int8_t q = (int8_t)rng_next();
+                b[i].qs[j] = q < lowest ? (int8_t)lowest : q;
+            }
             for (int j = 0; j < Q3_QK_K / 16; j++) {
                 int s = 0;
                 for (int l = 0; l < 16; l++) s += b[i].qs[16 * j + l];
@@ -58,6 +71,9 @@ static void fill_activations(q3_isa isa, q3_type t, uint8_t *act, int64_t n, boo
     for (int64_t i = 0; i < n; i++) x[i] = rng_gauss() * (rng_next() % 32 == 0 ? 8.0f : 1.0f);
     at->from_float(x, act, n);
     free(x);
+    if (at == q3_type_get_isa(Q3_TYPE_Q8_K, isa)) /* the largest magnitude maps to -127: no -128 */
+        for (int64_t i = 0; i < n / Q3_QK_K; i++)
+            for (int j = 0; j < Q3_QK_K; j++) assert_true(((q3_block_q8_k *)act)[i].qs[j] >= -127);
 }
 
 /* ---- the comparison ---- */
@@ -145,9 +161,10 @@ static void check_rows(const problem *p, int r0, int nr, int c) {
     }
 }
 
-static const q3_type GEMM_TYPES[] = {Q3_TYPE_F32,  Q3_TYPE_F16,  Q3_TYPE_BF16, Q3_TYPE_Q8_0,   Q3_TYPE_Q2_K,
-                                     Q3_TYPE_Q3_K, Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K,   Q3_TYPE_IQ4_XS,
-                                     Q3_TYPE_IQ4_NL};
+static const q3_type GEMM_TYPES[] = {
+    Q3_TYPE_F32,    Q3_TYPE_F16,     Q3_TYPE_BF16,   Q3_TYPE_Q8_0,    Q3_TYPE_Q2_K,  Q3_TYPE_Q3_K,
+    Q3_TYPE_Q4_K,   Q3_TYPE_Q5_K,    Q3_TYPE_Q6_K,   Q3_TYPE_IQ4_XS,  Q3_TYPE_IQ4_NL, Q3_TYPE_IQ2_XXS,
+    Q3_TYPE_IQ2_XS, Q3_TYPE_IQ2_S,   Q3_TYPE_IQ3_XXS, Q3_TYPE_IQ3_S,  Q3_TYPE_IQ1_S, Q3_TYPE_IQ1_M};
 #define N_GEMM_TYPES (sizeof GEMM_TYPES / sizeof GEMM_TYPES[0])
 
 /* Every (nr, nc) edge on a few row lengths: 1, 2 (and for Q8_0 odd) blocks, and longer rows;
@@ -294,6 +311,10 @@ static void test_gemm_installed(void **state) {
         for (size_t k = 0; k < sizeof avx2 / sizeof avx2[0]; k++)
             assert_non_null(q3_type_get_isa(avx2[k], Q3_ISA_AVX2)->gemm);
     }
+    /* and both x86 ISAs for the lattice i-quants */
+    for (int isa = Q3_ISA_AVX2; isa <= Q3_ISA_AVX512; isa++)
+        for (int t = 0; t < Q3_TYPE_COUNT && q3_isa_supported((q3_isa)isa); t++)
+            if (is_lattice_type((q3_type)t)) assert_non_null(q3_type_get_isa((q3_type)t, (q3_isa)isa)->gemm);
     assert_ptr_equal(q3_type_get(Q3_TYPE_Q4_K)->gemm, q3_type_get_isa(Q3_TYPE_Q4_K, q3_isa_active())->gemm);
     /* so do the rows kernels: the x86 ISAs have them for decode's hot types */
     for (int isa = Q3_ISA_AVX2; isa <= Q3_ISA_AVX512; isa++) {
@@ -352,7 +373,8 @@ static void test_prefill_equals_decode_quantized(void **state) {
     q3_config c;
     q3_error e = {0};
     if (q3_config_from_json_buffer(&c, SMALL_CONFIG, sizeof SMALL_CONFIG - 1, "small", &e)) fail_msg("%s", e.msg);
-    static const char *types[] = {"q4_k_m", "q5_k_m", "q6_k", "q8_0", "bf16", "iq4_xs", "iq4_nl"};
+    static const char *types[] = {"q4_k_m", "q5_k_m", "q6_k",  "q8_0",   "bf16",    "iq4_xs", "iq4_nl",
+                                  "iq3_s",  "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m",  "iq1_s"};
     enum { N = 150 };
     int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = (int32_t)(rng_next() % 512);
@@ -365,6 +387,8 @@ static void test_prefill_equals_decode_quantized(void **state) {
             fail_msg("%s: %s", types[k], e.msg);
         int V = q3_model_config(m)->vocab_size;
         float *pre = run_logits(m, ids, N, N), *dec = run_logits(m, ids, N, 1), *chunked = run_logits(m, ids, N, 37);
+        for (size_t i = 0; i < (size_t)N * V; i++)
+            if (!isfinite(pre[i])) fail_msg("%s: logit %zu is %g", types[k], i, pre[i]);
         assert_memory_equal(pre, dec, (size_t)N * V * sizeof(float));
         assert_memory_equal(pre, chunked, (size_t)N * V * sizeof(float));
         print_message("%-6s prefill == decode == 37-token chunks over %d tokens\n", types[k], N);

@@ -5,6 +5,7 @@
  * seeded per tensor: the file is the same on every run. */
 #include "bench/synth.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "base/half.h"
 #include "model/export.h"
 #include "cpu/kernel_table.h"
+#include "quant/iq_blocks.h"
 
 static const q3_synth_type TYPES[] = {
     {"q4_k_m", Q3_TYPE_Q4_K, Q3_TYPE_Q6_K, 15}, /* llama.cpp's MOSTLY_Q4_K_M */
@@ -23,6 +25,11 @@ static const q3_synth_type TYPES[] = {
     {"iq4_nl", Q3_TYPE_IQ4_NL, Q3_TYPE_Q6_K, 25}, /* MOSTLY_IQ4_NL */
     {"iq3_xxs", Q3_TYPE_IQ3_XXS, Q3_TYPE_Q6_K, 23}, /* MOSTLY_IQ3_XXS */
     {"iq2_xxs", Q3_TYPE_IQ2_XXS, Q3_TYPE_Q6_K, 19}, /* MOSTLY_IQ2_XXS */
+    {"iq3_s", Q3_TYPE_IQ3_S, Q3_TYPE_Q6_K, 26},     /* MOSTLY_IQ3_S */
+    {"iq2_s", Q3_TYPE_IQ2_S, Q3_TYPE_Q6_K, 28},     /* MOSTLY_IQ2_S */
+    {"iq2_xs", Q3_TYPE_IQ2_XS, Q3_TYPE_Q6_K, 20},   /* MOSTLY_IQ2_XS */
+    {"iq1_m", Q3_TYPE_IQ1_M, Q3_TYPE_Q6_K, 31},     /* MOSTLY_IQ1_M */
+    {"iq1_s", Q3_TYPE_IQ1_S, Q3_TYPE_Q6_K, 24},     /* MOSTLY_IQ1_S */
 };
 
 bool q3_synth_type_from_name(const char *name, q3_synth_type *out) {
@@ -35,7 +42,9 @@ bool q3_synth_type_from_name(const char *name, q3_synth_type *out) {
     return false;
 }
 
-const char *q3_synth_type_names(void) { return "q4_k_m, q5_k_m, q6_k, q8_0, bf16, iq4_xs, iq4_nl, iq3_xxs, iq2_xxs"; }
+const char *q3_synth_type_names(void) {
+    return "q4_k_m, q5_k_m, q6_k, q8_0, bf16, iq4_xs, iq4_nl, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s";
+}
 
 /* ---- the plan ---- */
 
@@ -162,10 +171,25 @@ static bool scales_of(q3_type t, block_scales *s) {
     case Q3_TYPE_IQ4_NL: *s = (block_scales){1, {0, 0}, {0.01f, 0}}; return true;
     case Q3_TYPE_IQ4_XS: *s = (block_scales){1, {0, 0}, {0.0005f, 0}}; return true;
     case Q3_TYPE_IQ3_XXS: *s = (block_scales){1, {0, 0}, {0.004f, 0}}; return true;
-    case Q3_TYPE_IQ2_XXS: *s = (block_scales){1, {0, 0}, {0.01f, 0}}; return true;
+    case Q3_TYPE_IQ2_XXS: case Q3_TYPE_IQ2_XS: case Q3_TYPE_IQ2_S:
+        *s = (block_scales){1, {0, 0}, {0.01f, 0}};
+        return true;
+    case Q3_TYPE_IQ3_S: *s = (block_scales){1, {0, 0}, {0.004f, 0}}; return true;
+    case Q3_TYPE_IQ1_S: *s = (block_scales){1, {0, 0}, {0.1f, 0}}; return true;
+    case Q3_TYPE_IQ1_M: *s = (block_scales){0, {0, 0}, {0.1f, 0}}; return true; /* d: set_iq1m_d */
     default:
         return false;
     }
+}
+
+/* IQ1_M keeps its fp16 d in the top nibbles of its four 16-bit scale words, word k nibble k
+ * (q3_iq1m_d reads it back). */
+static void set_iq1m_d(unsigned char *block, uint16_t d) {
+    unsigned char *scales = block + offsetof(q3_block_iq1_m, scales);
+    uint16_t w[4];
+    memcpy(w, scales, sizeof w);
+    for (int k = 0; k < 4; k++) w[k] = (uint16_t)((w[k] & 0x0fff) | ((d >> 4 * k) & 0xf) << 12);
+    memcpy(scales, w, sizeof w);
 }
 
 static q3_status fill_quantized(uint64_t *state, const synth_tensor *t, unsigned char *dst, size_t nbytes,
@@ -177,8 +201,10 @@ static q3_status fill_quantized(uint64_t *state, const synth_tensor *t, unsigned
     random_bytes(state, dst, nbytes);
     size_t block = q3_type_get(t->type)->type_size;
     uint16_t half[2] = {q3_f32_to_f16(s.value[0]), q3_f32_to_f16(s.value[1])};
-    for (size_t o = 0; o + block <= nbytes; o += block)
+    for (size_t o = 0; o + block <= nbytes; o += block) {
         for (int i = 0; i < s.n; i++) memcpy(dst + o + s.offset[i], &half[i], 2);
+        if (t->type == Q3_TYPE_IQ1_M) set_iq1m_d(dst + o, half[0]);
+    }
     return Q3_OK;
 }
 

@@ -22,7 +22,8 @@ typedef struct q3_synth_type {
 } q3_synth_type;
 
 /* The types by name: q4_k_m (Q4_K, head Q6_K), q5_k_m (Q5_K, head Q6_K), q6_k, q8_0, bf16, and
- * the i-quants iq4_xs, iq4_nl, iq3_xxs, iq2_xxs (head Q6_K). */
+ * the i-quants iq4_xs, iq4_nl, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s (random
+ * blocks, head Q6_K). */
 bool q3_synth_type_from_name(const char *name, q3_synth_type *out);
 /* "q4_k_m, q5_k_m, q6_k, q8_0, bf16", for messages; cannot fail. */
 const char *q3_synth_type_names(void);

@@ -31,4 +31,19 @@ Q3_DOT_IQ_KERNELS(avx512)
 Q3_DOT_IQ_KERNELS(neon)
 Q3_DOT_IQ_KERNELS(dotprod)
 
+/* The lattice i-quants' blocks (IQ2_XXS .. IQ1_M) unpacked for the x86 prefill tiles
+ * (gemm_x86.h), by the group code of their vec_dot (dot_iq_x86.h): the 256 signed weight levels
+ * in weight order, whose products with the activations, times the multiplier of each 16
+ * weights, sum to the integer vec_dot computes for the block; returns the block's fp16 d. */
+#define Q3_IQ_LATTICE_UNPACKERS(isa)                                                                     \
+    uint16_t q3_iq2_xxs_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]); \
+    uint16_t q3_iq2_xs_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]);  \
+    uint16_t q3_iq2_s_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]);   \
+    uint16_t q3_iq3_xxs_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]); \
+    uint16_t q3_iq3_s_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]);   \
+    uint16_t q3_iq1_s_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]);   \
+    uint16_t q3_iq1_m_unpack_##isa(const void *block, int8_t levels[256], int32_t mult[16]);
+Q3_IQ_LATTICE_UNPACKERS(avx2)
+Q3_IQ_LATTICE_UNPACKERS(avx512)
+
 #endif

@@ -27,17 +27,11 @@ static inline __m256i signed_dot(__m256i v, __m256i y, __m256i scale16) {
 
 /* ---- the primitives of dot_iq_x86.h's lattice loops: signs as 0xff byte masks, y ^ m - m ---- */
 
-static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word) {
-    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_ksign_masks(word));
+static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]) {
+    return q3_iqx_apply_signs(v, q3_iqx_ksign_masks(ksign));
 }
 
-static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3) {
-    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_gather4(q3_iq_ksign_masks, s0, s1, s2, s3));
-}
-
-static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs) {
-    return q3_iqx_apply_signs(q3_iqx_loadu(y), q3_iqx_sign_bits(signs));
-}
+static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits) { return q3_iqx_apply_signs(v, q3_iqx_sign_bits(bits)); }
 
 static inline __m256i q3_iqx_grid_dot(__m256i acc, __m256i grid, __m256i sy, __m256i scale16) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(grid, sy), scale16));

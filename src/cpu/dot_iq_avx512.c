@@ -26,24 +26,16 @@ static inline int32_t hsum512(__m512i v) { return _mm512_reduce_add_epi32(v); }
 
 /* ---- the primitives of dot_iq_x86.h's lattice loops: signs as a 32-bit mask of negations ---- */
 
-/* y negated under the mask: a masked subtraction from zero. */
-static inline __m256i signed_by_bits(const int8_t *y, uint32_t signs) {
-    __m256i yv = q3_iqx_loadu(y);
-    return _mm256_mask_sub_epi8(yv, (__mmask32)signs, _mm256_setzero_si256(), yv);
+/* v negated under the mask: a masked subtraction from zero. */
+static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits) {
+    return _mm256_mask_sub_epi8(v, (__mmask32)bits, _mm256_setzero_si256(), v);
 }
 
-static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word) {
-    return q3_iqx_y_ksigned4(y, word & 127, (word >> 7) & 127, (word >> 14) & 127, (word >> 21) & 127);
-}
-
-static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3) {
-    uint32_t bits = (uint32_t)q3_iq_ksigns[s0] | (uint32_t)q3_iq_ksigns[s1] << 8 | (uint32_t)q3_iq_ksigns[s2] << 16 |
-                    (uint32_t)q3_iq_ksigns[s3] << 24;
-    return signed_by_bits(y, bits);
-}
-
-static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs) {
-    return signed_by_bits(y, q3_iqx_load_u32(signs));
+/* The four runs' sign bytes (q3_iq_ksigns) as one 32-bit mask. */
+static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]) {
+    uint32_t bits = (uint32_t)q3_iq_ksigns[ksign[0]] | (uint32_t)q3_iq_ksigns[ksign[1]] << 8 |
+                    (uint32_t)q3_iq_ksigns[ksign[2]] << 16 | (uint32_t)q3_iq_ksigns[ksign[3]] << 24;
+    return q3_iqx_bits_signed(v, bits);
 }
 
 /* vpdpwssd applies the multipliers and accumulates in one step. */

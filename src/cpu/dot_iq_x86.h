@@ -2,7 +2,8 @@
  * dot_iq_avx512.c, both built with at least AVX2, FMA and F16C): gathering grid vectors and
  * sign masks for runs of 8 weights, the 16 int8 levels of IQ4, the float tails that turn a
  * block's exact integer sum into the reference's result, and the whole dot products of the
- * lattice types (IQ2_XXS .. IQ1_M) around a few primitives each ISA defines (declared below).
+ * lattice types (IQ2_XXS .. IQ1_M), with the unpacking of their blocks for the prefill tiles,
+ * around a few primitives each ISA defines (declared below).
  * Include only from files built with those flags. */
 #ifndef Q3_CPU_DOT_IQ_X86_H
 #define Q3_CPU_DOT_IQ_X86_H
@@ -26,17 +27,15 @@ static inline __m256i q3_iqx_gather8(const uint32_t *table, const int idx[8]) {
                              (int)table[idx[4]], (int)table[idx[5]], (int)table[idx[6]], (int)table[idx[7]]);
 }
 
-/* The sign masks (0xff: minus) of a group's four runs from four 7-bit sign indices packed 7
- * bits apart in `word` (IQ2_XXS, IQ3_XXS). */
-static inline __m256i q3_iqx_ksign_masks(uint32_t word) {
-    return q3_iqx_gather4(q3_iq_ksign_masks, word & 127, (word >> 7) & 127, (word >> 14) & 127, (word >> 21) & 127);
+/* The sign masks (0xff: minus) of a group's four runs from their 7-bit sign indices (IQ2_XXS,
+ * IQ2_XS, IQ3_XXS). */
+static inline __m256i q3_iqx_ksign_masks(const int ksign[4]) {
+    return q3_iqx_gather4(q3_iq_ksign_masks, ksign[0], ksign[1], ksign[2], ksign[3]);
 }
 
 /* The sign masks of 32 weights from their 32 stored sign bits (IQ2_S, IQ3_S): byte j is 0xff
  * where bit j is set. */
-static inline __m256i q3_iqx_sign_bits(const uint8_t *signs) {
-    uint32_t bits;
-    memcpy(&bits, signs, 4);
+static inline __m256i q3_iqx_sign_bits(uint32_t bits) {
     const __m256i byte_of_bit = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                                  2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit_in_byte = _mm256_set1_epi64x((long long)0x8040201008040201ull);
@@ -119,19 +118,30 @@ static inline __m128 q3_iqx_halves4(const void *first, size_t stride) {
 /* ---- the lattice types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) ----
  *
  * A group of 32 weights per 256-bit register on both ISAs: their cost is gathering grid entries
- * by index, which wider registers do not shorten. What differs by ISA is how the signs reach the
- * activations and how products accumulate, the primitives below; the including file defines
- * them and then Q3_X86_IQ_LATTICE_DOTS(isa) defines q3_<type>_vec_dot_<isa> for the seven types.
- * Every block sum is the reference's exact integer, and the float tail its expression. */
+ * by index, which wider registers do not shorten. Each type says once, in its group function,
+ * where a group's grid entries, signs and multipliers are (q3_iqx_group); the dot products
+ * and the prefill tiles' unpacking (q3_<type>_unpack_<isa>) both read the groups through it.
+ * What differs by ISA is how signs are applied and how products accumulate, the primitives
+ * below; the including file defines them and then Q3_X86_IQ_LATTICE_DOTS(isa) defines
+ * q3_<type>_vec_dot_<isa> and q3_<type>_unpack_<isa> for the seven types. Every block sum is the
+ * reference's exact integer, and the float tail its expression. */
 
-/* The 32 activations at y, negated where the four 7-bit sign indices packed 7 bits apart in
- * word say (IQ2_XXS, IQ3_XXS). */
-static inline __m256i q3_iqx_y_ksigned(const int8_t *y, uint32_t word);
-/* The same from four separate sign indices, one per run of 8 (IQ2_XS). */
-static inline __m256i q3_iqx_y_ksigned4(const int8_t *y, int s0, int s1, int s2, int s3);
-/* The 32 activations at y, negated where bit j of the 32 stored sign bits at signs is set
- * (IQ2_S, IQ3_S). */
-static inline __m256i q3_iqx_y_signed_bits(const int8_t *y, const uint8_t *signs);
+/* How a group's signs are stored: four 7-bit indices into the sign table, one per run of 8
+ * (IQ2_XXS, IQ2_XS, IQ3_XXS); 32 sign bits (IQ2_S, IQ3_S); or none, the grid bytes are signed
+ * already (IQ1's eighths). A constant per type, so the branches on it fold away. */
+enum { Q3_IQX_KSIGNS, Q3_IQX_BITS, Q3_IQX_SIGNED };
+
+typedef struct q3_iqx_group {
+    __m256i grid;    /* the 32 weights' grid bytes: magnitudes (<= 62), or IQ1's signed eighths */
+    int ksign[4];    /* Q3_IQX_KSIGNS: the runs' sign indices */
+    uint32_t bits;   /* Q3_IQX_BITS: bit j set where weight j is negative */
+    __m256i scale16; /* the int16 multipliers: weights 0-15 in the low 128 bits, 16-31 in the high */
+} q3_iqx_group;
+
+/* v negated in each run of 8 bytes as the four sign indices say (IQ2_XXS, IQ2_XS, IQ3_XXS). */
+static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]);
+/* v negated where bit j of bits is set. */
+static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits);
 /* acc + sum grid * sy times the int16 multipliers (one per 16 weights), in 8 int32 lanes; grid
  * bytes are unsigned (<= 62), sy the signed activations. */
 static inline __m256i q3_iqx_grid_dot(__m256i acc, __m256i grid, __m256i sy, __m256i scale16);
@@ -140,6 +150,20 @@ static inline __m256i q3_iqx_signed_dot(__m256i acc, __m256i v, const int8_t *y,
 /* 8 * grid + 1 for four runs of 8 (grid bytes -1, 0, 1), or 8 * grid - 1 in the runs whose bit
  * is set in negative (bits 0-3). */
 static inline __m256i q3_iqx_iq1_eighths(__m256i grid, int negative);
+
+/* v with the group's signs. */
+static inline __m256i q3_iqx_group_signed(const q3_iqx_group *g, __m256i v, const int kind) {
+    if (kind == Q3_IQX_KSIGNS) return q3_iqx_ksigned(v, g->ksign);
+    if (kind == Q3_IQX_BITS) return q3_iqx_bits_signed(v, g->bits);
+    return v;
+}
+
+/* acc + the group's weights times the 32 activations at y, scaled. The signs go onto the
+ * activations: maddubs wants the weights unsigned. */
+static inline __m256i q3_iqx_group_dot(__m256i acc, const q3_iqx_group *g, const int8_t *y, const int kind) {
+    if (kind == Q3_IQX_SIGNED) return q3_iqx_signed_dot(acc, g->grid, y, g->scale16);
+    return q3_iqx_grid_dot(acc, g->grid, q3_iqx_group_signed(g, q3_iqx_loadu(y), kind), g->scale16);
+}
 
 static inline __m256i q3_iqx_nibble_scales(const uint8_t *scales, int g) {
     return q3_iqx_scale_pair(2 * (scales[g] & 0xf) + 1, 2 * (scales[g] >> 4) + 1);
@@ -151,134 +175,131 @@ static inline uint32_t q3_iqx_load_u32(const uint8_t *p) {
     return v;
 }
 
-static inline int32_t q3_iqx_iq2_xxs_block(const q3_block_iq2_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        uint32_t words[2];
-        memcpy(words, w->qs + 4 * g, 8);
-        const uint8_t *idx = (const uint8_t *)&words[0];
-        __m256i grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]);
-        int m = (int)(2 * (words[1] >> 28) + 1);
-        acc = q3_iqx_grid_dot(acc, grid, q3_iqx_y_ksigned(x->qs + 32 * g, words[1]), _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
+/* The four 7-bit sign indices packed 7 bits apart in word. */
+static inline void q3_iqx_ksign_fields(uint32_t word, int ksign[4]) {
+    for (int r = 0; r < 4; r++) ksign[r] = (int)(word >> 7 * r) & 127;
 }
 
-static inline int32_t q3_iqx_iq2_xs_block(const q3_block_iq2_xs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint16_t *q = w->qs + 4 * g;
-        __m256i grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
-        __m256i sy = q3_iqx_y_ksigned4(x->qs + 32 * g, q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
-        acc = q3_iqx_grid_dot(acc, grid, sy, q3_iqx_nibble_scales(w->scales, g));
-    }
-    return q3_iqx_hsum(acc);
+static inline q3_iqx_group q3_iqx_iq2_xxs_group(const q3_block_iq2_xxs *w, int g) {
+    uint32_t words[2];
+    memcpy(words, w->qs + 4 * g, 8);
+    const uint8_t *idx = (const uint8_t *)&words[0];
+    q3_iqx_group r = {.grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]),
+                      .scale16 = _mm256_set1_epi16((short)(2 * (words[1] >> 28) + 1))};
+    q3_iqx_ksign_fields(words[1], r.ksign);
+    return r;
 }
 
-static inline int32_t q3_iqx_iq2_s_block(const q3_block_iq2_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6, q[2] | (h & 0x30) << 4,
-                                      q[3] | (h & 0xc0) << 2);
-        __m256i sy = q3_iqx_y_signed_bits(x->qs + 32 * g, w->qs + 32 + 4 * g);
-        acc = q3_iqx_grid_dot(acc, grid, sy, q3_iqx_nibble_scales(w->scales, g));
-    }
-    return q3_iqx_hsum(acc);
+static inline q3_iqx_group q3_iqx_iq2_xs_group(const q3_block_iq2_xs *w, int g) {
+    const uint16_t *q = w->qs + 4 * g;
+    return (q3_iqx_group){.grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511),
+                          .ksign = {q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9},
+                          .scale16 = q3_iqx_nibble_scales(w->scales, g)};
 }
 
-static inline int32_t q3_iqx_iq3_xxs_block(const q3_block_iq3_xxs *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        uint32_t word = q3_iqx_load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
-        int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
-        int m = (int)(2 * (word >> 28) + 1);
-        acc = q3_iqx_grid_dot(acc, q3_iqx_gather8(q3_iq3xxs_grid, idx), q3_iqx_y_ksigned(x->qs + 32 * g, word),
-                              _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
+static inline q3_iqx_group q3_iqx_iq2_s_group(const q3_block_iq2_s *w, int g) {
+    const uint8_t *q = w->qs + 4 * g;
+    int h = w->qh[g];
+    return (q3_iqx_group){.grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6,
+                                                 q[2] | (h & 0x30) << 4, q[3] | (h & 0xc0) << 2),
+                          .bits = q3_iqx_load_u32(w->qs + 32 + 4 * g),
+                          .scale16 = q3_iqx_nibble_scales(w->scales, g)};
 }
 
-static inline int32_t q3_iqx_iq3_s_block(const q3_block_iq3_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 8 * g;
-        int h = w->qh[g], idx[8];
-#pragma GCC unroll 8
-        for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
-        int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
-        acc = q3_iqx_grid_dot(acc, q3_iqx_gather8(q3_iq3s_grid, idx), q3_iqx_y_signed_bits(x->qs + 32 * g, w->signs + 4 * g),
-                              _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
+static inline q3_iqx_group q3_iqx_iq3_xxs_group(const q3_block_iq3_xxs *w, int g) {
+    const uint8_t *q = w->qs + 8 * g;
+    uint32_t word = q3_iqx_load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
+    int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
+    q3_iqx_group r = {.grid = q3_iqx_gather8(q3_iq3xxs_grid, idx),
+                      .scale16 = _mm256_set1_epi16((short)(2 * (word >> 28) + 1))};
+    q3_iqx_ksign_fields(word, r.ksign);
+    return r;
 }
 
-static inline int32_t q3_iqx_iq1_s_block(const q3_block_iq1_s *w, const q3_block_q8_k *x) {
-    __m256i acc = _mm256_setzero_si256();
+static inline q3_iqx_group q3_iqx_iq3_s_group(const q3_block_iq3_s *w, int g) {
+    const uint8_t *q = w->qs + 8 * g;
+    int h = w->qh[g], idx[8];
 #pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h = w->qh[g];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5,
-                                      q[2] | (h & 0x1c0) << 2, q[3] | (h & 0xe00) >> 1);
-        int m = 2 * ((h >> 12) & 7) + 1;
-        acc = q3_iqx_signed_dot(acc, q3_iqx_iq1_eighths(grid, h & 0x8000 ? 0xf : 0), x->qs + 32 * g,
-                                _mm256_set1_epi16((short)m));
-    }
-    return q3_iqx_hsum(acc);
+    for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
+    int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
+    return (q3_iqx_group){.grid = q3_iqx_gather8(q3_iq3s_grid, idx), .bits = q3_iqx_load_u32(w->signs + 4 * g),
+                          .scale16 = _mm256_set1_epi16((short)m)};
 }
 
-static inline int32_t q3_iqx_iq1_m_block(const q3_block_iq1_m *w, const q3_block_q8_k *x) {
+static inline q3_iqx_group q3_iqx_iq1_s_group(const q3_block_iq1_s *w, int g) {
+    const uint8_t *q = w->qs + 4 * g;
+    int h = w->qh[g];
+    __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h & 0x38) << 5, q[2] | (h & 0x1c0) << 2,
+                                  q[3] | (h & 0xe00) >> 1);
+    return (q3_iqx_group){.grid = q3_iqx_iq1_eighths(grid, h & 0x8000 ? 0xf : 0),
+                          .scale16 = _mm256_set1_epi16((short)(2 * ((h >> 12) & 7) + 1))};
+}
+
+static inline q3_iqx_group q3_iqx_iq1_m_group(const q3_block_iq1_m *w, int g) {
     uint64_t words;
     memcpy(&words, w->scales, 8);
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; g++) {
-        const uint8_t *q = w->qs + 4 * g;
-        int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
-        __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
-                                      q[3] | (h1 & 0x70) << 4);
-        int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
-        int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
-        __m256i scales = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1);
-        acc = q3_iqx_signed_dot(acc, q3_iqx_iq1_eighths(grid, negative), x->qs + 32 * g, scales);
-    }
-    return q3_iqx_hsum(acc);
+    const uint8_t *q = w->qs + 4 * g;
+    int h0 = w->qh[2 * g], h1 = w->qh[2 * g + 1];
+    __m256i grid = q3_iqx_gather4(q3_iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 & 0x70) << 4, q[2] | (h1 & 7) << 8,
+                                  q[3] | (h1 & 0x70) << 4);
+    int negative = (h0 >> 3 & 1) | (h0 >> 6 & 2) | (h1 >> 1 & 4) | (h1 >> 4 & 8);
+    int k = (int)(words >> (16 * (g / 2) + 6 * (g % 2)));
+    return (q3_iqx_group){.grid = q3_iqx_iq1_eighths(grid, negative),
+                          .scale16 = q3_iqx_scale_pair(2 * (k & 7) + 1, 2 * ((k >> 3) & 7) + 1)};
 }
 
 /* The fp16 scale of a block: d, or IQ1_M's, spread over its scales' top bits. */
 #define Q3_IQX_D(b) ((b)->d)
 #define Q3_IQX_IQ1M_D(b) q3_iq1m_d(b)
 
-/* q3_<type>_vec_dot_<isa>: the blocks' exact sums through the reference's float tail, block
- * after block, times the type's constant factor; the weights asked for ahead (decode streams
- * each row from DRAM once). */
-#define Q3_IQX_VEC_DOT(isa, type, d_of, factor)                                                           \
-    float q3_##type##_vec_dot_##isa(int64_t n, const void *w, const void *x) {                            \
-        const q3_block_##type *bw = w;                                                                    \
-        const q3_block_q8_k *bx = x;                                                                      \
-        float sum = 0;                                                                                    \
-        for (int64_t i = 0; i < n / Q3_QK_K; i++) {                                                       \
-            q3_x86_prefetch_ahead(bw + i, sizeof *bw);                                                    \
+/* q3_<type>_vec_dot_<isa>: each block's exact sum group by group, through the reference's
+ * float tail, block after block, times the type's constant factor; the weights asked for ahead
+ * (decode streams each row from DRAM once). */
+#define Q3_IQX_VEC_DOT(isa, type, kind, d_of, factor)                                                    \
+    static inline int32_t q3_iqx_##type##_block(const q3_block_##type *w, const q3_block_q8_k *x) {      \
+        __m256i acc = _mm256_setzero_si256();                                                            \
+        _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++) {                                            \
+            q3_iqx_group group = q3_iqx_##type##_group(w, g);                                            \
+            acc = q3_iqx_group_dot(acc, &group, x->qs + 32 * g, kind);                                   \
+        }                                                                                                \
+        return q3_iqx_hsum(acc);                                                                         \
+    }                                                                                                    \
+    float q3_##type##_vec_dot_##isa(int64_t n, const void *w, const void *x) {                           \
+        const q3_block_##type *bw = w;                                                                   \
+        const q3_block_q8_k *bx = x;                                                                     \
+        float sum = 0;                                                                                   \
+        for (int64_t i = 0; i < n / Q3_QK_K; i++) {                                                      \
+            q3_x86_prefetch_ahead(bw + i, sizeof *bw);                                                   \
             sum = q3_iq_accumulate(sum, bx[i].d, _cvtsh_ss(d_of(&bw[i])), q3_iqx_##type##_block(&bw[i], &bx[i])); \
-        }                                                                                                 \
-        return (factor) * sum;                                                                            \
+        }                                                                                                \
+        return (factor) * sum;                                                                           \
     }
 
-#define Q3_X86_IQ_LATTICE_DOTS(isa)                   \
-    Q3_IQX_VEC_DOT(isa, iq2_xxs, Q3_IQX_D, 0.125f)     \
-    Q3_IQX_VEC_DOT(isa, iq2_xs, Q3_IQX_D, 0.125f)      \
-    Q3_IQX_VEC_DOT(isa, iq2_s, Q3_IQX_D, 0.125f)       \
-    Q3_IQX_VEC_DOT(isa, iq3_xxs, Q3_IQX_D, 0.25f)      \
-    Q3_IQX_VEC_DOT(isa, iq3_s, Q3_IQX_D, 1.0f)         \
-    Q3_IQX_VEC_DOT(isa, iq1_s, Q3_IQX_D, 0.125f)       \
-    Q3_IQX_VEC_DOT(isa, iq1_m, Q3_IQX_IQ1M_D, 0.125f)
+/* q3_<type>_unpack_<isa> (cpu/dot.h): the signed weight levels of a block in weight order and
+ * the multiplier of each 16 weights, read through the same group function as vec_dot. */
+#define Q3_IQX_UNPACK(isa, type, kind, d_of)                                                             \
+    uint16_t q3_##type##_unpack_##isa(const void *block, int8_t levels[Q3_QK_K], int32_t mult[Q3_QK_K / 16]) { \
+        const q3_block_##type *w = block;                                                                \
+        _Pragma("GCC unroll 8") for (int g = 0; g < 8; g++) {                                            \
+            q3_iqx_group group = q3_iqx_##type##_group(w, g);                                            \
+            _mm256_storeu_si256((__m256i *)(levels + 32 * g), q3_iqx_group_signed(&group, group.grid, kind)); \
+            mult[2 * g] = _mm256_extract_epi16(group.scale16, 0);                                        \
+            mult[2 * g + 1] = _mm256_extract_epi16(group.scale16, 8);                                    \
+        }                                                                                                \
+        return d_of(w);                                                                                  \
+    }
+
+#define Q3_IQX_LATTICE_TYPE(isa, type, kind, d_of, factor) \
+    Q3_IQX_VEC_DOT(isa, type, kind, d_of, factor)          \
+    Q3_IQX_UNPACK(isa, type, kind, d_of)
+
+#define Q3_X86_IQ_LATTICE_DOTS(isa)                                           \
+    Q3_IQX_LATTICE_TYPE(isa, iq2_xxs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.125f)        \
+    Q3_IQX_LATTICE_TYPE(isa, iq2_xs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.125f)         \
+    Q3_IQX_LATTICE_TYPE(isa, iq2_s, Q3_IQX_BITS, Q3_IQX_D, 0.125f)            \
+    Q3_IQX_LATTICE_TYPE(isa, iq3_xxs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.25f)         \
+    Q3_IQX_LATTICE_TYPE(isa, iq3_s, Q3_IQX_BITS, Q3_IQX_D, 1.0f)              \
+    Q3_IQX_LATTICE_TYPE(isa, iq1_s, Q3_IQX_SIGNED, Q3_IQX_D, 0.125f)          \
+    Q3_IQX_LATTICE_TYPE(isa, iq1_m, Q3_IQX_SIGNED, Q3_IQX_IQ1M_D, 0.125f)
 
 #endif

@@ -1,4 +1,4 @@
-/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K, Q6_K, IQ4_XS and IQ4_NL: the matrix products
+/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K, Q6_K and the i-quants: the matrix products
  * of prefill on CPUs without AVX-512. Built with -mavx2 -mfma -mf16c (the _avx2.c suffix) and only called
  * when the CPU has them.
  *
@@ -6,7 +6,9 @@
  * the products go through maddubs (u8 x s8 pairs summed into int16), two steps are added in
  * int16, and madd applies the sub-block scale, held in both halves of each lane, and widens to
  * int32. The IQ4 levels are signed (-127..113): maddubs takes their magnitudes and the
- * activations with their signs, as the i-quant vec_dot does, one step per madd. Every output is bit-identical to q3_*_vec_dot_avx2 for its (row, token). */
+ * activations with their signs, as the i-quant vec_dot does, one step per madd; the lattice
+ * i-quants' levels (|level| <= 62) the same way on Q6_K's loop, two steps per madd. Every output
+ * is bit-identical to q3_*_vec_dot_avx2 for its (row, token). */
 #include "cpu/dot.h"
 
 #ifdef __AVX2__
@@ -63,6 +65,9 @@ static inline __m256i tile_scale(__m256i scale) {
 /* Signed levels: maddubs' int16 pair sums would saturate on levels biased to 1..241. */
 static inline __m256i iq4_tile_table(void) { return vi_bcast128(q3_iq4nl_values); }
 
+/* Signed: the products carry the levels' signs on the activations, as the lattice vec_dot does. */
+static inline __m256i lattice_tile_levels(__m256i levels) { return levels; }
+
 static inline void store_first_rows(float *out, __m256 v, int nr) {
     float lanes[ROWS];
     _mm256_storeu_ps(lanes, v);
@@ -115,12 +120,25 @@ static void kq32_dot(const void *tile, const void *const *x, int64_t i, int nc, 
     FOR_EACH_WIDTH(nc, kq32_dot_cols, tile, xb, acc);
 }
 
-/* ---- Q6_K ---- */
+/* ---- Q6_K (unsigned levels) and the lattice i-quants (signed levels): 16 sub-blocks of 16 ---- */
 
-/* Sub-block j is steps 4j .. 4j + 3; the offset term is 32 * sum_j sc_j * bsums[j], as in
- * vec_dot. */
-static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile *t, const q3_block_q8_k *const *xb,
-                                                                __m256 *acc, const int nc) {
+/* Two steps of one token with signed levels (|level| <= 62): maddubs of their magnitudes and the
+ * activations with the levels' signs (as the lattice vec_dot puts them), added in int16 (at
+ * most 2 * 2 * 62 * 128, which fits), then scaled and widened by madd. */
+static inline __m256i two_signed_steps(__m256i l0, __m256i m0, __m256i l1, __m256i m1, const int8_t *y,
+                                       __m256i scale) {
+    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(m0, _mm256_sign_epi8(vi_bcast32(y), l0)),
+                                 _mm256_maddubs_epi16(m1, _mm256_sign_epi8(vi_bcast32(y + 4), l1)));
+    return _mm256_madd_epi16(s, scale);
+}
+
+/* Sub-block j is steps 4j .. 4j + 3. Q6_K: the offset term is 32 * sum_j sc_j * bsums[j], as in
+ * its vec_dot. Lattice types (is_signed): no offset, and kdot_tail with dmin = 0 is their
+ * vec_dot's acc + (dx * d) * sum to the bit (less a zero's sign that an accumulator starting at
+ * +0 loses). */
+static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile *t, const bool is_signed,
+                                                                const q3_block_q8_k *const *xb, __m256 *acc,
+                                                                const int nc) {
     __m256i qy[TILE_COLS];
 #pragma GCC unroll 4
     for (int c = 0; c < nc; c++) qy[c] = _mm256_setzero_si256();
@@ -130,9 +148,13 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
 #pragma GCC unroll 2
         for (int u = 0; u < 4; u += 2) {
             __m256i l0 = t->levels[4 * j + u], l1 = t->levels[4 * j + u + 1];
+            __m256i m0 = _mm256_sign_epi8(l0, l0), m1 = _mm256_sign_epi8(l1, l1);
 #pragma GCC unroll 4
-            for (int c = 0; c < nc; c++)
-                qy[c] = _mm256_add_epi32(qy[c], two_steps(l0, l1, xb[c]->qs + 16 * j + 4 * u, scale));
+            for (int c = 0; c < nc; c++) {
+                const int8_t *y = xb[c]->qs + 16 * j + 4 * u;
+                qy[c] = _mm256_add_epi32(qy[c], is_signed ? two_signed_steps(l0, m0, l1, m1, y, scale)
+                                                          : two_steps(l0, l1, y, scale));
+            }
         }
     }
     const __m256 zero = _mm256_setzero_ps();
@@ -140,7 +162,7 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
     for (int c = 0; c < nc; c++) {
         __m256i off = _mm256_setzero_si256();
 #pragma GCC unroll 8
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < 8 && !is_signed; i++)
             off = _mm256_add_epi32(off, _mm256_madd_epi16(t->scale_pairs[i], vi_bcast32(xb[c]->bsums + 2 * i)));
         __m256i sum_qy = _mm256_sub_epi32(qy[c], _mm256_slli_epi32(off, 5));
         acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, zero, sum_qy, _mm256_setzero_si256());
@@ -150,7 +172,13 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
 static void q6_k_dot(const void *tile, const void *const *x, int64_t i, int nc, __m256 *acc) {
     const q3_block_q8_k *xb[TILE_COLS];
     for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
-    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, xb, acc);
+    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, false, xb, acc);
+}
+
+static void lattice_dot(const void *tile, const void *const *x, int64_t i, int nc, __m256 *acc) {
+    const q3_block_q8_k *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
+    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, true, xb, acc);
 }
 
 /* ---- IQ4_XS (against Q8_K) and IQ4_NL (against Q8_0): signed levels ---- */
@@ -220,19 +248,22 @@ static void iq4_nl_dot(const void *tile, const void *const *x, int64_t i, int nc
     FOR_EACH_WIDTH(nc, iq4_nl_dot_cols, tile, xb, acc);
 }
 
-static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx2};
-static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx2};
-static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx2};
+static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx2, 1.0f};
+static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx2, 1.0f};
+static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx2, 1.0f};
 
 Q3_X86_GEMM_KERNEL(avx2, q4_k, Q4_K_OPS)
 Q3_X86_GEMM_KERNEL(avx2, q5_k, Q5_K_OPS)
 Q3_X86_GEMM_KERNEL(avx2, q6_k, Q6_K_OPS)
 
-static const tile_ops IQ4_XS_OPS = {Q3_QK_K, sizeof(q3_block_iq4_xs), iq4_xs_pack, iq4_xs_dot, q3_iq4_xs_vec_dot_avx2};
-static const tile_ops IQ4_NL_OPS = {Q3_QK, sizeof(q3_block_iq4_nl), iq4_nl_pack, iq4_nl_dot, q3_iq4_nl_vec_dot_avx2};
+static const tile_ops IQ4_XS_OPS = {Q3_QK_K, sizeof(q3_block_iq4_xs), iq4_xs_pack, iq4_xs_dot, q3_iq4_xs_vec_dot_avx2, 1.0f};
+static const tile_ops IQ4_NL_OPS = {Q3_QK, sizeof(q3_block_iq4_nl), iq4_nl_pack, iq4_nl_dot, q3_iq4_nl_vec_dot_avx2, 1.0f};
 
 Q3_X86_GEMM_KERNEL(avx2, iq4_xs, IQ4_XS_OPS)
 Q3_X86_GEMM_KERNEL(avx2, iq4_nl, IQ4_NL_OPS)
+
+LATTICE_PACKS(avx2)
+Q3_X86_LATTICE_GEMM_KERNELS(avx2, lattice_dot)
 
 #else
 typedef int q3_gemm_avx2_unused; /* ISO C wants a declaration in every translation unit */

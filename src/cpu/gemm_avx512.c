@@ -1,5 +1,5 @@
 /* AVX-512 tile kernels (q3_gemm_fn): 16 weight rows against up to 64 tokens for Q4_K, Q5_K,
- * Q6_K, IQ4_XS, IQ4_NL, Q8_0 and the float types, the matrix products of prefill. Built with the
+ * Q6_K, the i-quants, Q8_0 and the float types, the matrix products of prefill. Built with the
  * AVX-512 flags (the _avx512.c suffix) and only called when the CPU has them.
  *
  * The K-quants and IQ4 types are the scaffold of gemm_x86.h at 512 bits: 16 rows per tile, one
@@ -7,7 +7,8 @@
  * from memory and adds each lane's four products into its int32. Sub-block scales are applied
  * per 16 rows with vpmulld, mins and offsets against the Q8_K bsums with vpdpwssd. The IQ4 tiles
  * hold the table's levels plus 128 (unsigned, for vpdpbusd) and take 128 * sum(y) off again
- * (IQ4_XS: scaled, from the bsums; IQ4_NL: per block, as Q8_0 does). Q8_0 and the float types
+ * (IQ4_XS: scaled, from the bsums; IQ4_NL: per block, as Q8_0 does). The lattice i-quants
+ * (IQ2_XXS .. IQ1_M) run Q6_K's products on their signed levels plus 64. Q8_0 and the float types
  * have their own tiles below. Every output is bit-identical to q3_*_vec_dot_avx512 for its
  * (row, token), which tests/test_gemm.c checks. */
 #include "cpu/dot.h"
@@ -90,6 +91,10 @@ static inline __m512i iq4_tile_table(void) {
     return _mm512_add_epi8(vi_bcast128(q3_iq4nl_values), _mm512_set1_epi8((char)0x80));
 }
 
+/* Biased to unsigned bytes (2..126) for vpdpbusd, as Q6_K's levels are by 32; the dot products
+ * take 64 * sum_j mult_j * bsums[j] off. */
+static inline __m512i lattice_tile_levels(__m512i levels) { return _mm512_add_epi8(levels, _mm512_set1_epi8(64)); }
+
 /* Masked stores are slow on some CPUs (AMD's Zen 4 among them): only a partial tile takes them. */
 static inline void store_first_rows(float *out, __m512 v, int nr) {
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), v);
@@ -148,10 +153,14 @@ static void kq32_dot(const void *tile, const void *const *x, int64_t i, int nc, 
 
 /* ---- Q6_K ---- */
 
-/* sum_j sc_j * sum(q * y) over sub-block j (steps 4j .. 4j + 3), minus 32 * sum_j sc_j *
- * bsums[j]: the integer vec_dot gets from its offset_corrected. */
-static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile *t, const q3_block_q8_k *const *xb,
-                                                                __m512 *acc, const int nc) {
+/* ---- Q6_K and the lattice i-quants: 16 sub-blocks of 16, levels biased by 2^bias_shift ---- */
+
+/* sum_j sc_j * sum(q * y) over sub-block j (steps 4j .. 4j + 3), minus 2^bias_shift * sum_j
+ * sc_j * bsums[j]: for Q6_K (bias 32) the integer its vec_dot gets from its offset_corrected,
+ * for the lattice types (bias 64) their vec_dot's exact block sum. */
+static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile *t, const int bias_shift,
+                                                                const q3_block_q8_k *const *xb, __m512 *acc,
+                                                                const int nc) {
     __m512i qy[TILE_COLS], off[TILE_COLS];
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) qy[c] = off[c] = _mm512_setzero_si512();
@@ -179,7 +188,7 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int c = 0; c < nc; c++) {
-        __m512i sum_qy = _mm512_sub_epi32(qy[c], _mm512_slli_epi32(off[c], 5));
+        __m512i sum_qy = _mm512_sub_epi32(qy[c], _mm512_slli_epi32(off[c], (unsigned)bias_shift));
         acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, zero, sum_qy, _mm512_setzero_si512());
     }
 }
@@ -187,12 +196,20 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
 static void q6_k_dot(const void *tile, const void *const *x, int64_t i, int nc, __m512 *acc) {
     const q3_block_q8_k *xb[TILE_COLS];
     for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
-    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, xb, acc);
+    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, 5, xb, acc);
 }
 
-static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx512};
-static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx512};
-static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx512};
+/* The lattice vec_dot's tail is acc + (dx * d) * sum, which kdot_tail with dmin = 0 computes
+ * to the same bits (less a zero's sign that an accumulator starting at +0 loses). */
+static void lattice_dot(const void *tile, const void *const *x, int64_t i, int nc, __m512 *acc) {
+    const q3_block_q8_k *xb[TILE_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = (const q3_block_q8_k *)x[c] + i;
+    FOR_EACH_WIDTH(nc, q6_k_dot_cols, tile, 6, xb, acc);
+}
+
+static const tile_ops Q4_K_OPS = {Q3_QK_K, sizeof(q3_block_q4_k), q4_k_pack, kq32_dot, q3_q4_k_vec_dot_avx512, 1.0f};
+static const tile_ops Q5_K_OPS = {Q3_QK_K, sizeof(q3_block_q5_k), q5_k_pack, kq32_dot, q3_q5_k_vec_dot_avx512, 1.0f};
+static const tile_ops Q6_K_OPS = {Q3_QK_K, sizeof(q3_block_q6_k), q6_k_pack, q6_k_dot, q3_q6_k_vec_dot_avx512, 1.0f};
 
 Q3_X86_GEMM_KERNEL(avx512, q4_k, Q4_K_OPS)
 Q3_X86_GEMM_KERNEL(avx512, q5_k, Q5_K_OPS)
@@ -306,12 +323,15 @@ static void iq4_nl_dot(const void *tile, const void *const *x, int64_t i, int nc
 }
 
 static const tile_ops IQ4_XS_OPS = {Q3_QK_K, sizeof(q3_block_iq4_xs), iq4_xs_pack, iq4_xs_dot,
-                                    q3_iq4_xs_vec_dot_avx512};
+                                    q3_iq4_xs_vec_dot_avx512, 1.0f};
 static const tile_ops IQ4_NL_OPS = {Q3_QK, sizeof(q3_block_iq4_nl), iq4_nl_pack, iq4_nl_dot,
-                                    q3_iq4_nl_vec_dot_avx512};
+                                    q3_iq4_nl_vec_dot_avx512, 1.0f};
 
 Q3_X86_GEMM_KERNEL(avx512, iq4_xs, IQ4_XS_OPS)
 Q3_X86_GEMM_KERNEL(avx512, iq4_nl, IQ4_NL_OPS)
+
+LATTICE_PACKS(avx512)
+Q3_X86_LATTICE_GEMM_KERNELS(avx512, lattice_dot)
 
 /* ---- float weights (F32, F16, BF16) against f32 activations ---- */
 

@@ -1,6 +1,6 @@
 /* The x86 tile kernels (q3_gemm_fn) written once for both widths: the tile driver (rows of a
- * tile, prefetch, micro-tile widths, stores), the packing of K-quant and IQ4 blocks into tiles,
- * and the float tail every lane runs. gemm_avx2.c and gemm_avx512.c include it after defining
+ * tile, prefetch, micro-tile widths, stores), the packing of K-quant, IQ4 and lattice i-quant
+ * blocks into tiles, and the float tail every lane runs. gemm_avx2.c and gemm_avx512.c include it after defining
  *
  *   Q3_X86_BITS   256 or 512 (cpu/simd_x86.h): a tile is ROWS = Q3_X86_LANES weight rows, one
  *                 per 32-bit lane
@@ -81,6 +81,9 @@ static inline void store_first_rows(float *out, vf v, int nr);
  * (AVX-512: plus 128, unsigned bytes for vpdpbusd; AVX2: as they are, maddubs gets |level| and
  * the activation its sign). */
 static inline vi iq4_tile_table(void);
+/* The signed levels of a lattice i-quant (|level| <= 62) as the ISA's products take them
+ * (AVX-512: plus 64, unsigned bytes for vpdpbusd; AVX2: as they are). */
+static inline vi lattice_tile_levels(vi levels);
 
 /* ---- helpers ---- */
 
@@ -307,11 +310,53 @@ static void iq4_nl_pack(void *tile, const uint8_t *const rows[ROWS]) {
     t->d = load_halves(rows, offsetof(q3_block_iq4_nl, d));
 }
 
+/* ---- the lattice i-quants (IQ2_XXS .. IQ1_M): signed levels, a multiplier per 16 weights ----
+ *
+ * Q6_K's tile: 16 sub-blocks of 16 weights, each with its integer multiplier (scales, and in
+ * scale_pairs for the AVX-512 bias), d per row. Where the levels come from (grid entries by
+ * index, signs, IQ1's eighths) is the type's vec_dot's own code, q3_<type>_unpack_<isa>, which
+ * writes a row's block as bytes in weight order; the tile transposes those as Q6_K's packing
+ * transposes its stored bytes. The type's constant factor (1/8 for IQ2 ...) is tile_ops'. */
+
+typedef uint16_t (*lattice_unpack_fn)(const void *block, int8_t levels[Q3_QK_K], int32_t mult[Q3_QK_K / 16]);
+
+static inline __attribute__((always_inline)) void lattice_pack(void *tile, const uint8_t *const rows[ROWS],
+                                                               lattice_unpack_fn unpack) {
+    q6_k_tile *t = tile;
+    int8_t levels[ROWS][Q3_QK_K];
+    int32_t mult[ROWS][Q3_QK_K / 16];
+    uint16_t d[ROWS];
+    const uint8_t *level_rows[ROWS], *mult_rows[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        d[r] = unpack(rows[r], levels[r], mult[r]);
+        level_rows[r] = (const uint8_t *)levels[r];
+        mult_rows[r] = (const uint8_t *)mult[r];
+    }
+    load_transposed(level_rows, 0, Q3_QK_K, t->levels);
+#pragma GCC unroll 8
+    for (int s = 0; s < 64; s++) t->levels[s] = lattice_tile_levels(t->levels[s]);
+    vi m[16]; /* m[j] lane r: row r's multiplier of weights 16j .. 16j + 15 */
+    load_transposed(mult_rows, 0, sizeof mult[0], m);
+    const vi low16 = vi_set1_32(0xFFFF);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) t->scales[j] = tile_scale(m[j]);
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) t->scale_pairs[i] = vi_or(vi_and(m[2 * i], low16), vi_sll32(m[2 * i + 1], 16));
+    t->d = vf_load_halves(d);
+}
+
+/* The pack function of each lattice type of ISA isa: lattice_pack over its unpacker. */
+#define LATTICE_PACK(isa, type) \
+    static void type##_pack(void *tile, const uint8_t *const rows[ROWS]) { lattice_pack(tile, rows, q3_##type##_unpack_##isa); }
+#define LATTICE_PACKS(isa)                                                                                    \
+    LATTICE_PACK(isa, iq2_xxs) LATTICE_PACK(isa, iq2_xs) LATTICE_PACK(isa, iq2_s) LATTICE_PACK(isa, iq3_xxs) \
+    LATTICE_PACK(isa, iq3_s) LATTICE_PACK(isa, iq1_s) LATTICE_PACK(isa, iq1_m)
+
 /* ---- the tile driver ---- */
 
 typedef union any_tile {
-    kq32_tile kq32;
-    q6_k_tile q6_k;
+    kq32_tile kq32; /* also IQ4_XS */
+    q6_k_tile q6_k; /* also the lattice i-quants */
     iq4_nl_tile iq4_nl;
 } any_tile;
 
@@ -322,6 +367,7 @@ typedef struct tile_ops {
     /* acc[c] += the block at index `block` of the packed rows against tokens x[c], c < nc */
     void (*dot)(const void *tile, const void *const *x, int64_t block, int nc, vf *acc);
     q3_vec_dot_fn vec_dot;
+    float factor; /* what vec_dot multiplies its block sums' total by at the end (1 but for the lattice types) */
 } tile_ops;
 
 /* Row r of the tile, or for r >= nr a repeat of the last row: its lanes compute a valid
@@ -341,6 +387,12 @@ static void store_tile(const vf *acc, int nr, int nc, float *out, size_t out_str
         if (nr == ROWS) vf_storeu(out + c * out_stride, acc[c]);
         else store_first_rows(out + c * out_stride, acc[c], nr);
     }
+}
+
+/* acc[c] *= factor, the one float product vec_dot ends with (factor * sum: the same rounding). */
+static void scale_tile(vf *acc, int nc, float factor) {
+    if (factor == 1.0f) return;
+    for (int c = 0; c < nc; c++) acc[c] = vf_mul(vf_set1(factor), acc[c]);
 }
 
 /* Asks for the next block of the tile's rows while this one is computed, and during the last
@@ -380,6 +432,7 @@ static void gemm_tiles(const tile_ops *ops, int64_t n_blocks, const void *w, siz
             ops->dot(&tile, x + c, i, width, acc + c);
         }
     }
+    scale_tile(acc, nc, ops->factor);
     store_tile(acc, nr, nc, out, out_stride);
 }
 
@@ -401,5 +454,15 @@ static void gemm_rows(const tile_ops *ops, int64_t n, const void *w, size_t w_st
                                          int nc, float *out, size_t out_stride) {                                 \
         gemm_rows(&ops, n, w, w_stride, nr, x, nc, out, out_stride);                                                 \
     }
+
+/* The seven lattice types' tile_ops and gemm kernels, over the including file's pack functions
+ * (LATTICE_PACKS) and its dot, with each type's factor. */
+#define LATTICE_OPS(isa, type, dot, factor) \
+    static const tile_ops type##_ops = {Q3_QK_K, sizeof(q3_block_##type), type##_pack, dot, q3_##type##_vec_dot_##isa, factor}; \
+    Q3_X86_GEMM_KERNEL(isa, type, type##_ops)
+#define Q3_X86_LATTICE_GEMM_KERNELS(isa, dot)                                                          \
+    LATTICE_OPS(isa, iq2_xxs, dot, 0.125f) LATTICE_OPS(isa, iq2_xs, dot, 0.125f)                      \
+    LATTICE_OPS(isa, iq2_s, dot, 0.125f) LATTICE_OPS(isa, iq3_xxs, dot, 0.25f) LATTICE_OPS(isa, iq3_s, dot, 1.0f) \
+    LATTICE_OPS(isa, iq1_s, dot, 0.125f) LATTICE_OPS(isa, iq1_m, dot, 0.125f)
 
 #endif

@@ -50,6 +50,13 @@
     X(avx2, Q6_K, q6_k, gemm)               \
     X(avx2, IQ4_XS, iq4_xs, gemm)           \
     X(avx2, IQ4_NL, iq4_nl, gemm)           \
+    X(avx2, IQ2_XXS, iq2_xxs, gemm)         \
+    X(avx2, IQ2_XS, iq2_xs, gemm)           \
+    X(avx2, IQ2_S, iq2_s, gemm)             \
+    X(avx2, IQ3_XXS, iq3_xxs, gemm)         \
+    X(avx2, IQ3_S, iq3_s, gemm)             \
+    X(avx2, IQ1_S, iq1_s, gemm)             \
+    X(avx2, IQ1_M, iq1_m, gemm)             \
     X(avx512, F16, f16, to_float)           \
     X(avx512, BF16, bf16, to_float)         \
     X(avx512, F32, f32, vec_dot)            \
@@ -77,6 +84,13 @@
     X(avx512, Q6_K, q6_k, gemm)             \
     X(avx512, IQ4_XS, iq4_xs, gemm)         \
     X(avx512, IQ4_NL, iq4_nl, gemm)         \
+    X(avx512, IQ2_XXS, iq2_xxs, gemm)       \
+    X(avx512, IQ2_XS, iq2_xs, gemm)         \
+    X(avx512, IQ2_S, iq2_s, gemm)           \
+    X(avx512, IQ3_XXS, iq3_xxs, gemm)       \
+    X(avx512, IQ3_S, iq3_s, gemm)           \
+    X(avx512, IQ1_S, iq1_s, gemm)           \
+    X(avx512, IQ1_M, iq1_m, gemm)           \
     X(avx512, Q8_0, q8_0, gemm)             \
     X(avx512, F32, f32, gemm)               \
     X(avx512, F16, f16, gemm)               \
