@@ -27,8 +27,8 @@ static inline __m256i signed_dot(__m256i v, __m256i y, __m256i scale16) {
 
 /* ---- the primitives of dot_iq_x86.h's lattice loops: signs as 0xff byte masks, y ^ m - m ---- */
 
-static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]) {
-    return q3_iqx_apply_signs(v, q3_iqx_ksign_masks(ksign));
+static inline __m256i q3_iqx_ksigned(__m256i v, int s0, int s1, int s2, int s3) {
+    return q3_iqx_apply_signs(v, q3_iqx_gather4(q3_iq_ksign_masks, s0, s1, s2, s3));
 }
 
 static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits) { return q3_iqx_apply_signs(v, q3_iqx_sign_bits(bits)); }

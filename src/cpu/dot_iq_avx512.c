@@ -32,9 +32,9 @@ static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits) {
 }
 
 /* The four runs' sign bytes (q3_iq_ksigns) as one 32-bit mask. */
-static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]) {
-    uint32_t bits = (uint32_t)q3_iq_ksigns[ksign[0]] | (uint32_t)q3_iq_ksigns[ksign[1]] << 8 |
-                    (uint32_t)q3_iq_ksigns[ksign[2]] << 16 | (uint32_t)q3_iq_ksigns[ksign[3]] << 24;
+static inline __m256i q3_iqx_ksigned(__m256i v, int s0, int s1, int s2, int s3) {
+    uint32_t bits = (uint32_t)q3_iq_ksigns[s0] | (uint32_t)q3_iq_ksigns[s1] << 8 | (uint32_t)q3_iq_ksigns[s2] << 16 |
+                    (uint32_t)q3_iq_ksigns[s3] << 24;
     return q3_iqx_bits_signed(v, bits);
 }
 

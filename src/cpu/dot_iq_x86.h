@@ -27,12 +27,6 @@ static inline __m256i q3_iqx_gather8(const uint32_t *table, const int idx[8]) {
                              (int)table[idx[4]], (int)table[idx[5]], (int)table[idx[6]], (int)table[idx[7]]);
 }
 
-/* The sign masks (0xff: minus) of a group's four runs from their 7-bit sign indices (IQ2_XXS,
- * IQ2_XS, IQ3_XXS). */
-static inline __m256i q3_iqx_ksign_masks(const int ksign[4]) {
-    return q3_iqx_gather4(q3_iq_ksign_masks, ksign[0], ksign[1], ksign[2], ksign[3]);
-}
-
 /* The sign masks of 32 weights from their 32 stored sign bits (IQ2_S, IQ3_S): byte j is 0xff
  * where bit j is set. */
 static inline __m256i q3_iqx_sign_bits(uint32_t bits) {
@@ -126,20 +120,20 @@ static inline __m128 q3_iqx_halves4(const void *first, size_t stride) {
  * q3_<type>_vec_dot_<isa> and q3_<type>_unpack_<isa> for the seven types. Every block sum is the
  * reference's exact integer, and the float tail its expression. */
 
-/* How a group's signs are stored: four 7-bit indices into the sign table, one per run of 8
- * (IQ2_XXS, IQ2_XS, IQ3_XXS); 32 sign bits (IQ2_S, IQ3_S); or none, the grid bytes are signed
- * already (IQ1's eighths). A constant per type, so the branches on it fold away. */
-enum { Q3_IQX_KSIGNS, Q3_IQX_BITS, Q3_IQX_SIGNED };
+/* How a group's signs are stored: four 7-bit indices into the sign table, one per run of 8,
+ * packed 7 bits apart (IQ2_XXS, IQ3_XXS) or in bits 9-15 of four 16-bit words (IQ2_XS); 32 sign
+ * bits (IQ2_S, IQ3_S); or none, the grid bytes are signed already (IQ1's eighths). A constant
+ * per type, so the branches on it fold away. */
+enum { Q3_IQX_KSIGNS7, Q3_IQX_KSIGNS16, Q3_IQX_BITS, Q3_IQX_SIGNED };
 
 typedef struct q3_iqx_group {
     __m256i grid;    /* the 32 weights' grid bytes: magnitudes (<= 62), or IQ1's signed eighths */
-    int ksign[4];    /* Q3_IQX_KSIGNS: the runs' sign indices */
-    uint32_t bits;   /* Q3_IQX_BITS: bit j set where weight j is negative */
+    uint64_t signs;  /* as the type's kind says (the words as stored: no unpacking until used) */
     __m256i scale16; /* the int16 multipliers: weights 0-15 in the low 128 bits, 16-31 in the high */
 } q3_iqx_group;
 
 /* v negated in each run of 8 bytes as the four sign indices say (IQ2_XXS, IQ2_XS, IQ3_XXS). */
-static inline __m256i q3_iqx_ksigned(__m256i v, const int ksign[4]);
+static inline __m256i q3_iqx_ksigned(__m256i v, int s0, int s1, int s2, int s3);
 /* v negated where bit j of bits is set. */
 static inline __m256i q3_iqx_bits_signed(__m256i v, uint32_t bits);
 /* acc + sum grid * sy times the int16 multipliers (one per 16 weights), in 8 int32 lanes; grid
@@ -151,10 +145,17 @@ static inline __m256i q3_iqx_signed_dot(__m256i acc, __m256i v, const int8_t *y,
  * is set in negative (bits 0-3). */
 static inline __m256i q3_iqx_iq1_eighths(__m256i grid, int negative);
 
+/* Sign index r of a group's signs. */
+static inline int q3_iqx_ksign(uint64_t signs, int r, const int kind) {
+    return (int)(kind == Q3_IQX_KSIGNS7 ? signs >> 7 * r : signs >> (16 * r + 9)) & 127;
+}
+
 /* v with the group's signs. */
 static inline __m256i q3_iqx_group_signed(const q3_iqx_group *g, __m256i v, const int kind) {
-    if (kind == Q3_IQX_KSIGNS) return q3_iqx_ksigned(v, g->ksign);
-    if (kind == Q3_IQX_BITS) return q3_iqx_bits_signed(v, g->bits);
+    if (kind == Q3_IQX_KSIGNS7 || kind == Q3_IQX_KSIGNS16)
+        return q3_iqx_ksigned(v, q3_iqx_ksign(g->signs, 0, kind), q3_iqx_ksign(g->signs, 1, kind),
+                              q3_iqx_ksign(g->signs, 2, kind), q3_iqx_ksign(g->signs, 3, kind));
+    if (kind == Q3_IQX_BITS) return q3_iqx_bits_signed(v, (uint32_t)g->signs);
     return v;
 }
 
@@ -175,25 +176,20 @@ static inline uint32_t q3_iqx_load_u32(const uint8_t *p) {
     return v;
 }
 
-/* The four 7-bit sign indices packed 7 bits apart in word. */
-static inline void q3_iqx_ksign_fields(uint32_t word, int ksign[4]) {
-    for (int r = 0; r < 4; r++) ksign[r] = (int)(word >> 7 * r) & 127;
-}
-
 static inline q3_iqx_group q3_iqx_iq2_xxs_group(const q3_block_iq2_xxs *w, int g) {
     uint32_t words[2];
     memcpy(words, w->qs + 4 * g, 8);
     const uint8_t *idx = (const uint8_t *)&words[0];
-    q3_iqx_group r = {.grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]),
-                      .scale16 = _mm256_set1_epi16((short)(2 * (words[1] >> 28) + 1))};
-    q3_iqx_ksign_fields(words[1], r.ksign);
-    return r;
+    return (q3_iqx_group){.grid = q3_iqx_gather4(q3_iq2xxs_grid, idx[0], idx[1], idx[2], idx[3]), .signs = words[1],
+                          .scale16 = _mm256_set1_epi16((short)(2 * (words[1] >> 28) + 1))};
 }
 
 static inline q3_iqx_group q3_iqx_iq2_xs_group(const q3_block_iq2_xs *w, int g) {
     const uint16_t *q = w->qs + 4 * g;
+    uint64_t words;
+    memcpy(&words, q, 8);
     return (q3_iqx_group){.grid = q3_iqx_gather4(q3_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511),
-                          .ksign = {q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9},
+                          .signs = words,
                           .scale16 = q3_iqx_nibble_scales(w->scales, g)};
 }
 
@@ -202,7 +198,7 @@ static inline q3_iqx_group q3_iqx_iq2_s_group(const q3_block_iq2_s *w, int g) {
     int h = w->qh[g];
     return (q3_iqx_group){.grid = q3_iqx_gather4(q3_iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h & 0xc) << 6,
                                                  q[2] | (h & 0x30) << 4, q[3] | (h & 0xc0) << 2),
-                          .bits = q3_iqx_load_u32(w->qs + 32 + 4 * g),
+                          .signs = q3_iqx_load_u32(w->qs + 32 + 4 * g),
                           .scale16 = q3_iqx_nibble_scales(w->scales, g)};
 }
 
@@ -210,10 +206,8 @@ static inline q3_iqx_group q3_iqx_iq3_xxs_group(const q3_block_iq3_xxs *w, int g
     const uint8_t *q = w->qs + 8 * g;
     uint32_t word = q3_iqx_load_u32(w->qs + Q3_QK_K / 4 + 4 * g);
     int idx[8] = {q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]};
-    q3_iqx_group r = {.grid = q3_iqx_gather8(q3_iq3xxs_grid, idx),
-                      .scale16 = _mm256_set1_epi16((short)(2 * (word >> 28) + 1))};
-    q3_iqx_ksign_fields(word, r.ksign);
-    return r;
+    return (q3_iqx_group){.grid = q3_iqx_gather8(q3_iq3xxs_grid, idx), .signs = word,
+                          .scale16 = _mm256_set1_epi16((short)(2 * (word >> 28) + 1))};
 }
 
 static inline q3_iqx_group q3_iqx_iq3_s_group(const q3_block_iq3_s *w, int g) {
@@ -222,7 +216,7 @@ static inline q3_iqx_group q3_iqx_iq3_s_group(const q3_block_iq3_s *w, int g) {
 #pragma GCC unroll 8
     for (int u = 0; u < 8; u++) idx[u] = q[u] | ((h >> u) & 1) << 8;
     int m = 2 * ((w->scales[g / 2] >> 4 * (g % 2)) & 0xf) + 1;
-    return (q3_iqx_group){.grid = q3_iqx_gather8(q3_iq3s_grid, idx), .bits = q3_iqx_load_u32(w->signs + 4 * g),
+    return (q3_iqx_group){.grid = q3_iqx_gather8(q3_iq3s_grid, idx), .signs = q3_iqx_load_u32(w->signs + 4 * g),
                           .scale16 = _mm256_set1_epi16((short)m)};
 }
 
@@ -294,10 +288,10 @@ static inline q3_iqx_group q3_iqx_iq1_m_group(const q3_block_iq1_m *w, int g) {
     Q3_IQX_UNPACK(isa, type, kind, d_of)
 
 #define Q3_X86_IQ_LATTICE_DOTS(isa)                                           \
-    Q3_IQX_LATTICE_TYPE(isa, iq2_xxs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.125f)        \
-    Q3_IQX_LATTICE_TYPE(isa, iq2_xs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.125f)         \
+    Q3_IQX_LATTICE_TYPE(isa, iq2_xxs, Q3_IQX_KSIGNS7, Q3_IQX_D, 0.125f)       \
+    Q3_IQX_LATTICE_TYPE(isa, iq2_xs, Q3_IQX_KSIGNS16, Q3_IQX_D, 0.125f)       \
     Q3_IQX_LATTICE_TYPE(isa, iq2_s, Q3_IQX_BITS, Q3_IQX_D, 0.125f)            \
-    Q3_IQX_LATTICE_TYPE(isa, iq3_xxs, Q3_IQX_KSIGNS, Q3_IQX_D, 0.25f)         \
+    Q3_IQX_LATTICE_TYPE(isa, iq3_xxs, Q3_IQX_KSIGNS7, Q3_IQX_D, 0.25f)        \
     Q3_IQX_LATTICE_TYPE(isa, iq3_s, Q3_IQX_BITS, Q3_IQX_D, 1.0f)              \
     Q3_IQX_LATTICE_TYPE(isa, iq1_s, Q3_IQX_SIGNED, Q3_IQX_D, 0.125f)          \
     Q3_IQX_LATTICE_TYPE(isa, iq1_m, Q3_IQX_SIGNED, Q3_IQX_IQ1M_D, 0.125f)
