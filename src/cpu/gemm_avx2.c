@@ -161,9 +161,11 @@ static inline __attribute__((always_inline)) void q6_k_dot_cols(const q6_k_tile 
 #pragma GCC unroll 4
     for (int c = 0; c < nc; c++) {
         __m256i off = _mm256_setzero_si256();
+        if (!is_signed) {
 #pragma GCC unroll 8
-        for (int i = 0; i < 8 && !is_signed; i++)
-            off = _mm256_add_epi32(off, _mm256_madd_epi16(t->scale_pairs[i], vi_bcast32(xb[c]->bsums + 2 * i)));
+            for (int i = 0; i < 8; i++)
+                off = _mm256_add_epi32(off, _mm256_madd_epi16(t->scale_pairs[i], vi_bcast32(xb[c]->bsums + 2 * i)));
+        }
         __m256i sum_qy = _mm256_sub_epi32(qy[c], _mm256_slli_epi32(off, 5));
         acc[c] = kdot_tail(acc[c], xb[c]->d, t->d, zero, sum_qy, _mm256_setzero_si256());
     }
