@@ -80,9 +80,12 @@ static bool same_tokens(const q3_llama_logits *f, const int32_t *ids, int n) {
 static void print_result(const q3_ppl_result *r, int ctx, const char *kl) {
     printf("perplexity: %.4f over %d windows of %d tokens (%d scored, mean NLL %.5f)\n", r->ppl, r->windows, ctx,
            r->scored, r->nll);
-    if (kl)
-        printf("KL divergence from %s: %.6f (largest %.6f), top-1 agreement %.2f%%\n", kl, r->kld, r->kld_max,
-               100 * r->top1_agree);
+    if (!kl) return;
+    printf("KL divergence from %s: %.6f (largest %.6f), top-1 agreement %.2f%%\n", kl, r->kld, r->kld_max,
+           100 * r->top1_agree);
+    const double *q = r->kld_quantile;
+    printf("KL median %.6f, 90%% %.6f, 95%% %.6f, 99%% %.6f, 99.9%% %.6f; largest at window %d, position %d\n", q[0],
+           q[1], q[2], q[3], q[4], r->kld_max_window, r->kld_max_pos);
 }
 
 /* Evaluates model path with options o: against a base model, llama.cpp's saved log-probabilities

@@ -52,24 +52,52 @@ static int log_softmax(const float *row, int n, double *lp) {
     return best;
 }
 
-/* Running sums over the scored positions. */
+/* Running sums over the scored positions, and every position's KL for the quantiles. */
 typedef struct tally {
     double nll, kld, kld_max;
+    int max_window, max_pos;
     long agree;
+    double *kls; /* one per scored position, NULL without a base */
+    long n_kl;
 } tally;
 
-static void add_kl(tally *t, double kl, bool same_top) {
-    t->kld += kl;
-    if (kl > t->kld_max) t->kld_max = kl;
-    t->agree += same_top;
+static q3_status tally_open(tally *t, long positions, bool with_base, q3_error *e) {
+    memset(t, 0, sizeof *t);
+    t->kld_max = -INFINITY;
+    if (with_base && !(t->kls = malloc((size_t)positions * sizeof *t->kls)))
+        return q3_fail(e, Q3_ENOMEM, "perplexity: no memory for %ld KL values", positions);
+    return Q3_OK;
 }
 
-static void finish(q3_ppl_result *out, const tally *t, bool with_base) {
+static void add_kl(tally *t, double kl, bool same_top, int window, int pos) {
+    t->kld += kl;
+    if (kl > t->kld_max) t->kld_max = kl, t->max_window = window, t->max_pos = pos;
+    t->agree += same_top;
+    t->kls[t->n_kl++] = kl;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The quantiles of the KL values, each the sorted value at rank round(q * (n - 1)). */
+static void kl_quantiles(tally *t, double out[5]) {
+    static const double q[5] = {0.5, 0.9, 0.95, 0.99, 0.999};
+    qsort(t->kls, (size_t)t->n_kl, sizeof *t->kls, cmp_double);
+    for (int i = 0; i < 5; i++) out[i] = t->kls[lround(q[i] * (double)(t->n_kl - 1))];
+}
+
+static void finish(q3_ppl_result *out, tally *t, bool with_base) {
     out->nll = t->nll / out->scored;
     out->ppl = exp(out->nll);
-    out->kld = with_base ? t->kld / out->scored : 0;
-    out->kld_max = with_base ? t->kld_max : 0;
-    out->top1_agree = with_base ? (double)t->agree / out->scored : 0;
+    if (!with_base || t->n_kl == 0) return;
+    out->kld = t->kld / out->scored;
+    out->kld_max = t->kld_max;
+    out->kld_max_window = t->max_window;
+    out->kld_max_pos = t->max_pos;
+    out->top1_agree = (double)t->agree / out->scored;
+    kl_quantiles(t, out->kld_quantile);
 }
 
 static void window_done(const q3_ppl_options *o, q3_ppl_result *out, const tally *t, int w, int windows, int per) {
@@ -96,6 +124,7 @@ q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *
     if (!st && base) st = run_open(&b, base, o, e);
     if (!st && (!lp || (base && !lq))) st = q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
     tally t = {0};
+    if (!st) st = tally_open(&t, (long)windows * (last - first), base != NULL, e);
     for (int w = 0; !st && w < windows; w++) {
         const int32_t *win = ids + (size_t)w * ctx;
         if ((st = run_window(&a, win, ctx, e)) || (base && (st = run_window(&b, win, ctx, e)))) break;
@@ -106,11 +135,12 @@ q3_status q3_perplexity(const q3_model *m, const q3_model *base, const int32_t *
             int base_top = log_softmax(b.logits + (size_t)i * V, V, lq);
             double kl = 0;
             for (int v = 0; v < V; v++) kl += exp(lq[v]) * (lq[v] - lp[v]);
-            add_kl(&t, kl, top == base_top);
+            add_kl(&t, kl, top == base_top, w, i);
         }
         window_done(o, out, &t, w, windows, last - first);
     }
     if (!st) finish(out, &t, base != NULL);
+    free(t.kls);
     run_close(&a);
     if (base) run_close(&b);
     free(lp), free(lq);
@@ -133,6 +163,7 @@ q3_status q3_perplexity_vs_llama(const q3_model *m, const q3_llama_logits *base,
     q3_status st = run_open(&a, m, o, e);
     if (!st && (!lp || !lq || !win)) st = q3_fail(e, Q3_ENOMEM, "perplexity: out of memory");
     tally t = {0};
+    if (!st) st = tally_open(&t, (long)windows * (ctx - 1 - first), true, e);
     for (int w = 0; !st && w < windows; w++) {
         for (int i = 0; i < ctx; i++) win[i] = q3_llama_logits_token(base, (size_t)w * ctx + i);
         for (int i = 0; !st && i < ctx; i++)
@@ -147,11 +178,12 @@ q3_status q3_perplexity_vs_llama(const q3_model *m, const q3_llama_logits *base,
             double kl = 0;
             for (int v = 0; v < V; v++)
                 if (lq[v] > -16.f) kl += exp(lq[v]) * (lq[v] - lp[v]);
-            add_kl(&t, kl, top == base_top);
+            add_kl(&t, kl, top == base_top, w, i);
         }
         window_done(o, out, &t, w, windows, ctx - 1 - first);
     }
     if (!st) finish(out, &t, true);
+    free(t.kls);
     run_close(&a);
     free(lp), free(lq), free(win);
     return st;

@@ -15,6 +15,10 @@ typedef struct q3_ppl_result {
     double nll;          /* mean negative log-likelihood */
     double kld;          /* mean KL(base || model), when a base was given */
     double kld_max;      /* the largest KL at one position */
+    int kld_max_window;  /* where it is: the window and the position in it (the predicting token) */
+    int kld_max_pos;
+    double kld_quantile[5]; /* KL's median, 90%, 95%, 99% and 99.9% points (llama-perplexity
+                               reports the same; a mean alone can hide one outlying position) */
     double top1_agree;   /* fraction of positions where both models' argmax agree */
     int windows, scored; /* windows evaluated, tokens scored */
 } q3_ppl_result;
