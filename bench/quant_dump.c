@@ -45,7 +45,7 @@ static int convert(const char *mode, const q3_type_traits *tr) {
     size_t out_len = dequantize ? (size_t)n * sizeof(float) : (size_t)(n / tr->block_size) * tr->type_size;
     void *out = malloc(out_len ? out_len : 1);
     if (out && dequantize) tr->to_float(in, out, n);
-    if (out && !dequantize) tr->from_float((const float *)in, out, n);
+    if (out && !dequantize) q3_quantize_row(tr, (const float *)in, out, n, NULL);
     int ok = out && fwrite(out, 1, out_len, stdout) == out_len && fflush(stdout) == 0;
     if (!ok) fprintf(stderr, "quant_dump: cannot write the output\n");
     free(in);

@@ -360,6 +360,30 @@ static void test_simd_to_float_agrees_with_scalar(void **state) {
     free(got);
 }
 
+/* Q8_0 rounds two ways, llama.cpp's: activations (and KV caches) as its x86 CPU backend does,
+ * x * (127 / max|x|) half to even; files as its file quantizer and the gguf package do,
+ * x * (1 / d) half away from zero. Known answers where the two part: exact halves (block 0),
+ * and a value whose product is exactly 2.5 by 127 / max and 2.5000002 by 1 / d (block 1). */
+static void test_q8_rounding_known_answers(void **state) {
+    (void)state;
+    float x[64] = {127.0f, 2.5f, -2.5f, 3.5f, 0.5f, -0.5f};
+    x[32] = 1.523f, x[33] = 0.029980316758155823f;
+    static const int8_t run_time[2][6] = {{127, 2, -2, 4, 0, 0}, {127, 2}}, file[2][6] = {{127, 3, -3, 4, 1, -1}, {127, 3}};
+    q3_block_q8_0 q[2];
+    q3_block_q8_1 q1[2];
+    for (int isa = 0; isa < Q3_ISA_COUNT; isa++) {
+        if (!q3_isa_supported((q3_isa)isa)) continue;
+        q3_type_get_isa(Q3_TYPE_Q8_0, (q3_isa)isa)->from_float(x, q, 64);
+        q3_type_get_isa(Q3_TYPE_Q8_1, (q3_isa)isa)->from_float(x, q1, 64);
+        for (int b = 0; b < 2; b++) {
+            assert_memory_equal(q[b].qs, run_time[b], 6);
+            assert_memory_equal(q1[b].qs, run_time[b], 6);
+        }
+    }
+    q3_quantize_row(q3_type_info(Q3_TYPE_Q8_0), x, q, 64, NULL);
+    for (int b = 0; b < 2; b++) assert_memory_equal(q[b].qs, file[b], 6);
+}
+
 static void test_isa_selection(void **state) {
     (void)state;
     assert_true(q3_isa_supported(Q3_ISA_SCALAR));
@@ -403,6 +427,7 @@ int main(void) {
         cmocka_unit_test(test_simd_vec_dot_agrees_with_scalar),
         cmocka_unit_test(test_simd_quantizers_agree_with_scalar),
         cmocka_unit_test(test_simd_to_float_agrees_with_scalar),
+        cmocka_unit_test(test_q8_rounding_known_answers),
         cmocka_unit_test(test_isa_selection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -408,14 +408,6 @@ float q3_q3_k_vec_dot_avx2(int64_t n, const void *w, const void *x) {
 
 /* ---- activation quantizers: the loops of dot_x86.h ---- */
 
-/* Truncate, then step away from zero when the dropped fraction (exact) is at least one half. */
-static inline __m256i round_half_away(__m256 v) {
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 up = _mm256_cmp_ps(vf_abs(_mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    __m256 step = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-    return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)));
-}
-
 static inline void store_i8x32(int8_t *dst, const __m256i *q) {
     __m256i ab = _mm256_packs_epi32(q[0], q[1]), cd = _mm256_packs_epi32(q[2], q[3]);
     __m256i bytes = _mm256_packs_epi16(ab, cd); /* in-lane packing interleaves 4-byte groups */

@@ -499,15 +499,6 @@ float q3_q3_k_vec_dot_avx512(int64_t n, const void *w, const void *x) {
 
 /* ---- activation quantizers: the loops of dot_x86.h ---- */
 
-/* Truncate, then step away from zero when the dropped fraction (exact) is at least one half. */
-static inline __m512i round_half_away(__m512 v) {
-    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
-    __m512 step = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
-    return _mm512_cvtps_epi32(_mm512_mask_add_ps(t, up, t, step));
-}
-
 static inline void store_i8x32(int8_t *dst, const __m512i *q) {
     _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(q[0]));
     _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(q[1]));

@@ -99,22 +99,21 @@ static inline float abs_max(const float *x, int n) {
     return vmaxvq_f32(m);
 }
 
-/* roundf(x * id) for 16 values: FCVTAS rounds half away from zero, as roundf does. */
-static inline int8x16_t round_away_16(const float *x, float id) {
+/* x * id rounded half to even for 16 values (FCVTNS), as Q8_0's activations round. */
+static inline int8x16_t round_even_16(const float *x, float id) {
     int32x4_t q[4];
-    for (int k = 0; k < 4; k++) q[k] = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), id));
+    for (int k = 0; k < 4; k++) q[k] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), id));
     return narrow_16(q[0], q[1], q[2], q[3]);
 }
 
 void q3_q8_0_from_float_neon(const float *src, void *dst, int64_t n) {
     q3_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / Q3_QK; i++, src += Q3_QK) {
-        float d = abs_max(src, Q3_QK) / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        __fp16 h = (__fp16)d; /* FCVT rounds to nearest even, as q3_f32_to_f16 */
+        float max = abs_max(src, Q3_QK), id = max != 0.0f ? 127.0f / max : 0.0f;
+        __fp16 h = (__fp16)(max / 127.0f); /* FCVT rounds to nearest even, as q3_f32_to_f16 */
         memcpy(&b[i].d, &h, sizeof h);
-        vst1q_s8(b[i].qs, round_away_16(src, id));
-        vst1q_s8(b[i].qs + 16, round_away_16(src + 16, id));
+        vst1q_s8(b[i].qs, round_even_16(src, id));
+        vst1q_s8(b[i].qs + 16, round_even_16(src + 16, id));
     }
 }
 

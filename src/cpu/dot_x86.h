@@ -209,8 +209,6 @@ enum x86_float_kind { X86_F32, X86_F16, X86_BF16 };
  * register) times x: the ISA's tail and reduction. */
 static inline float float_dot_end(int64_t n, int64_t i, const void *w, const float *x, enum x86_float_kind kind,
                                   vf acc0, vf acc1, vf acc2, vf acc3);
-/* roundf on every lane (half away from zero), as int32. */
-static inline vi round_half_away(vf v);
 /* The 32 int32 of q[0 .. 32 / Q3_X86_LANES) saturated to int8, in order, at dst. */
 static inline void store_i8x32(int8_t *dst, const vi *q);
 
@@ -242,8 +240,8 @@ static inline __attribute__((always_inline)) float x86_float_dot(int64_t n, cons
 
 #define X86_REGS_PER_32 (32 / Q3_X86_LANES)
 
-/* Q8_0: per block of 32, d = max|x| / 127 (stored as fp16) and q = roundf(x / d), as the
- * reference rounds, so the bytes are the same. */
+/* Q8_0 activations: per block of 32, d = max|x| / 127 (stored as fp16) and q = x * (127 /
+ * max|x|) rounded half to even (the default mode), as the reference (quant/q8_0.c). */
 static inline void x86_q8_0_from_float(const float *src, void *dst, int64_t n) {
     q3_block_q8_0 *b = dst;
     for (int64_t i = 0; i < n / Q3_QK; i++, src += Q3_QK) {
@@ -254,12 +252,11 @@ static inline void x86_q8_0_from_float(const float *src, void *dst, int64_t n) {
         for (int step = 1; step < X86_REGS_PER_32; step *= 2)
 #pragma GCC unroll 2
             for (int k = 0; k + step < X86_REGS_PER_32; k += 2 * step) amax[k] = vf_max(amax[k], amax[k + step]);
-        float d = vf_reduce_max(amax[0]) / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        float max = vf_reduce_max(amax[0]), id = max != 0.0f ? 127.0f / max : 0.0f;
+        b[i].d = _cvtss_sh(max / 127.0f, _MM_FROUND_TO_NEAREST_INT);
         vi q[X86_REGS_PER_32];
 #pragma GCC unroll 4
-        for (int k = 0; k < X86_REGS_PER_32; k++) q[k] = round_half_away(vf_mul(v[k], vf_set1(id)));
+        for (int k = 0; k < X86_REGS_PER_32; k++) q[k] = vf_to_i32(vf_mul(v[k], vf_set1(id)));
         store_i8x32(b[i].qs, q);
     }
 }

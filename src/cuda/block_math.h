@@ -225,13 +225,14 @@ static inline Q3_HD void q3hd_quantize_q8_k(const float *x, q3_block_q8_k *b) {
     b->d = Q3_FDIV(1.0f, iscale);
 }
 
-/* 32 floats to Q8_0: d = max|x| / 127 stored as a half, q = round(x / d) away from zero. */
+/* 32 floats to Q8_0 as activations: d = max|x| / 127 stored as a half, q = x * (127 / max|x|)
+ * rounded half to even, as the CPU's q3_q8_0_from_float. */
 static inline Q3_HD void q3hd_quantize_q8_0(const float *x, q3_block_q8_0 *b) {
     float amax = 0;
     for (int j = 0; j < Q3_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-    float d = Q3_FDIV(amax, 127.0f), id = d != 0.0f ? Q3_FDIV(1.0f, d) : 0.0f;
-    b->d = q3hd_f32_to_f16(d);
-    for (int j = 0; j < Q3_QK; j++) b->qs[j] = (int8_t)roundf(Q3_FMUL(x[j], id));
+    float id = amax != 0.0f ? Q3_FDIV(127.0f, amax) : 0.0f;
+    b->d = q3hd_f32_to_f16(Q3_FDIV(amax, 127.0f));
+    for (int j = 0; j < Q3_QK; j++) b->qs[j] = (int8_t)q3hd_nearest_int(Q3_FMUL(x[j], id));
 }
 
 /* ---- a block's dot product, in the parts the lanes of a warp take ---- */

@@ -122,8 +122,7 @@ static q3_status fill_tensor(void *ctx, int index, void *dst, size_t nbytes, q3_
                 continue;
             }
             in->to_float(src, row, cols);
-            if (imp) out->quantize(row, p, cols, imp);
-            else out->from_float(row, p, cols);
+            q3_quantize_row(out, row, p, cols, imp);
         }
     }
     free(row);

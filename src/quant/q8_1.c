@@ -1,6 +1,7 @@
 /* Q8_1: Q8_0 plus s = d * sum(q) per block, the activation type of Q4_1 and Q5_1. Those formats
  * dequantize as d * q + m; the m part of a block's dot product is m * sum(x) = m * s, so
- * carrying s makes the offset cost one multiply per block. */
+ * carrying s makes the offset cost one multiply per block. Only ever an activation, so it rounds
+ * as Q8_0's activations do (q8_0.c): x * (127 / max|x|), half to even. */
 #include <math.h>
 #include "quant/blocks.h"
 #include "quant/quants.h"
@@ -19,10 +20,10 @@ void q3_q8_1_from_float(const float *src, void *dst, int64_t n) {
         float amax = 0;
         for (int j = 0; j < Q3_QK; j++) amax = fmaxf(amax, fabsf(src[j]));
         float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < Q3_QK; j++) {
-            b[i].qs[j] = (int8_t)roundf(src[j] * id);
+            b[i].qs[j] = (int8_t)q3_nearest_int(src[j] * id);
             sum += b[i].qs[j];
         }
         b[i].d = q3_f32_to_f16(d);

@@ -23,6 +23,7 @@ void q3_q5_1_from_float(const float *src, void *dst, int64_t n);
 float q3_q5_1_vec_dot(int64_t n, const void *w, const void *x);
 void q3_q8_0_to_float(const void *src, float *dst, int64_t n);
 void q3_q8_0_from_float(const float *src, void *dst, int64_t n);
+void q3_q8_0_quantize(const float *src, void *dst, int64_t n, const float *importance);
 float q3_q8_0_vec_dot(int64_t n, const void *w, const void *x);
 
 /* K-quants: 256 weights per block; vec_dot takes Q8_K activations. */

@@ -31,7 +31,7 @@ static const q3_type_traits TRAITS[Q3_TYPE_COUNT] = {
     [Q3_TYPE_Q5_1] = {"Q5_1", 32, 24, q3_q5_1_to_float, q3_q5_1_from_float,
                       q3_q5_1_vec_dot, Q3_TYPE_Q8_1, NULL, NULL, NULL, NULL},
     [Q3_TYPE_Q8_0] = {"Q8_0", 32, 34, q3_q8_0_to_float, q3_q8_0_from_float,
-                      q3_q8_0_vec_dot, Q3_TYPE_Q8_0, NULL, NULL, NULL, NULL},
+                      q3_q8_0_vec_dot, Q3_TYPE_Q8_0, NULL, q3_q8_0_quantize, NULL, NULL},
     [Q3_TYPE_Q8_1] = {"Q8_1", 32, 36, q3_q8_1_to_float, q3_q8_1_from_float,
                       q3_q8_1_vec_dot, Q3_TYPE_Q8_1, NULL, NULL, NULL, NULL},
     [Q3_TYPE_Q2_K] = {"Q2_K", 256, 84, q3_q2_k_to_float, q3_q2_k_from_float,

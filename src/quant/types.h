@@ -12,7 +12,8 @@
 
 /* Dequantize n elements (a multiple of block_size) of src into dst. */
 typedef void (*q3_to_float_fn)(const void *src, float *dst, int64_t n);
-/* Quantize n elements of src into dst: the reference (round-to-nearest or llama.cpp's search). */
+/* Quantize n elements of src into dst: the reference (round-to-nearest or llama.cpp's search).
+ * The run-time conversion (activations, KV caches); files are written with q3_quantize_row. */
 typedef void (*q3_from_float_fn)(const float *src, void *dst, int64_t n);
 /* Dot product of n elements: w is a row of this type, x a row of vec_dot_type. */
 typedef float (*q3_vec_dot_fn)(int64_t n, const void *w, const void *x);
@@ -43,7 +44,8 @@ typedef struct q3_type_traits {
     q3_vec_dot_fn vec_dot;
     q3_type vec_dot_type;    /* the type activations are converted to for vec_dot */
     q3_gemm_fn gemm;         /* NULL: no tile kernel on this ISA, use vec_dot */
-    q3_quantize_fn quantize; /* NULL: from_float takes no importance (not an i-quant) */
+    q3_quantize_fn quantize; /* how files are written, with an importance or without (NULL);
+                                NULL: from_float writes files too, and takes no importance */
     q3_vec_dot_rows_fn vec_dot_rows; /* NULL: use vec_dot row by row */
     /* vec_dot_rows over row-interleaved groups (quant/interleave.h: w at a group, nr a multiple
      * of 4). NULL: the type has no interleaved layout, or this ISA no kernel for it (callers
@@ -57,6 +59,14 @@ typedef struct q3_type_traits {
 const q3_type_traits *q3_type_info(q3_type t);
 /* Type by case-insensitive name ("bf16", "q4_k"); returns false when unknown. */
 bool q3_type_from_name(const char *name, q3_type *out);
+/* Quantizes n elements of src into dst as a file holds them (the bytes llama-quantize and the
+ * gguf package write), with importance where the type uses one (may be NULL). tr is t's traits
+ * from q3_type_info or q3_type_get; cannot fail. */
+static inline void q3_quantize_row(const q3_type_traits *tr, const float *src, void *dst, int64_t n,
+                                   const float *importance) {
+    if (tr->quantize) tr->quantize(src, dst, n, importance);
+    else tr->from_float(src, dst, n);
+}
 /* Bytes taken by a row of n elements; 0 when n is not a whole number of blocks. */
 size_t q3_row_bytes(q3_type t, int64_t n);
 /* Name of t, or "unknown(N)" in a static buffer for unknown ids; cannot fail. */
