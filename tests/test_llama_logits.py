@@ -110,6 +110,32 @@ class LlamaLogits(unittest.TestCase):
         self.assertGreater(kl, 0.1)
         self.assertLess(top1, 50)
 
+    def test_kl_spread(self):
+        """The printed median, 90/95/99/99.9% points and the largest KL's place, against the per-row
+        KL computed here, on rows saved for the other chunk's tokens (large, varied KL values)."""
+        got = []
+        for ids, _ in CHUNKS:
+            out = os.path.join(TMP, "l.bin")
+            r = q3("logits", "-m", TINY, "--tokens", ",".join(map(str, ids)), "--out", out, "-t", "1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got.append(np.fromfile(out, dtype=np.float32).reshape(CTX, -1)[CTX // 2:CTX - 1])
+        lp = log_softmax(np.concatenate(got))
+        other = os.path.join(TMP, "swapped2.kld")
+        write_saved(other, [(CHUNKS[0][0], CHUNKS[1][1]), (CHUNKS[1][0], CHUNKS[0][1])])
+        base = decoded(other, lp.shape[1], len(lp)).astype(np.float64)
+        kls = np.where(base > -16, np.exp(base) * (base - lp), 0).sum(axis=1)
+        r = q3("perplexity", "-m", TINY, "--kl-base", other, "-t", "1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"KL median ([0-9.]+), 90% ([0-9.]+), 95% ([0-9.]+), 99% ([0-9.]+), 99.9% ([0-9.]+); "
+                      r"largest at window (\d+), position (\d+)", r.stdout)
+        self.assertIsNotNone(m, r.stdout)
+        ranked = np.sort(kls)
+        for q, printed in zip([0.5, 0.9, 0.95, 0.99, 0.999], m.groups()[:5]):
+            self.assertAlmostEqual(float(printed), ranked[int(np.floor(q * (len(kls) - 1) + 0.5))], delta=2e-5)
+        per = CTX - 1 - CTX // 2
+        worst = int(np.argmax(kls))
+        self.assertEqual((int(m.group(6)), int(m.group(7))), (worst // per, CTX // 2 + worst % per))
+
     def test_fewer_windows_and_kv_types(self):
         r = q3("perplexity", "-m", TINY, "--kl-base", self.saved, "--windows", "1", "--kv-type", "f16", "-t", "1")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -81,7 +81,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The quantiles of the KL values, each the sorted value at rank round(q * (n - 1)). */
+/* The quantiles of the KL values, each the sorted value at rank q * (n - 1), halves rounded up. */
 static void kl_quantiles(tally *t, double out[5]) {
     static const double q[5] = {0.5, 0.9, 0.95, 0.99, 0.999};
     qsort(t->kls, (size_t)t->n_kl, sizeof *t->kls, cmp_double);
