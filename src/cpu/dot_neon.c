@@ -99,10 +99,11 @@ static inline float abs_max(const float *x, int n) {
     return vmaxvq_f32(m);
 }
 
-/* x * id rounded half to even for 16 values (FCVTNS), as Q8_0's activations round. */
-static inline int8x16_t round_even_16(const float *x, float id) {
+/* scale * x rounded half to even (FCVTNS, as q3_nearest_int) for 16 values, saturated to int8:
+ * Q8_0's activations and Q8_K. */
+static inline int8x16_t round_even_16(const float *x, float scale) {
     int32x4_t q[4];
-    for (int k = 0; k < 4; k++) q[k] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), id));
+    for (int k = 0; k < 4; k++) q[k] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), scale));
     return narrow_16(q[0], q[1], q[2], q[3]);
 }
 
@@ -126,13 +127,6 @@ static float first_with_magnitude(const float *x, int n, float amax) {
             if (fabsf(x[l]) == amax) return x[l];
     }
     return 0;
-}
-
-/* iscale * x rounded to nearest even (FCVTNS, as q3_nearest_int) for 16 values, clamped. */
-static inline int8x16_t round_even_16(const float *x, float iscale) {
-    int32x4_t q[4];
-    for (int k = 0; k < 4; k++) q[k] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), iscale));
-    return narrow_16(q[0], q[1], q[2], q[3]);
 }
 
 void q3_q8_k_from_float_neon(const float *src, void *dst, int64_t n) {
