@@ -69,6 +69,11 @@ def log_softmax(l):
     return l - l.max(axis=-1, keepdims=True) - np.log(np.exp(l - l.max(axis=-1, keepdims=True)).sum(axis=-1, keepdims=True))
 
 
+def write_swapped(path):
+    """Rows saved for the other chunk's tokens: large, varied KL values."""
+    write_saved(path, [(CHUNKS[0][0], CHUNKS[1][1]), (CHUNKS[1][0], CHUNKS[0][1])])
+
+
 class LlamaLogits(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -83,6 +88,16 @@ class LlamaLogits(unittest.TestCase):
                              r.stdout).groups()
         return ppl, float(kl), float(top1)
 
+    def scored_log_probs(self):
+        """q3moe's own log-probabilities (`q3moe logits`) at the scored positions of both chunks."""
+        got = []
+        for ids, _ in CHUNKS:
+            out = os.path.join(TMP, "l.bin")
+            r = q3("logits", "-m", TINY, "--tokens", ",".join(map(str, ids)), "--out", out, "-t", "1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            got.append(np.fromfile(out, dtype=np.float32).reshape(CTX, -1)[CTX // 2:CTX - 1])
+        return log_softmax(np.concatenate(got))
+
     def test_agrees_with_transformers_logits(self):
         ppl, kl, top1 = self.evaluate(self.saved)
         nll = [-log_softmax(l[t])[ids[t + 1]] for ids, l in CHUNKS for t in range(CTX // 2, CTX - 1)]
@@ -92,20 +107,14 @@ class LlamaLogits(unittest.TestCase):
 
     def test_kl_is_llama_perplexitys(self):
         """The printed KL against one computed here from q3moe's own logits and the saved levels."""
-        got = []
-        for ids, _ in CHUNKS:
-            out = os.path.join(TMP, "l.bin")
-            r = q3("logits", "-m", TINY, "--tokens", ",".join(map(str, ids)), "--out", out, "-t", "1")
-            self.assertEqual(r.returncode, 0, r.stderr)
-            got.append(np.fromfile(out, dtype=np.float32).reshape(CTX, -1)[CTX // 2:CTX - 1])
-        lp = log_softmax(np.concatenate(got))
+        lp = self.scored_log_probs()
         base = decoded(self.saved, lp.shape[1], len(lp)).astype(np.float64)
         want = np.where(base > -16, np.exp(base) * (base - lp), 0).sum(axis=1).mean()
         _, kl, _ = self.evaluate(self.saved)
         self.assertAlmostEqual(kl, want, delta=2e-6)
         # rows saved for the other chunk's tokens: far off, and counted so
         other = os.path.join(TMP, "swapped.kld")
-        write_saved(other, [(CHUNKS[0][0], CHUNKS[1][1]), (CHUNKS[1][0], CHUNKS[0][1])])
+        write_swapped(other)
         _, kl, top1 = self.evaluate(other)
         self.assertGreater(kl, 0.1)
         self.assertLess(top1, 50)
@@ -113,15 +122,9 @@ class LlamaLogits(unittest.TestCase):
     def test_kl_spread(self):
         """The printed median, 90/95/99/99.9% points and the largest KL's place, against the per-row
         KL computed here, on rows saved for the other chunk's tokens (large, varied KL values)."""
-        got = []
-        for ids, _ in CHUNKS:
-            out = os.path.join(TMP, "l.bin")
-            r = q3("logits", "-m", TINY, "--tokens", ",".join(map(str, ids)), "--out", out, "-t", "1")
-            self.assertEqual(r.returncode, 0, r.stderr)
-            got.append(np.fromfile(out, dtype=np.float32).reshape(CTX, -1)[CTX // 2:CTX - 1])
-        lp = log_softmax(np.concatenate(got))
+        lp = self.scored_log_probs()
         other = os.path.join(TMP, "swapped2.kld")
-        write_saved(other, [(CHUNKS[0][0], CHUNKS[1][1]), (CHUNKS[1][0], CHUNKS[0][1])])
+        write_swapped(other)
         base = decoded(other, lp.shape[1], len(lp)).astype(np.float64)
         kls = np.where(base > -16, np.exp(base) * (base - lp), 0).sum(axis=1)
         r = q3("perplexity", "-m", TINY, "--kl-base", other, "-t", "1")
