@@ -8,9 +8,16 @@
  * pages advised) and its file range dropped from the page cache right after
  * (POSIX_FADV_DONTNEED; pages another process maps stay). The mapping's other tensors
  * (embedding, norms, router, types without a layout) are used in place as before. Peak memory
- * is the copy plus one tensor. The cost: the file is read from disk again at the next start,
- * and each start reads all of it instead of what the first steps touch. */
+ * is the copy plus one tensor a loading thread. The cost: the file is read from disk again at
+ * the next start, and each start reads all of it instead of what the first steps touch.
+ *
+ * Speed: a load is mostly the kernel's work, not ours: faulting in the new pages (zeroing them,
+ * and in a virtual machine the host backing them) and copying from the page cache. One thread
+ * did that at 0.5-1.5 GB/s; a few threads, each taking the next tensor, fault, copy and wait on
+ * the disk side by side. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -77,26 +84,24 @@ static const q3_gguf_tensor *tensor_of(const q3_gguf *g, const void *p, size_t n
     return NULL;
 }
 
-static bool remember(q3_model *m, void *buf) {
-    if (m->n_repacked == m->cap_repacked) {
-        int cap = m->cap_repacked ? 2 * m->cap_repacked : 64;
-        void **r = realloc(m->repacked, (size_t)cap * sizeof *r);
-        if (!r) return false;
-        m->repacked = r, m->cap_repacked = cap;
-    }
-    m->repacked[m->n_repacked++] = buf;
+/* Room in m->repacked for n more buffers, so that handing them over cannot fail. */
+static bool reserve(q3_model *m, size_t n) {
+    if ((size_t)(m->cap_repacked - m->n_repacked) >= n) return true;
+    size_t cap = (size_t)m->n_repacked + n;
+    void **r = cap <= INT32_MAX ? realloc(m->repacked, cap * sizeof *r) : NULL;
+    if (!r) return false;
+    m->repacked = r, m->cap_repacked = (int)cap;
     return true;
 }
 
-/* t's bytes from the file into a new buffer (owned by m), their page-cache copy dropped. */
-static q3_status read_tensor(q3_model *m, int fd, const q3_gguf_tensor *t, unsigned char **out, q3_error *e) {
+/* t's bytes from the file into a new buffer, their page-cache copy dropped. */
+static q3_status read_tensor(const q3_model *m, int fd, const q3_gguf_tensor *t, unsigned char **out, q3_error *e) {
     size_t size = (t->nbytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     void *buf = NULL;
-    if (posix_memalign(&buf, HUGE_PAGE, size) != 0 || !remember(m, buf)) {
-        free(buf);
+    if (posix_memalign(&buf, HUGE_PAGE, size) != 0)
         return q3_fail(e, Q3_ENOMEM, "%s: tensor %s: out of memory for its interleaved copy (%zu bytes)", m->path,
                        t->name, t->nbytes);
-    }
+    *out = buf; /* the caller owns it from here, also on failure */
 #ifdef MADV_HUGEPAGE
     madvise(buf, size, MADV_HUGEPAGE); /* advice: ordinary pages work too */
 #endif
@@ -109,7 +114,6 @@ static q3_status read_tensor(q3_model *m, int fd, const q3_gguf_tensor *t, unsig
         done += (size_t)k;
     }
     (void)posix_fadvise(fd, at, (off_t)t->nbytes, POSIX_FADV_DONTNEED); /* advice: a page kept only costs memory */
-    *out = buf;
     return Q3_OK;
 }
 
@@ -129,18 +133,6 @@ static int by_address(const void *a, const void *b) {
     return p < q ? -1 : p > q;
 }
 
-/* The bytes of the tensors the sorted views lie in: what the copy takes. */
-static size_t copy_bytes(const q3_model *m, const view_list *l) {
-    const q3_gguf_tensor *current = NULL;
-    size_t bytes = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        const q3_gguf_tensor *t = tensor_of(&m->gguf, l->v[i]->data, (size_t)l->v[i]->rows * l->v[i]->row_bytes);
-        if (t && t != current) bytes += (t->nbytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-        if (t) current = t;
-    }
-    return bytes;
-}
-
 /* MemAvailable of /proc/meminfo (memory the kernel can hand out without swapping, the page
  * cache's clean pages included, among them this file's), or SIZE_MAX where there is none. */
 static size_t available_bytes(void) {
@@ -154,27 +146,101 @@ static size_t available_bytes(void) {
     return found ? (size_t)kib * 1024 : SIZE_MAX;
 }
 
-/* Views sorted by address come tensor by tensor, so each tensor is read once, when its first
- * view comes. */
-static q3_status interleave_all(q3_model *m, view_list *l, int fd, unsigned char *scratch, size_t *bytes,
-                                q3_error *e) {
-    const q3_gguf_tensor *current = NULL;
-    unsigned char *copy = NULL;
+/* One tensor's read and the regrouping of the views in it (sorted views of one tensor are
+ * adjacent, so a tensor is a run of the list). */
+typedef struct tensor_job {
+    const q3_gguf_tensor *t;
+    q3_mat **views;
+    size_t n_views;
+    unsigned char *copy; /* NULL until read */
+} tensor_job;
+
+/* The sorted views cut into one job per tensor; *jobs NULL on failure (a message in e). */
+static q3_status plan_jobs(const q3_model *m, view_list *l, tensor_job **jobs, size_t *n_jobs, q3_error *e) {
+    *jobs = calloc(l->n, sizeof **jobs); /* at most one per view */
+    *n_jobs = 0;
+    if (!*jobs) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
     for (size_t i = 0; i < l->n; i++) {
         q3_mat *w = l->v[i];
-        size_t span = (size_t)w->rows * w->row_bytes;
-        const q3_gguf_tensor *t = tensor_of(&m->gguf, w->data, span);
-        if (!t) return q3_fail(e, Q3_EFORMAT, "%s: a %s matrix lies outside every tensor", m->path, q3_type_name(w->type));
-        if (t != current) {
-            q3_status st = read_tensor(m, fd, t, &copy, e);
-            if (st) return st;
-            current = t;
-            *bytes += t->nbytes;
+        const q3_gguf_tensor *t = tensor_of(&m->gguf, w->data, (size_t)w->rows * w->row_bytes);
+        if (!t) {
+            free(*jobs), *jobs = NULL;
+            return q3_fail(e, Q3_EFORMAT, "%s: a %s matrix lies outside every tensor", m->path, q3_type_name(w->type));
         }
-        w->data = copy + ((const unsigned char *)w->data - (const unsigned char *)t->data);
+        if (*n_jobs == 0 || (*jobs)[*n_jobs - 1].t != t) (*jobs)[(*n_jobs)++] = (tensor_job){.t = t, .views = &l->v[i]};
+        (*jobs)[*n_jobs - 1].n_views++;
+    }
+    return Q3_OK;
+}
+
+/* The memory the copies take. */
+static size_t copy_bytes(const tensor_job *jobs, size_t n_jobs) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < n_jobs; i++) bytes += (jobs[i].t->nbytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    return bytes;
+}
+
+/* What the loading threads share: jobs are claimed in file order, so the reads stay close to
+ * sequential; the first failure stops the others at their next claim. */
+typedef struct loader {
+    const q3_model *m;
+    int fd;
+    tensor_job *jobs;
+    size_t n_jobs;
+    atomic_size_t next;
+    atomic_bool failed;
+    q3_error err; /* written by the one thread that set failed */
+} loader;
+
+static q3_status run_job(loader *ld, tensor_job *j, unsigned char *scratch, q3_error *e) {
+    q3_status st = read_tensor(ld->m, ld->fd, j->t, &j->copy, e);
+    if (st) return st;
+    for (size_t v = 0; v < j->n_views; v++) {
+        q3_mat *w = j->views[v];
+        w->data = j->copy + ((const unsigned char *)w->data - (const unsigned char *)j->t->data);
         interleave_view(w, scratch);
     }
     return Q3_OK;
+}
+
+static void *loading_thread(void *arg) {
+    loader *ld = arg;
+    unsigned char *scratch = malloc(Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES);
+    q3_error e = {0};
+    q3_status st = scratch ? Q3_OK : q3_fail(&e, Q3_ENOMEM, "%s: out of memory", ld->m->path);
+    for (size_t i; !st && !atomic_load(&ld->failed) && (i = atomic_fetch_add(&ld->next, 1)) < ld->n_jobs;)
+        st = run_job(ld, &ld->jobs[i], scratch, &e);
+    if (st && !atomic_exchange(&ld->failed, true)) ld->err = e;
+    free(scratch);
+    return NULL;
+}
+
+/* Threads for the load: a few, since the work is page faults, copies and disk waits. */
+static int loading_threads(size_t n_jobs) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+    return (size_t)n > n_jobs ? (int)n_jobs : n;
+}
+
+/* Every job run; each copy read is handed to m (freed with it), also on failure. */
+static q3_status interleave_all(q3_model *m, int fd, tensor_job *jobs, size_t n_jobs, size_t *bytes, q3_error *e) {
+    if (!reserve(m, n_jobs)) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
+    loader ld = {.m = m, .fd = fd, .jobs = jobs, .n_jobs = n_jobs};
+    atomic_init(&ld.next, 0);
+    atomic_init(&ld.failed, false);
+    pthread_t threads[4];
+    int n = loading_threads(n_jobs), started = 0;
+    while (started < n && pthread_create(&threads[started], NULL, loading_thread, &ld) == 0) started++;
+    if (started == 0) loading_thread(&ld); /* no thread to be had: this one does it all */
+    for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+    for (size_t i = 0; i < n_jobs; i++) {
+        if (!jobs[i].copy) continue;
+        *bytes += jobs[i].t->nbytes;
+        m->repacked[m->n_repacked++] = jobs[i].copy;
+    }
+    if (!ld.failed) return Q3_OK;
+    *e = ld.err;
+    return e->code;
 }
 
 q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool verbose, q3_error *e) {
@@ -195,31 +261,33 @@ q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool ver
         return Q3_OK;
     }
     qsort(l.v, l.n, sizeof *l.v, by_address);
+    tensor_job *jobs;
+    size_t n_jobs;
+    q3_status st = plan_jobs(m, &l, &jobs, &n_jobs, e);
+    if (st) {
+        free(l.v);
+        return st;
+    }
     /* The copy is anonymous memory, which without swap the kernel cannot take back: where it
      * would not fit beside what else runs, the weights stay mapped. */
-    size_t need = copy_bytes(m, &l), have = available_bytes(), margin = (size_t)1 << 30;
+    size_t need = copy_bytes(jobs, n_jobs), have = available_bytes(), margin = (size_t)1 << 30;
     if (have != SIZE_MAX && need + margin > have) {
         fprintf(stderr, "q3moe: repack: off: the interleaved copy needs %.1f GiB, %.1f GiB of memory is available; "
                         "the weights stay mapped\n", (double)need / (1u << 30), (double)have / (1u << 30));
-        free(l.v);
+        free(jobs), free(l.v);
         return Q3_OK;
     }
     int fd = open(m->gguf.map.path, O_RDONLY);
-    unsigned char *scratch = malloc(Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_MAX_ROW_BYTES);
-    q3_status st;
     size_t bytes = 0;
     if (fd < 0)
         st = q3_fail(e, Q3_EIO, "%s: cannot open: %s", m->gguf.map.path, strerror(errno));
-    else if (!scratch)
-        st = q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
     else
-        st = interleave_all(m, &l, fd, scratch, &bytes, e);
+        st = interleave_all(m, fd, jobs, n_jobs, &bytes, e);
     if (fd >= 0) close(fd);
-    free(scratch);
     if (!st && verbose)
-        fprintf(stderr, "repack: %zu matrices interleaved four rows a group, %.2f GiB read into memory\n", l.n,
-                (double)bytes / (1u << 30));
-    free(l.v);
+        fprintf(stderr, "repack: %zu matrices interleaved four rows a group, %.2f GiB read into memory by %d threads\n",
+                l.n, (double)bytes / (1u << 30), loading_threads(n_jobs));
+    free(jobs), free(l.v);
     /* The experts' new pages go where their NUMA placement put the mapped ones. */
     if (!st && l.n && m->numa.n_nodes > 1) {
         q3_numa_topology t = m->numa;
