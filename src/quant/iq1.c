@@ -60,11 +60,9 @@ float q3_iq1_s_vec_dot(int64_t n, const void *w, const void *x) {
 void q3_iq1_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 32, 7, 1.0f, 32, 0.5f};
     q3_block_iq1_s *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        q3_iq_fit_block(&spec, src, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 0, NULL, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         for (int g = 0; g < 8; g++) {
             uint16_t qh = (uint16_t)(fit.k[g] << 12 | fit.shift_negative[g] << 15);
@@ -123,11 +121,9 @@ float q3_iq1_m_vec_dot(int64_t n, const void *w, const void *x) {
 void q3_iq1_m_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_1S, 16, 7, 1.0f, 8, 0.5f};
     q3_block_iq1_m *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        q3_iq_fit_block(&spec, src, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 0, NULL, &fit);
         uint16_t d = q3_f32_to_f16(fit.d), words[4] = {0, 0, 0, 0};
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int r = 0; r < 32; r++) {

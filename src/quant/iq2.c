@@ -65,21 +65,13 @@ float q3_iq2_xxs_vec_dot(int64_t n, const void *w, const void *x) {
     return 0.125f * sum;
 }
 
-/* Magnitudes and sign bytes of a block's 32 runs. */
-static void split_block_signs(const float *x, const float *w, int even, float *t, uint8_t signs[32]) {
-    for (int r = 0; r < 32; r++) signs[r] = q3_iq_split_signs(x + 8 * r, w + 8 * r, even, t + 8 * r);
-}
-
 void q3_iq2_xxs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_2XXS, 32, 15, 0.125f, 0, 0};
     q3_block_iq2_xxs *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K], t[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         uint8_t signs[32];
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        split_block_signs(src, w, 1, t, signs);
-        q3_iq_fit_block(&spec, t, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 1, signs, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         for (int g = 0; g < 8; g++) {
             uint32_t words[2] = {0, (uint32_t)fit.k[g] << 28};
@@ -126,13 +118,10 @@ float q3_iq2_xs_vec_dot(int64_t n, const void *w, const void *x) {
 void q3_iq2_xs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_2XS, 16, 15, 0.125f, 0, 0};
     q3_block_iq2_xs *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K], t[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         uint8_t signs[32];
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        split_block_signs(src, w, 1, t, signs);
-        q3_iq_fit_block(&spec, t, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 1, signs, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         for (int r = 0; r < 32; r++) b[i].qs[r] = (uint16_t)(fit.entry[r] | (signs[r] & 127) << 9);
         for (int j = 0; j < 8; j++) b[i].scales[j] = (uint8_t)(fit.k[2 * j] | fit.k[2 * j + 1] << 4);
@@ -173,13 +162,10 @@ float q3_iq2_s_vec_dot(int64_t n, const void *w, const void *x) {
 void q3_iq2_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_2S, 16, 15, 0.125f, 0, 0};
     q3_block_iq2_s *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K], t[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         uint8_t signs[32];
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        split_block_signs(src, w, 0, t, signs);
-        q3_iq_fit_block(&spec, t, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 0, signs, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int r = 0; r < 32; r++) {

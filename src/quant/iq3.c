@@ -70,21 +70,13 @@ float q3_iq3_xxs_vec_dot(int64_t n, const void *w, const void *x) {
     return 0.25f * sum;
 }
 
-/* Magnitudes and sign bytes of a block's 32 runs of 8. */
-static void split_block_signs(const float *x, const float *w, int even, float *t, uint8_t signs[32]) {
-    for (int r = 0; r < 32; r++) signs[r] = q3_iq_split_signs(x + 8 * r, w + 8 * r, even, t + 8 * r);
-}
-
 void q3_iq3_xxs_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_3XXS, 32, 15, 0.25f, 0, 0};
     q3_block_iq3_xxs *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K], t[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         uint8_t signs[32];
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        split_block_signs(src, w, 1, t, signs);
-        q3_iq_fit_block(&spec, t, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 1, signs, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         for (int u = 0; u < 64; u++) b[i].qs[u] = (uint8_t)fit.entry[u];
         for (int g = 0; g < 8; g++) {
@@ -135,13 +127,10 @@ float q3_iq3_s_vec_dot(int64_t n, const void *w, const void *x) {
 void q3_iq3_s_quantize(const float *src, void *dst, int64_t n, const float *importance) {
     static const q3_iq_spec spec = {Q3_IQ_GRID_3S, 32, 15, 1.0f, 0, 0};
     q3_block_iq3_s *b = dst;
-    for (int64_t i = 0; i < n / Q3_QK_K; i++, src += Q3_QK_K) {
-        float w[Q3_QK_K], t[Q3_QK_K];
+    for (int64_t i = 0; i < n / Q3_QK_K; i++) {
         uint8_t signs[32];
         q3_iq_fit fit;
-        q3_iq_weights(src, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
-        split_block_signs(src, w, 0, t, signs);
-        q3_iq_fit_block(&spec, t, w, &fit);
+        q3_iq_fit_row_block(&spec, src, importance, i, 0, signs, &fit);
         b[i].d = q3_f32_to_f16(fit.d);
         memset(b[i].qh, 0, sizeof b[i].qh);
         for (int u = 0; u < 64; u++) {

@@ -316,3 +316,13 @@ void q3_iq_fit_block(const q3_iq_spec *s, const float *t, const float *w, q3_iq_
                    fit->entry + j * units, fit->shift_negative + j * runs);
     fit->d = d;
 }
+
+void q3_iq_fit_row_block(const q3_iq_spec *spec, const float *x, const float *importance, int64_t i, int even_signs,
+                         uint8_t *signs, q3_iq_fit *fit) {
+    const float *block = x + Q3_QK_K * i;
+    float w[Q3_QK_K], t[Q3_QK_K];
+    q3_iq_weights(block, importance ? importance + Q3_QK_K * i : NULL, Q3_QK_K, w);
+    if (signs)
+        for (int r = 0; r < 32; r++) signs[r] = q3_iq_split_signs(block + 8 * r, w + 8 * r, even_signs, t + 8 * r);
+    q3_iq_fit_block(spec, signs ? t : block, w, fit);
+}

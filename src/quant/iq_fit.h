@@ -65,4 +65,11 @@ void q3_iq_fit_block(const q3_iq_spec *spec, const float *t, const float *w, q3_
  * that costs). */
 uint8_t q3_iq_split_signs(const float *x, const float *w, int even_signs, float *t);
 
+/* Block i of the row x fitted whole, as every lattice quantizer starts a block: its error
+ * weights (importance: the row's, or NULL), then for the formats that store signs (signs not
+ * NULL) the 32 sign bytes of its runs of 8 (even_signs as above) and the magnitudes fitted;
+ * with signs NULL (IQ1) the weights themselves. */
+void q3_iq_fit_row_block(const q3_iq_spec *spec, const float *x, const float *importance, int64_t i, int even_signs,
+                         uint8_t *signs, q3_iq_fit *fit);
+
 #endif
