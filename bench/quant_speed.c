@@ -3,7 +3,8 @@
  * every weight read once from DRAM per token) and one that fits in L2 (the kernel's own speed).
  * With --tokens N, the tile kernels (gemm, prefill's products; for one token the rows kernel,
  * vec_dot_rows, decode's) instead: 256 rows (L2-resident) against N tokens, in GMAC/s, next to
- * vec_dot doing the same pairs one at a time.
+ * vec_dot doing the same pairs one at a time; and for the interleaved layouts (--repack) at up
+ * to Q3_X4_COLS tokens, gemm_x4 next to vec_dot_rows_x4 run once per token.
  *
  *   quant_speed [--mib N] [--cols N] [--tokens N] [TYPE...]
  *       defaults: 256 MiB, 4096 columns, the hot types
@@ -103,9 +104,12 @@ static void bench_type(q3_type t, double mib, int64_t cols) {
     free(x);
 }
 
-/* GMAC/s of rows x tokens products by the tile kernel (vec_dot where the ISA has none), repeated
- * for at least min_seconds. */
-static double measure_tiles(const q3_type_traits *tr, bool use_gemm, bool x4, const void *w, const void *const *x, int tokens,
+/* How measure_tiles runs a tile: the type's tile or rows kernel, vec_dot per pair, or over
+ * interleaved rows vec_dot_rows_x4 once per token or gemm_x4 once for all. */
+enum tile_path { BY_GEMM, BY_VEC_DOT, X4_PER_TOKEN, X4_GEMM };
+
+/* GMAC/s of rows x tokens products along path, repeated for at least min_seconds. */
+static double measure_tiles(const q3_type_traits *tr, enum tile_path path, const void *w, const void *const *x, int tokens,
                             int64_t rows, int64_t cols, float *out, double min_seconds) {
     size_t row_bytes = (size_t)(cols / tr->block_size) * tr->type_size;
     int reps = 0;
@@ -113,15 +117,19 @@ static double measure_tiles(const q3_type_traits *tr, bool use_gemm, bool x4, co
     do {
         for (int64_t r = 0; r < rows; r += Q3_GEMM_ROWS) {
             const char *wr = (const char *)w + row_bytes * (size_t)r;
-            if (x4) {
-                tr->vec_dot_rows_x4(cols, wr, row_bytes, Q3_GEMM_ROWS, x[0], out + r);
+            if (path == X4_PER_TOKEN) {
+                for (int c = 0; c < tokens; c++) tr->vec_dot_rows_x4(cols, wr, row_bytes, Q3_GEMM_ROWS, x[c], out + c * rows + r);
                 continue;
             }
-            if (use_gemm && tokens == 1 && tr->vec_dot_rows) {
+            if (path == X4_GEMM) {
+                tr->gemm_x4(cols, wr, row_bytes, Q3_GEMM_ROWS, x, tokens, out + r, (size_t)rows);
+                continue;
+            }
+            if (path == BY_GEMM && tokens == 1 && tr->vec_dot_rows) {
                 tr->vec_dot_rows(cols, wr, row_bytes, Q3_GEMM_ROWS, x[0], out + r);
                 continue;
             }
-            if (use_gemm) {
+            if (path == BY_GEMM) {
                 tr->gemm(cols, wr, row_bytes, Q3_GEMM_ROWS, x, tokens, out + r, (size_t)rows);
                 continue;
             }
@@ -159,17 +167,18 @@ static void bench_gemm(q3_type t, int64_t cols, int tokens) {
             q3_type_get_isa(ti->vec_dot_type, (q3_isa)isa)->from_float(x, act + ab * (size_t)c, cols);
             xs[c] = act + ab * (size_t)c;
         }
-        double by_dot = measure_tiles(ti, false, false, w, xs, tokens, rows, cols, out, 0.5);
-        if (tokens == 1 && ti->vec_dot_rows_x4)
-            printf("%-5s %-7s x4   %8.2f GMAC/s   (the same rows interleaved, --repack)\n", tr->name,
-                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, true, w4, xs, tokens, rows, cols, out, 0.5));
+        double by_dot = measure_tiles(ti, BY_VEC_DOT, w, xs, tokens, rows, cols, out, 0.5);
+        if (tokens <= Q3_X4_COLS && ti->gemm_x4)
+            printf("%-5s %-7s x4   %8.2f GMAC/s   rows_x4 per token %8.2f GMAC/s  (the same rows interleaved, --repack)\n",
+                   tr->name, q3_isa_name((q3_isa)isa), measure_tiles(ti, X4_GEMM, w4, xs, tokens, rows, cols, out, 0.5),
+                   measure_tiles(ti, X4_PER_TOKEN, w4, xs, tokens, rows, cols, out, 0.5));
         if (tokens == 1 && ti->vec_dot_rows)
             printf("%-5s %-7s rows %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x 1 token)\n", tr->name,
-                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, false, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, BY_GEMM, w, xs, tokens, rows, cols, out, 0.5), by_dot,
                    (long long)rows, (long long)cols);
         else if (ti->gemm)
             printf("%-5s %-7s gemm %8.2f GMAC/s   vec_dot %8.2f GMAC/s  (%lld x %lld x %d tokens)\n", tr->name,
-                   q3_isa_name((q3_isa)isa), measure_tiles(ti, true, false, w, xs, tokens, rows, cols, out, 0.5), by_dot,
+                   q3_isa_name((q3_isa)isa), measure_tiles(ti, BY_GEMM, w, xs, tokens, rows, cols, out, 0.5), by_dot,
                    (long long)rows, (long long)cols, tokens);
         else
             printf("%-5s %-7s gemm        -          vec_dot %8.2f GMAC/s\n", tr->name, q3_isa_name((q3_isa)isa), by_dot);

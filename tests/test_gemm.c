@@ -247,6 +247,33 @@ static void check_rows_x4(const problem *p, const uint8_t *x4, size_t rb, int g0
     }
 }
 
+/* gemm_x4 over groups [g0, g0 + nr / 4) of the interleaved rows and tokens [c0, c0 + nc)
+ * equals vec_dot on the original rows for every pair, bits included, and writes nothing outside
+ * its nr x nc outputs (a padded out_stride). */
+static void check_gemm_x4(const problem *p, const uint8_t *x4, size_t rb, int g0, int nr, int c0, int nc) {
+    const q3_type_traits *tr = q3_type_get_isa(p->type, p->isa);
+    const size_t out_stride = Q3_GEMM_ROWS + 3;
+    const float sentinel = -12345.0f;
+    float out[(Q3_X4_COLS + 1) * (Q3_GEMM_ROWS + 3)];
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++) out[i] = sentinel;
+    tr->gemm_x4(p->n, x4 + (size_t)4 * g0 * rb, rb, nr, p->x + c0, nc, out, out_stride);
+    for (int c = 0; c <= Q3_X4_COLS; c++) {
+        for (size_t r = 0; r < out_stride; r++) {
+            float got = out[c * out_stride + r];
+            if (c >= nc || (int)r >= nr) {
+                if (memcmp(&got, &sentinel, sizeof got) != 0)
+                    fail_msg("%s %s gemm_x4 wrote outside its %dx%d tile at (%zu, %d)", q3_isa_name(p->isa), tr->name,
+                             nr, nc, r, c);
+                continue;
+            }
+            float want = tr->vec_dot(p->n, p->w + (4 * g0 + r) * p->w_stride, p->x[c0 + c]);
+            if (memcmp(&got, &want, sizeof got) != 0)
+                fail_msg("%s %s n=%lld %d rows x %d tokens: row %zu token %d: gemm_x4 %.9g != vec_dot %.9g",
+                         q3_isa_name(p->isa), tr->name, (long long)p->n, nr, nc, 4 * g0 + r, c0 + c, got, want);
+        }
+    }
+}
+
 static void check_rows_x4_on_isa(q3_isa isa, q3_type t) {
     const q3_type_traits *tr = q3_type_get_isa(t, isa);
     if (!tr->vec_dot_rows_x4) return;
@@ -257,14 +284,20 @@ static void check_rows_x4_on_isa(q3_isa isa, q3_type t) {
             problem_make(&p, isa, t, (int64_t)blocks[b] * tr->block_size, raw);
             size_t rb;
             uint8_t *x4 = interleaved_copy(&p, &rb);
-            for (int nr = 4; nr <= Q3_GEMM_ROWS; nr += 4)
+            for (int nr = 4; nr <= Q3_GEMM_ROWS; nr += 4) {
                 for (int c = 0; c < 3; c++) check_rows_x4(&p, x4, rb, (Q3_GEMM_ROWS - nr) / 4, nr, c);
+                /* every token count, the last tile ending on the repeated token (x[63] == x[0]) */
+                for (int nc = 1; nc <= Q3_X4_COLS && tr->gemm_x4; nc++) {
+                    check_gemm_x4(&p, x4, rb, (Q3_GEMM_ROWS - nr) / 4, nr, 0, nc);
+                    check_gemm_x4(&p, x4, rb, 0, nr, Q3_GEMM_COLS - nc, nc);
+                }
+            }
             free(x4);
             problem_free(&p);
         }
     }
-    print_message("%-6s %-4s vec_dot_rows_x4 == vec_dot for 4..%d interleaved rows\n", q3_isa_name(isa), tr->name,
-                  Q3_GEMM_ROWS);
+    print_message("%-6s %-4s vec_dot_rows_x4 and gemm_x4 (1..%d tokens) == vec_dot for 4..%d interleaved rows\n",
+                  q3_isa_name(isa), tr->name, Q3_X4_COLS, Q3_GEMM_ROWS);
 }
 
 static void test_rows_x4_match_vec_dot(void **state) {
@@ -331,6 +364,8 @@ static void test_gemm_installed(void **state) {
         if (!q3_isa_supported((q3_isa)isa)) continue;
         assert_non_null(q3_type_get_isa(Q3_TYPE_Q4_K, (q3_isa)isa)->vec_dot_rows_x4);
         assert_non_null(q3_type_get_isa(Q3_TYPE_Q6_K, (q3_isa)isa)->vec_dot_rows_x4);
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q4_K, (q3_isa)isa)->gemm_x4);
+        assert_non_null(q3_type_get_isa(Q3_TYPE_Q6_K, (q3_isa)isa)->gemm_x4);
     }
 }
 

@@ -97,6 +97,7 @@ static void install_level(q3_type_traits *t, q3_isa isa) {
         if (t[i].gemm == before[i].gemm) t[i].gemm = NULL;
         if (t[i].vec_dot_rows == before[i].vec_dot_rows) t[i].vec_dot_rows = NULL;
         if (t[i].vec_dot_rows_x4 == before[i].vec_dot_rows_x4) t[i].vec_dot_rows_x4 = NULL;
+        if (t[i].gemm_x4 == before[i].gemm_x4) t[i].gemm_x4 = NULL;
     }
 }
 #endif

@@ -5,18 +5,13 @@
  * Exactness as the scalar reference: maddubs multiplies levels (unsigned) by activations into
  * int16 pairs that cannot saturate (2 x 15 x 128 for Q4_K, 2 x 63 x 128 for Q6_K), madd
  * applies the int16 sub-block scale into int32; every integer sum is the reference's, and each
- * block ends with q3_kdot_accumulate's float operations in its order, a row per lane. */
+ * block ends with q3_kdot_accumulate's float operations in its order, a row per lane. The loops
+ * over groups, blocks and 1-4 tokens are dot_x4_x86.h's. */
 #include "cpu/dot.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
-#include <immintrin.h>
-#include "cpu/prefetch_x86.h"
-#include "quant/interleave.h"
-
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF
-#endif
+#include "cpu/dot_x4_x86.h"
 
 static inline __m256i broadcast16(const void *p) {
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
@@ -29,12 +24,6 @@ static inline __m256i row_sums(__m256i q01, __m256i q23, __m256i m01, __m256i m2
     __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(q01, q23), _mm256_hadd_epi32(m01, m23));
     /* lane 0: Q0 Q2 M0 M2, lane 1: Q1 Q3 M1 M3 */
     return _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
-/* acc + ((dx * d) * Q - (dx * dmin) * M) for four rows: q3_kdot_accumulate lane by lane. */
-static inline __m128 rows_tail(__m128 acc, float dx, __m256 dd, __m256i sums) {
-    __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dx), dd), _mm256_cvtepi32_ps(sums));
-    return _mm_add_ps(acc, _mm_sub_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1)));
 }
 
 /* ---- Q4_K ---- */
@@ -68,50 +57,53 @@ static inline __m256i q4_k_x4_scale(__m256i sc, int p, int s) {
     return _mm256_shuffle_epi8(sc, pick);
 }
 
-static inline __attribute__((always_inline)) void q4_k_x4_block(const q3_block_q4_k_x4 *b, const q3_block_q8_k *x,
-                                                                __m256i qy[2], __m256i my[2]) {
+/* Block i of each token against the x4 block b (dot_x4_x86.h): a register's nibbles and its two
+ * sub-block scales are unpacked once and multiplied against every token's activations. */
+static inline __attribute__((always_inline)) void q4_k_x4_sums(const q3_block_q4_k_x4 *b, const q3_block_q8_k *const *x,
+                                                               int64_t i, int nt, __m256i *sums) {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     __m128i sc_lo, sc_hi, m_lo, m_hi;
     q4_k_x4_scales(b, &sc_lo, &sc_hi, &m_lo, &m_hi);
     __m256i sc[2] = {_mm256_broadcastsi128_si256(sc_lo), _mm256_broadcastsi128_si256(sc_hi)};
-    __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i acc[Q3_X4_COLS][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i y_low = broadcast16(x->qs + 64 * j + 16 * h), y_high = broadcast16(x->qs + 64 * j + 32 + 16 * h);
+        for (int p = 0; p < 2; p++) {
+            __m256i sc_low = q4_k_x4_scale(sc[j / 2], p, 2 * j), sc_high = q4_k_x4_scale(sc[j / 2], p, 2 * j + 1);
 #pragma GCC unroll 2
-            for (int p = 0; p < 2; p++) {
+            for (int h = 0; h < 2; h++) {
                 __m256i q = loadu256(b->qs[2 * j + h] + 32 * p);
                 __m256i low = _mm256_and_si256(q, nibble), high = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
-                __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, y_low), q4_k_x4_scale(sc[j / 2], p, 2 * j));
-                __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, y_high), q4_k_x4_scale(sc[j / 2], p, 2 * j + 1));
-                acc[p] = _mm256_add_epi32(acc[p], _mm256_add_epi32(s_low, s_high));
+#pragma GCC unroll 4
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *y = x[t][i].qs + 64 * j + 16 * h;
+                    __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, broadcast16(y)), sc_low);
+                    __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, broadcast16(y + 32)), sc_high);
+                    acc[t][p] = _mm256_add_epi32(acc[t][p], _mm256_add_epi32(s_low, s_high));
+                }
             }
         }
     }
-    qy[0] = acc[0], qy[1] = acc[1];
-    __m256i pairs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
-                                                               _mm_loadu_si128((const __m128i *)(x->bsums + 8))));
-    my[0] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi32(m_lo, m_hi)), pairs);
-    my[1] = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi32(m_lo, m_hi)), pairs);
+    __m256i m01 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(m_lo, m_hi)), m23 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(m_lo, m_hi));
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) {
+        const int16_t *bsums = x[t][i].bsums;
+        __m256i pairs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
+                                                                   _mm_loadu_si128((const __m128i *)(bsums + 8))));
+        sums[t] = row_sums(acc[t][0], acc[t][1], _mm256_madd_epi16(m01, pairs), _mm256_madd_epi16(m23, pairs));
+    }
 }
 
 void q3_q4_k_vec_dot_rows_x4_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
-    const q3_block_q8_k *bx = x;
-    int64_t nb = n / Q3_QK_K;
-    for (int g = 0; g < nr / 4; g++) {
-        const q3_block_q4_k_x4 *b = (const q3_block_q4_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
-        __m128 acc = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i++) {
-            __m256i qy[2], my[2];
-            q3_x86_prefetch_ahead(&b[i], sizeof *b);
-            q4_k_x4_block(&b[i], &bx[i], qy, my);
-            __m256 dd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b[i].d));
-            acc = rows_tail(acc, bx[i].d, dd, row_sums(qy[0], qy[1], my[0], my[1]));
-        }
-        _mm_storeu_ps(out + 4 * g, acc);
-    }
+    q3_x86_x4_gemm(false, n, w, w_stride, nr, &x, 1, out, 0);
+}
+
+void q3_q4_k_gemm_x4_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                          size_t out_stride) {
+    q3_x86_x4_gemm_tokens(false, n, w, w_stride, nr, x, nc, out, out_stride);
 }
 
 /* ---- Q6_K ---- */
@@ -134,48 +126,51 @@ static inline __m256i q6_k_x4_scale(__m256i w8, __m256i w16, int s) {
     return _mm256_shuffle_epi8(s < 8 ? w8 : w16, pick);
 }
 
-/* Rows 2p and 2p + 1 of the x4 block: sum(scale x (level - 32) x activation), four int32
- * lanes a row. */
-static inline __attribute__((always_inline)) __m256i q6_k_x4_pair(const q3_block_q6_k_x4 *b, const q3_block_q8_k *x,
-                                                                  int p) {
-    __m256i sc = loadu256(b->scales[2 * p]); /* row 2p + k's 16 int8 scales in lane k */
-    __m256i w8 = _mm256_srai_epi16(_mm256_unpacklo_epi8(sc, sc), 8), w16 = _mm256_srai_epi16(_mm256_unpackhi_epi8(sc, sc), 8);
-    __m256i acc = _mm256_setzero_si256();
+/* Block i of each token against the x4 block b (dot_x4_x86.h), rows 2p and 2p + 1 a register
+ * (a lane each): levels and scales unpacked once for every token; sum(scale x (level - 32) x
+ * activation) as sum(scale x level x activation) - 32 x sum(scale x bsums). */
+static inline __attribute__((always_inline)) void q6_k_x4_sums(const q3_block_q6_k_x4 *b, const q3_block_q8_k *const *x,
+                                                               int64_t i, int nt, __m256i *sums) {
+    __m256i acc[Q3_X4_COLS][2];
 #pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) {
+    for (int p = 0; p < 2; p++) {
+        __m256i sc = loadu256(b->scales[2 * p]); /* row 2p + k's 16 int8 scales in lane k */
+        __m256i w8 = _mm256_srai_epi16(_mm256_unpacklo_epi8(sc, sc), 8), w16 = _mm256_srai_epi16(_mm256_unpackhi_epi8(sc, sc), 8);
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-            __m256i low, high;
-            q6_k_x4_levels(loadu256(b->ql[4 * h + k] + 32 * p), loadu256(b->qh[2 * h + k % 2] + 32 * p), k, &low, &high);
-            __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, broadcast16(x->qs + 128 * h + 16 * k)),
-                                              q6_k_x4_scale(w8, w16, 8 * h + k));
-            __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, broadcast16(x->qs + 128 * h + 64 + 16 * k)),
-                                               q6_k_x4_scale(w8, w16, 8 * h + 4 + k));
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(s_low, s_high));
+        for (int t = 0; t < nt; t++) {
+            __m256i corr = _mm256_add_epi32(_mm256_madd_epi16(w8, broadcast16(x[t][i].bsums)),
+                                            _mm256_madd_epi16(w16, broadcast16(x[t][i].bsums + 8)));
+            acc[t][p] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i low, high;
+                q6_k_x4_levels(loadu256(b->ql[4 * h + k] + 32 * p), loadu256(b->qh[2 * h + k % 2] + 32 * p), k, &low, &high);
+                __m256i sc_low = q6_k_x4_scale(w8, w16, 8 * h + k), sc_high = q6_k_x4_scale(w8, w16, 8 * h + 4 + k);
+#pragma GCC unroll 4
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *y = x[t][i].qs + 128 * h + 16 * k;
+                    __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, broadcast16(y)), sc_low);
+                    __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, broadcast16(y + 64)), sc_high);
+                    acc[t][p] = _mm256_add_epi32(acc[t][p], _mm256_add_epi32(s_low, s_high));
+                }
+            }
         }
     }
-    /* 32 x sum(scale x bsums) */
-    __m256i corr = _mm256_add_epi32(_mm256_madd_epi16(w8, broadcast16(x->bsums)), _mm256_madd_epi16(w16, broadcast16(x->bsums + 8)));
-    return _mm256_sub_epi32(acc, _mm256_slli_epi32(corr, 5));
+    const __m256i zero = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) sums[t] = row_sums(acc[t][0], acc[t][1], zero, zero);
 }
 
 void q3_q6_k_vec_dot_rows_x4_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
-    const q3_block_q8_k *bx = x;
-    int64_t nb = n / Q3_QK_K;
-    const __m256i zero = _mm256_setzero_si256();
-    for (int g = 0; g < nr / 4; g++) {
-        const q3_block_q6_k_x4 *b = (const q3_block_q6_k_x4 *)((const char *)w + (size_t)g * 4 * w_stride);
-        __m128 acc = _mm_setzero_ps();
-        for (int64_t i = 0; i < nb; i++) {
-            q3_x86_prefetch_ahead(&b[i], sizeof *b);
-            __m256i q01 = q6_k_x4_pair(&b[i], &bx[i], 0), q23 = q6_k_x4_pair(&b[i], &bx[i], 1);
-            /* d, then dmin = 0 and sum_my = 0: q3_kdot_accumulate(acc, dx, d, 0, qy, 0) */
-            __m256 dd = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)b[i].d))),
-                                             _mm_setzero_ps(), 1);
-            acc = rows_tail(acc, bx[i].d, dd, row_sums(q01, q23, zero, zero));
-        }
-        _mm_storeu_ps(out + 4 * g, acc);
-    }
+    q3_x86_x4_gemm(true, n, w, w_stride, nr, &x, 1, out, 0);
+}
+
+void q3_q6_k_gemm_x4_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                          size_t out_stride) {
+    q3_x86_x4_gemm_tokens(true, n, w, w_stride, nr, x, nc, out, out_stride);
 }
 
 #else

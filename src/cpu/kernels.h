@@ -5,7 +5,7 @@
  * function plus one line here.
  *
  * kind is one of the q3_type_traits slots (quant/types.h): vec_dot, vec_dot_rows,
- * vec_dot_rows_x4, from_float, to_float, gemm.
+ * vec_dot_rows_x4, gemm_x4, from_float, to_float, gemm.
  * The x86 list is built on x86 and the Arm list on AArch64: the other architecture's files
  * compile to nothing there, so only this build's list may be installed. Within a list, the order
  * of ISAs is the order of installation (each ISA starts from the table of the one below). */
@@ -41,7 +41,9 @@
     X(avx2, Q4_K, q4_k, vec_dot_rows)       \
     X(avx2, Q6_K, q6_k, vec_dot_rows)       \
     X(avx2, Q4_K, q4_k, vec_dot_rows_x4)    \
+    X(avx2, Q4_K, q4_k, gemm_x4)            \
     X(avx2, Q6_K, q6_k, vec_dot_rows_x4)    \
+    X(avx2, Q6_K, q6_k, gemm_x4)            \
     X(avx2, Q8_0, q8_0, from_float)         \
     X(avx2, Q8_0, q8_0, to_float)           \
     X(avx2, Q8_K, q8_k, from_float)         \
@@ -75,7 +77,9 @@
     X(avx512, Q4_K, q4_k, vec_dot_rows)     \
     X(avx512, Q6_K, q6_k, vec_dot_rows)     \
     X(avx512, Q4_K, q4_k, vec_dot_rows_x4)  \
+    X(avx512, Q4_K, q4_k, gemm_x4)          \
     X(avx512, Q6_K, q6_k, vec_dot_rows_x4)  \
+    X(avx512, Q6_K, q6_k, gemm_x4)          \
     X(avx512, Q8_0, q8_0, from_float)       \
     X(avx512, Q8_0, q8_0, to_float)         \
     X(avx512, Q8_K, q8_k, from_float)       \
@@ -135,6 +139,7 @@
 #define Q3_KERNEL_PROTO_vec_dot_rows(name) \
     void name(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out);
 #define Q3_KERNEL_PROTO_vec_dot_rows_x4(name) Q3_KERNEL_PROTO_vec_dot_rows(name)
+#define Q3_KERNEL_PROTO_gemm_x4(name) Q3_KERNEL_PROTO_gemm(name)
 #define Q3_KERNEL_PROTO_from_float(name) void name(const float *src, void *dst, int64_t n);
 #define Q3_KERNEL_PROTO_to_float(name) void name(const void *src, float *dst, int64_t n);
 #define Q3_KERNEL_PROTO_gemm(name)                                                                         \

@@ -55,12 +55,11 @@ static void take_rows(const q3_mat *w, int64_t r0, int64_t r1, unsigned char *ds
     }
 }
 
-/* Rows [r0, r1) of an interleaved matrix: the whole groups of four through the interleaved rows
- * kernel, one token at a time up to X4_TOKENS tokens (it streams a group once per token from
- * L1, faster than the tile kernel on so few); more tokens, a group partly asked for, or an ISA
+/* Rows [r0, r1) of an interleaved matrix: the whole groups of four through the interleaved
+ * kernel for up to Q3_X4_COLS tokens (a group's blocks unpacked once in registers for all of
+ * them, faster than the tile kernel on so few); more tokens, a group partly asked for, or an ISA
  * without that kernel take the rows out of their groups for the ordinary kernels. Every path
  * gives vec_dot's bits. */
-#define X4_TOKENS 4
 static void interleaved_tile(const q3_type_traits *tr, const q3_mat *w, int64_t r0, int64_t r1, const void *const *x,
                              int n, float *out, size_t out_stride) {
     const int64_t grouped = w->rows / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
@@ -76,9 +75,8 @@ static void interleaved_tile(const q3_type_traits *tr, const q3_mat *w, int64_t 
         if (end > r1) end = r1;
         int64_t whole = end / Q3_INTERLEAVE_ROWS * Q3_INTERLEAVE_ROWS;
         const char *group = base + (size_t)g0 * w->row_bytes;
-        if (g0 == r && whole > r && n <= X4_TOKENS && tr->vec_dot_rows_x4) {
-            for (int t = 0; t < n; t++)
-                tr->vec_dot_rows_x4(w->cols, group, w->row_bytes, (int)(whole - r), x[t], out + t * out_stride + (r - r0));
+        if (g0 == r && whole > r && n <= Q3_X4_COLS && tr->gemm_x4) {
+            tr->gemm_x4(w->cols, group, w->row_bytes, (int)(whole - r), x, n, out + (r - r0), out_stride);
             r = whole;
             continue;
         }
@@ -124,7 +122,7 @@ static void interleaved_rows(const q3_mat *w, int64_t r0, int64_t r1, const void
 
 void q3_matmul_rows(const q3_mat *w, int64_t r0, int64_t r1, const void *act, int n, float *y,
                     int64_t y_stride) {
-    if (w->interleaved && n > X4_TOKENS) {
+    if (w->interleaved && n > Q3_X4_COLS) {
         interleaved_rows(w, r0, r1, act, n, y, y_stride);
         return;
     }

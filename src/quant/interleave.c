@@ -98,3 +98,13 @@ void q3_q4_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, 
 void q3_q6_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out) {
     rows_x4_reference(Q3_TYPE_Q6_K, q3_q6_k_vec_dot, n, w, w_stride, nr, x, out);
 }
+
+void q3_q4_k_gemm_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                     size_t out_stride) {
+    for (int t = 0; t < nc; t++) q3_q4_k_vec_dot_rows_x4(n, w, w_stride, nr, x[t], out + (size_t)t * out_stride);
+}
+
+void q3_q6_k_gemm_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                     size_t out_stride) {
+    for (int t = 0; t < nc; t++) q3_q6_k_vec_dot_rows_x4(n, w, w_stride, nr, x[t], out + (size_t)t * out_stride);
+}

@@ -58,5 +58,10 @@ void q3_deinterleave_row(q3_type t, int64_t cols, const void *group, int r, void
  * blocks taken out of the group, so the reference's bits by construction. */
 void q3_q4_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out);
 void q3_q6_k_vec_dot_rows_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out);
+/* And the same for nc <= Q3_X4_COLS tokens (q3_gemm_fn): the rows kernel above per token. */
+void q3_q4_k_gemm_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                     size_t out_stride);
+void q3_q6_k_gemm_x4(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                     size_t out_stride);
 
 #endif

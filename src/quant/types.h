@@ -34,6 +34,10 @@ typedef void (*q3_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr, co
  * traits: callers use vec_dot. */
 typedef void (*q3_vec_dot_rows_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *x, float *out);
 #define Q3_GEMM_COLS 64 /* tokens per gemm call: enough to spread the weight unpacking thin */
+/* Tokens per gemm_x4 call: batched decode's steps of a few streams, where a group of
+ * interleaved rows unpacked once in registers feeds every token (more tokens go through the tile
+ * kernel, which unpacks into memory once for up to Q3_GEMM_COLS). */
+#define Q3_X4_COLS 4
 
 typedef struct q3_type_traits {
     const char *name;        /* as llama.cpp prints it: "F32", "Q4_K", ... */
@@ -51,6 +55,10 @@ typedef struct q3_type_traits {
      * of 4). NULL: the type has no interleaved layout, or this ISA no kernel for it (callers
      * take the rows out of their groups). */
     q3_vec_dot_rows_fn vec_dot_rows_x4;
+    /* gemm over row-interleaved groups (w at a group, nr a multiple of 4) for nc <= Q3_X4_COLS
+     * tokens, bit-identical to vec_dot per token: vec_dot_rows_x4 with each block's levels and
+     * scales unpacked once for all the tokens. NULL as vec_dot_rows_x4. */
+    q3_gemm_fn gemm_x4;
 } q3_type_traits;
 
 /* Traits of t with the portable reference kernels, or NULL for an id we do not know (not every
