@@ -19,11 +19,16 @@ static inline __m256i broadcast16(const void *p) {
 
 static inline __m256i loadu256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
+/* [Q0 Q1 Q2 Q3 M0 M1 M2 M3] from q and m holding two int32 lanes a row, rows in the order
+ * [0 0 2 2 | 1 1 3 3]. */
+static inline __m256i paired_row_sums(__m256i q, __m256i m) {
+    __m256i s = _mm256_hadd_epi32(q, m); /* lane 0: Q0 Q2 M0 M2, lane 1: Q1 Q3 M1 M3 */
+    return _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 /* Rows 0-1 (q01, m01) and 2-3 (q23, m23), four int32 lanes a row: [Q0 Q1 Q2 Q3 M0 M1 M2 M3]. */
 static inline __m256i row_sums(__m256i q01, __m256i q23, __m256i m01, __m256i m23) {
-    __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(q01, q23), _mm256_hadd_epi32(m01, m23));
-    /* lane 0: Q0 Q2 M0 M2, lane 1: Q1 Q3 M1 M3 */
-    return _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return paired_row_sums(_mm256_hadd_epi32(q01, q23), _mm256_hadd_epi32(m01, m23));
 }
 
 /* ---- Q4_K ---- */
@@ -58,32 +63,45 @@ static inline __m256i q4_k_x4_scale(__m256i sc, int p, int s) {
 }
 
 /* Block i of each token against the x4 block b (dot_x4_x86.h): a register's nibbles and its two
- * sub-block scales are unpacked once and multiplied against every token's activations. */
+ * sub-block scales are unpacked once and multiplied against every token's activations. Rows
+ * 0-1 and 2-3 (two registers) are folded into one accumulator a token by a horizontal add, so
+ * four tokens' accumulators, the four registers of levels and the activations fit AVX2's 16
+ * registers (two accumulators a token spilled to the stack and ran no faster than a token at a
+ * time). */
 static inline __attribute__((always_inline)) void q4_k_x4_sums(const q3_block_q4_k_x4 *b, const q3_block_q8_k *const *x,
                                                                int64_t i, int nt, __m256i *sums) {
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     __m128i sc_lo, sc_hi, m_lo, m_hi;
     q4_k_x4_scales(b, &sc_lo, &sc_hi, &m_lo, &m_hi);
     __m256i sc[2] = {_mm256_broadcastsi128_si256(sc_lo), _mm256_broadcastsi128_si256(sc_hi)};
-    __m256i acc[Q3_X4_COLS][2];
+    __m256i acc[Q3_X4_COLS]; /* per token, two int32 lanes a row: [0 0 2 2 | 1 1 3 3] */
 #pragma GCC unroll 4
-    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
+        __m256i sc_low[2], sc_high[2], low[2], high[2];
 #pragma GCC unroll 2
         for (int p = 0; p < 2; p++) {
-            __m256i sc_low = q4_k_x4_scale(sc[j / 2], p, 2 * j), sc_high = q4_k_x4_scale(sc[j / 2], p, 2 * j + 1);
+            sc_low[p] = q4_k_x4_scale(sc[j / 2], p, 2 * j);
+            sc_high[p] = q4_k_x4_scale(sc[j / 2], p, 2 * j + 1);
+        }
 #pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
                 __m256i q = loadu256(b->qs[2 * j + h] + 32 * p);
-                __m256i low = _mm256_and_si256(q, nibble), high = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+                low[p] = _mm256_and_si256(q, nibble);
+                high[p] = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+            }
 #pragma GCC unroll 4
-                for (int t = 0; t < nt; t++) {
-                    const int8_t *y = x[t][i].qs + 64 * j + 16 * h;
-                    __m256i s_low = _mm256_madd_epi16(_mm256_maddubs_epi16(low, broadcast16(y)), sc_low);
-                    __m256i s_high = _mm256_madd_epi16(_mm256_maddubs_epi16(high, broadcast16(y + 32)), sc_high);
-                    acc[t][p] = _mm256_add_epi32(acc[t][p], _mm256_add_epi32(s_low, s_high));
-                }
+            for (int t = 0; t < nt; t++) {
+                const int8_t *y = x[t][i].qs + 64 * j + 16 * h;
+                __m256i y_low = broadcast16(y), y_high = broadcast16(y + 32), s[2];
+#pragma GCC unroll 2
+                for (int p = 0; p < 2; p++)
+                    s[p] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(low[p], y_low), sc_low[p]),
+                                            _mm256_madd_epi16(_mm256_maddubs_epi16(high[p], y_high), sc_high[p]));
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_hadd_epi32(s[0], s[1]));
             }
         }
     }
@@ -93,7 +111,8 @@ static inline __attribute__((always_inline)) void q4_k_x4_sums(const q3_block_q4
         const int16_t *bsums = x[t][i].bsums;
         __m256i pairs = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bsums),
                                                                    _mm_loadu_si128((const __m128i *)(bsums + 8))));
-        sums[t] = row_sums(acc[t][0], acc[t][1], _mm256_madd_epi16(m01, pairs), _mm256_madd_epi16(m23, pairs));
+        __m256i my = _mm256_hadd_epi32(_mm256_madd_epi16(m01, pairs), _mm256_madd_epi16(m23, pairs));
+        sums[t] = paired_row_sums(acc[t], my);
     }
 }
 
