@@ -8,62 +8,71 @@
 #include "quant/float_types.h"
 #include "cpu/kernel_table.h"
 
-static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
-                     int hd) {
+/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) or Q8_0
+ * rows by address (b[p]), each value widened or dequantized where it is used, as to_float gives
+ * it. One body per kernel below, the kind a constant, so the in-place kernels give the float
+ * kernels' bits on the rows to_float makes. */
+enum { ROW_F32, ROW_F16, ROW_Q8_0 };
+typedef struct row_src {
+    const float *v;
+    const uint16_t *const *h;
+    const void *const *b;
+    int hd;
+} row_src;
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float row_value(row_src s, int kind, int p, int d) {
+    if (kind == ROW_F16) return q3_f16_to_f32(s.h[p][d]);
+    if (kind == ROW_Q8_0) {
+        const q3_block_q8_0 *b = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
+        return (float)b->qs[d % Q3_QK] * q3_f16_to_f32(b->d);
+    }
+    return s.v[(size_t)p * s.hd + d];
+}
+
+INLINE void mix_any(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, row_src s, int kind,
+                    int n) {
     for (int o = 0; o < n_out; o++) {
         float *y = out + (size_t)o * out_stride;
         const float *wo = w + (size_t)o * w_stride;
-        for (int d = 0; d < hd; d++) y[d] = 0;
+        for (int d = 0; d < s.hd; d++) y[d] = 0;
         for (int p = 0; p < n; p++)
-            for (int d = 0; d < hd; d++) y[d] += wo[p] * v[(size_t)p * hd + d];
+            for (int d = 0; d < s.hd; d++) y[d] += wo[p] * row_value(s, kind, p, d);
     }
+}
+
+INLINE void dot_any(float *out, size_t out_stride, const float *q, int n_out, row_src s, int kind, int n) {
+    for (int o = 0; o < n_out; o++)
+        for (int p = 0; p < n; p++) {
+            float sum = 0;
+            for (int d = 0; d < s.hd; d++) sum += q[(size_t)o * s.hd + d] * row_value(s, kind, p, d);
+            out[(size_t)o * out_stride + p] = sum;
+        }
+}
+
+static void mix_rows(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out, const float *v, int n,
+                     int hd) {
+    mix_any(out, out_stride, w, w_stride, n_out, (row_src){v, NULL, NULL, hd}, ROW_F32, n);
+}
+
+static void mix_rows_f16(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                         const uint16_t *const *rows, int n, int hd) {
+    mix_any(out, out_stride, w, w_stride, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
+}
+
+static void mix_rows_q8_0(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
+                          const void *const *rows, int n, int hd) {
+    mix_any(out, out_stride, w, w_stride, n_out, (row_src){NULL, NULL, rows, hd}, ROW_Q8_0, n);
 }
 
 static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd) {
-    for (int o = 0; o < n_out; o++)
-        for (int p = 0; p < n; p++) {
-            float s = 0;
-            for (int d = 0; d < hd; d++) s += q[(size_t)o * hd + d] * k[(size_t)p * hd + d];
-            out[(size_t)o * out_stride + p] = s;
-        }
+    dot_any(out, out_stride, q, n_out, (row_src){k, NULL, NULL, hd}, ROW_F32, n);
 }
 
-/* mix_rows over F16 rows by address, each half widened where it is used. */
-static void mix_rows_f16(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
-                         const uint16_t *const *rows, int n, int hd) {
-    for (int o = 0; o < n_out; o++) {
-        float *y = out + (size_t)o * out_stride;
-        const float *wo = w + (size_t)o * w_stride;
-        for (int d = 0; d < hd; d++) y[d] = 0;
-        for (int p = 0; p < n; p++)
-            for (int d = 0; d < hd; d++) y[d] += wo[p] * q3_f16_to_f32(rows[p][d]);
-    }
-}
-
-/* mix_rows over Q8_0 rows by address, each value dequantized where it is used. */
-static void mix_rows_q8_0(float *out, size_t out_stride, const float *w, size_t w_stride, int n_out,
-                          const void *const *rows, int n, int hd) {
-    for (int o = 0; o < n_out; o++) {
-        float *y = out + (size_t)o * out_stride;
-        const float *wo = w + (size_t)o * w_stride;
-        for (int d = 0; d < hd; d++) y[d] = 0;
-        for (int p = 0; p < n; p++) {
-            const q3_block_q8_0 *b = rows[p];
-            for (int d = 0; d < hd; d++)
-                y[d] += wo[p] * ((float)b[d / Q3_QK].qs[d % Q3_QK] * q3_f16_to_f32(b[d / Q3_QK].d));
-        }
-    }
-}
-
-/* dot_rows over F16 rows by address. */
 static void dot_rows_f16(float *out, size_t out_stride, const float *q, int n_out, const uint16_t *const *rows, int n,
                          int hd) {
-    for (int o = 0; o < n_out; o++)
-        for (int p = 0; p < n; p++) {
-            float s = 0;
-            for (int d = 0; d < hd; d++) s += q[(size_t)o * hd + d] * q3_f16_to_f32(rows[p][d]);
-            out[(size_t)o * out_stride + p] = s;
-        }
+    dot_any(out, out_stride, q, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
 }
 
 static float exp_sum(float *x, float max, int n) {

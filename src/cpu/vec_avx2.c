@@ -9,6 +9,9 @@
 #include "cpu/vec.h"
 #include "quant/blocks.h"
 
+#define Q3_X86_BITS 256
+#include "cpu/vec_x86.h"
+
 /* Attention widens every cached F16 key and value row through this at depth, a stream the
  * hardware prefetchers lose at each page run: it asks for the bytes ahead itself. */
 void q3_f16_to_float_avx2(const void *half, float *dst, int64_t n) {
@@ -31,120 +34,15 @@ void q3_bf16_to_float_avx2(const void *half, float *dst, int64_t n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-#define INLINE static inline __attribute__((always_inline))
-
-/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) widened
- * in registers, or Q8_0 rows by address (b[p]) dequantized in registers. The kernels take the
- * kind as a constant, so each caller gets a copy with one kind of load and the same arithmetic:
- * F16 and Q8_0 rows give the bits of the float rows that to_float makes of them. */
-enum { ROW_F32, ROW_F16, ROW_Q8_0 };
-typedef struct row_src {
-    const float *v;
-    const uint16_t *const *h;
-    const void *const *b;
-    int hd;
-} row_src;
-
-INLINE __m256 row8(row_src s, int kind, int p, int d) {
-    if (kind == ROW_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s.h[p] + d)));
-    if (kind == ROW_Q8_0) {
-        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
-        __m128i q = _mm_loadl_epi64((const __m128i *)(blk->qs + d % Q3_QK));
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(blk->d)));
-    }
-    return _mm256_loadu_ps(s.v + (size_t)p * s.hd + d);
-}
-
-INLINE float row1(row_src s, int kind, int p, int d) {
-    if (kind == ROW_F16) return _cvtsh_ss(s.h[p][d]);
-    if (kind == ROW_Q8_0) {
-        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
-        return (float)blk->qs[d % Q3_QK] * _cvtsh_ss(blk->d);
-    }
-    return s.v[(size_t)p * s.hd + d];
-}
-
-/* Cached rows come from DRAM at depth, a page run at a time: ask for the line of row
- * p + ROWS_AHEAD that holds column d while row p is used (a prefetch past the rows is skipped). */
-#define ROWS_AHEAD 16
-INLINE void ask_ahead(row_src s, int kind, int p, int n, int d) {
-    if (kind == ROW_F32 || p + ROWS_AHEAD >= n) return;
-    if (kind == ROW_F16) _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d), _MM_HINT_T0);
-    else _mm_prefetch((const char *)((const q3_block_q8_0 *)s.b[p + ROWS_AHEAD] + d / Q3_QK), _MM_HINT_T0);
-}
-
-/* Four outputs by the 32 columns from d0: the 16 accumulators stay in registers over all n rows. */
-INLINE void mix_4x32(float *out, size_t os, const float *w, size_t ws, row_src s, int kind, int n, int d0) {
-    __m256 a[4][4];
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; o++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) a[o][k] = _mm256_setzero_ps();
-    for (int p = 0; p < n; p++) {
-        ask_ahead(s, kind, p, n, d0);
-        __m256 x[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = row8(s, kind, p, d0 + 8 * k);
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; o++) {
-            __m256 wo = _mm256_set1_ps(w[o * ws + p]);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) a[o][k] = _mm256_fmadd_ps(wo, x[k], a[o][k]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; o++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + o * os + d0 + 8 * k, a[o][k]);
-}
-
-/* One output, columns [d0, hd): 8 at a time, then one at a time with the same fused rounding. */
-INLINE void mix_rest(float *out, const float *w, row_src s, int kind, int n, int d0) {
-    int d = d0;
-    for (; d + 8 <= s.hd; d += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (int p = 0; p < n; p++) a = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), row8(s, kind, p, d), a);
-        _mm256_storeu_ps(out + d, a);
-    }
-    for (; d < s.hd; d++) {
-        float a = 0;
-        for (int p = 0; p < n; p++) a = fmaf(w[p], row1(s, kind, p, d), a);
-        out[d] = a;
-    }
-}
-
-INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, int kind, int n) {
-    int wide = s.hd / 32 * 32, o = 0;
-    for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 32) mix_4x32(out + o * os, os, w + o * ws, ws, s, kind, n, d);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, kind, n, wide);
-    }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, kind, n, 0);
-}
-
-static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, NULL, hd}, ROW_F32, n);
-}
-
-static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
-                         int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
-}
-
-static void mix_rows_q8_0(float *out, size_t os, const float *w, size_t ws, int n_out, const void *const *rows, int n,
-                          int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){NULL, NULL, rows, hd}, ROW_Q8_0, n);
-}
-
 /* One score: 8 lanes over d, a fixed reduction, then the last d % 8 terms one at a time. */
 INLINE float dot_one(const float *q, row_src s, int kind, int p) {
     __m256 a = _mm256_setzero_ps();
     int d = 0;
-    for (; d + 8 <= s.hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), row8(s, kind, p, d), a);
+    for (; d + 8 <= s.hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), row_vec(s, kind, p, d), a);
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     float sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-    for (; d < s.hd; d++) sum = fmaf(q[d], row1(s, kind, p, d), sum);
+    for (; d < s.hd; d++) sum = fmaf(q[d], row_one(s, kind, p, d), sum);
     return sum;
 }
 
@@ -152,7 +50,7 @@ INLINE float dot_one(const float *q, row_src s, int kind, int p) {
  * sits in L1. */
 INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, int kind, int n) {
     for (int p = 0; p < n; p++) {
-        for (int d = 0; d < s.hd; d += 32) ask_ahead(s, kind, p, n, d);
+        ask_ahead(s, kind, p, n, 0, s.hd);
         for (int o = 0; o < n_out; o++) out[(size_t)o * os + p] = dot_one(q + (size_t)o * s.hd, s, kind, p);
     }
 }

@@ -8,6 +8,9 @@
 #include "cpu/vec.h"
 #include "quant/blocks.h"
 
+#define Q3_X86_BITS 512
+#include "cpu/vec_x86.h"
+
 /* Attention widens every cached F16 key and value row through this at depth, a stream the
  * hardware prefetchers lose at each page run: it asks for the bytes ahead itself. */
 void q3_f16_to_float_avx512(const void *half, float *dst, int64_t n) {
@@ -30,109 +33,15 @@ void q3_bf16_to_float_avx512(const void *half, float *dst, int64_t n) {
     q3_vec_avx2_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-#define INLINE static inline __attribute__((always_inline))
-
-/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) widened
- * in registers, or Q8_0 rows by address (b[p]) dequantized in registers. The kernels below take
- * the kind as a constant, so each caller gets a copy with one kind of load and the same
- * arithmetic: F16 and Q8_0 rows give the bits of the float rows that to_float makes of them. */
-enum { ROW_F32, ROW_F16, ROW_Q8_0 };
-typedef struct row_src {
-    const float *v;
-    const uint16_t *const *h;
-    const void *const *b;
-    int hd;
-} row_src;
-
-/* 16 values of row p from column d (lanes outside m zero; Q8_0 rows, whose hd is a multiple of
- * 32, never need the mask). */
+/* 16 values of row p from column d, lanes outside m zero (Q8_0 rows, whose hd is a multiple
+ * of 32, never need the mask): the scores' masked tails. */
 INLINE __m512 row16(row_src s, int kind, int p, int d, __mmask16 m) {
     if (kind == ROW_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s.h[p] + d));
-    if (kind == ROW_Q8_0) {
-        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
-        __m128i q = _mm_loadu_si128((const __m128i *)(blk->qs + d % Q3_QK));
-        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(blk->d)));
-    }
-    return _mm512_maskz_loadu_ps(m, s.v + (size_t)p * s.hd + d);
-}
-
-/* Cached rows come from DRAM at depth, a page run at a time: ask for the lines of row
- * p + ROWS_AHEAD that hold columns [d, d + 64) while row p is used (a prefetch past the rows is
- * skipped). */
-#define ROWS_AHEAD 16
-INLINE void ask_ahead(row_src s, int kind, int p, int n, int d) {
-    if (kind == ROW_F32 || p + ROWS_AHEAD >= n) return;
-    if (kind == ROW_Q8_0) { /* 64 columns: two blocks, 68 bytes */
-        const char *at = (const char *)((const q3_block_q8_0 *)s.b[p + ROWS_AHEAD] + d / Q3_QK);
-        _mm_prefetch(at, _MM_HINT_T0);
-        _mm_prefetch(at + 64, _MM_HINT_T0);
-        return;
-    }
-    _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d), _MM_HINT_T0);
-    if (d + 32 < s.hd) _mm_prefetch((const char *)(s.h[p + ROWS_AHEAD] + d + 32), _MM_HINT_T0);
+    if (kind == ROW_F32) return _mm512_maskz_loadu_ps(m, s.v + (size_t)p * s.hd + d);
+    return row_vec(s, kind, p, d);
 }
 
 static inline __mmask16 lanes_left(int hd, int d) { return hd - d >= 16 ? 0xffff : (__mmask16)((1u << (hd - d)) - 1); }
-
-/* Four outputs by the 64 columns from d0: the 16 accumulators stay in registers over all n
- * rows, and each row's 64 values are loaded once for the four. */
-INLINE void mix_4x64(float *out, size_t os, const float *w, size_t ws, row_src s, int kind, int n, int d0) {
-    __m512 a[4][4];
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; o++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) a[o][k] = _mm512_setzero_ps();
-    for (int p = 0; p < n; p++) {
-        ask_ahead(s, kind, p, n, d0);
-        __m512 x[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = row16(s, kind, p, d0 + 16 * k, 0xffff);
-#pragma GCC unroll 4
-        for (int o = 0; o < 4; o++) {
-            __m512 wo = _mm512_set1_ps(w[o * ws + p]);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) a[o][k] = _mm512_fmadd_ps(wo, x[k], a[o][k]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int o = 0; o < 4; o++)
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + o * os + d0 + 16 * k, a[o][k]);
-}
-
-/* One output, columns [d0, hd), 16 at a time (the last masked): the same sums, for the outputs
- * and columns the 4 x 64 blocks leave over. */
-INLINE void mix_rest(float *out, const float *w, row_src s, int kind, int n, int d0) {
-    for (int d = d0; d < s.hd; d += 16) {
-        __mmask16 m = lanes_left(s.hd, d);
-        __m512 a = _mm512_setzero_ps();
-        for (int p = 0; p < n; p++) a = _mm512_fmadd_ps(_mm512_set1_ps(w[p]), row16(s, kind, p, d, m), a);
-        _mm512_mask_storeu_ps(out + d, m, a);
-    }
-}
-
-INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, int kind, int n) {
-    int wide = s.hd / 64 * 64, o = 0;
-    for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 64) mix_4x64(out + o * os, os, w + o * ws, ws, s, kind, n, d);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, kind, n, wide);
-    }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, kind, n, 0);
-}
-
-static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, NULL, hd}, ROW_F32, n);
-}
-
-static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
-                         int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
-}
-
-static void mix_rows_q8_0(float *out, size_t os, const float *w, size_t ws, int n_out, const void *const *rows, int n,
-                          int hd) {
-    mix_any(out, os, w, ws, n_out, (row_src){NULL, NULL, rows, hd}, ROW_Q8_0, n);
-}
 
 /* Scores reduce each 16-lane accumulator by one tree: lanes i + (i + 8), then + 4, + 2, + 1.
  * sum16 does it for 16 accumulators at once (accumulator 4m + j ends in lane 4j + m), sum1 for
@@ -202,7 +111,7 @@ INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s,
     int hd = s.hd, p = 0;
     for (; p + 4 <= n; p += 4) {
         for (int r = 0; r < 4; r++)
-            for (int d = 0; d < hd; d += 64) ask_ahead(s, kind, p + r, n, d);
+            ask_ahead(s, kind, p + r, n, 0, hd);
         int o = 0;
         for (; o + 4 <= n_out; o += 4) dot_4x4(out + o * os, os, q + (size_t)o * hd, s, kind, p);
         for (; o < n_out; o++)
