@@ -45,7 +45,7 @@ static void test_conversions(void **state) {
  * give the same bits as computed beside the others. */
 static void test_mix_rows(void **state) {
     (void)state;
-    enum { P = 37, OUTS = 11, STRIDE = 41, MAXD = 200 };
+    enum { P = 37, OUTS = 19, STRIDE = 41, MAXD = 200 };
     static float w[OUTS * STRIDE], v[P * MAXD], out[OUTS * (MAXD + 3)], one[MAXD + 3];
     for (int i = 0; i < OUTS * STRIDE; i++) w[i] = uniform(0, 1);
     for (int i = 0; i < P * MAXD; i++) v[i] = uniform(-2, 2);
@@ -115,7 +115,7 @@ static void test_dot_rows(void **state) {
  * may lie), head sizes with and without tails, and counts that do and do not fill blocks. */
 static void test_f16_rows(void **state) {
     (void)state;
-    enum { OUTS = 11, KEYS = 37, MAXD = 200 };
+    enum { OUTS = 19, KEYS = 37, MAXD = 200 };
     static uint16_t block[3 * KEYS * MAXD];
     static float q[OUTS * MAXD], w[OUTS * KEYS], wide[KEYS * MAXD], want[OUTS * MAXD], got[OUTS * MAXD];
     for (int i = 0; i < 3 * KEYS * MAXD; i++) block[i] = q3_f32_to_f16(uniform(-2, 2));
@@ -150,7 +150,7 @@ static void test_f16_rows(void **state) {
  * the same bits, for scattered rows, extreme levels (-128, 127) and scales of either sign. */
 static void test_q8_0_rows(void **state) {
     (void)state;
-    enum { OUTS = 11, KEYS = 37, MAXB = 6 };
+    enum { OUTS = 19, KEYS = 37, MAXB = 6 };
     static q3_block_q8_0 block[2 * KEYS * MAXB];
     static float w[OUTS * KEYS], wide[KEYS * MAXB * Q3_QK], want[OUTS * MAXB * Q3_QK], got[OUTS * MAXB * Q3_QK];
     for (int i = 0; i < 2 * KEYS * MAXB; i++) {

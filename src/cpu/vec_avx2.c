@@ -34,11 +34,9 @@ void q3_bf16_to_float_avx2(const void *half, float *dst, int64_t n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-/* One score: 8 lanes over d, a fixed reduction, then the last d % 8 terms one at a time. */
-INLINE float dot_one(const float *q, row_src s, int kind, int p) {
-    __m256 a = _mm256_setzero_ps();
-    int d = 0;
-    for (; d + 8 <= s.hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), row_vec(s, kind, p, d), a);
+/* The end of one score from its 8-lane accumulator a over columns [0, d): a fixed reduction,
+ * then the last terms one at a time. */
+INLINE float dot_end(__m256 a, const float *q, row_src s, int kind, int p, int d) {
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     float sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
@@ -46,13 +44,49 @@ INLINE float dot_one(const float *q, row_src s, int kind, int p) {
     return sum;
 }
 
-/* Every score on its own; rows in the outer loop, so each row runs past every query while it
- * sits in L1. */
-INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, int kind, int n) {
-    for (int p = 0; p < n; p++) {
-        ask_ahead(s, kind, p, n, 0, s.hd);
-        for (int o = 0; o < n_out; o++) out[(size_t)o * os + p] = dot_one(q + (size_t)o * s.hd, s, kind, p);
+/* One score: 8 lanes over d, then dot_end. */
+INLINE float dot_one(const float *q, row_src s, int kind, int p) {
+    __m256 a = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= s.hd; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), row_vec(s, kind, p, d), a);
+    return dot_end(a, q, s, kind, p, d);
+}
+
+/* Four query rows by rows p, p + 1: eight scores, each dot_one's chain, side by side. One
+ * score's multiply-adds wait on each other's latency; eight chains keep the FMA units busy,
+ * and each key vector is widened once for four queries. */
+INLINE void dot_4x2(float *out, size_t os, const float *q, row_src s, int kind, int p) {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= s.hd; d += 8) {
+        __m256 k0 = row_vec(s, kind, p, d), k1 = row_vec(s, kind, p + 1, d);
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; o++) {
+            __m256 qv = _mm256_loadu_ps(q + (size_t)o * s.hd + d);
+            a[2 * o] = _mm256_fmadd_ps(qv, k0, a[2 * o]);
+            a[2 * o + 1] = _mm256_fmadd_ps(qv, k1, a[2 * o + 1]);
+        }
     }
+    for (int o = 0; o < 4; o++)
+        for (int r = 0; r < 2; r++) out[o * os + p + r] = dot_end(a[2 * o + r], q + (size_t)o * s.hd, s, kind, p + r, d);
+}
+
+/* Score (o, p) takes dot_4x2 where o and p lie in whole blocks, dot_one elsewhere: the same
+ * bits either way. Rows in the outer loop, so each pair runs past every query in L1. */
+INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, int kind, int n) {
+    int p = 0;
+    for (; p + 2 <= n; p += 2) {
+        ask_score_rows(s, kind, p, n);
+        ask_score_rows(s, kind, p + 1, n);
+        int o = 0;
+        for (; o + 4 <= n_out; o += 4) dot_4x2(out + (size_t)o * os, os, q + (size_t)o * s.hd, s, kind, p);
+        for (; o < n_out; o++)
+            for (int r = p; r < p + 2; r++) out[(size_t)o * os + r] = dot_one(q + (size_t)o * s.hd, s, kind, r);
+    }
+    for (; p < n; p++)
+        for (int o = 0; o < n_out; o++) out[(size_t)o * os + p] = dot_one(q + (size_t)o * s.hd, s, kind, p);
 }
 
 static void dot_rows(float *out, size_t os, const float *q, int n_out, const float *k, int n, int hd) {

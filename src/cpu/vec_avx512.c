@@ -111,7 +111,7 @@ INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s,
     int hd = s.hd, p = 0;
     for (; p + 4 <= n; p += 4) {
         for (int r = 0; r < 4; r++)
-            ask_ahead(s, kind, p + r, n, 0, hd);
+            ask_score_rows(s, kind, p + r, n);
         int o = 0;
         for (; o + 4 <= n_out; o += 4) dot_4x4(out + o * os, os, q + (size_t)o * hd, s, kind, p);
         for (; o < n_out; o++)
