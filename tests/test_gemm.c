@@ -340,7 +340,7 @@ static void test_gemm_installed(void **state) {
     }
     /* the AVX2 tiles: the K-quants and the IQ4 types */
     if (q3_isa_supported(Q3_ISA_AVX2)) {
-        static const q3_type avx2[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ4_NL};
+        static const q3_type avx2[] = {Q3_TYPE_Q4_K, Q3_TYPE_Q5_K, Q3_TYPE_Q6_K, Q3_TYPE_IQ4_XS, Q3_TYPE_IQ4_NL, Q3_TYPE_Q8_0};
         for (size_t k = 0; k < sizeof avx2 / sizeof avx2[0]; k++)
             assert_non_null(q3_type_get_isa(avx2[k], Q3_ISA_AVX2)->gemm);
     }

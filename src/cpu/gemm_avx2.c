@@ -1,4 +1,4 @@
-/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K, Q6_K and the i-quants: the matrix products
+/* AVX2 tile kernels (q3_gemm_fn) for Q4_K, Q5_K, Q6_K, the i-quants and Q8_0: the matrix products
  * of prefill on CPUs without AVX-512. Built with -mavx2 -mfma -mf16c (the _avx2.c suffix) and only called
  * when the CPU has them.
  *
@@ -266,6 +266,61 @@ Q3_X86_GEMM_KERNEL(avx2, iq4_nl, IQ4_NL_OPS)
 
 LATTICE_PACKS(avx2)
 Q3_X86_LATTICE_GEMM_KERNELS(avx2, lattice_dot)
+
+/* ---- Q8_0: vec_dot's own lanes, a row against several tokens ----
+ *
+ * q3_q8_0_vec_dot_avx2 keeps eight float lanes per (row, token), lane l summing dword l of each
+ * block's products (even and odd blocks apart), so a tile with one row per lane cannot give its
+ * bits; and its blocks need no unpacking for a tile to spread. This kernel runs the same lanes
+ * for one row against TILE_COLS tokens at once instead: each weight block is loaded and its
+ * magnitudes taken once for all of them, the accumulators stay in registers, and each score ends
+ * with vec_dot's reduction. A Q8_0 KV cache's scores (attention, one key row against the 8 query
+ * heads of its group) ran vec_dot once per score before. */
+
+static inline float q8_0_hsum(__m256 v) { /* hsum_ps of dot_avx2.c, the same additions */
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* acc + sum(w * x) over block bw against block bx as vec_dot adds it: maddubs of |w| and x with
+ * w's sign, pairs of pairs by madd, then one multiply-add by d_w * d_x. */
+static inline __m256 q8_0_block_acc(__m256i w, __m256i w_abs, float dw, const q3_block_q8_0 *bx, __m256 acc) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)bx->qs);
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * _cvtsh_ss(bx->d)), acc);
+}
+
+/* Row bw (nb blocks) against tokens xb[c], c < nc: out[c * os]. */
+static inline __attribute__((always_inline)) void q8_0_row_cols(int64_t nb, const q3_block_q8_0 *bw,
+                                                                const q3_block_q8_0 *const *xb, float *out,
+                                                                size_t os, const int nc) {
+    __m256 acc[2][TILE_COLS];
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i w = _mm256_loadu_si256((const __m256i *)bw[i].qs), w_abs = _mm256_sign_epi8(w, w);
+        float dw = _cvtsh_ss(bw[i].d);
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) acc[i & 1][c] = q8_0_block_acc(w, w_abs, dw, xb[c] + i, acc[i & 1][c]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < nc; c++) out[c * os] = q8_0_hsum(_mm256_add_ps(acc[0][c], acc[1][c]));
+}
+
+void q3_q8_0_gemm_avx2(int64_t n, const void *w, size_t w_stride, int nr, const void *const *x, int nc, float *out,
+                       size_t out_stride) {
+    const q3_block_q8_0 *xb[Q3_GEMM_COLS];
+    for (int c = 0; c < nc; c++) xb[c] = x[c];
+    for (int r = 0; r < nr; r++) {
+        const q3_block_q8_0 *bw = (const q3_block_q8_0 *)((const char *)w + (size_t)r * w_stride);
+        for (int c = 0, width = 0; c < nc; c += width) {
+            width = tile_width(c, nc);
+            FOR_EACH_WIDTH(width, q8_0_row_cols, n / Q3_QK, bw, xb + c, out + (size_t)c * out_stride + r, out_stride);
+        }
+    }
+}
 
 #else
 typedef int q3_gemm_avx2_unused; /* ISO C wants a declaration in every translation unit */

@@ -52,6 +52,7 @@
     X(avx2, Q6_K, q6_k, gemm)               \
     X(avx2, IQ4_XS, iq4_xs, gemm)           \
     X(avx2, IQ4_NL, iq4_nl, gemm)           \
+    X(avx2, Q8_0, q8_0, gemm)               \
     X(avx2, IQ2_XXS, iq2_xxs, gemm)         \
     X(avx2, IQ2_XS, iq2_xs, gemm)           \
     X(avx2, IQ2_S, iq2_s, gemm)             \
