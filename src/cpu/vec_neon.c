@@ -4,8 +4,10 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #include <math.h>
+#include "base/half.h"
 #include "cpu/kernels.h"
 #include "cpu/vec.h"
+#include "quant/blocks.h"
 
 /* FCVTL widens IEEE halves exactly, subnormals included (the default FPCR keeps them). */
 void q3_f16_to_float_neon(const void *half, float *dst, int64_t n) {
@@ -31,18 +33,56 @@ void q3_bf16_to_float_neon(const void *half, float *dst, int64_t n) {
     q3_vec_scalar_ops.bf16_to_f32(src + i, dst + i, n - i);
 }
 
-/* Four outputs by 16 columns: the 16 accumulators stay in registers over all n rows. */
-static void mix_4x16(float *out, size_t os, const float *w, size_t ws, const float *v, int n, int hd) {
+#define INLINE static inline __attribute__((always_inline))
+
+/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) widened
+ * in registers, or Q8_0 rows by address (b[p]) dequantized in registers. The kernels take the
+ * kind as a constant, so each caller gets a copy with one kind of load and the same arithmetic:
+ * F16 and Q8_0 rows give the bits of the float rows that to_float makes of them. */
+enum { ROW_F32, ROW_F16, ROW_Q8_0 };
+typedef struct row_src {
+    const float *v;
+    const uint16_t *const *h;
+    const void *const *b;
+    int hd;
+} row_src;
+
+/* 4 values of row p from column d (d a multiple of 4): a Q8_0 level times its block's scale, one
+ * rounding, as to_float. Q8_0 levels come from the 8-byte half-block that holds them, so no load
+ * reads past a block. */
+INLINE float32x4_t row4(row_src s, int kind, int p, int d) {
+    if (kind == ROW_F16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s.h[p] + d)));
+    if (kind == ROW_Q8_0) {
+        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
+        int16x8_t q = vmovl_s8(vld1_s8(blk->qs + d % Q3_QK / 8 * 8));
+        int32x4_t l = d % 8 ? vmovl_high_s16(q) : vmovl_s16(vget_low_s16(q));
+        return vmulq_n_f32(vcvtq_f32_s32(l), q3_f16_to_f32(blk->d));
+    }
+    return vld1q_f32(s.v + (size_t)p * s.hd + d);
+}
+
+/* One value of row p, as row4 gives it. */
+INLINE float row1(row_src s, int kind, int p, int d) {
+    if (kind == ROW_F16) return q3_f16_to_f32(s.h[p][d]);
+    if (kind == ROW_Q8_0) {
+        const q3_block_q8_0 *blk = (const q3_block_q8_0 *)s.b[p] + d / Q3_QK;
+        return (float)blk->qs[d % Q3_QK] * q3_f16_to_f32(blk->d);
+    }
+    return s.v[(size_t)p * s.hd + d];
+}
+
+/* Four outputs by the 16 columns from d0: the 16 accumulators stay in registers over all n
+ * rows. */
+INLINE void mix_4x16(float *out, size_t os, const float *w, size_t ws, row_src s, int kind, int n, int d0) {
     float32x4_t a[4][4];
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) a[o][k] = vdupq_n_f32(0);
     for (int p = 0; p < n; p++) {
-        const float *vp = v + (size_t)p * hd;
         float32x4_t x[4];
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) x[k] = vld1q_f32(vp + 4 * k);
+        for (int k = 0; k < 4; k++) x[k] = row4(s, kind, p, d0 + 4 * k);
         for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) a[o][k] = vfmaq_n_f32(a[o][k], x[k], w[o * ws + p]);
@@ -50,47 +90,70 @@ static void mix_4x16(float *out, size_t os, const float *w, size_t ws, const flo
 #pragma GCC unroll 4
     for (int o = 0; o < 4; o++)
 #pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) vst1q_f32(out + o * os + 4 * k, a[o][k]);
+        for (int k = 0; k < 4; k++) vst1q_f32(out + o * os + d0 + 4 * k, a[o][k]);
 }
 
 /* One output, columns [d0, hd): 4 at a time, then one at a time with the same fused rounding. */
-static void mix_rest(float *out, const float *w, const float *v, int n, int hd, int d0) {
+INLINE void mix_rest(float *out, const float *w, row_src s, int kind, int n, int d0) {
     int d = d0;
-    for (; d + 4 <= hd; d += 4) {
+    for (; d + 4 <= s.hd; d += 4) {
         float32x4_t a = vdupq_n_f32(0);
-        for (int p = 0; p < n; p++) a = vfmaq_n_f32(a, vld1q_f32(v + (size_t)p * hd + d), w[p]);
+        for (int p = 0; p < n; p++) a = vfmaq_n_f32(a, row4(s, kind, p, d), w[p]);
         vst1q_f32(out + d, a);
     }
-    for (; d < hd; d++) {
+    for (; d < s.hd; d++) {
         float a = 0;
-        for (int p = 0; p < n; p++) a = fmaf(w[p], v[(size_t)p * hd + d], a);
+        for (int p = 0; p < n; p++) a = fmaf(w[p], row1(s, kind, p, d), a);
         out[d] = a;
     }
 }
 
-static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
-    int wide = hd / 16 * 16, o = 0;
+INLINE void mix_any(float *out, size_t os, const float *w, size_t ws, int n_out, row_src s, int kind, int n) {
+    int wide = s.hd / 16 * 16, o = 0;
     for (; o + 4 <= n_out; o += 4) {
-        for (int d = 0; d < wide; d += 16) mix_4x16(out + o * os + d, os, w + o * ws, ws, v + d, n, hd);
-        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, v, n, hd, wide);
+        for (int d = 0; d < wide; d += 16) mix_4x16(out + o * os, os, w + o * ws, ws, s, kind, n, d);
+        for (int k = 0; k < 4; k++) mix_rest(out + (o + k) * os, w + (o + k) * ws, s, kind, n, wide);
     }
-    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, v, n, hd, 0);
+    for (; o < n_out; o++) mix_rest(out + o * os, w + o * ws, s, kind, n, 0);
+}
+
+static void mix_rows(float *out, size_t os, const float *w, size_t ws, int n_out, const float *v, int n, int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){v, NULL, NULL, hd}, ROW_F32, n);
+}
+
+static void mix_rows_f16(float *out, size_t os, const float *w, size_t ws, int n_out, const uint16_t *const *rows, int n,
+                         int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
+}
+
+static void mix_rows_q8_0(float *out, size_t os, const float *w, size_t ws, int n_out, const void *const *rows, int n,
+                          int hd) {
+    mix_any(out, os, w, ws, n_out, (row_src){NULL, NULL, rows, hd}, ROW_Q8_0, n);
 }
 
 /* One score: 4 lanes over d, a fixed reduction, then the last d % 4 terms one at a time. */
-static float dot_one(const float *q, const float *k, int hd) {
+INLINE float dot_one(const float *q, row_src s, int kind, int p) {
     float32x4_t a = vdupq_n_f32(0);
     int d = 0;
-    for (; d + 4 <= hd; d += 4) a = vfmaq_f32(a, vld1q_f32(q + d), vld1q_f32(k + d));
+    for (; d + 4 <= s.hd; d += 4) a = vfmaq_f32(a, vld1q_f32(q + d), row4(s, kind, p, d));
     float32x2_t h = vadd_f32(vget_low_f32(a), vget_high_f32(a));
-    float s = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
-    for (; d < hd; d++) s = fmaf(q[d], k[d], s);
-    return s;
+    float sum = vget_lane_f32(h, 0) + vget_lane_f32(h, 1);
+    for (; d < s.hd; d++) sum = fmaf(q[d], row1(s, kind, p, d), sum);
+    return sum;
 }
 
-static void dot_rows(float *out, size_t out_stride, const float *q, int n_out, const float *k, int n, int hd) {
-    for (int o = 0; o < n_out; o++)
-        for (int p = 0; p < n; p++) out[(size_t)o * out_stride + p] = dot_one(q + (size_t)o * hd, k + (size_t)p * hd, hd);
+/* Rows in the outer loop, so each row runs past every query while it sits in L1. */
+INLINE void dot_any(float *out, size_t os, const float *q, int n_out, row_src s, int kind, int n) {
+    for (int p = 0; p < n; p++)
+        for (int o = 0; o < n_out; o++) out[(size_t)o * os + p] = dot_one(q + (size_t)o * s.hd, s, kind, p);
+}
+
+static void dot_rows(float *out, size_t os, const float *q, int n_out, const float *k, int n, int hd) {
+    dot_any(out, os, q, n_out, (row_src){k, NULL, NULL, hd}, ROW_F32, n);
+}
+
+static void dot_rows_f16(float *out, size_t os, const float *q, int n_out, const uint16_t *const *rows, int n, int hd) {
+    dot_any(out, os, q, n_out, (row_src){NULL, rows, NULL, hd}, ROW_F16, n);
 }
 
 /* exp(x) = 2^k * exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 in two parts, so r is exact to a
@@ -123,6 +186,6 @@ static float exp_sum(float *x, float max, int n) {
     return vaddvq_f32(acc) + q3_vec_scalar_ops.exp_sum(x + i, max, n - i);
 }
 
-/* No F16 row kernels yet: attention widens the cached rows first (vec.h). */
-const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows, dot_rows, exp_sum, NULL, NULL, NULL};
+const q3_vec_ops q3_vec_neon_ops = {q3_f16_to_float_neon, q3_bf16_to_float_neon, mix_rows,     dot_rows, exp_sum,
+                                   dot_rows_f16,         mix_rows_f16,          mix_rows_q8_0};
 #endif

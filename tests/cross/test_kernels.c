@@ -8,7 +8,7 @@
  * rounding for the float types and the 32-wide formats; the activation quantizers byte for
  * byte on ordinary data and on the corner cases; the vector routines (conversions exact, value
  * mixing and scores within rounding of a double sum and row-independent, exp
- * within 1e-6). Also that the ISAs the command line expects to be
+ * within 1e-6, the in-place F16 and Q8_0 row kernels the float kernels' bits). Also that the ISAs the command line expects to be
  * there (--expect NAME) are detected, that those it expects to be missing (--lack NAME) are
  * not, and that the best one detected is the active one.
  *
@@ -268,6 +268,77 @@ static void test_vec_routines(q3_isa isa) {
           fabs(sum - want_sum) / want_sum);
 }
 
+/* The in-place row kernels (F16 and Q8_0 rows by address) against the same table's float
+ * kernels on the rows the scalar to_float widens: the same bits, for rows scattered backwards
+ * in memory, head sizes with and without tails, and output and row counts that do and do not
+ * fill blocks. */
+enum { RK_OUTS = 9, RK_KEYS = 13, RK_MAXD = 136 };
+
+static int f16_rows_differ(const q3_vec_ops *v, int hd) {
+    static uint16_t block[2 * RK_KEYS * RK_MAXD];
+    static float q[RK_OUTS * RK_MAXD], w[RK_OUTS * RK_KEYS], wide[RK_KEYS * RK_MAXD], want[RK_OUTS * RK_MAXD],
+        got[RK_OUTS * RK_MAXD];
+    for (int i = 0; i < 2 * RK_KEYS * RK_MAXD; i++) block[i] = q3_f32_to_f16(uniform(-2, 2));
+    for (int i = 0; i < RK_OUTS * RK_MAXD; i++) q[i] = uniform(-2, 2);
+    for (int i = 0; i < RK_OUTS * RK_KEYS; i++) w[i] = uniform(0, 1);
+    const uint16_t *rows[RK_KEYS];
+    for (int p = 0; p < RK_KEYS; p++) {
+        rows[p] = block + (size_t)(2 * (RK_KEYS - 1 - p)) * hd;
+        q3_vec_scalar_ops.f16_to_f32(rows[p], wide + (size_t)p * hd, hd);
+    }
+    int bad = 0;
+    for (int n_out = 1; n_out <= RK_OUTS; n_out += 4)
+        for (int n = 1; n <= RK_KEYS; n += 6) {
+            v->dot_rows(want, RK_KEYS, q, n_out, wide, n, hd);
+            v->dot_rows_f16(got, RK_KEYS, q, n_out, rows, n, hd);
+            for (int o = 0; o < n_out; o++) bad += memcmp(want + o * RK_KEYS, got + o * RK_KEYS, n * sizeof(float)) != 0;
+            v->mix_rows(want, RK_MAXD, w, RK_KEYS, n_out, wide, n, hd);
+            v->mix_rows_f16(got, RK_MAXD, w, RK_KEYS, n_out, rows, n, hd);
+            for (int o = 0; o < n_out; o++) bad += memcmp(want + o * RK_MAXD, got + o * RK_MAXD, hd * sizeof(float)) != 0;
+        }
+    return bad;
+}
+
+static int q8_0_rows_differ(const q3_vec_ops *v, int hd) {
+    static q3_block_q8_0 block[2 * RK_KEYS * (RK_MAXD / Q3_QK)];
+    static float w[RK_OUTS * RK_KEYS], wide[RK_KEYS * RK_MAXD], want[RK_OUTS * RK_MAXD], got[RK_OUTS * RK_MAXD];
+    for (size_t i = 0; i < sizeof block / sizeof *block; i++) {
+        block[i].d = q3_f32_to_f16(uniform(-0.05f, 0.05f));
+        for (int k = 0; k < Q3_QK; k++) block[i].qs[k] = (int8_t)(k == 0 ? -128 : k == 1 ? 127 : (int)uniform(-128, 128));
+    }
+    for (int i = 0; i < RK_OUTS * RK_KEYS; i++) w[i] = uniform(0, 1);
+    const void *rows[RK_KEYS];
+    for (int p = 0; p < RK_KEYS; p++) {
+        rows[p] = block + (size_t)(2 * (RK_KEYS - 1 - p)) * (hd / Q3_QK);
+        q3_type_get_isa(Q3_TYPE_Q8_0, Q3_ISA_SCALAR)->to_float(rows[p], wide + (size_t)p * hd, hd);
+    }
+    int bad = 0;
+    for (int n_out = 1; n_out <= RK_OUTS; n_out += 4)
+        for (int n = 1; n <= RK_KEYS; n += 6) {
+            v->mix_rows(want, RK_MAXD, w, RK_KEYS, n_out, wide, n, hd);
+            v->mix_rows_q8_0(got, RK_MAXD, w, RK_KEYS, n_out, rows, n, hd);
+            for (int o = 0; o < n_out; o++) bad += memcmp(want + o * RK_MAXD, got + o * RK_MAXD, hd * sizeof(float)) != 0;
+        }
+    return bad;
+}
+
+static void test_row_kernels(q3_isa isa) {
+    const q3_vec_ops *v = q3_vec_isa(isa);
+    if (!check(v && v->dot_rows_f16 && v->mix_rows_f16 && v->mix_rows_q8_0, "%s has no in-place row kernels",
+               q3_isa_name(isa)))
+        return;
+    static const int f16_dims[] = {128, 72, 7, 136}, q8_0_dims[] = {128, 32, 96};
+    for (size_t k = 0; k < sizeof f16_dims / sizeof *f16_dims; k++) {
+        int bad = f16_rows_differ(v, f16_dims[k]);
+        check(bad == 0, "%s dot_rows_f16 / mix_rows_f16, hd %d: %d rows differ from the float kernels'", q3_isa_name(isa),
+              f16_dims[k], bad);
+    }
+    for (size_t k = 0; k < sizeof q8_0_dims / sizeof *q8_0_dims; k++) {
+        int bad = q8_0_rows_differ(v, q8_0_dims[k]);
+        check(bad == 0, "%s mix_rows_q8_0, hd %d: %d rows differ from mix_rows'", q3_isa_name(isa), q8_0_dims[k], bad);
+    }
+}
+
 /* ---- instruction set detection ---- */
 
 static bool isa_by_name(const char *name, q3_isa *out) {
@@ -311,6 +382,7 @@ int main(int argc, char **argv) {
         test_vec_dot((q3_isa)isa);
         test_quantizers((q3_isa)isa);
         test_vec_routines((q3_isa)isa);
+        test_row_kernels((q3_isa)isa);
         printf("%s: %s\n", q3_isa_name((q3_isa)isa), failed == before ? "all kernels agree with scalar" : "FAILED");
     }
     printf("%d passed, %d failed\n", passed, failed);
