@@ -7,18 +7,7 @@
 #include "quant/blocks.h"
 #include "quant/float_types.h"
 #include "cpu/kernel_table.h"
-
-/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) or Q8_0
- * rows by address (b[p]), each value widened or dequantized where it is used, as to_float gives
- * it. One body per kernel below, the kind a constant, so the in-place kernels give the float
- * kernels' bits on the rows to_float makes. */
-enum { ROW_F32, ROW_F16, ROW_Q8_0 };
-typedef struct row_src {
-    const float *v;
-    const uint16_t *const *h;
-    const void *const *b;
-    int hd;
-} row_src;
+#include "cpu/row_src.h"
 
 #define INLINE static inline __attribute__((always_inline))
 

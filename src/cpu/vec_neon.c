@@ -6,6 +6,7 @@
 #include <math.h>
 #include "base/half.h"
 #include "cpu/kernels.h"
+#include "cpu/row_src.h"
 #include "cpu/vec.h"
 #include "quant/blocks.h"
 
@@ -34,18 +35,6 @@ void q3_bf16_to_float_neon(const void *half, float *dst, int64_t n) {
 }
 
 #define INLINE static inline __attribute__((always_inline))
-
-/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]) widened
- * in registers, or Q8_0 rows by address (b[p]) dequantized in registers. The kernels take the
- * kind as a constant, so each caller gets a copy with one kind of load and the same arithmetic:
- * F16 and Q8_0 rows give the bits of the float rows that to_float makes of them. */
-enum { ROW_F32, ROW_F16, ROW_Q8_0 };
-typedef struct row_src {
-    const float *v;
-    const uint16_t *const *h;
-    const void *const *b;
-    int hd;
-} row_src;
 
 /* 4 values of row p from column d (d a multiple of 4): a Q8_0 level times its block's scale, one
  * rounding, as to_float. Q8_0 levels come from the 8-byte half-block that holds them, so no load

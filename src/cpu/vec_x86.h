@@ -16,21 +16,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include "cpu/simd_x86.h"
+#include "cpu/row_src.h"
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
-
-/* Rows a call reads: floats one after another (v, hd apart), F16 rows by address (h[p]), or
- * Q8_0 rows by address (b[p], hd / 32 blocks). The kernels take the kind as a constant, so each
- * caller gets a copy with one kind of load and the same arithmetic: F16 and Q8_0 rows give the
- * bits of the float rows that to_float makes of them. */
-enum { ROW_F32, ROW_F16, ROW_Q8_0 };
-typedef struct row_src {
-    const float *v;
-    const uint16_t *const *h;
-    const void *const *b;
-    int hd;
-} row_src;
 
 /* Q3_X86_LANES int8 levels at q as floats (exact). */
 INLINE vf levels_to_float(const int8_t *q) {
