@@ -26,9 +26,11 @@ def prompt_ids(stream, n, vocab=150000):
     return [(1000 + 7919 * (stream * n + i)) % vocab for i in range(n)]
 
 
-def run_stream(url, ids, tokens, out):
-    body = json.dumps({"prompt": ids, "max_tokens": tokens, "ignore_eos": True, "temperature": 0,
-                       "stream": True}).encode()
+def run_stream(url, ids, tokens, temperature, seed, out):
+    request = {"prompt": ids, "max_tokens": tokens, "ignore_eos": True, "temperature": temperature, "stream": True}
+    if temperature > 0:
+        request["seed"] = seed  # streams that sample apart route apart (greedy ones may repeat one token)
+    body = json.dumps(request).encode()
     req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
     start = time.monotonic()
     stamps = []
@@ -46,7 +48,8 @@ def run_stream(url, ids, tokens, out):
 def one_round(args, k):
     results = [dict() for _ in range(args.streams)]
     threads = [threading.Thread(target=run_stream, args=(args.url, prompt_ids(k * args.streams + s, args.prompt_tokens),
-                                                         args.tokens, results[s])) for s in range(args.streams)]
+                                                         args.tokens, args.temperature, k * args.streams + s,
+                                                         results[s])) for s in range(args.streams)]
     for t in threads:
         t.start()
     for t in threads:
@@ -69,6 +72,8 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=70)
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="sampling temperature (default 0: greedy); above 0 each stream gets its own seed")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     for k in range(args.repeat + 1):
