@@ -36,8 +36,9 @@ static q3_status place(q3_model *m, const q3_load_options *opts, q3_error *e) {
     return q3_cuda_attach(m, opts, e);
 }
 
-/* Whether this CPU's kernels compute t in the row-interleaved layout (--repack). */
-static bool has_interleaved_kernel(q3_type t) { return q3_type_get(t)->vec_dot_rows_x4 != NULL; }
+/* Whether this CPU's kernels compute t in the row-interleaved layout (--repack): the kernel
+ * matmul's 1-4 token path calls (more tokens take the rows out of their groups). */
+static bool has_interleaved_kernel(q3_type t) { return q3_type_get(t)->gemm_x4 != NULL; }
 
 static q3_status open_model(q3_model **out, const char *path, const q3_load_options *opts, q3_error *e) {
     q3_dist *d = q3_dist_world();

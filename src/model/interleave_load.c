@@ -216,21 +216,24 @@ static void *loading_thread(void *arg) {
 }
 
 /* Threads for the load: a few, since the work is page faults, copies and disk waits. */
+#define MAX_LOADING_THREADS 4
 static int loading_threads(size_t n_jobs) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+    int n = cpus < 1 ? 1 : cpus > MAX_LOADING_THREADS ? MAX_LOADING_THREADS : (int)cpus;
     return (size_t)n > n_jobs ? (int)n_jobs : n;
 }
 
-/* Every job run; each copy read is handed to m (freed with it), also on failure. */
-static q3_status interleave_all(q3_model *m, int fd, tensor_job *jobs, size_t n_jobs, size_t *bytes, q3_error *e) {
+/* Every job run on up to n_threads threads; each copy read is handed to m (freed with it), also
+ * on failure. */
+static q3_status interleave_all(q3_model *m, int fd, tensor_job *jobs, size_t n_jobs, int n_threads, size_t *bytes,
+                                q3_error *e) {
     if (!reserve(m, n_jobs)) return q3_fail(e, Q3_ENOMEM, "%s: out of memory", m->path);
     loader ld = {.m = m, .fd = fd, .jobs = jobs, .n_jobs = n_jobs};
     atomic_init(&ld.next, 0);
     atomic_init(&ld.failed, false);
-    pthread_t threads[4];
-    int n = loading_threads(n_jobs), started = 0;
-    while (started < n && pthread_create(&threads[started], NULL, loading_thread, &ld) == 0) started++;
+    pthread_t threads[MAX_LOADING_THREADS];
+    int started = 0;
+    while (started < n_threads && pthread_create(&threads[started], NULL, loading_thread, &ld) == 0) started++;
     if (started == 0) loading_thread(&ld); /* no thread to be had: this one does it all */
     for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
     for (size_t i = 0; i < n_jobs; i++) {
@@ -277,16 +280,16 @@ q3_status q3_model_interleave(q3_model *m, bool (*has_kernel)(q3_type), bool ver
         free(jobs), free(l.v);
         return Q3_OK;
     }
-    int fd = open(m->gguf.map.path, O_RDONLY);
+    int fd = open(m->gguf.map.path, O_RDONLY), threads = loading_threads(n_jobs);
     size_t bytes = 0;
     if (fd < 0)
         st = q3_fail(e, Q3_EIO, "%s: cannot open: %s", m->gguf.map.path, strerror(errno));
     else
-        st = interleave_all(m, fd, jobs, n_jobs, &bytes, e);
+        st = interleave_all(m, fd, jobs, n_jobs, threads, &bytes, e);
     if (fd >= 0) close(fd);
     if (!st && verbose)
         fprintf(stderr, "repack: %zu matrices interleaved four rows a group, %.2f GiB read into memory by %d threads\n",
-                l.n, (double)bytes / (1u << 30), loading_threads(n_jobs));
+                l.n, (double)bytes / (1u << 30), threads);
     free(jobs), free(l.v);
     /* The experts' new pages go where their NUMA placement put the mapped ones. */
     if (!st && l.n && m->numa.n_nodes > 1) {
